@@ -1,0 +1,329 @@
+import Foundation
+import Postgres
+import RampartBus
+import RampartProto
+
+/// The inventory's SQL: every function runs on a connection the caller holds, inside its transaction.
+enum InventoryStore {
+    private static let deviceColumns = """
+        SELECT d.id::text AS id, d.name, d.serial, d.model, d.platform, d.hypervisor, d.software_version,
+               d.software_patch, d.network_modules, d.interfaces::text AS interfaces, d.management_ip, d.manager_id,
+               d.connected, d.last_seen, d.out_of_date, d.registered_at, d.updated_at,
+               p.id::text AS pair_id, (p.primary_id = d.id) AS is_primary,
+               n.cluster_id::text AS cluster_id, n.role AS cluster_role
+        FROM inventory.devices d
+        LEFT JOIN inventory.ha_pairs p ON p.primary_id = d.id OR p.secondary_id = d.id
+        LEFT JOIN inventory.cluster_nodes n ON n.device_id = d.id
+        """
+
+    struct StoredInterface: Codable {
+        var type: String
+        var count: UInt32
+    }
+
+    // MARK: devices
+
+    /// The device with this id or name; `lock` takes a row lock until the transaction ends.
+    static func device(_ reference: String, lock: Bool = false, on connection: PostgresConnection) throws
+        -> Rampart_Inventory_V1_Device
+    {
+        guard !reference.isEmpty else { throw RPCError.invalidArgument("no device was named") }
+        let id = UUID(uuidString: reference)?.uuidString.lowercased()
+        if lock {
+            try connection.execute(
+                "SELECT 1 FROM inventory.devices WHERE id::text = \(id ?? "") OR (\(id == nil) AND name = \(reference)) FOR UPDATE")
+        }
+        let rows = try connection.query(
+            "\(unsafeRaw: deviceColumns) WHERE d.id::text = \(id ?? "") OR (\(id == nil) AND d.name = \(reference))")
+        guard let row = rows.first else { throw RPCError.notFound("no device '\(reference)' is registered") }
+        return try device(from: row)
+    }
+
+    static func listDevices(_ request: Rampart_Inventory_V1_ListDevicesRequest, on connection: PostgresConnection) throws
+        -> [Rampart_Inventory_V1_Device]
+    {
+        let platform = request.platform == .unspecified ? "" : request.platform.label
+        let rows = try connection.query(
+            """
+            \(unsafeRaw: deviceColumns)
+            WHERE (\(platform) = '' OR d.platform = \(platform))
+              AND (NOT \(request.onlyDisconnected) OR NOT d.connected)
+              AND (NOT \(request.onlyOutOfDate) OR d.out_of_date)
+            ORDER BY d.name
+            """)
+        return try rows.map(device(from:))
+    }
+
+    static func devices(ids: [String], on connection: PostgresConnection) throws -> [Rampart_Inventory_V1_Device] {
+        let rows = try connection.query("\(unsafeRaw: deviceColumns) WHERE d.id::text = ANY(\(ids)::text[])")
+        let byId = Dictionary(uniqueKeysWithValues: try rows.map(device(from:)).map { ($0.id, $0) })
+        return ids.compactMap { byId[$0] }
+    }
+
+    static func insertDevice(_ device: Rampart_Inventory_V1_Device, on connection: PostgresConnection) throws -> String {
+        let id = UUID().uuidString.lowercased()
+        do {
+            try connection.execute(
+                """
+                INSERT INTO inventory.devices (id, name, serial, model, platform, hypervisor, software_version,
+                    software_patch, network_modules, interfaces, management_ip, manager_id)
+                VALUES (\(id)::uuid, \(device.name), \(device.serial), \(device.model), \(device.platform.label),
+                    \(device.hypervisor.label), \(device.software.version), \(Int(device.software.patch)),
+                    \(Int(device.networkModules)), \(try interfacesJSON(device.interfaces))::jsonb,
+                    \(device.managementIp), \(device.managerID))
+                """)
+        } catch let error as PostgresError where error.isUniqueViolation {
+            throw duplicate(error, device)
+        }
+        return id
+    }
+
+    static func updateDevice(_ device: Rampart_Inventory_V1_Device, on connection: PostgresConnection) throws {
+        do {
+            try connection.execute(
+                """
+                UPDATE inventory.devices SET name = \(device.name), serial = \(device.serial), model = \(device.model),
+                    platform = \(device.platform.label), hypervisor = \(device.hypervisor.label),
+                    software_version = \(device.software.version), software_patch = \(Int(device.software.patch)),
+                    network_modules = \(Int(device.networkModules)),
+                    interfaces = \(try interfacesJSON(device.interfaces))::jsonb,
+                    management_ip = \(device.managementIp), manager_id = \(device.managerID), updated_at = now()
+                WHERE id = \(device.id)::uuid
+                """)
+        } catch let error as PostgresError where error.isUniqueViolation {
+            throw duplicate(error, device)
+        }
+    }
+
+    static func deleteDevice(id: String, on connection: PostgresConnection) throws {
+        try connection.execute("DELETE FROM inventory.devices WHERE id = \(id)::uuid")
+    }
+
+    /// Records presence; returns whether `connected` changed.
+    static func setPresence(id: String, connected: Bool, on connection: PostgresConnection) throws -> Bool {
+        let rows = try connection.query(
+            """
+            UPDATE inventory.devices d SET connected = \(connected), last_seen = now()
+            FROM (SELECT connected AS was FROM inventory.devices WHERE id = \(id)::uuid FOR UPDATE) old
+            WHERE d.id = \(id)::uuid
+            RETURNING old.was
+            """)
+        return try rows.first?.decode("was", as: Bool.self) != connected
+    }
+
+    /// Sets the out-of-date flag; returns whether it changed.
+    static func setOutOfDate(id: String, outOfDate: Bool, on connection: PostgresConnection) throws -> Bool {
+        let changed = try connection.execute(
+            """
+            UPDATE inventory.devices SET out_of_date = \(outOfDate), updated_at = now()
+            WHERE id = \(id)::uuid AND out_of_date <> \(outOfDate)
+            """)
+        return changed == 1
+    }
+
+    private static func duplicate(_ error: PostgresError, _ device: Rampart_Inventory_V1_Device) -> RPCError {
+        switch error.constraint {
+        case "devices_serial_key": RPCError.alreadyExists("a device with serial \(device.serial) is already registered")
+        default: RPCError.alreadyExists("a device named \(device.name) is already registered")
+        }
+    }
+
+    private static func interfacesJSON(_ groups: [Rampart_Inventory_V1_InterfaceGroup]) throws -> String {
+        let stored = groups.map { StoredInterface(type: $0.type, count: $0.count) }
+        return String(decoding: try JSONEncoder().encode(stored), as: UTF8.self)
+    }
+
+    private static func device(from row: PostgresRow) throws -> Rampart_Inventory_V1_Device {
+        var device = Rampart_Inventory_V1_Device()
+        device.id = try row.decode("id")
+        device.name = try row.decode("name")
+        device.serial = try row.decode("serial")
+        device.model = try row.decode("model")
+        device.platform = Rampart_Inventory_V1_Platform(label: try row.decode("platform")) ?? .unspecified
+        device.hypervisor = Rampart_Inventory_V1_Hypervisor(label: try row.decode("hypervisor")) ?? .unspecified
+        device.software.version = try row.decode("software_version")
+        device.software.patch = UInt32(try row.decode("software_patch", as: Int.self))
+        device.networkModules = UInt32(try row.decode("network_modules", as: Int.self))
+        let interfaces: String = try row.decode("interfaces")
+        device.interfaces = try JSONDecoder().decode([StoredInterface].self, from: Data(interfaces.utf8)).map {
+            var group = Rampart_Inventory_V1_InterfaceGroup()
+            group.type = $0.type
+            group.count = $0.count
+            return group
+        }
+        device.managementIp = try row.decode("management_ip")
+        device.managerID = try row.decode("manager_id")
+        device.connected = try row.decode("connected")
+        device.lastSeenUnixMs = try row.decodeIfPresent("last_seen", as: Date.self).map(millis) ?? 0
+        device.outOfDate = try row.decode("out_of_date")
+        device.registeredUnixMs = millis(try row.decode("registered_at", as: Date.self))
+        device.updatedUnixMs = millis(try row.decode("updated_at", as: Date.self))
+        if let pair: String = try row.decodeIfPresent("pair_id") {
+            device.haPairID = pair
+            device.role = try row.decode("is_primary", as: Bool.self) ? .haPrimary : .haSecondary
+        } else if let cluster: String = try row.decodeIfPresent("cluster_id") {
+            device.clusterID = cluster
+            device.role = try row.decode("cluster_role", as: String.self) == "control" ? .clusterControl : .clusterData
+        } else {
+            device.role = .standalone
+        }
+        return device
+    }
+
+    // MARK: HA pairs
+
+    static func pair(_ reference: String, on connection: PostgresConnection) throws -> Rampart_Inventory_V1_HaPair {
+        guard !reference.isEmpty else { throw RPCError.invalidArgument("no HA pair was named") }
+        let id = UUID(uuidString: reference)?.uuidString.lowercased()
+        let rows = try connection.query(
+            """
+            SELECT id::text AS id, name, primary_id::text AS primary_id, secondary_id::text AS secondary_id, sync_state,
+                   created_at
+            FROM inventory.ha_pairs WHERE id::text = \(id ?? "") OR (\(id == nil) AND name = \(reference))
+            FOR UPDATE
+            """)
+        guard let row = rows.first else { throw RPCError.notFound("no HA pair '\(reference)' exists") }
+        return try pair(from: row)
+    }
+
+    static func listPairs(on connection: PostgresConnection) throws -> [Rampart_Inventory_V1_HaPair] {
+        try connection.query(
+            """
+            SELECT id::text AS id, name, primary_id::text AS primary_id, secondary_id::text AS secondary_id, sync_state,
+                   created_at
+            FROM inventory.ha_pairs ORDER BY name
+            """
+        ).map(pair(from:))
+    }
+
+    static func insertPair(name: String, primary: String, secondary: String, on connection: PostgresConnection) throws
+        -> String
+    {
+        let id = UUID().uuidString.lowercased()
+        do {
+            try connection.execute(
+                """
+                INSERT INTO inventory.ha_pairs (id, name, primary_id, secondary_id)
+                VALUES (\(id)::uuid, \(name), \(primary)::uuid, \(secondary)::uuid)
+                """)
+        } catch let error as PostgresError where error.isUniqueViolation {
+            throw RPCError.alreadyExists("an HA pair named \(name) already exists")
+        }
+        return id
+    }
+
+    static func updatePair(_ pair: Rampart_Inventory_V1_HaPair, on connection: PostgresConnection) throws {
+        do {
+            try connection.execute(
+                """
+                UPDATE inventory.ha_pairs SET name = \(pair.name), primary_id = \(pair.primaryID)::uuid,
+                    secondary_id = \(pair.secondaryID)::uuid, sync_state = \(pair.syncState.label)
+                WHERE id = \(pair.id)::uuid
+                """)
+        } catch let error as PostgresError where error.isUniqueViolation {
+            throw RPCError.alreadyExists("an HA pair named \(pair.name) already exists")
+        }
+    }
+
+    static func deletePair(id: String, on connection: PostgresConnection) throws {
+        try connection.execute("DELETE FROM inventory.ha_pairs WHERE id = \(id)::uuid")
+    }
+
+    private static func pair(from row: PostgresRow) throws -> Rampart_Inventory_V1_HaPair {
+        var pair = Rampart_Inventory_V1_HaPair()
+        pair.id = try row.decode("id")
+        pair.name = try row.decode("name")
+        pair.primaryID = try row.decode("primary_id")
+        pair.secondaryID = try row.decode("secondary_id")
+        pair.syncState = Rampart_Inventory_V1_SyncState(label: try row.decode("sync_state")) ?? .unspecified
+        pair.createdUnixMs = millis(try row.decode("created_at", as: Date.self))
+        return pair
+    }
+
+    // MARK: clusters
+
+    static func cluster(_ reference: String, on connection: PostgresConnection) throws -> Rampart_Inventory_V1_Cluster {
+        guard !reference.isEmpty else { throw RPCError.invalidArgument("no cluster was named") }
+        let id = UUID(uuidString: reference)?.uuidString.lowercased()
+        let rows = try connection.query(
+            """
+            SELECT id::text AS id, name, created_at FROM inventory.clusters
+            WHERE id::text = \(id ?? "") OR (\(id == nil) AND name = \(reference))
+            FOR UPDATE
+            """)
+        guard let row = rows.first else { throw RPCError.notFound("no cluster '\(reference)' exists") }
+        return try clusters(from: [row], on: connection)[0]
+    }
+
+    static func listClusters(on connection: PostgresConnection) throws -> [Rampart_Inventory_V1_Cluster] {
+        let rows = try connection.query("SELECT id::text AS id, name, created_at FROM inventory.clusters ORDER BY name")
+        return try clusters(from: Array(rows), on: connection)
+    }
+
+    private static func clusters(from rows: [PostgresRow], on connection: PostgresConnection) throws
+        -> [Rampart_Inventory_V1_Cluster]
+    {
+        let ids: [String] = try rows.map { try $0.decode("id") }
+        let nodes = try connection.query(
+            """
+            SELECT cluster_id::text AS cluster_id, device_id::text AS device_id, role FROM inventory.cluster_nodes
+            WHERE cluster_id::text = ANY(\(ids)::text[])
+            ORDER BY cluster_id, (role = 'control') DESC, position
+            """)
+        var byCluster: [String: [Rampart_Inventory_V1_ClusterNode]] = [:]
+        for row in nodes {
+            var node = Rampart_Inventory_V1_ClusterNode()
+            node.deviceID = try row.decode("device_id")
+            node.role = try row.decode("role", as: String.self) == "control" ? .clusterControl : .clusterData
+            byCluster[try row.decode("cluster_id"), default: []].append(node)
+        }
+        return try rows.map { row in
+            var cluster = Rampart_Inventory_V1_Cluster()
+            cluster.id = try row.decode("id")
+            cluster.name = try row.decode("name")
+            cluster.createdUnixMs = millis(try row.decode("created_at", as: Date.self))
+            cluster.nodes = byCluster[cluster.id] ?? []
+            return cluster
+        }
+    }
+
+    static func insertCluster(name: String, on connection: PostgresConnection) throws -> String {
+        let id = UUID().uuidString.lowercased()
+        do {
+            try connection.execute("INSERT INTO inventory.clusters (id, name) VALUES (\(id)::uuid, \(name))")
+        } catch let error as PostgresError where error.isUniqueViolation {
+            throw RPCError.alreadyExists("a cluster named \(name) already exists")
+        }
+        return id
+    }
+
+    static func renameCluster(id: String, name: String, on connection: PostgresConnection) throws {
+        do {
+            try connection.execute("UPDATE inventory.clusters SET name = \(name) WHERE id = \(id)::uuid")
+        } catch let error as PostgresError where error.isUniqueViolation {
+            throw RPCError.alreadyExists("a cluster named \(name) already exists")
+        }
+    }
+
+    /// Replaces the cluster's members with `nodes` (control first).
+    static func setClusterNodes(id: String, nodes: [Rampart_Inventory_V1_ClusterNode], on connection: PostgresConnection)
+        throws
+    {
+        try connection.execute("DELETE FROM inventory.cluster_nodes WHERE cluster_id = \(id)::uuid")
+        for (position, node) in nodes.enumerated() {
+            try connection.execute(
+                """
+                INSERT INTO inventory.cluster_nodes (device_id, cluster_id, role, position)
+                VALUES (\(node.deviceID)::uuid, \(id)::uuid, \(node.role == .clusterControl ? "control" : "data"), \(position))
+                """)
+        }
+    }
+
+    static func deleteCluster(id: String, on connection: PostgresConnection) throws {
+        try connection.execute("DELETE FROM inventory.clusters WHERE id = \(id)::uuid")
+    }
+
+    private static func millis(_ date: Date) -> Int64 {
+        Int64((date.timeIntervalSince1970 * 1000).rounded())
+    }
+}

@@ -1,0 +1,52 @@
+import Postgres
+
+/// The `inventory` schema, versioned. Never edit an applied migration: add the next version.
+enum InventoryMigrations {
+    static let all: [Migration] = [
+        Migration(
+            version: 1, name: "devices, HA pairs, clusters",
+            sql: """
+                CREATE SCHEMA IF NOT EXISTS inventory;
+                CREATE TABLE inventory.devices (
+                    id uuid PRIMARY KEY,
+                    name text NOT NULL CONSTRAINT devices_name_key UNIQUE,
+                    serial text NOT NULL CONSTRAINT devices_serial_key UNIQUE,
+                    model text NOT NULL,
+                    platform text NOT NULL,
+                    hypervisor text NOT NULL DEFAULT '',
+                    software_version text NOT NULL,
+                    software_patch integer NOT NULL DEFAULT 0,
+                    network_modules integer NOT NULL DEFAULT 0,
+                    interfaces jsonb NOT NULL DEFAULT '[]',
+                    management_ip text NOT NULL,
+                    manager_id text NOT NULL,
+                    connected boolean NOT NULL DEFAULT false,
+                    last_seen timestamptz,
+                    out_of_date boolean NOT NULL DEFAULT false,
+                    registered_at timestamptz NOT NULL DEFAULT now(),
+                    updated_at timestamptz NOT NULL DEFAULT now()
+                );
+                CREATE TABLE inventory.ha_pairs (
+                    id uuid PRIMARY KEY,
+                    name text NOT NULL CONSTRAINT ha_pairs_name_key UNIQUE,
+                    primary_id uuid NOT NULL UNIQUE REFERENCES inventory.devices (id),
+                    secondary_id uuid NOT NULL UNIQUE REFERENCES inventory.devices (id),
+                    sync_state text NOT NULL DEFAULT 'active' CHECK (sync_state IN ('active', 'suspended')),
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    CHECK (primary_id <> secondary_id)
+                );
+                CREATE TABLE inventory.clusters (
+                    id uuid PRIMARY KEY,
+                    name text NOT NULL CONSTRAINT clusters_name_key UNIQUE,
+                    created_at timestamptz NOT NULL DEFAULT now()
+                );
+                CREATE TABLE inventory.cluster_nodes (
+                    device_id uuid PRIMARY KEY REFERENCES inventory.devices (id),
+                    cluster_id uuid NOT NULL REFERENCES inventory.clusters (id) ON DELETE CASCADE,
+                    role text NOT NULL CHECK (role IN ('control', 'data')),
+                    position integer NOT NULL
+                );
+                CREATE UNIQUE INDEX cluster_nodes_one_control ON inventory.cluster_nodes (cluster_id) WHERE role = 'control';
+                """),
+    ]
+}

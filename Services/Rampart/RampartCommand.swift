@@ -1,0 +1,76 @@
+import ArgumentParser
+import Foundation
+import RampartBus
+import RampartCore
+
+/// `rampart`: the operator's command line, a client of every service on the bus.
+@main
+struct RampartCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rampart",
+        abstract: "Back up and restore the configuration of a fleet of firewall devices.",
+        discussion: """
+            Every command talks to the services through the bus (--bus or RAMPART_BUS).
+            Exit codes: 0 ok, 1 other failure, 3 not found, 4 refused (exists / precondition), \
+            5 bus or service unavailable or too slow, 6 invalid argument, 64 bad usage.
+            """,
+        subcommands: [DevicesCommand.self, HaPairsCommand.self, ClustersCommand.self, EventsCommand.self, BusStatusCommand.self])
+}
+
+/// Options every command that calls the bus shares.
+struct ClientOptions: ParsableArguments {
+    @OptionGroup var bus: BusOptions
+
+    @Option(help: "table (for people) or json (for scripts).")
+    var output: OutputFormat = Environment.value("RAMPART_OUTPUT").flatMap(OutputFormat.init(rawValue:)) ?? .table
+
+    @Option(help: "Seconds to wait for an answer (env RAMPART_TIMEOUT).")
+    var timeout: Double = Environment.value("RAMPART_TIMEOUT").flatMap(Double.init) ?? 5
+
+    func validate() throws {
+        guard timeout > 0, timeout <= 3600 else { throw ValidationError("--timeout must be between 0 and 3600 seconds") }
+    }
+
+    var timeoutDuration: Duration { .milliseconds(Int64(timeout * 1000)) }
+
+    /// Runs `body` with a connected client; a failed call prints its status and exits with its code.
+    func withClient<T>(_ body: (BusClient) async throws -> T) async throws -> T {
+        let client = BusClient(endpoint: bus.endpoint, caller: "rampart-cli@\(ProcessInfo.processInfo.hostName)")
+        defer { client.close() }
+        do {
+            return try await body(client)
+        } catch let error as RPCError {
+            printError("\(error.code.name): \(error.message)")
+            throw ExitCode(Self.exitCode(for: error.code))
+        }
+    }
+
+    /// Calls `method` of `service` with this command's deadline.
+    func call<Response: SwiftProtobufMessage>(
+        _ client: BusClient, _ service: String, _ method: String, _ request: some SwiftProtobufMessage,
+        idempotent: Bool = false
+    ) async throws -> Response {
+        try await client.call(
+            service: service, method: method, request, as: Response.self, timeout: timeoutDuration, idempotent: idempotent)
+    }
+
+    static func exitCode(for code: RPCStatus) -> Int32 {
+        switch code {
+        case .notFound: 3
+        case .alreadyExists, .failedPrecondition, .aborted, .permissionDenied, .unauthenticated: 4
+        case .unavailable, .deadlineExceeded, .resourceExhausted: 5
+        case .invalidArgument, .outOfRange, .unimplemented: 6
+        default: 1
+        }
+    }
+}
+
+/// How results are printed.
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case table, json
+}
+
+/// Writes a line to standard error.
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data("rampart: \(message)\n".utf8))
+}

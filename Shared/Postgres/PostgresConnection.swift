@@ -1,0 +1,226 @@
+import CLibPQ
+import Foundation
+
+/// One libpq connection. Not thread-safe: use it from one thread at a time (`PostgresPool` does this for you).
+public final class PostgresConnection {
+    private var handle: OpaquePointer?
+
+    /// Connects (PQconnectdbParams); throws `.connection` with libpq's message on failure.
+    ///
+    /// Unless the string says otherwise, the session uses UTF-8, DateStyle ISO and a 10-second connect timeout.
+    public init(connectionString: String) throws {
+        // Earlier keywords are defaults: the expanded connection string (dbname) overrides them.
+        var pairs: [(String, String)] = [
+            ("connect_timeout", "10"),
+            ("client_encoding", "UTF8"),
+        ]
+        if !connectionString.contains("options") {
+            pairs.append(("options", "-c DateStyle=ISO -c bytea_output=hex"))
+        }
+        pairs.append(("dbname", connectionString))
+        let keywords = pairs.map { strdup($0.0) }
+        let values = pairs.map { strdup($0.1) }
+        defer {
+            keywords.forEach { free($0) }
+            values.forEach { free($0) }
+        }
+        let connection = (keywords.map { UnsafePointer($0) } + [nil]).withUnsafeBufferPointer { keywordPointers in
+            (values.map { UnsafePointer($0) } + [nil]).withUnsafeBufferPointer { valuePointers in
+                PQconnectdbParams(keywordPointers.baseAddress, valuePointers.baseAddress, 1)
+            }
+        }
+        guard let connection else {
+            throw PostgresError(kind: .connection, message: "out of memory while connecting")
+        }
+        guard PQstatus(connection) == CONNECTION_OK else {
+            let message = Self.errorMessage(of: connection)
+            PQfinish(connection)
+            throw PostgresError(kind: .connection, message: message)
+        }
+        // Server notices (e.g. "relation already exists, skipping") would go to stderr: ignore them.
+        PQsetNoticeProcessor(connection, { _, _ in }, nil)
+        handle = connection
+    }
+
+    deinit {
+        if let handle { PQfinish(handle) }
+    }
+
+    /// True while libpq considers the connection usable (PQstatus == CONNECTION_OK).
+    public var isHealthy: Bool {
+        guard let handle else { return false }
+        return PQstatus(handle) == CONNECTION_OK
+    }
+
+    /// True when a transaction block is open (or failed) on this connection.
+    public var isInTransaction: Bool {
+        guard let handle else { return false }
+        let status = PQtransactionStatus(handle)
+        return status == PQTRANS_INTRANS || status == PQTRANS_INERROR || status == PQTRANS_ACTIVE
+    }
+
+    /// Reconnects with the same parameters (PQreset); check `isHealthy` afterwards.
+    public func reset() {
+        guard let handle else { return }
+        PQreset(handle)
+    }
+
+    /// Closes the connection now (PQfinish); later calls fail with `.connection`.
+    public func close() {
+        if let handle { PQfinish(handle) }
+        handle = nil
+    }
+
+    /// Runs one statement (PQexecParams) and returns its rows as text values.
+    public func query(_ sql: SQL) throws -> PostgresRows {
+        let handle = try liveHandle()
+        for (position, bind) in sql.binds.enumerated() where !bind.isBinary && bind.value?.contains(0) == true {
+            throw PostgresError(kind: .query, message: "parameter $\(position + 1) contains a NUL character")
+        }
+        // Text values must be NUL-terminated; binary values are passed with their length.
+        let storage: [[UInt8]?] = sql.binds.map { bind in
+            guard let value = bind.value else { return nil }
+            return bind.isBinary ? value : value + [0]
+        }
+        let lengths = sql.binds.map { Int32($0.value?.count ?? 0) }
+        let formats = sql.binds.map { Int32($0.isBinary ? 1 : 0) }
+        // Binary parameters are bytea (OID 17), so they never get mistaken for text; the server infers the rest.
+        let types = sql.binds.map { $0.isBinary ? Oid(17) : Oid(0) }
+        let result = withPointers(to: storage) { pointers in
+            PQexecParams(handle, sql.text, Int32(sql.binds.count), types, pointers, lengths, formats, 0)
+        }
+        defer { PQclear(result) }
+        return try rows(of: result)
+    }
+
+    /// Runs one statement and returns the number of rows it affected (PQcmdTuples).
+    @discardableResult
+    public func execute(_ sql: SQL) throws -> Int {
+        try query(sql).affectedRows
+    }
+
+    /// Runs several statements in one string (PQexec), for migrations only: nothing is bound.
+    public func executeScript(unsafeRawSQL: String) throws {
+        let handle = try liveHandle()
+        let result = PQexec(handle, unsafeRawSQL)
+        defer { PQclear(result) }
+        _ = try rows(of: result)
+    }
+
+    /// Runs `body` between BEGIN and COMMIT; rolls back and rethrows when it throws.
+    public func transaction<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
+        try execute("BEGIN")
+        let value: T
+        do {
+            value = try body(self)
+        } catch {
+            if isHealthy { _ = try? execute("ROLLBACK") }
+            throw error
+        }
+        do {
+            try execute("COMMIT")
+        } catch {
+            if isHealthy && isInTransaction { _ = try? execute("ROLLBACK") }
+            throw error
+        }
+        return value
+    }
+
+    // MARK: - Internals
+
+    private func liveHandle() throws -> OpaquePointer {
+        guard let handle else { throw PostgresError(kind: .connection, message: "the connection is closed") }
+        return handle
+    }
+
+    private func withPointers<R>(to values: [[UInt8]?], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
+        var pointers: [UnsafePointer<CChar>?] = []
+        pointers.reserveCapacity(values.count)
+        func recurse(_ index: Int) -> R {
+            guard index < values.count else { return body(pointers) }
+            guard let value = values[index] else {
+                pointers.append(nil)
+                return recurse(index + 1)
+            }
+            return value.withUnsafeBufferPointer { buffer in
+                buffer.withMemoryRebound(to: CChar.self) { chars in
+                    pointers.append(chars.baseAddress ?? UnsafePointer(bitPattern: 1))
+                    return recurse(index + 1)
+                }
+            }
+        }
+        return recurse(0)
+    }
+
+    private func rows(of result: OpaquePointer?) throws -> PostgresRows {
+        guard let result else {
+            throw PostgresError(kind: .connection, message: Self.errorMessage(of: handle))
+        }
+        switch PQresultStatus(result) {
+        case PGRES_TUPLES_OK, PGRES_SINGLE_TUPLE:
+            let columnCount = PQnfields(result)
+            let rowCount = PQntuples(result)
+            let columns = (0..<columnCount).map { String(cString: PQfname(result, $0)) }
+            var values: [[String?]] = []
+            values.reserveCapacity(Int(rowCount))
+            for row in 0..<rowCount {
+                values.append(
+                    (0..<columnCount).map { column in
+                        PQgetisnull(result, row, column) == 1 ? nil : String(cString: PQgetvalue(result, row, column))
+                    })
+            }
+            return PostgresRows(columns: columns, values: values, affectedRows: Self.affectedRows(result))
+        case PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
+            return PostgresRows(columns: [], values: [], affectedRows: Self.affectedRows(result))
+        default:
+            throw error(from: result)
+        }
+    }
+
+    private static func affectedRows(_ result: OpaquePointer) -> Int {
+        guard let text = PQcmdTuples(result) else { return 0 }
+        return Int(String(cString: text)) ?? 0
+    }
+
+    private func error(from result: OpaquePointer) -> PostgresError {
+        func field(_ code: Character) -> String? {
+            guard let value = PQresultErrorField(result, Int32(code.asciiValue!)) else { return nil }
+            return String(cString: value)
+        }
+        let sqlState = field("C")
+        let lost = !isHealthy
+        let message = field("M") ?? Self.trimmed(PQresultErrorMessage(result)) ?? Self.errorMessage(of: handle)
+        return PostgresError(
+            kind: lost ? .connection : .query,
+            sqlState: sqlState,
+            message: message.isEmpty ? "the server closed the connection" : message,
+            detail: field("D"),
+            constraint: field("n"))
+    }
+
+    private static func trimmed(_ text: UnsafePointer<CChar>?) -> String? {
+        guard let text else { return nil }
+        // libpq messages may span lines ("…\n\tThis probably means…"): make them one line.
+        let message = String(cString: text).split(whereSeparator: \.isNewline)
+            .map { $0.trimmingWhitespace() }.filter { !$0.isEmpty }.joined(separator: " ")
+        return message.isEmpty ? nil : message
+    }
+
+    private static func errorMessage(of connection: OpaquePointer?) -> String {
+        guard let connection else { return "the connection is closed" }
+        return trimmed(PQerrorMessage(connection)) ?? "unknown libpq error"
+    }
+}
+
+extension StringProtocol {
+    func trimmingWhitespace() -> String {
+        var scalars = Substring(self)
+        while let last = scalars.last, last.isWhitespace { scalars = scalars.dropLast() }
+        while let first = scalars.first, first.isWhitespace { scalars = scalars.dropFirst() }
+        return String(scalars)
+    }
+}
+
+/// A connection belongs to one thread at a time: share a `PostgresPool` instead.
+@available(*, unavailable)
+extension PostgresConnection: Sendable {}

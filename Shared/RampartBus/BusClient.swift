@@ -1,0 +1,193 @@
+import Foundation
+import Logging
+import RampartProto
+import Synchronization
+import SwiftProtobuf
+import ZeroMQ
+
+/// Calls services over the bus. Thread-safe; one DEALER socket on its own thread, started at the
+/// first call. Every call has a deadline and ends by it: a reply, the broker's status, or
+/// `DEADLINE_EXCEEDED` made locally when nothing came back (the bus may be down).
+public final class BusClient: Sendable {
+    /// Where the broker listens.
+    public let endpoint: String
+    private let caller: String
+    private let logger: Logger
+    private let control = LoopControl()
+    private let mailbox: Mailbox
+    private let state = Mutex(State())
+
+    private struct Pending {
+        var continuation: CheckedContinuation<Reply, Never>
+        var deadline: Int64
+        var service: String
+        var method: String
+    }
+
+    private struct State {
+        var pending: [UInt64: Pending] = [:]
+        var nextId: UInt64 = 1
+        var started = false
+        var closed = false
+        var heardFromBroker = false
+    }
+
+    /// A reply: the header (status, message) and the payload.
+    public struct Reply: Sendable {
+        public var header: Rampart_Bus_V1_ReplyHeader
+        public var payload: Data
+    }
+
+    /// A client of the broker at `endpoint`, naming itself `caller` in request metadata.
+    public init(endpoint: String, caller: String = "rampart", logger: Logger = Logger(label: "rampart.bus.client")) {
+        self.endpoint = endpoint
+        self.caller = caller
+        self.logger = logger
+        self.mailbox = Mailbox(wakeup: control.wakeup)
+    }
+
+    /// Ends the socket thread; calls still waiting end with `CANCELLED`.
+    public func close() {
+        control.stop()
+        let waiting = state.withLock { state in
+            state.closed = true
+            defer { state.pending.removeAll() }
+            return Array(state.pending)
+        }
+        for (id, pending) in waiting {
+            pending.continuation.resume(returning: Self.localReply(id, .cancelled, "the client was closed"))
+        }
+    }
+
+    /// Calls `method` of `service` and decodes its response; throws `RPCError` for any status but OK.
+    /// Idempotent calls are retried with backoff while the status is `UNAVAILABLE` and time remains.
+    public func call<Response: SwiftProtobuf.Message>(
+        service: String, method: String, _ request: some SwiftProtobuf.Message, as: Response.Type = Response.self,
+        timeout: Duration = .seconds(5), idempotent: Bool = false, metadata: [String: String] = [:]
+    ) async throws -> Response {
+        let deadline = unixMillis() + timeout.milliseconds
+        let payload = FrameCodec.serialize(request)
+        var backoff: Int64 = 50
+        while true {
+            let reply = await send(service: service, method: method, payload: payload, deadline: deadline, metadata: metadata)
+            switch reply.header.status {
+            case .ok:
+                do {
+                    return try Response(serializedBytes: reply.payload)
+                } catch {
+                    throw RPCError(.internal, "\(service) answered \(method) with a payload that is not a \(Response.protoMessageName)")
+                }
+            case .unavailable where idempotent && unixMillis() + backoff < deadline:
+                logger.debug("retrying", metadata: ["service": "\(service)", "backoff-ms": "\(backoff)"])
+                try await Task.sleep(for: .milliseconds(backoff))
+                backoff = min(backoff * 2, 1000)
+            default:
+                throw RPCError(reply.header.status, reply.header.message)
+            }
+        }
+    }
+
+    /// Sends one request and waits for its reply until `deadline` (ms since the epoch); never throws.
+    public func send(
+        service: String, method: String, payload: Data, deadline: Int64, metadata: [String: String] = [:]
+    ) async -> Reply {
+        let id = state.withLock { state -> UInt64? in
+            guard !state.closed else { return nil }
+            defer { state.nextId += 1 }
+            return state.nextId
+        }
+        guard let id else { return Self.localReply(0, .cancelled, "the client was closed") }
+        startIfNeeded()
+        var header = Rampart_Bus_V1_RequestHeader()
+        header.requestID = id
+        header.method = method
+        header.deadlineUnixMs = deadline
+        header.metadata = metadata
+        if header.metadata["caller"] == nil { header.metadata["caller"] = caller }
+        if header.metadata["trace-id"] == nil { header.metadata["trace-id"] = UUID().uuidString.lowercased() }
+        let frames = FrameCodec.clientRequest(service: service, header: header, payload: payload)
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                state.withLock {
+                    $0.pending[id] = Pending(continuation: continuation, deadline: deadline, service: service, method: method)
+                }
+                mailbox.push(frames)
+            }
+        } onCancel: {
+            resolve(id, Self.localReply(id, .cancelled, "the call was cancelled"))
+        }
+    }
+
+    private static func localReply(_ id: UInt64, _ status: Rampart_Bus_V1_StatusCode, _ message: String) -> Reply {
+        Reply(header: FrameCodec.replyHeader(requestId: id, status: status, message: message, answeredBy: "client"), payload: Data())
+    }
+
+    private func resolve(_ id: UInt64, _ reply: Reply) {
+        let pending = state.withLock { $0.pending.removeValue(forKey: id) }
+        pending?.continuation.resume(returning: reply)
+    }
+
+    private func startIfNeeded() {
+        let start = state.withLock { state -> Bool in
+            defer { state.started = true }
+            return !state.started
+        }
+        guard start else { return }
+        let thread = Thread { [self] in
+            do { try loop() } catch { logger.error("bus client stopped", metadata: ["error": "\(error)"]) }
+        }
+        thread.name = "bus-client"
+        thread.start()
+    }
+
+    private func loop() throws {
+        let socket = try ZMQSocket(.dealer)
+        try socket.setMaxMessageSize(BusProtocol.maxMessageSize)
+        try socket.connect(endpoint)
+        var poller = ZMQPoller()
+        let socketIndex = poller.add(socket)
+        poller.add(fileDescriptor: control.wakeup.readDescriptor)
+        while !control.isStopRequested {
+            let next = state.withLock { $0.pending.values.map(\.deadline).min() }
+            let wait = next.map { max(0, min($0 - unixMillis(), 250)) } ?? 250
+            try poller.poll(timeoutMilliseconds: Int(wait))
+            control.wakeup.drain()
+            for frames in mailbox.takeAll() {
+                do { try socket.send(frames) } catch { logger.warning("request not sent", metadata: ["error": "\(error)"]) }
+            }
+            if poller.isReadable(socketIndex) {
+                while let frames = try socket.receive(dontWait: true) {
+                    guard let (_, header, payload) = FrameCodec.decodeClientReply(frames) else {
+                        logger.warning("malformed reply dropped")
+                        continue
+                    }
+                    state.withLock { $0.heardFromBroker = true }
+                    resolve(header.requestID, Reply(header: header, payload: payload))
+                }
+            }
+            expireDeadlines()
+        }
+    }
+
+    private func expireDeadlines() {
+        let now = unixMillis()
+        let (expired, heard) = state.withLock { state -> ([(UInt64, Pending)], Bool) in
+            let ids = state.pending.filter { $0.value.deadline <= now }.map(\.key)
+            return (ids.compactMap { id in state.pending.removeValue(forKey: id).map { (id, $0) } }, state.heardFromBroker)
+        }
+        for (id, pending) in expired {
+            let hint = heard ? "" : " (nothing has been heard from the bus at \(endpoint): is the bus running?)"
+            pending.continuation.resume(
+                returning: Self.localReply(
+                    id, .deadlineExceeded, "no answer from service '\(pending.service)' before the deadline\(hint)"))
+        }
+    }
+}
+
+extension Duration {
+    /// The duration in whole milliseconds.
+    public var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}

@@ -1,0 +1,174 @@
+import Foundation
+import Logging
+import RampartProto
+import ServiceLifecycle
+import Synchronization
+import ZeroMQ
+
+/// Serves a `ServiceRouter` on the bus as one instance of `service`: connects to the broker,
+/// announces itself (READY with its capacity), runs requests concurrently as child tasks, and keeps
+/// the broker's heartbeat; reconnects when the broker goes silent or forgets it.
+public final class ServiceHost: Service, Sendable {
+    /// Settings of one instance.
+    public struct Configuration: Sendable {
+        public var service: String
+        public var brokerEndpoint: String
+        public var instanceId: String
+        /// Requests run at once; the broker never sends more.
+        public var capacity: UInt32 = 64
+        public var heartbeatIntervalMs: Int64 = 2500
+        public var liveness: Int64 = 3
+
+        public init(service: String, brokerEndpoint: String, instanceId: String? = nil) {
+            self.service = service
+            self.brokerEndpoint = brokerEndpoint
+            self.instanceId = instanceId ?? "\(service)-\(ProcessInfo.processInfo.processIdentifier)-\(UInt16.random(in: 0...UInt16.max))"
+        }
+    }
+
+    struct Incoming: Sendable {
+        var client: Data
+        var header: Rampart_Bus_V1_RequestHeader
+        var payload: Data
+    }
+
+    private let configuration: Configuration
+    private let router: ServiceRouter
+    private let logger: Logger
+    private let control = LoopControl()
+    private let handlersDone = Atomic<Bool>(false)
+
+    /// An instance of `configuration.service` serving `router`.
+    public init(configuration: Configuration, router: ServiceRouter, logger: Logger) {
+        self.configuration = configuration
+        self.router = router
+        var logger = logger
+        logger[metadataKey: "instance"] = "\(configuration.instanceId)"
+        self.logger = logger
+    }
+
+    /// Serves until cancelled or gracefully shut down; requests already running finish first.
+    public func run() async throws {
+        let (stream, continuation) = AsyncStream<Incoming>.makeStream()
+        let mailbox = Mailbox(wakeup: control.wakeup)
+        try await withGracefulShutdownHandler {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { [self] in
+                    try await runOnDedicatedThread(name: "svc-\(configuration.service)", control: control) { [self] in
+                        try loop(requests: continuation, mailbox: mailbox)
+                    }
+                }
+                await withTaskGroup(of: Void.self) { handlers in
+                    for await incoming in stream {
+                        handlers.addTask { [self] in
+                            let (header, payload) = await router.handle(
+                                header: incoming.header, payload: incoming.payload,
+                                instanceId: configuration.instanceId, logger: logger)
+                            mailbox.push(
+                                FrameCodec.workerCommand(.reply, [incoming.client, FrameCodec.serialize(header), payload]))
+                        }
+                    }
+                }
+                handlersDone.store(true, ordering: .sequentiallyConsistent)
+                control.wakeup.signal()
+                try await group.waitForAll()
+            }
+        } onGracefulShutdown: { [control] in
+            control.stop()
+        }
+    }
+
+    private func connect() throws -> ZMQSocket {
+        let socket = try ZMQSocket(.dealer)
+        try socket.setMaxMessageSize(BusProtocol.maxMessageSize)
+        try socket.setHighWaterMarks(send: 100_000, receive: 100_000)
+        try socket.connect(configuration.brokerEndpoint)
+        var info = Rampart_Bus_V1_WorkerInfo()
+        info.instanceID = configuration.instanceId
+        info.capacity = configuration.capacity
+        try socket.send(
+            FrameCodec.workerCommand(.ready, [Data(configuration.service.utf8), FrameCodec.serialize(info)]))
+        return socket
+    }
+
+    private func loop(requests: AsyncStream<Incoming>.Continuation, mailbox: Mailbox) throws {
+        defer { requests.finish() }
+        var socket = try connect()
+        logger.info(
+            "serving", metadata: ["service": "\(configuration.service)", "broker": "\(configuration.brokerEndpoint)"])
+        let interval = configuration.heartbeatIntervalMs
+        var heardAt = unixMillis()
+        var nextHeartbeat = heardAt + interval
+        var draining = false
+
+        while true {
+            if control.isStopRequested && !draining {
+                draining = true
+                requests.finish()
+            }
+            if draining && handlersDone.load(ordering: .sequentiallyConsistent) {
+                for frames in mailbox.takeAll() { _ = try? socket.send(frames, dontWait: true) }
+                _ = try? socket.send(FrameCodec.workerCommand(.disconnect), dontWait: true)
+                socket.close()
+                logger.info("stopped serving")
+                return
+            }
+            var poller = ZMQPoller()
+            let socketIndex = poller.add(socket)
+            poller.add(fileDescriptor: control.wakeup.readDescriptor)
+            let wait = max(0, min(nextHeartbeat - unixMillis(), interval))
+            try poller.poll(timeoutMilliseconds: Int(wait))
+            control.wakeup.drain()
+
+            for frames in mailbox.takeAll() {
+                do { try socket.send(frames, dontWait: true) } catch {
+                    logger.warning("reply could not be sent", metadata: ["error": "\(error)"])
+                }
+            }
+            var reconnect = false
+            if poller.isReadable(socketIndex) {
+                while let frames = try socket.receive(dontWait: true) {
+                    heardAt = unixMillis()
+                    switch FrameCodec.decodeAtWorker(frames) {
+                    case .request(let client, let header, let payload):
+                        if draining {
+                            let reply = FrameCodec.replyHeader(
+                                requestId: header.requestID, status: .unavailable,
+                                message: "instance \(configuration.instanceId) is shutting down",
+                                answeredBy: configuration.instanceId)
+                            _ = try? socket.send(
+                                FrameCodec.workerCommand(.reply, [client, FrameCodec.serialize(reply), Data()]))
+                        } else {
+                            requests.yield(Incoming(client: client, header: header, payload: payload))
+                        }
+                    case .malformedRequest(let client, let reason):
+                        let reply = FrameCodec.replyHeader(
+                            requestId: 0, status: .invalidArgument, message: "malformed request: \(reason)",
+                            answeredBy: configuration.instanceId)
+                        _ = try? socket.send(FrameCodec.workerCommand(.reply, [client, FrameCodec.serialize(reply), Data()]))
+                    case .heartbeat:
+                        break
+                    case .disconnect:
+                        reconnect = true
+                    case nil:
+                        logger.warning("malformed message from the broker dropped")
+                    }
+                }
+            }
+            let now = unixMillis()
+            if !reconnect && now - heardAt > interval * configuration.liveness {
+                logger.warning("broker silent, reconnecting", metadata: ["silent-ms": "\(now - heardAt)"])
+                reconnect = true
+            }
+            if reconnect {
+                socket.close()
+                socket = try connect()
+                heardAt = unixMillis()
+            }
+            if now >= nextHeartbeat {
+                _ = try? socket.send(FrameCodec.workerCommand(.heartbeat), dontWait: true)
+                nextHeartbeat = now + interval
+            }
+        }
+    }
+}

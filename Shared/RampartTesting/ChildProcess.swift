@@ -1,0 +1,175 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A program started by a test (a Rampart executable), its output going to a log file.
+/// Uses posix_spawn and waitpid directly: Foundation's `Process` was seen to miss children's exits here.
+public final class ChildProcess: @unchecked Sendable {
+    /// The process id.
+    public let pid: pid_t
+    /// Where its standard output and error go.
+    public let logPath: String
+    /// The command line, for messages.
+    public let commandLine: String
+    private let lock = NSLock()
+    private var exitStatus: Int32?
+
+    /// Starts `executable` with `arguments`, adding `environment` to this process's environment.
+    public init(_ executable: String, _ arguments: [String], environment: [String: String] = [:], logPath: String) throws {
+        self.logPath = logPath
+        self.commandLine = ([executable] + arguments).joined(separator: " ")
+        pid = try Self.spawn(executable, arguments, environment: environment, stdout: logPath, stderr: logPath)
+    }
+
+    /// Whether it is still running (reaps it if it ended).
+    public var isRunning: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        if exitStatus != nil { return false }
+        var status: Int32 = 0
+        let result = waitpid(pid, &status, WNOHANG)
+        if result == pid {
+            exitStatus = status
+            return false
+        }
+        return result == 0
+    }
+
+    /// Sends `signal` (SIGTERM, SIGKILL, SIGSTOP, ...).
+    public func send(_ signal: Int32) {
+        _ = kill(pid, signal)
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` seconds, then SIGKILL.
+    public func stop(timeout: Double = 5) {
+        guard isRunning else { return }
+        send(SIGTERM)
+        let deadline = Date().addingTimeInterval(timeout)
+        while isRunning && Date() < deadline { usleep(20_000) }
+        if isRunning {
+            send(SIGKILL)
+            while isRunning { usleep(10_000) }
+        }
+    }
+
+    /// Kills it at once (SIGKILL) and reaps it.
+    public func kill9() {
+        send(SIGKILL)
+        while isRunning { usleep(5_000) }
+    }
+
+    /// What it has written so far.
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    deinit {
+        if isRunning { kill9() }
+    }
+
+    /// The result of a command run to completion.
+    public struct Result: Sendable, CustomStringConvertible {
+        public var exitCode: Int32
+        public var stdout: String
+        public var stderr: String
+        public var description: String { "exit \(exitCode)\nstdout: \(stdout)\nstderr: \(stderr)" }
+    }
+
+    /// Runs `executable` to completion on a thread of its own and returns its exit code and output.
+    public static func run(
+        _ executable: String, _ arguments: [String], environment: [String: String] = [:]
+    ) async throws -> Result {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(
+                    with: Swift.Result {
+                        let scratch = NSTemporaryDirectory() + "rampart-run-\(UUID().uuidString)"
+                        defer {
+                            unlink(scratch + ".out")
+                            unlink(scratch + ".err")
+                        }
+                        let pid = try spawn(
+                            executable, arguments, environment: environment, stdout: scratch + ".out",
+                            stderr: scratch + ".err")
+                        var status: Int32 = 0
+                        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+                        let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+                        return Result(
+                            exitCode: code,
+                            stdout: (try? String(contentsOfFile: scratch + ".out", encoding: .utf8)) ?? "",
+                            stderr: (try? String(contentsOfFile: scratch + ".err", encoding: .utf8)) ?? "")
+                    })
+            }
+        }
+    }
+
+    struct SpawnError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    private static func spawn(
+        _ executable: String, _ arguments: [String], environment: [String: String], stdout: String, stderr: String
+    ) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        if stderr == stdout {
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        }
+        let merged = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid = pid_t()
+        let result = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        guard result == 0 else {
+            throw SpawnError(description: "cannot start \(executable): \(String(cString: strerror(result)))")
+        }
+        return pid
+    }
+}
+
+/// Where the built executables are: `RAMPART_BIN_DIR`, or the folder of the running test bundle.
+public enum Binaries {
+    /// The folder holding `bus`, `inventory`, `rampart`.
+    public static var directory: String {
+        if let dir = ProcessInfo.processInfo.environment["RAMPART_BIN_DIR"], !dir.isEmpty { return dir }
+        var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        while url.path != "/" {
+            url.deleteLastPathComponent()
+            if FileManager.default.isExecutableFile(atPath: url.appendingPathComponent("bus").path) { return url.path }
+        }
+        return FileManager.default.currentDirectoryPath + "/.build/debug"
+    }
+
+    /// The path of executable `name`.
+    public static func path(_ name: String) -> String { directory + "/" + name }
+}
+
+/// Free TCP ports on 127.0.0.1, found by binding port 0.
+public enum FreePort {
+    /// A port nothing listens on right now.
+    public static func next() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}

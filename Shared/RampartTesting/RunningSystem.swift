@@ -1,0 +1,110 @@
+import Foundation
+import RampartBus
+import RampartProto
+
+/// A running Rampart for an integration test: its own database on the test server, a `bus` and
+/// any number of service instances as real processes on free loopback ports. Stop it with `stop()`.
+public final class RunningSystem: @unchecked Sendable {
+    /// The broker endpoint.
+    public let busEndpoint: String
+    /// The event publish endpoint.
+    public let eventsEndpoint: String
+    /// The database's connection string.
+    public let database: String
+    /// Heartbeat interval given to every process (short, so liveness tests are quick).
+    public let heartbeatMs: Int
+    /// Folder of the processes' logs.
+    public let logDirectory: String
+    /// The bus process.
+    public private(set) var bus: ChildProcess!
+    private var services: [ChildProcess] = []
+    private let lock = NSLock()
+
+    /// Starts the bus on a fresh database; wait for it with `waitUntilServing`.
+    public init(heartbeatMs: Int = 200) throws {
+        database = try TestDatabase.create()
+        busEndpoint = "tcp://127.0.0.1:\(FreePort.next())"
+        eventsEndpoint = "tcp://127.0.0.1:\(FreePort.next())"
+        self.heartbeatMs = heartbeatMs
+        logDirectory = NSTemporaryDirectory() + "rampart-it-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
+        bus = try ChildProcess(
+            Binaries.path("bus"), ["--listen", busEndpoint, "--publish", eventsEndpoint], environment: environment,
+            logPath: logDirectory + "/bus.log")
+    }
+
+    /// The environment every Rampart process of this system gets.
+    public var environment: [String: String] {
+        [
+            "RAMPART_DATABASE_URL": database, "RAMPART_BUS": busEndpoint, "RAMPART_HEARTBEAT_MS": "\(heartbeatMs)",
+            "RAMPART_LOG_LEVEL": "info",
+        ]
+    }
+
+    /// Starts one more instance of executable `name` (e.g. "inventory").
+    @discardableResult
+    public func start(_ name: String, _ arguments: [String] = []) throws -> ChildProcess {
+        lock.lock()
+        defer { lock.unlock() }
+        let process = try ChildProcess(
+            Binaries.path(name), arguments, environment: environment,
+            logPath: logDirectory + "/\(name)-\(services.count).log")
+        services.append(process)
+        return process
+    }
+
+    /// A client of this system's bus.
+    public func client(caller: String = "integration-test") -> BusClient {
+        BusClient(endpoint: busEndpoint, caller: caller)
+    }
+
+    /// Waits until the broker lists `count` instances of `service` (or fails after `timeout`).
+    public func waitUntilServing(_ service: String, instances count: Int = 1, timeout: Duration = .seconds(20)) async throws {
+        let client = client()
+        defer { client.close() }
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        var last = "no answer"
+        while clock.now < deadline {
+            if let status: Rampart_Bus_V1_BrokerStatusResponse = try? await client.call(
+                service: BusProtocol.brokerService, method: Broker.statusMethod, Rampart_Bus_V1_BrokerStatusRequest(),
+                timeout: .seconds(1))
+            {
+                let found = status.services.first { $0.name == service }?.instances.count ?? 0
+                if found == count { return }
+                last = "\(found) instances"
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TimeoutError(description: "\(service) never had \(count) instances (\(last)); logs in \(logDirectory)\n\(logs)")
+    }
+
+    /// Runs the `rampart` CLI against this system.
+    public func rampart(_ arguments: String...) async throws -> ChildProcess.Result {
+        try await rampart(arguments)
+    }
+
+    /// Runs the `rampart` CLI against this system.
+    public func rampart(_ arguments: [String]) async throws -> ChildProcess.Result {
+        try await ChildProcess.run(Binaries.path("rampart"), arguments, environment: environment)
+    }
+
+    /// Every process's log, for failure messages.
+    public var logs: String {
+        ([bus] + services).map { "== \($0.commandLine)\n\($0.log.suffix(4000))" }.joined(separator: "\n")
+    }
+
+    /// Stops every process (services first, then the bus).
+    public func stop() {
+        for service in services { service.stop() }
+        bus.stop()
+    }
+
+    deinit { stop() }
+
+    /// A wait that ran out.
+    public struct TimeoutError: Error, CustomStringConvertible {
+        public var description: String
+        public init(description: String) { self.description = description }
+    }
+}

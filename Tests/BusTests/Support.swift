@@ -1,0 +1,95 @@
+import Foundation
+import Logging
+import RampartBus
+import RampartProto
+import Synchronization
+
+/// SplitMix64 (Steele, Lea, Flood 2014): a tiny seeded generator, so random tests repeat exactly.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+extension Data {
+    /// UTF-8 bytes of `text`.
+    init(_ text: String) { self = Data(text.utf8) }
+}
+
+/// A request header with `id`, `method` and an optional absolute deadline.
+func requestHeader(
+    id: UInt64, method: String = "rampart.test.v1.Test/Echo", deadline: Int64 = 0,
+    metadata: [String: String] = [:]
+) -> Rampart_Bus_V1_RequestHeader {
+    var header = Rampart_Bus_V1_RequestHeader()
+    header.requestID = id
+    header.method = method
+    header.deadlineUnixMs = deadline
+    header.metadata = metadata
+    return header
+}
+
+/// A worker's READY announcement.
+func workerInfo(_ instance: String, capacity: UInt32) -> Rampart_Bus_V1_WorkerInfo {
+    var info = Rampart_Bus_V1_WorkerInfo()
+    info.instanceID = instance
+    info.capacity = capacity
+    return info
+}
+
+/// A reply header as a service instance would send it.
+func replyHeader(id: UInt64, status: Rampart_Bus_V1_StatusCode = .ok, message: String = "", by: String = "w")
+    -> Rampart_Bus_V1_ReplyHeader
+{
+    FrameCodec.replyHeader(requestId: id, status: status, message: message, answeredBy: by)
+}
+
+/// What a `RecordingLogHandler` saw; shared by every copy of the handler.
+final class LogRecord: Sendable {
+    struct Entry: Sendable {
+        var level: Logger.Level
+        var message: String
+        var metadata: [String: String]
+    }
+
+    private let entries = Mutex<[Entry]>([])
+
+    var all: [Entry] { entries.withLock { $0 } }
+
+    func append(_ entry: Entry) { entries.withLock { $0.append(entry) } }
+
+    /// Everything logged, messages and metadata values, as one text to search.
+    var text: String { all.map { "\($0.message) \($0.metadata.values.sorted())" }.joined(separator: "\n") }
+}
+
+/// A log handler that keeps what was logged, so tests can look at it.
+struct RecordingLogHandler: LogHandler {
+    let record: LogRecord
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var merged: [String: String] = [:]
+        for (key, value) in metadata { merged[key] = "\(value)" }
+        for (key, value) in event.metadata ?? [:] { merged[key] = "\(value)" }
+        record.append(LogRecord.Entry(level: event.level, message: "\(event.message)", metadata: merged))
+    }
+}
+
+/// A logger whose output lands in `record`.
+func recordingLogger(_ record: LogRecord) -> Logger {
+    Logger(label: "bus-tests") { _ in RecordingLogHandler(record: record) }
+}

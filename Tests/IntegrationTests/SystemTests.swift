@@ -1,0 +1,185 @@
+import Foundation
+import InventoryService
+import RampartBus
+import RampartProto
+import RampartTesting
+import SwiftProtobuf
+import Testing
+import ZeroMQ
+
+/// End to end over real processes: PostgreSQL, `bus`, `inventory` instances and the `rampart` CLI.
+@Suite("System: bus, inventory and CLI as processes", .serialized)
+struct SystemTests {
+    @Test("Inventory: a standalone device, an HA pair and a 3-node cluster registered through the CLI, served by both instances")
+    func registersTheSmallFleetOnTwoInstances() async throws {
+        try await withSystem(inventories: 2) { system in
+            try await registerSmallFleet(system)
+
+            let devices = try await system.rampart("devices", "list", "--output", "json")
+            #expect(devices.exitCode == 0)
+            let list = try Rampart_Inventory_V1_ListDevicesResponse(jsonString: devices.stdout)
+            let roles = Dictionary(uniqueKeysWithValues: list.devices.map { ($0.name, $0.role) })
+            #expect(
+                roles == [
+                    "fw-edge": .standalone, "fw-ha-1": .haPrimary, "fw-ha-2": .haSecondary, "node-1": .clusterControl,
+                    "node-2": .clusterData, "node-3": .clusterData,
+                ])
+            let table = try await system.rampart("clusters", "list")
+            #expect(table.stdout.contains("cl-west") && table.stdout.contains("node-2,node-3"), "\(table)")
+
+            // Both instances answer: the broker spreads requests round-robin.
+            let client = system.client()
+            defer { client.close() }
+            var answeredBy = Set<String>()
+            for _ in 0..<10 {
+                let reply = await client.send(
+                    service: InventoryService.serviceName, method: InventoryService.Method.listDevices,
+                    payload: Data(), deadline: unixMillis() + 5000)
+                #expect(reply.header.status == .ok)
+                answeredBy.insert(reply.header.answeredBy)
+            }
+            #expect(answeredBy.count == 2, "answered by \(answeredBy)")
+        }
+    }
+
+    @Test("Events: every change appears once, in order; a subscriber that went away replays from its last seq")
+    func eventsInOrderAndReplayAfterDisconnect() async throws {
+        try await withSystem { system in
+            try await registerSmallFleet(system)
+            // 3 + 1 + 3 + 1 changes so far.
+            let first = try await collectEvents(system, since: 0, count: 5)
+            #expect(first.map(\.seq) == [1, 2, 3, 4, 5])
+            #expect(first[3].topic == "inventory.ha_pair.created")
+
+            // Away: more changes happen.
+            for name in ["fw-edge", "fw-ha-1"] {
+                #expect(try await system.rampart("devices", "presence", name, "connected").exitCode == 0)
+            }
+            #expect(try await system.rampart("devices", "out-of-date", "node-2").exitCode == 0)
+
+            let rest = try await collectEvents(system, since: first.last!.seq, count: 6)
+            let all = first + rest
+            #expect(all.map(\.seq) == Array(1...11), "each event exactly once, gap-free")
+            #expect(
+                all.map(\.topic) == [
+                    "inventory.device.registered", "inventory.device.registered", "inventory.device.registered",
+                    "inventory.ha_pair.created", "inventory.device.registered", "inventory.device.registered",
+                    "inventory.device.registered", "inventory.cluster.created", "inventory.device.connected",
+                    "inventory.device.connected", "inventory.device.out_of_date",
+                ])
+            #expect(all[8].attributes["device_name"] == "fw-edge")
+
+            // The CLI's tail replays the same, filtered by topic.
+            let tail = try await system.rampart("events", "tail", "--since", "0", "--topic", "inventory.cluster.", "--count", "1")
+            #expect(tail.exitCode == 0 && tail.stdout.contains("inventory.cluster.created"), "\(tail)")
+        }
+    }
+
+    @Test("Bus: a service with no instance answers UNAVAILABLE from the broker, not at the deadline")
+    func unavailableAtOnce() async throws {
+        try await withSystem(inventories: 0) { system in
+            let client = system.client()
+            defer { client.close() }
+            let reply = await client.send(
+                service: "no-such-service", method: "x.Y/Z", payload: Data(), deadline: unixMillis() + 30_000)
+            #expect(reply.header.status == .unavailable)
+            #expect(reply.header.answeredBy == "broker")
+
+            let cli = try await system.rampart("devices", "list")
+            #expect(cli.exitCode == 5)
+            #expect(cli.stderr.contains("UNAVAILABLE") && cli.stderr.contains("inventory"), "\(cli)")
+        }
+    }
+
+    @Test("CLI: with no bus at all, a clear message and exit code 5 by the deadline, never a hang")
+    func cliWithoutBus() async throws {
+        let result = try await ChildProcess.run(
+            Binaries.path("rampart"), ["devices", "list", "--bus", "tcp://127.0.0.1:\(FreePort.next())", "--timeout", "1"])
+        #expect(result.exitCode == 5)
+        #expect(result.stderr.contains("is the bus running"), "\(result)")
+    }
+
+    @Test("Bus: kill -9 of one inventory instance leaves the other serving")
+    func survivesKilledInstance() async throws {
+        try await withSystem(inventories: 2) { system in
+            try await registerSmallFleet(system)
+            let victim = try system.start("inventory")
+            try await system.waitUntilServing(InventoryService.serviceName, instances: 3)
+            victim.kill9()
+            let client = system.client()
+            defer { client.close() }
+            for _ in 0..<30 {
+                let list: Rampart_Inventory_V1_ListDevicesResponse = try await client.call(
+                    service: InventoryService.serviceName, method: InventoryService.Method.listDevices,
+                    Rampart_Inventory_V1_ListDevicesRequest(), timeout: .seconds(5), idempotent: true)
+                #expect(list.devices.count == 6)
+            }
+            try await system.waitUntilServing(InventoryService.serviceName, instances: 2)
+        }
+    }
+
+    @Test("Bus: 10,000 random and truncated messages crash neither the broker nor a service; good requests still answered")
+    func survivesGarbage() async throws {
+        try await withSystem { system in
+            let endpoint = system.busEndpoint
+            try await Task.detached {
+                var rng = SplitMix64(seed: 0x5EED)
+                let socket = try ZMQSocket(.dealer)
+                try socket.connect(endpoint)
+                let valid = FrameCodec.clientRequest(
+                    service: InventoryService.serviceName,
+                    header: {
+                        var header = Rampart_Bus_V1_RequestHeader()
+                        header.requestID = 1
+                        header.method = InventoryService.Method.registerDevice
+                        return header
+                    }(), payload: Data([0x0A, 0x02, 0x12, 0x00]))
+                for index in 0..<10_000 {
+                    var frames: [Data]
+                    switch index % 4 {
+                    case 0:  // random frames
+                        frames = (0..<Int.random(in: 1...6, using: &rng)).map { _ in rng.bytes(Int.random(in: 0...40, using: &rng)) }
+                    case 1:  // a valid request cut short
+                        frames = Array(valid.prefix(Int.random(in: 1...4, using: &rng)))
+                    case 2:  // valid routing to the inventory, random header or payload
+                        frames = valid
+                        frames[Int.random(in: 3...4, using: &rng)] = rng.bytes(Int.random(in: 0...64, using: &rng))
+                    default:  // worker commands from nowhere
+                        frames = FrameCodec.workerCommand(WorkerCommand(rawValue: UInt8.random(in: 1...5, using: &rng))!)
+                            + [rng.bytes(8)]
+                    }
+                    if index % 4 == 2 {
+                        var header = Rampart_Bus_V1_RequestHeader()
+                        header.requestID = UInt64(index + 10)
+                        header.method = [InventoryService.Method.registerDevice, InventoryService.Method.updateDevice,
+                                         "no.such/Method"][index % 3]
+                        header.deadlineUnixMs = unixMillis() + 5000
+                        frames[3] = FrameCodec.serialize(header)
+                    }
+                    try socket.send(frames)
+                }
+            }.value
+
+            #expect(system.bus.isRunning)
+            let good = try await system.rampart("devices", "register", "after-garbage", "--serial", "AG1", "--model", "FPR-1010",
+                                                "--platform", "physical", "--software", "7.4.1", "--management-ip", "10.9.9.9")
+            #expect(good.exitCode == 0, "\(good)")
+            let status = try await system.rampart("bus", "status")
+            #expect(status.exitCode == 0 && status.stdout.contains("inventory"), "\(status)")
+        }
+    }
+}
+
+/// A small deterministic random generator for reproducible fuzz input.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func bytes(_ count: Int) -> Data { Data((0..<count).map { _ in UInt8.random(in: 0...255, using: &self) }) }
+}
