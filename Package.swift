@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "bus", targets: ["Bus"]),
         .executable(name: "inventory", targets: ["Inventory"]),
         .executable(name: "rampart", targets: ["Rampart"]),
+        .executable(name: "bus-bench", targets: ["BusBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
@@ -82,6 +83,12 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             path: "Services/Rampart", swiftSettings: strict),
+
+        // Benchmarks (dev/bench.sh; results in docs/benchmarks.md).
+        .executableTarget(
+            name: "BusBench",
+            dependencies: ["RampartBus", "RampartProto", "ZeroMQ", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/BusBench", swiftSettings: strict),
 
         // Helpers only tests use: throwaway databases, process launching, free ports.
         .target(

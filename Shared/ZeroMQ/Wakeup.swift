@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -10,6 +12,8 @@ public final class Wakeup: @unchecked Sendable {
     /// The end to add to a poller.
     public let readDescriptor: Int32
     private let writeDescriptor: Int32
+    /// Set by `signal`, cleared by `drain`: while set, another signal need not write to the pipe.
+    private let pending = Atomic<Bool>(false)
 
     /// Creates the pipe.
     public init() {
@@ -28,14 +32,18 @@ public final class Wakeup: @unchecked Sendable {
         close(writeDescriptor)
     }
 
-    /// Makes the read end readable; cheap and safe from any thread (a full pipe is already a wakeup).
+    /// Makes the read end readable; safe from any thread. Only the first signal after a `drain`
+    /// writes to the pipe (a full pipe is already a wakeup).
     public func signal() {
+        guard !pending.exchange(true, ordering: .acquiringAndReleasing) else { return }
         var byte: UInt8 = 1
         _ = write(writeDescriptor, &byte, 1)
     }
 
-    /// Empties the pipe; call on the polling thread after it became readable.
+    /// Empties the pipe; call on the polling thread before it looks at what it was woken for.
     public func drain() {
+        // Always read: a signal may have set the flag before this and written after it.
+        pending.store(false, ordering: .sequentiallyConsistent)
         var buffer = [UInt8](repeating: 0, count: 256)
         while read(readDescriptor, &buffer, buffer.count) > 0 {}
     }

@@ -61,10 +61,10 @@ public final class ZMQSocket {
 
     /// The endpoint last bound, with a wildcard port resolved ("tcp://127.0.0.1:41234").
     public var lastEndpoint: String {
-        var buffer = [CChar](repeating: 0, count: 512)
+        var buffer = [UInt8](repeating: 0, count: 512)
         var size = buffer.count
         guard zmq_getsockopt(handle, ZMQ_LAST_ENDPOINT, &buffer, &size) == 0 else { return "" }
-        return String(cString: buffer)
+        return String(decoding: buffer.prefix { $0 != 0 }, as: UTF8.self)
     }
 
     /// Sets an integer option (`ZMQ_SNDHWM`, `ZMQ_RCVTIMEO`, ...).

@@ -1,0 +1,180 @@
+import Foundation
+import Logging
+import RampartBus
+import RampartProto
+import Synchronization
+import ZeroMQ
+
+/// `bus-bench`: round trips of a small request through the broker to a service and back, next to a
+/// direct DEALER<->ROUTER round trip with libzmq in the same run (docs/benchmarks.md).
+///   bus-bench [--requests N] [--pipeline K]
+@main
+struct BusBench {
+    static func main() async throws {
+        var requests = 20_000
+        var pipeline = 64
+        var arguments = CommandLine.arguments.dropFirst().makeIterator()
+        while let argument = arguments.next() {
+            switch argument {
+            case "--requests": requests = Int(arguments.next() ?? "") ?? requests
+            case "--pipeline": pipeline = Int(arguments.next() ?? "") ?? pipeline
+            default:
+                FileHandle.standardError.write(Data("usage: bus-bench [--requests N] [--pipeline K]\n".utf8))
+                exit(64)
+            }
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .warning
+            return handler
+        }
+        var request = Rampart_Inventory_V1_GetDeviceRequest()
+        request.device = "fw-edge-1"
+        let payload = FrameCodec.serialize(request)
+        print("payload \(payload.count) bytes, \(requests) requests, libzmq \(ZMQContext.version), \(ProcessInfo.processInfo.activeProcessorCount) cores")
+
+        let direct = try directLockStep(requests: requests, payload: payload)
+        report("direct DEALER<->ROUTER, lock-step", direct)
+
+        let port = Int.random(in: 30000...39999)
+        let endpoint = "tcp://127.0.0.1:\(port)"
+        let logger = Logger(label: "bench")
+        let broker = Broker(endpoints: [endpoint], logger: logger)
+        var router = ServiceRouter()
+        router.register("rampart.bench.v1.Echo/Get") { (request: Rampart_Inventory_V1_GetDeviceRequest, _) in
+            var response = Rampart_Inventory_V1_DeviceResponse()
+            response.device.name = request.device
+            return response
+        }
+        var host = ServiceHost.Configuration(service: "bench", brokerEndpoint: endpoint, instanceId: "bench-1")
+        host.capacity = UInt32(max(pipeline, 1))
+        let service = ServiceHost(configuration: host, router: router, logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await broker.run() }
+            group.addTask { try await service.run() }
+            let client = BusClient(endpoint: endpoint, caller: "bench")
+            defer { client.close() }
+            try await waitForService(client)
+
+            let lockStep = try await brokeredLockStep(client, requests: requests, payload: payload)
+            report("through the broker, lock-step", lockStep)
+            print(String(format: "  ratio brokered/direct (mean): %.2fx", lockStep.mean / direct.mean))
+
+            let pipelined = try await brokeredPipelined(client, requests: requests, inFlight: pipeline, payload: payload)
+            report("through the broker, \(pipeline) in flight", pipelined)
+            group.cancelAll()
+        }
+    }
+
+    struct Measurement {
+        var latencies: [Double]  // microseconds
+        var seconds: Double
+        var mean: Double { latencies.reduce(0, +) / Double(latencies.count) }
+        func percentile(_ p: Double) -> Double {
+            let sorted = latencies.sorted()
+            return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+        }
+    }
+
+    static func report(_ name: String, _ m: Measurement) {
+        print(
+            String(
+                format: "%@: %.0f requests/s, mean %.1f µs, p50 %.1f µs, p99 %.1f µs", name,
+                Double(m.latencies.count) / m.seconds, m.mean, m.percentile(0.5), m.percentile(0.99)))
+    }
+
+    static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+    /// The floor: a DEALER thread and a ROUTER echo thread over loopback tcp, one request at a time.
+    static func directLockStep(requests: Int, payload: Data) throws -> Measurement {
+        let port = Int.random(in: 40000...49999)
+        let ready = DispatchSemaphore(value: 0)
+        let echo = Thread {
+            guard let router = try? ZMQSocket(.router) else { return }
+            try? router.bind("tcp://127.0.0.1:\(port)")
+            ready.signal()
+            for _ in 0..<(requests + 100) {
+                guard let frames = try? router.receive() else { return }
+                _ = try? router.send(frames)
+            }
+        }
+        echo.start()
+        ready.wait()
+        let dealer = try ZMQSocket(.dealer)
+        try dealer.connect("tcp://127.0.0.1:\(port)")
+        var header = Rampart_Bus_V1_RequestHeader()
+        header.method = "rampart.bench.v1.Echo/Get"
+        for _ in 0..<100 {  // warm-up
+            try dealer.send([Data(), FrameCodec.serialize(header), payload])
+            _ = try dealer.receive()
+        }
+        var latencies: [Double] = []
+        latencies.reserveCapacity(requests)
+        let start = now()
+        for index in 0..<requests {
+            header.requestID = UInt64(index)
+            let t0 = now()
+            try dealer.send([Data(), FrameCodec.serialize(header), payload])
+            _ = try dealer.receive()
+            latencies.append(Double(now() - t0) / 1000)
+        }
+        return Measurement(latencies: latencies, seconds: Double(now() - start) / 1e9)
+    }
+
+    static func waitForService(_ client: BusClient) async throws {
+        for _ in 0..<200 {
+            let reply = await client.send(
+                service: "bench", method: "rampart.bench.v1.Echo/Get", payload: Data(), deadline: unixMillis() + 1000)
+            if reply.header.status == .ok { return }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        fatalError("the bench service never came up")
+    }
+
+    static func brokeredLockStep(_ client: BusClient, requests: Int, payload: Data) async throws -> Measurement {
+        var latencies: [Double] = []
+        latencies.reserveCapacity(requests)
+        for _ in 0..<100 { _ = await call(client, payload) }
+        let start = now()
+        for _ in 0..<requests {
+            let t0 = now()
+            let status = await call(client, payload)
+            precondition(status == .ok, "bench call failed: \(status)")
+            latencies.append(Double(now() - t0) / 1000)
+        }
+        return Measurement(latencies: latencies, seconds: Double(now() - start) / 1e9)
+    }
+
+    static func brokeredPipelined(_ client: BusClient, requests: Int, inFlight: Int, payload: Data) async throws
+        -> Measurement
+    {
+        let next = Counter()
+        let start = now()
+        let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
+            for _ in 0..<inFlight {
+                group.addTask {
+                    var mine: [Double] = []
+                    while next.value.add(1, ordering: .relaxed).oldValue < requests {
+                        let t0 = now()
+                        let status = await call(client, payload)
+                        precondition(status == .ok, "bench call failed: \(status)")
+                        mine.append(Double(now() - t0) / 1000)
+                    }
+                    return mine
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        return Measurement(latencies: latencies, seconds: Double(now() - start) / 1e9)
+    }
+
+    static func call(_ client: BusClient, _ payload: Data) async -> Rampart_Bus_V1_StatusCode {
+        await client.send(
+            service: "bench", method: "rampart.bench.v1.Echo/Get", payload: payload, deadline: unixMillis() + 10_000
+        ).header.status
+    }
+}
+
+final class Counter: Sendable {
+    let value = Atomic<Int>(0)
+}
