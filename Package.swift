@@ -10,6 +10,9 @@ let package = Package(
         .executable(name: "bus", targets: ["Bus"]),
         .executable(name: "inventory", targets: ["Inventory"]),
         .executable(name: "rampart", targets: ["Rampart"]),
+        .executable(name: "device-agent", targets: ["DeviceAgent"]),
+        .executable(name: "storage", targets: ["Storage"]),
+        .executable(name: "backup-worker", targets: ["BackupWorker"]),
         .executable(name: "bus-bench", targets: ["BusBench"]),
     ],
     dependencies: [
@@ -17,12 +20,14 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.0"),
     ],
     targets: [
         // C libraries (Debian packages), one system-library target each.
         .systemLibrary(name: "CZeroMQ", path: "Shared/CZeroMQ", providers: [.apt(["libzmq3-dev"])]),
         .systemLibrary(
             name: "CLibPQ", path: "Shared/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Shared/CZlib", providers: [.apt(["zlib1g-dev"])]),
 
         // Thin, safe wrappers over them.
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"], path: "Shared/ZeroMQ", swiftSettings: strict),
@@ -47,6 +52,18 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Shared/RampartBus", swiftSettings: strict),
+
+        // Backup archives: tar, manifest.json, gzip bundles, safe extraction (DESIGN §4).
+        .target(
+            name: "RampartArchive",
+            dependencies: ["CZlib", .product(name: "Crypto", package: "swift-crypto")],
+            path: "Shared/RampartArchive", swiftSettings: strict),
+
+        // Encryption at rest: AES-256-GCM chunk framing, data keys wrapped by a master key.
+        .target(
+            name: "RampartCrypto",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            path: "Shared/RampartCrypto", swiftSettings: strict),
 
         // Configuration, logging and start-up helpers every executable shares.
         .target(
@@ -75,11 +92,50 @@ let package = Package(
             name: "Inventory",
             dependencies: ["InventoryService", "RampartCore"],
             path: "Services/Inventory/Main", swiftSettings: strict),
+        .target(
+            name: "DeviceAgentCore",
+            dependencies: [
+                "RampartBus", "RampartProto", "RampartArchive", "InventoryService",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            path: "Services/DeviceAgent/Agent", swiftSettings: strict),
+        .executableTarget(
+            name: "DeviceAgent",
+            dependencies: ["DeviceAgentCore", "RampartCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Services/DeviceAgent/Main", swiftSettings: strict),
+        .target(
+            name: "StorageService",
+            dependencies: [
+                "RampartBus", "RampartProto", "RampartCrypto", "Postgres",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Services/Storage/Service", swiftSettings: strict),
+        .executableTarget(
+            name: "Storage",
+            dependencies: ["StorageService", "RampartCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Services/Storage/Main", swiftSettings: strict),
+        .target(
+            name: "BackupWorkerService",
+            dependencies: [
+                "RampartBus", "RampartProto", "RampartArchive", "Postgres", "InventoryService",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            path: "Services/BackupWorker/Service", swiftSettings: strict),
+        .executableTarget(
+            name: "BackupWorker",
+            dependencies: ["BackupWorkerService", "RampartCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Services/BackupWorker/Main", swiftSettings: strict),
         .executableTarget(
             name: "Rampart",
             dependencies: [
-                "RampartBus", "RampartProto", "RampartCore", "InventoryService",
+                "RampartBus", "RampartProto", "RampartCore", "InventoryService", "BackupWorkerService", "RampartArchive",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             path: "Services/Rampart", swiftSettings: strict),
@@ -96,6 +152,16 @@ let package = Package(
             dependencies: ["Postgres", "RampartBus"],
             path: "Shared/RampartTesting", swiftSettings: strict),
 
+        .testTarget(name: "ArchiveTests", dependencies: ["RampartArchive"], path: "Tests/ArchiveTests"),
+        .testTarget(name: "CryptoTests", dependencies: ["RampartCrypto"], path: "Tests/CryptoTests"),
+        .testTarget(
+            name: "StorageTests", dependencies: ["StorageService", "RampartTesting"], path: "Tests/StorageTests"),
+        .testTarget(
+            name: "DeviceAgentTests", dependencies: ["DeviceAgentCore", "RampartArchive", "RampartTesting"],
+            path: "Tests/DeviceAgentTests"),
+        .testTarget(
+            name: "BackupWorkerTests", dependencies: ["BackupWorkerService", "RampartTesting"],
+            path: "Tests/BackupWorkerTests"),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"], path: "Tests/ZeroMQTests"),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "RampartTesting"], path: "Tests/PostgresTests"),
         .testTarget(
@@ -106,7 +172,8 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "RampartBus", "RampartProto", "RampartTesting", "ZeroMQ", "InventoryService",
+                "RampartBus", "RampartProto", "RampartTesting", "ZeroMQ", "InventoryService", "BackupWorkerService",
+                "RampartArchive", "Postgres",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             path: "Tests/IntegrationTests"),

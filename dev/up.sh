@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Brings Rampart up on the embedded default and shows it working:
 #   installs missing Debian packages, builds, starts a throwaway PostgreSQL in .rampart/pg, starts the
-#   bus and two inventory instances (logs in .rampart/logs), registers a small fleet (a standalone
-#   device, an HA pair, a 3-node cluster) and lists it through the CLI. Stop everything with dev/down.sh.
+#   bus, two inventory instances, storage, two backup workers and a simulated fleet (dev/fleet.json:
+#   a standalone device, an HA pair, a 3-node cluster, virtual devices; logs in .rampart/logs), lists it
+#   through the CLI and backs it all up. Stop everything with dev/down.sh.
 # Environment: RAMPART_BUILD=release for an optimised build; RAMPART_PG_PORT (default 54329);
 #              RAMPART_BUS (default tcp://127.0.0.1:7400); RAMPART_EVENTS_LISTEN (default tcp://127.0.0.1:7401).
 set -euo pipefail
@@ -58,24 +59,18 @@ start inventory-1 inventory --instance-id inventory-1
 start inventory-2 inventory --instance-id inventory-2
 wait_for "the inventory" rampart devices list --timeout 1
 
-if ! rampart devices show fw-edge-1 --timeout 2 >/dev/null 2>&1; then
-    echo "== registering a small simulated fleet"
-    register() { rampart devices register "$@" >/dev/null; }
-    register fw-edge-1 --serial FCH2201A0E1 --model FPR-3120 --platform physical --software 7.4.1 --patch 2 \
-        --network-modules 1 --interface 1GbE-RJ45=8 --interface 10GbE-SFP+=8 --management-ip 192.0.2.10
-    register fw-ha-a --serial FCH2301B0A1 --model FPR-4215 --platform physical --software 7.4.2 \
-        --network-modules 2 --interface 10GbE-SFP+=8 --interface 25GbE-SFP28=8 --management-ip 192.0.2.21
-    register fw-ha-b --serial FCH2301B0A2 --model FPR-4215 --platform physical --software 7.4.2 \
-        --network-modules 2 --interface 10GbE-SFP+=8 --interface 25GbE-SFP28=8 --management-ip 192.0.2.22
-    rampart ha-pairs register ha-dc1 --primary fw-ha-a --secondary fw-ha-b >/dev/null
-    for n in 1 2 3; do
-        register "cl-node-$n" --serial "FLM24000CN$n" --model FPR-9300-SM-56 --platform native-instance \
-            --software 7.6.0 --patch 1 --interface 40GbE-QSFP+=4 --management-ip "192.0.2.3$n"
-    done
-    rampart clusters register cl-dc2 --control cl-node-1 --data cl-node-2 --data cl-node-3 >/dev/null
-    register ftdv-lab --serial 9A8B7C6D5E4 --model FTDv50 --platform virtual --hypervisor kvm --software 7.4.1 \
-        --interface virtio=8 --management-ip 192.0.2.40
-fi
+start storage storage --dir "$state/storage"
+start backup-worker-1 backup-worker --instance-id backup-worker-1
+start backup-worker-2 backup-worker --instance-id backup-worker-2
+# The simulated fleet (dev/fleet.json): a standalone device, an HA pair, a 3-node cluster, two virtual
+# devices (VMware: supported; KVM: refused by rule B2). The agents register themselves with inventory.
+start fleet device-agent fleet --dir "$state/fleet" --spec "$root/dev/fleet.json" --register
+wait_for "the storage" rampart storage verify --sample 1 --timeout 1
+wait_for "the backup service" rampart jobs list --timeout 1
+fleet_connected() {
+    [ "$(rampart devices list --output json --timeout 1 | grep -o '"connected":true' | wc -l)" -ge 8 ]
+}
+wait_for "the fleet" fleet_connected
 
 echo "== bus"
 rampart bus status
@@ -91,6 +86,15 @@ rampart clusters list
 echo
 echo "== what can be backed up (rule B2)"
 rampart devices support
+echo
+echo "== back up everything now (rule B3), following each target (B13)"
+rampart backup start all --wait || true
+echo
+echo "== stored backups (B6)"
+rampart backups list
+echo
+echo "== schedules (B4: a weekly one from the start)"
+rampart schedules list
 echo
 echo "== the first events of the journal"
 rampart events tail --since 0 --count 5

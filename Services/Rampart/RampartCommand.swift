@@ -12,9 +12,13 @@ struct RampartCommand: AsyncParsableCommand {
         discussion: """
             Every command talks to the services through the bus (--bus or RAMPART_BUS).
             Exit codes: 0 ok, 1 other failure, 3 not found, 4 refused (exists / precondition), \
-            5 bus or service unavailable or too slow, 6 invalid argument, 64 bad usage.
+            5 bus or service unavailable or too slow, 6 invalid argument, 7/8/9 a waited-for job partially \
+            succeeded / failed / was cancelled, 10 damaged storage, 11 data loss, 64 bad usage.
             """,
-        subcommands: [DevicesCommand.self, HaPairsCommand.self, ClustersCommand.self, EventsCommand.self, BusStatusCommand.self])
+        subcommands: [
+            DevicesCommand.self, HaPairsCommand.self, ClustersCommand.self, BackupCommand.self, JobsCommand.self,
+            BackupsCommand.self, SchedulesCommand.self, StorageCommand.self, EventsCommand.self, BusStatusCommand.self,
+        ])
 }
 
 /// Options every command that calls the bus shares.
@@ -60,6 +64,7 @@ struct ClientOptions: ParsableArguments {
         case .alreadyExists, .failedPrecondition, .aborted, .permissionDenied, .unauthenticated: 4
         case .unavailable, .deadlineExceeded, .resourceExhausted: 5
         case .invalidArgument, .outOfRange, .unimplemented: 6
+        case .dataLoss: 11
         default: 1
         }
     }

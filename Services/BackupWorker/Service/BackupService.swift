@@ -1,0 +1,128 @@
+import Foundation
+import Logging
+import Postgres
+import RampartBus
+import RampartProto
+
+/// The `backup` service API, served by every backup-worker instance (any instance can answer):
+/// jobs (B3, B13), backups (B6), schedules (B4).
+public struct BackupService: Sendable {
+    /// The service name on the bus.
+    public static let serviceName = "backup"
+
+    /// Method names, "rampart.backup.v1.Backup/<Name>".
+    public enum Method {
+        static let prefix = "rampart.backup.v1.Backup/"
+        public static let startBackup = prefix + "StartBackup"
+        public static let getJob = prefix + "GetJob"
+        public static let listJobs = prefix + "ListJobs"
+        public static let cancelJob = prefix + "CancelJob"
+        public static let listBackups = prefix + "ListBackups"
+        public static let getBackup = prefix + "GetBackup"
+        public static let pruneBackups = prefix + "PruneBackups"
+        public static let createSchedule = prefix + "CreateSchedule"
+        public static let listSchedules = prefix + "ListSchedules"
+        public static let getSchedule = prefix + "GetSchedule"
+        public static let updateSchedule = prefix + "UpdateSchedule"
+        public static let setSchedulePaused = prefix + "SetSchedulePaused"
+        public static let deleteSchedule = prefix + "DeleteSchedule"
+    }
+
+    private let pool: PostgresPool
+    private let planner: Planner
+    private let pruner: Pruner
+
+    /// The API over `pool`, asking inventory and storage through `client`.
+    public init(pool: PostgresPool, client: BusClient, pruner: Pruner) {
+        self.pool = pool
+        self.planner = Planner(client: client)
+        self.pruner = pruner
+    }
+
+    /// Migrates the schemas the worker writes to (`events`, `backup`).
+    public static func migrate(connection: PostgresConnection, logger: Logger) throws {
+        try EventOutbox.migrate(connection: connection, logger: logger)
+        try Migrator.migrate(schema: "backup", migrations: BackupMigrations.all, connection: connection, logger: logger)
+    }
+
+    private func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
+        try await database { try await pool.transaction(body) }
+    }
+
+    /// Plans `targets` and queues a job for them (shared by StartBackup and the scheduler).
+    func startJob(targets: [Rampart_Backup_V1_Target], origin: String, requestedBy: String, idempotencyKey: String?)
+        async throws -> Rampart_Backup_V1_Job
+    {
+        if let key = idempotencyKey,
+            let existing = try await transaction({ try BackupStore.jobId(idempotencyKey: key, on: $0) })
+        {
+            return try await transaction { try BackupStore.job(existing, on: $0) }
+        }
+        let tasks = try await planner.plan(targets)
+        return try await transaction { connection in
+            if let key = idempotencyKey, let existing = try BackupStore.jobId(idempotencyKey: key, on: connection) {
+                return try BackupStore.job(existing, on: connection)
+            }
+            let id = try BackupStore.insertJob(
+                origin: origin, requestedBy: requestedBy, idempotencyKey: idempotencyKey, tasks: tasks, on: connection)
+            return try BackupStore.job(id, on: connection)
+        }
+    }
+
+    /// The handlers, ready for a `ServiceHost`.
+    public func router() -> ServiceRouter {
+        var router = ServiceRouter()
+        router.register(Method.startBackup) { (request: Rampart_Backup_V1_StartBackupRequest, context) in
+            guard request.idempotencyKey.count <= 200 else { throw RPCError.invalidArgument("idempotency key too long") }
+            var response = Rampart_Backup_V1_JobResponse()
+            response.job = try await startJob(
+                targets: request.targets, origin: "on-demand", requestedBy: context.caller,
+                idempotencyKey: request.idempotencyKey.isEmpty ? nil : request.idempotencyKey)
+            return response
+        }
+        router.register(Method.getJob) { (request: Rampart_Backup_V1_GetJobRequest, _) in
+            try await transaction { connection in
+                var response = Rampart_Backup_V1_JobResponse()
+                response.job = try BackupStore.job(request.jobID, on: connection)
+                return response
+            }
+        }
+        router.register(Method.listJobs) { (request: Rampart_Backup_V1_ListJobsRequest, _) in
+            try await transaction { connection in
+                var response = Rampart_Backup_V1_ListJobsResponse()
+                response.jobs = try BackupStore.listJobs(
+                    limit: Int(request.limit == 0 ? 50 : min(request.limit, 1000)), state: request.state, on: connection)
+                return response
+            }
+        }
+        router.register(Method.cancelJob) { (request: Rampart_Backup_V1_CancelJobRequest, context) in
+            try await transaction { connection in
+                try BackupStore.cancel(jobId: request.jobID, requestedBy: context.caller, on: connection)
+                var response = Rampart_Backup_V1_JobResponse()
+                response.job = try BackupStore.job(request.jobID, on: connection)
+                return response
+            }
+        }
+        router.register(Method.listBackups) { (request: Rampart_Backup_V1_ListBackupsRequest, _) in
+            try await transaction { connection in
+                var response = Rampart_Backup_V1_ListBackupsResponse()
+                response.backups = try BackupStore.listBackups(
+                    owner: request.owner.isEmpty ? nil : request.owner, jobId: request.jobID.isEmpty ? nil : request.jobID,
+                    limit: Int(request.limit == 0 ? 100 : min(request.limit, 10_000)), on: connection)
+                return response
+            }
+        }
+        router.register(Method.getBackup) { (request: Rampart_Backup_V1_GetBackupRequest, _) in
+            try await transaction { connection in
+                var response = Rampart_Backup_V1_BackupResponse()
+                response.backup = try BackupStore.backup(request.backupID, on: connection)
+                return response
+            }
+        }
+        router.register(Method.pruneBackups) { (request: Rampart_Backup_V1_PruneBackupsRequest, context) in
+            try await pruner.prune(owner: request.owner.isEmpty ? nil : request.owner, dryRun: request.dryRun, caller: context.caller)
+        }
+        ScheduleHandlers(pool: pool).register(&router)
+        return router
+    }
+}

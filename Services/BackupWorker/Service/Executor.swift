@@ -1,0 +1,341 @@
+import Crypto
+import Foundation
+import InventoryService
+import Logging
+import RampartArchive
+import RampartBus
+import RampartProto
+import SwiftProtobuf
+import Synchronization
+
+/// Progress of the running task, written by the executor and flushed by the lease renewal loop.
+final class TaskProgress: Sendable {
+    private let state = Mutex<(percent: Int, message: String, dirty: Bool)>((0, "", false))
+
+    func update(percent: Int? = nil, message: String? = nil) {
+        state.withLock {
+            if let percent { $0.percent = max(0, min(100, percent)) }
+            if let message { $0.message = message }
+            $0.dirty = true
+        }
+    }
+
+    /// What changed since the last call, if anything.
+    func take() -> (percent: Int, message: String)? {
+        state.withLock {
+            guard $0.dirty else { return nil }
+            $0.dirty = false
+            return ($0.percent, $0.message)
+        }
+    }
+}
+
+/// How a task ended, for the runner to record.
+enum TaskResult: Sendable {
+    case succeeded(message: String, backups: [Rampart_Backup_V1_Backup])
+    case partiallySucceeded(message: String, backups: [Rampart_Backup_V1_Backup])
+    /// Final, not retried (rule B10's cancellation of a cluster).
+    case cancelled(message: String)
+}
+
+/// A device's export as received: the archive's facts, and its bytes when kept in memory.
+struct DeviceExport: Sendable {
+    var device: Rampart_Inventory_V1_Device
+    var fileName: String
+    var size: UInt64
+    var sha256: String
+    var software: Rampart_Inventory_V1_SoftwareVersion
+    var data: Data?
+}
+
+/// Runs one claimed task: asks devices for their configuration archives and stores them.
+struct Executor: Sendable {
+    let client: BusClient
+    let logger: Logger
+    static let chunkSize: UInt32 = 1 << 20
+    private static let callTimeout = Duration.seconds(30)
+
+    func run(_ task: ClaimedTask, progress: TaskProgress) async throws -> TaskResult {
+        switch task.kind {
+        case .device: try await backUpDevice(task, progress: progress)
+        case .haPair: try await backUpPair(task, progress: progress)
+        case .cluster: try await backUpCluster(task, progress: progress)
+        default: throw RPCError(.internal, "task \(task.id) has no runnable kind")
+        }
+    }
+
+    // MARK: targets
+
+    private func backUpDevice(_ task: ClaimedTask, progress: TaskProgress) async throws -> TaskResult {
+        var request = Rampart_Inventory_V1_GetDeviceRequest()
+        request.device = task.targetId
+        let device: Rampart_Inventory_V1_DeviceResponse = try await inventory(InventoryService.Method.getDevice, request)
+        let export = try await exportDevice(device.device, role: .standalone, task: task, keep: false) {
+            progress.update(percent: $0, message: $1)
+        }
+        return .succeeded(message: "stored \(export.fileName)", backups: [record(export, task: task)])
+    }
+
+    private func backUpPair(_ task: ClaimedTask, progress: TaskProgress) async throws -> TaskResult {
+        var request = Rampart_Inventory_V1_GetHaPairRequest()
+        request.pair = task.targetId
+        let pair: Rampart_Inventory_V1_HaPairResponse = try await inventory(InventoryService.Method.getHaPair, request)
+        let peers = [pair.pair.primaryID, pair.pair.secondaryID].compactMap { id in pair.devices.first { $0.id == id } }
+        guard peers.count == 2 else { throw RPCError.failedPrecondition("HA pair \(pair.pair.name) does not have two registered peers") }
+        // Rule B7: the pair as a unit, one file per peer with its role in the name; both or nothing.
+        var exports: [DeviceExport] = []
+        for (index, peer) in peers.enumerated() {
+            let export = try await exportDevice(peer, role: peer.role, task: task, keep: false) { percent, message in
+                progress.update(percent: (index * 100 + percent) / 2, message: message)
+            }
+            exports.append(export)
+        }
+        return .succeeded(
+            message: "stored \(exports.map(\.fileName).joined(separator: ", "))",
+            backups: exports.map { record($0, task: task, pairId: pair.pair.id) })
+    }
+
+    private func backUpCluster(_ task: ClaimedTask, progress: TaskProgress) async throws -> TaskResult {
+        var request = Rampart_Inventory_V1_GetClusterRequest()
+        request.cluster = task.targetId
+        let cluster: Rampart_Inventory_V1_ClusterResponse = try await inventory(InventoryService.Method.getCluster, request)
+        let nodes = cluster.cluster.nodes.compactMap { node in cluster.devices.first { $0.id == node.deviceID } }
+        guard nodes.count == cluster.cluster.nodes.count, let control = nodes.first(where: { $0.role == .clusterControl })
+        else {
+            throw RPCError.failedPrecondition("cluster \(cluster.cluster.name) has unregistered nodes (rule B9)")
+        }
+        let data = nodes.filter { $0.role == .clusterData }
+        let ordered = [control] + data
+        var exports: [String: DeviceExport] = [:]
+        var failures: [String: String] = [:]
+        for (index, node) in ordered.enumerated() {
+            do {
+                exports[node.id] = try await exportDevice(node, role: node.role, task: task, keep: true) { percent, message in
+                    progress.update(percent: (index * 100 + percent) / (ordered.count + 1), message: message)
+                }
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                failures[node.id] = "\(error)"
+                logger.warning("cluster node export failed", metadata: ["node": "\(node.name)", "error": "\(error)"])
+                if node.id == control.id { break }  // B10: nothing more to do
+            }
+        }
+        let outcome = BackupOutcome.cluster(
+            control: (control.name, exports[control.id] != nil),
+            data: data.map { ($0.name, exports[$0.id] != nil) })
+        let kept: [String]
+        switch outcome {
+        case .cancelled(let reason):
+            return .cancelled(message: "\(reason): \(failures[control.id] ?? "")")
+        case .succeeded(let keep), .partiallySucceeded(let keep, _):
+            kept = keep
+        }
+        let members = ordered.filter { kept.contains($0.name) }.compactMap { exports[$0.id] }
+        let bundleName = BackupNaming.clusterBundle(clusterName: cluster.cluster.name, date: task.jobCreated)
+        let bundle = try ClusterBundle.build(members: members.map { ($0.fileName, $0.data ?? Data()) })
+        progress.update(message: "storing \(bundleName) (\(members.count) of \(ordered.count) nodes)")
+        let object = try await store(
+            bundle, fileName: bundleName, contentType: "application/gzip", owner: cluster.cluster.id,
+            key: "\(task.id)/bundle/\(task.attempts)")
+        var backup = Rampart_Backup_V1_Backup()
+        backup.id = UUID().uuidString.lowercased()
+        backup.jobID = task.jobId
+        backup.taskID = task.id
+        backup.ownerID = cluster.cluster.id
+        backup.ownerName = cluster.cluster.name
+        backup.clusterID = cluster.cluster.id
+        backup.fileName = bundleName
+        backup.size = object.size
+        backup.sha256 = object.objectID
+        backup.objectID = object.objectID
+        backup.software = control.software
+        backup.createdUnixMs = Int64(task.jobCreated.timeIntervalSince1970 * 1000)
+        backup.members = members.map { export in
+            var member = Rampart_Backup_V1_BundleMember()
+            member.deviceID = export.device.id
+            member.deviceName = export.device.name
+            member.role = export.device.role
+            member.fileName = export.fileName
+            member.size = export.size
+            member.sha256 = export.sha256
+            return member
+        }
+        if case .partiallySucceeded(_, let failed) = outcome {
+            let reasons = data.filter { failed.contains($0.name) }.map { "\($0.name): \(failures[$0.id] ?? "failed")" }
+            return .partiallySucceeded(
+                message: "stored \(bundleName) without data node(s) \(reasons.joined(separator: "; ")) (rule B10)",
+                backups: [backup])
+        }
+        return .succeeded(message: "stored \(bundleName)", backups: [backup])
+    }
+
+    // MARK: one device
+
+    /// Notes the device's version (B5), has it build its archive, reads it in chunks checking its
+    /// SHA-256, and either streams it into storage or keeps it in memory (`keep`, for bundles).
+    private func exportDevice(
+        _ device: Rampart_Inventory_V1_Device, role: Rampart_Inventory_V1_Role, task: ClaimedTask, keep: Bool,
+        progress: @Sendable (Int, String) -> Void
+    ) async throws -> DeviceExport {
+        let service = "device/\(device.id)"
+        let described: Rampart_Device_V1_DescribeResponse = try await deviceCall(
+            service, "Describe", Rampart_Device_V1_DescribeRequest(), idempotent: true)
+        // B11: the archive must be the appliance inventory knows under this id.
+        guard described.facts.id == device.id, described.facts.serial == device.serial else {
+            throw RPCError.failedPrecondition(
+                "the device answering as \(device.name) reports id \(described.facts.id) serial \(described.facts.serial), not \(device.id) serial \(device.serial)")
+        }
+        let software = described.facts.software
+        progress(0, "noted \(device.name) version \(InventoryRules.describe(software))")  // B5: first step
+
+        var start = Rampart_Device_V1_StartExportRequest()
+        start.jobID = task.jobId
+        start.role = role
+        start.haPairID = device.haPairID
+        start.clusterID = device.clusterID
+        start.createdUnixMs = Int64(task.jobCreated.timeIntervalSince1970 * 1000)
+        let export: Rampart_Device_V1_StartExportResponse = try await deviceCall(service, "StartExport", start)
+        let manifest = try ManifestFacts(json: export.manifestJson)
+        guard manifest.deviceId == device.id else {
+            throw RPCError.failedPrecondition("\(device.name)'s archive names device \(manifest.deviceId), not \(device.id) (rule B11)")
+        }
+        let fileName = BackupNaming.deviceFile(
+            deviceName: device.name, role: BackupRole(rawValue: role.label) ?? .standalone, date: task.jobCreated)
+
+        var upload: Rampart_Storage_V1_BeginUploadResponse?
+        if !keep {
+            var begin = Rampart_Storage_V1_BeginUploadRequest()
+            begin.fileName = fileName
+            begin.contentType = "application/x-tar"
+            begin.owner = device.id
+            begin.size = export.size
+            begin.idempotencyKey = "\(task.id)/\(device.id)/\(task.attempts)"
+            upload = try await storageCall("BeginUpload", begin, idempotent: true)
+        }
+        var hash = SHA256()
+        var kept = Data()
+        var offset: UInt64 = 0
+        while true {
+            try Task.checkCancellation()
+            var read = Rampart_Device_V1_ReadExportRequest()
+            read.exportID = export.exportID
+            read.offset = offset
+            read.length = Self.chunkSize
+            let chunk: Rampart_Device_V1_ReadExportResponse = try await deviceCall(service, "ReadExport", read, idempotent: true)
+            hash.update(data: chunk.data)
+            if let upload, !chunk.data.isEmpty, offset + UInt64(chunk.data.count) > upload.received {
+                var put = Rampart_Storage_V1_UploadChunkRequest()
+                put.uploadID = upload.uploadID
+                put.offset = offset
+                put.data = chunk.data
+                let _: Rampart_Storage_V1_UploadChunkResponse = try await storageCall("UploadChunk", put, idempotent: true)
+            }
+            if keep { kept.append(chunk.data) }
+            offset += UInt64(chunk.data.count)
+            let percent = export.size == 0 ? 100 : Int(offset * 100 / export.size)
+            progress(percent, "exporting \(device.name): \(percent)%")
+            if chunk.eof || chunk.data.isEmpty { break }
+        }
+        let digest = hash.finalize().map { String(format: "%02x", $0) }.joined()
+        guard offset == export.size, digest == export.sha256 else {
+            throw RPCError(.dataLoss, "\(device.name)'s archive arrived with \(offset) bytes and SHA-256 \(digest), announced \(export.size) bytes and \(export.sha256)")
+        }
+        var finish = Rampart_Device_V1_FinishExportRequest()
+        finish.exportID = export.exportID
+        let _: Rampart_Device_V1_FinishExportResponse? = try? await deviceCall(service, "FinishExport", finish)
+        if let upload {
+            var commit = Rampart_Storage_V1_CommitUploadRequest()
+            commit.uploadID = upload.uploadID
+            commit.sha256 = digest
+            let _: Rampart_Storage_V1_ObjectInfo = try await storageCall("CommitUpload", commit, idempotent: true)
+        }
+        var result = DeviceExport(device: device, fileName: fileName, size: offset, sha256: digest, software: software)
+        result.device.role = role
+        result.data = keep ? kept : nil
+        return result
+    }
+
+    private func store(_ data: Data, fileName: String, contentType: String, owner: String, key: String) async throws
+        -> Rampart_Storage_V1_ObjectInfo
+    {
+        var begin = Rampart_Storage_V1_BeginUploadRequest()
+        begin.fileName = fileName
+        begin.contentType = contentType
+        begin.owner = owner
+        begin.size = UInt64(data.count)
+        begin.idempotencyKey = key
+        let upload: Rampart_Storage_V1_BeginUploadResponse = try await storageCall("BeginUpload", begin, idempotent: true)
+        var offset = Int(upload.received)
+        while offset < data.count {
+            let end = min(data.count, offset + Int(Self.chunkSize))
+            var put = Rampart_Storage_V1_UploadChunkRequest()
+            put.uploadID = upload.uploadID
+            put.offset = UInt64(offset)
+            put.data = data.subdata(in: offset..<end)
+            let _: Rampart_Storage_V1_UploadChunkResponse = try await storageCall("UploadChunk", put, idempotent: true)
+            offset = end
+        }
+        var commit = Rampart_Storage_V1_CommitUploadRequest()
+        commit.uploadID = upload.uploadID
+        commit.sha256 = SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+        return try await storageCall("CommitUpload", commit, idempotent: true)
+    }
+
+    private func record(_ export: DeviceExport, task: ClaimedTask, pairId: String = "") -> Rampart_Backup_V1_Backup {
+        var backup = Rampart_Backup_V1_Backup()
+        backup.id = UUID().uuidString.lowercased()
+        backup.jobID = task.jobId
+        backup.taskID = task.id
+        backup.ownerID = export.device.id
+        backup.ownerName = export.device.name
+        backup.role = export.device.role
+        backup.haPairID = pairId
+        backup.fileName = export.fileName
+        backup.size = export.size
+        backup.sha256 = export.sha256
+        backup.objectID = export.sha256
+        backup.software = export.software
+        backup.createdUnixMs = Int64(task.jobCreated.timeIntervalSince1970 * 1000)
+        return backup
+    }
+
+    // MARK: calls
+
+    private func inventory<Response: SwiftProtobuf.Message>(_ method: String, _ request: some SwiftProtobuf.Message)
+        async throws -> Response
+    {
+        try await client.call(
+            service: InventoryService.serviceName, method: method, request, timeout: Self.callTimeout, idempotent: true)
+    }
+
+    private func deviceCall<Response: SwiftProtobuf.Message>(
+        _ service: String, _ method: String, _ request: some SwiftProtobuf.Message, idempotent: Bool = false
+    ) async throws -> Response {
+        try await client.call(
+            service: service, method: "rampart.device.v1.Device/\(method)", request, timeout: Self.callTimeout,
+            idempotent: idempotent)
+    }
+
+    private func storageCall<Response: SwiftProtobuf.Message>(
+        _ method: String, _ request: some SwiftProtobuf.Message, idempotent: Bool = false
+    ) async throws -> Response {
+        try await client.call(
+            service: "storage", method: "rampart.storage.v1.Storage/\(method)", request, timeout: Self.callTimeout,
+            idempotent: idempotent)
+    }
+}
+
+/// The facts the worker checks in a device's manifest.json (DESIGN §4).
+struct ManifestFacts: Sendable {
+    var deviceId: String
+
+    init(json: Data) throws {
+        guard let object = try? JSONSerialization.jsonObject(with: json) as? [String: Any],
+            let deviceId = object["device_id"] as? String
+        else {
+            throw RPCError(.dataLoss, "the device's manifest.json is not valid or names no device_id")
+        }
+        self.deviceId = deviceId
+    }
+}

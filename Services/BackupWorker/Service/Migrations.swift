@@ -1,0 +1,86 @@
+import Postgres
+
+/// The `backup` schema, versioned. Never edit an applied migration: add the next version.
+enum BackupMigrations {
+    static let all: [Migration] = [
+        Migration(
+            version: 1, name: "jobs, tasks, backups, schedules",
+            sql: """
+                CREATE SCHEMA IF NOT EXISTS backup;
+                CREATE TABLE backup.jobs (
+                    id uuid PRIMARY KEY,
+                    state text NOT NULL,
+                    origin text NOT NULL,
+                    requested_by text NOT NULL,
+                    idempotency_key text UNIQUE,
+                    cancel_requested boolean NOT NULL DEFAULT false,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    started_at timestamptz,
+                    finished_at timestamptz
+                );
+                CREATE INDEX jobs_created ON backup.jobs (created_at DESC);
+                CREATE TABLE backup.tasks (
+                    id uuid PRIMARY KEY,
+                    job_id uuid NOT NULL REFERENCES backup.jobs (id) ON DELETE CASCADE,
+                    position integer NOT NULL,
+                    kind text NOT NULL,
+                    target_id text NOT NULL,
+                    target_name text NOT NULL,
+                    state text NOT NULL,
+                    progress integer NOT NULL DEFAULT 0,
+                    message text NOT NULL DEFAULT '',
+                    attempts integer NOT NULL DEFAULT 0,
+                    max_attempts integer NOT NULL DEFAULT 3,
+                    not_before timestamptz NOT NULL DEFAULT now(),
+                    lease_owner text,
+                    lease_token bigint NOT NULL DEFAULT 0,
+                    lease_expires timestamptz,
+                    started_at timestamptz,
+                    finished_at timestamptz
+                );
+                CREATE INDEX tasks_runnable ON backup.tasks (not_before) WHERE state IN ('pending', 'running');
+                CREATE INDEX tasks_job ON backup.tasks (job_id, position);
+                CREATE TABLE backup.backups (
+                    id uuid PRIMARY KEY,
+                    job_id uuid NOT NULL,
+                    task_id uuid NOT NULL,
+                    owner_id text NOT NULL,
+                    owner_name text NOT NULL,
+                    role text NOT NULL,
+                    ha_pair_id text NOT NULL DEFAULT '',
+                    cluster_id text NOT NULL DEFAULT '',
+                    file_name text NOT NULL,
+                    size bigint NOT NULL,
+                    sha256 text NOT NULL,
+                    object_id text NOT NULL,
+                    software_version text NOT NULL,
+                    software_patch integer NOT NULL,
+                    members jsonb NOT NULL DEFAULT '[]',
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    CONSTRAINT backups_one_per_target_and_run UNIQUE (task_id, owner_id)
+                );
+                CREATE INDEX backups_owner ON backup.backups (owner_id, created_at DESC);
+                CREATE TABLE backup.schedules (
+                    id uuid PRIMARY KEY,
+                    name text NOT NULL CONSTRAINT schedules_name_key UNIQUE,
+                    cron text NOT NULL,
+                    time_zone text NOT NULL,
+                    targets jsonb NOT NULL,
+                    paused boolean NOT NULL DEFAULT false,
+                    last_run timestamptz,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    -- When its timing last changed: slots before it never run.
+                    changed_at timestamptz NOT NULL DEFAULT now()
+                );
+                CREATE TABLE backup.schedule_runs (
+                    schedule_id uuid NOT NULL REFERENCES backup.schedules (id) ON DELETE CASCADE,
+                    slot timestamptz NOT NULL,
+                    job_id uuid NOT NULL,
+                    PRIMARY KEY (schedule_id, slot)
+                );
+                -- Rule B4: a fresh installation has a weekly configuration-only schedule of every device.
+                INSERT INTO backup.schedules (id, name, cron, time_zone, targets)
+                VALUES ('00000000-0000-4000-8000-00000000b4b4', 'weekly', '0 2 * * 0', 'UTC', '[{"kind":"all"}]');
+                """),
+    ]
+}

@@ -1,0 +1,144 @@
+import Foundation
+import InventoryService
+import RampartBus
+import RampartProto
+import SwiftProtobuf
+
+/// Turns requested targets into tasks, asking inventory what they are: one task per standalone
+/// device, HA pair (B7) or cluster (B8); refusals with their reason (B2, B7, B8, B9).
+struct Planner: Sendable {
+    let client: BusClient
+
+    private func call<Response: SwiftProtobufMessage>(_ method: String, _ request: some SwiftProtobufMessage) async throws
+        -> Response
+    {
+        try await client.call(
+            service: InventoryService.serviceName, method: method, request, timeout: .seconds(10), idempotent: true)
+    }
+
+    /// The tasks for `targets` (duplicates removed, order kept).
+    func plan(_ targets: [Rampart_Backup_V1_Target]) async throws -> [PlannedTask] {
+        guard !targets.isEmpty else { throw RPCError.invalidArgument("name at least one target (a device, HA pair, cluster or all)") }
+        guard targets.count <= 10_000 else { throw RPCError.invalidArgument("at most 10,000 targets in one request") }
+        var tasks: [PlannedTask] = []
+        for target in targets {
+            tasks += try await plan(target)
+        }
+        var seen = Set<String>()
+        return tasks.filter { task in
+            task.targetId.isEmpty || seen.insert("\(task.kind.label)/\(task.targetId)").inserted
+        }
+    }
+
+    private func plan(_ target: Rampart_Backup_V1_Target) async throws -> [PlannedTask] {
+        switch target.kind {
+        case .allDevices:
+            return try await planAll()
+        case .device:
+            return [try await planDevice(target.ref)]
+        case .haPair:
+            return [try await planPair(target.ref)]
+        case .cluster:
+            return [try await planCluster(target.ref)]
+        case .unspecified, .UNRECOGNIZED:
+            // A bare name: a device, else an HA pair, else a cluster of that name.
+            for attempt in [planDevice, planPair, planCluster] {
+                do {
+                    return [try await attempt(target.ref)]
+                } catch let error as RPCError where error.code == .notFound {
+                    continue
+                }
+            }
+            return [PlannedTask(kind: .unspecified, targetId: "", targetName: target.ref,
+                                refusal: "no device, HA pair or cluster named '\(target.ref)' is registered")]
+        }
+    }
+
+    private func supportRefusal(_ devices: [Rampart_Inventory_V1_Device]) -> String? {
+        for device in devices {
+            let (supported, reason) = BackupSupportMatrix.evaluate(device)
+            if !supported { return "\(device.name): \(reason)" }
+        }
+        return nil
+    }
+
+    private func planDevice(_ reference: String) async throws -> PlannedTask {
+        var request = Rampart_Inventory_V1_GetDeviceRequest()
+        request.device = reference
+        let response: Rampart_Inventory_V1_DeviceResponse = try await call(InventoryService.Method.getDevice, request)
+        let d = response.device
+        var task = PlannedTask(kind: .device, targetId: d.id, targetName: d.name)
+        switch d.role {
+        case .haPrimary, .haSecondary:
+            let pair = try await pairName(d.haPairID)
+            task.refusal = "\(d.name) is a peer of HA pair \(pair): an HA pair is backed up as a unit (rule B7); back up \(pair)"
+        case .clusterControl, .clusterData:
+            let cluster = try await clusterName(d.clusterID)
+            task.refusal = "\(d.name) is a node of cluster \(cluster): a single cluster node cannot be backed up (rule B8); back up \(cluster)"
+        default:
+            task.refusal = supportRefusal([d])
+        }
+        return task
+    }
+
+    private func pairName(_ id: String) async throws -> String {
+        var request = Rampart_Inventory_V1_GetHaPairRequest()
+        request.pair = id
+        let response: Rampart_Inventory_V1_HaPairResponse = try await call(InventoryService.Method.getHaPair, request)
+        return response.pair.name
+    }
+
+    private func clusterName(_ id: String) async throws -> String {
+        var request = Rampart_Inventory_V1_GetClusterRequest()
+        request.cluster = id
+        let response: Rampart_Inventory_V1_ClusterResponse = try await call(InventoryService.Method.getCluster, request)
+        return response.cluster.name
+    }
+
+    private func planPair(_ reference: String) async throws -> PlannedTask {
+        var request = Rampart_Inventory_V1_GetHaPairRequest()
+        request.pair = reference
+        let response: Rampart_Inventory_V1_HaPairResponse = try await call(InventoryService.Method.getHaPair, request)
+        var task = PlannedTask(kind: .haPair, targetId: response.pair.id, targetName: response.pair.name)
+        task.refusal = supportRefusal(response.devices)
+        return task
+    }
+
+    private func planCluster(_ reference: String) async throws -> PlannedTask {
+        var request = Rampart_Inventory_V1_GetClusterRequest()
+        request.cluster = reference
+        let response: Rampart_Inventory_V1_ClusterResponse = try await call(InventoryService.Method.getCluster, request)
+        var task = PlannedTask(kind: .cluster, targetId: response.cluster.id, targetName: response.cluster.name)
+        if response.devices.count != response.cluster.nodes.count {
+            task.refusal = "cluster \(response.cluster.name) has nodes that are not registered: a cluster backup needs every node registered (rule B9)"
+        } else {
+            task.refusal = supportRefusal(response.devices)
+        }
+        return task
+    }
+
+    private func planAll() async throws -> [PlannedTask] {
+        let devices: Rampart_Inventory_V1_ListDevicesResponse = try await call(
+            InventoryService.Method.listDevices, Rampart_Inventory_V1_ListDevicesRequest())
+        let pairs: Rampart_Inventory_V1_ListHaPairsResponse = try await call(
+            InventoryService.Method.listHaPairs, Rampart_Inventory_V1_ListHaPairsRequest())
+        let clusters: Rampart_Inventory_V1_ListClustersResponse = try await call(
+            InventoryService.Method.listClusters, Rampart_Inventory_V1_ListClustersRequest())
+        let byId = Dictionary(uniqueKeysWithValues: devices.devices.map { ($0.id, $0) })
+        var tasks: [PlannedTask] = []
+        for device in devices.devices where device.role == .standalone {
+            tasks.append(PlannedTask(kind: .device, targetId: device.id, targetName: device.name, refusal: supportRefusal([device])))
+        }
+        for pair in pairs.pairs {
+            let members = [pair.primaryID, pair.secondaryID].compactMap { byId[$0] }
+            tasks.append(PlannedTask(kind: .haPair, targetId: pair.id, targetName: pair.name, refusal: supportRefusal(members)))
+        }
+        for cluster in clusters.clusters {
+            let members = cluster.nodes.compactMap { byId[$0.deviceID] }
+            tasks.append(PlannedTask(kind: .cluster, targetId: cluster.id, targetName: cluster.name, refusal: supportRefusal(members)))
+        }
+        return tasks
+    }
+}
+
+typealias SwiftProtobufMessage = SwiftProtobuf.Message

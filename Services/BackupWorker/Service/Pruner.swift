@@ -1,0 +1,110 @@
+import Foundation
+import Logging
+import Postgres
+import RampartBus
+import RampartProto
+import ServiceLifecycle
+
+/// Applies the retention policy to stored backups, owner by owner (a device, or a cluster for its
+/// bundles): the records go first, in one transaction with their `backup.deleted` events; then the
+/// storage objects no remaining record points at. One worker prunes at a time (advisory lock).
+public struct Pruner: Sendable {
+    let pool: PostgresPool
+    let client: BusClient
+    let policy: RetentionPolicy
+    let logger: Logger
+    let now: @Sendable () -> Date
+
+    private static let lockKey: Int64 = 0x5241_4D50_5052  // "RAMPPR"
+
+    /// A pruner deleting through `client` (storage) what `policy` does not keep.
+    public init(
+        pool: PostgresPool, client: BusClient, policy: RetentionPolicy, logger: Logger,
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.pool = pool
+        self.client = client
+        self.policy = policy
+        self.logger = logger
+        self.now = now
+    }
+
+    /// Prunes `owner`'s backups (nil: everyone's); with `dryRun`, only reports.
+    public func prune(owner: String?, dryRun: Bool, caller: String) async throws -> Rampart_Backup_V1_PruneBackupsResponse {
+        let (policy, now) = (self.policy, self.now())
+        let (response, orphans) = try await database {
+            try await pool.transaction { connection -> (Rampart_Backup_V1_PruneBackupsResponse, [String]) in
+                var response = Rampart_Backup_V1_PruneBackupsResponse()
+                let locked = try connection.query("SELECT pg_try_advisory_xact_lock(\(Self.lockKey)) AS locked")
+                guard try locked.first?.decode("locked", as: Bool.self) == true else {
+                    throw RPCError(.aborted, "another worker is pruning right now; try again shortly")
+                }
+                let backups = try BackupStore.listBackups(owner: owner, jobId: nil, limit: 1_000_000, on: connection)
+                var deleted: [Rampart_Backup_V1_Backup] = []
+                for (_, group) in Dictionary(grouping: backups, by: \.ownerID) {
+                    let candidates = group.map {
+                        RetentionCandidate(id: $0.id, created: Date(timeIntervalSince1970: Double($0.createdUnixMs) / 1000), good: true)
+                    }
+                    let doomed = Set(policy.select(candidates, now: now, in: TimeZone(identifier: "UTC")!).delete)
+                    deleted += group.filter { doomed.contains($0.id) }
+                }
+                response.deleted = deleted.sorted { $0.createdUnixMs < $1.createdUnixMs }
+                response.kept = UInt32(backups.count - deleted.count)
+                guard !dryRun, !deleted.isEmpty else { return (response, []) }
+                for backup in deleted {
+                    try connection.execute("DELETE FROM backup.backups WHERE id = \(backup.id)::uuid")
+                    try BackupStore.emit(
+                        "backup.deleted", subject: backup.id,
+                        ["owner": backup.ownerName, "file": backup.fileName, "reason": "retention", "caller": caller],
+                        on: connection)
+                }
+                let objects = Array(Set(deleted.map(\.objectID)))
+                let stillUsed = try connection.query(
+                    "SELECT DISTINCT object_id FROM backup.backups WHERE object_id = ANY(\(objects))"
+                ).map { try $0.decode("object_id", as: String.self) }
+                return (response, objects.filter { !stillUsed.contains($0) })
+            }
+        }
+        for object in orphans {
+            var request = Rampart_Storage_V1_DeleteObjectRequest()
+            request.objectID = object
+            do {
+                let _: Rampart_Storage_V1_DeleteObjectResponse = try await client.call(
+                    service: "storage", method: "rampart.storage.v1.Storage/DeleteObject", request, timeout: .seconds(30),
+                    idempotent: true)
+            } catch {
+                // The record is gone; the object is unreachable and Verify lists it. Never fatal.
+                logger.warning("could not delete a pruned object", metadata: ["object": "\(object)", "error": "\(error)"])
+            }
+        }
+        if !dryRun && !response.deleted.isEmpty {
+            logger.info("pruned backups", metadata: ["deleted": "\(response.deleted.count)", "kept": "\(response.kept)"])
+        }
+        return response
+    }
+}
+
+/// Runs the pruner every `interval`.
+public final class PruneLoop: Service, Sendable {
+    private let pruner: Pruner
+    private let interval: Duration
+
+    /// A loop pruning every `interval`.
+    public init(pruner: Pruner, interval: Duration) {
+        self.pruner = pruner
+        self.interval = interval
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown { [self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                do {
+                    _ = try await pruner.prune(owner: nil, dryRun: false, caller: "retention")
+                } catch {
+                    pruner.logger.notice("retention sweep skipped", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,217 @@
+import Foundation
+import InventoryService
+import Logging
+import RampartArchive
+import RampartBus
+import RampartProto
+import Synchronization
+
+/// A simulated threat defense device on the bus: serves `device/<device-id>` (Describe and the export
+/// methods a backup uses). Every handler validates its request and answers with an `RPCError` code.
+public final class DeviceAgent: Sendable {
+    /// Method names, "rampart.device.v1.Device/<Name>".
+    public enum Method {
+        static let prefix = "rampart.device.v1.Device/"
+        /// Describe.
+        public static let describe = prefix + "Describe"
+        /// StartExport.
+        public static let startExport = prefix + "StartExport"
+        /// ReadExport.
+        public static let readExport = prefix + "ReadExport"
+        /// FinishExport.
+        public static let finishExport = prefix + "FinishExport"
+    }
+
+    /// The bus service of device `deviceId`: "device/<device-id>".
+    public static func serviceName(deviceId: String) -> String { "device/\(deviceId)" }
+
+    /// Largest chunk ReadExport returns (1 MiB, DESIGN §2).
+    public static let maxChunk = 1 << 20
+
+    /// Failure switches and limits.
+    public struct Options: Sendable {
+        /// StartExport fails with INTERNAL "simulated export failure".
+        public var failExport = false
+        /// Sleep this long before answering each ReadExport.
+        public var slowExportMs = 0
+        /// Exports held at once.
+        public var maxExports = 4
+        /// An export not finished within this time is dropped, ms.
+        public var exportTimeToLiveMs: Int64 = 600_000
+
+        /// Default options: no failures, 4 exports, 10 minutes.
+        public init(failExport: Bool = false, slowExportMs: Int = 0) {
+            self.failExport = failExport
+            self.slowExportMs = slowExportMs
+        }
+    }
+
+    /// The device's folder.
+    public let folder: DeviceFolder
+    /// Its inventory id.
+    public let deviceId: String
+    /// The manager it is registered with.
+    public let managerId: String
+    /// Exports in memory.
+    public let exports: ExportStore
+    private let options: Options
+    private let bootUnixMs: Int64
+    private let now: @Sendable () -> Int64
+
+    /// The agent of the device in `folder`, registered as `deviceId` with `managerId`.
+    public init(
+        folder: DeviceFolder, deviceId: String, managerId: String, options: Options = Options(),
+        now: @escaping @Sendable () -> Int64 = { unixMillis() }
+    ) {
+        self.folder = folder
+        self.deviceId = deviceId
+        self.managerId = managerId
+        self.options = options
+        self.now = now
+        bootUnixMs = now()
+        exports = ExportStore(limit: options.maxExports, timeToLiveMs: options.exportTimeToLiveMs, now: now)
+    }
+
+    /// The handlers, ready for a `ServiceHost`.
+    public func router() -> ServiceRouter {
+        var router = ServiceRouter()
+        router.register(Method.describe) { [self] (_: Rampart_Device_V1_DescribeRequest, _) in describe() }
+        router.register(Method.startExport) { [self] (request: Rampart_Device_V1_StartExportRequest, context) in
+            try await startExport(request, logger: context.logger)
+        }
+        router.register(Method.readExport) { [self] (request: Rampart_Device_V1_ReadExportRequest, _) in
+            try await readExport(request)
+        }
+        router.register(Method.finishExport) { [self] (request: Rampart_Device_V1_FinishExportRequest, _) in
+            try finishExport(request)
+        }
+        return router
+    }
+
+    /// The device's facts and state.
+    public func describe() -> Rampart_Device_V1_DescribeResponse {
+        var response = Rampart_Device_V1_DescribeResponse()
+        var facts = folder.facts.inventoryDevice
+        facts.id = deviceId
+        facts.managerID = managerId
+        facts.connected = true
+        response.facts = facts
+        response.state = "running"
+        response.configBytes = folder.configBytes()
+        response.bootUnixMs = bootUnixMs
+        return response
+    }
+
+    /// Builds the configuration-only archive (B1) with its manifest (B5, B11) and decrypted keys (B12),
+    /// and keeps it for ReadExport.
+    public func startExport(
+        _ request: Rampart_Device_V1_StartExportRequest, logger: Logger = Logger(label: "rampart.device-agent")
+    ) async throws -> Rampart_Device_V1_StartExportResponse {
+        let role = try Self.validate(request)
+        if options.failExport { throw RPCError(.internal, "simulated export failure") }
+        let id = try exports.reserve()
+        do {
+            let createdMs = request.createdUnixMs == 0 ? now() : request.createdUnixMs
+            let facts = folder.facts
+            let manifest = BackupManifest(
+                deviceId: deviceId, deviceName: facts.name, serial: facts.serial, managerId: managerId, model: facts.model,
+                platform: facts.platform, hypervisor: facts.hypervisor, networkModules: facts.networkModules,
+                interfaces: facts.interfaces.map { .init(type: $0.type, count: $0.count) },
+                software: .init(version: facts.software, patch: facts.patch), role: role,
+                haPairId: request.haPairID, clusterId: request.clusterID, managementIp: facts.managementIp,
+                createdAt: BackupManifest.timestamp(Date(timeIntervalSince1970: Double(createdMs) / 1000)),
+                jobId: request.jobID)
+            let files: [BackupArchive.File]
+            do {
+                files = try folder.exportFiles()
+            } catch {
+                throw RPCError(.internal, "the configuration tree cannot be read", cause: error)
+            }
+            let (archive, written) = try BackupArchive.build(manifest: manifest, files: files)
+            exports.fill(id, data: archive)
+            var response = Rampart_Device_V1_StartExportResponse()
+            response.exportID = id
+            response.size = UInt64(archive.count)
+            response.sha256 = sha256Hex(archive)
+            response.manifestJson = try written.encoded()
+            logger.info(
+                "export ready",
+                metadata: ["export-id": "\(id)", "bytes": "\(archive.count)", "job-id": "\(request.jobID)", "role": "\(role.rawValue)"])
+            return response
+        } catch {
+            exports.remove(id)
+            if error is RPCError { throw error }
+            throw RPCError(.internal, "the export could not be built", cause: error)
+        }
+    }
+
+    /// A chunk (≤ 1 MiB) of an export at an offset.
+    public func readExport(_ request: Rampart_Device_V1_ReadExportRequest) async throws -> Rampart_Device_V1_ReadExportResponse {
+        guard !request.exportID.isEmpty else { throw RPCError.invalidArgument("export_id is missing") }
+        let length = request.length == 0 ? Self.maxChunk : Int(request.length)
+        guard length <= Self.maxChunk else {
+            throw RPCError.invalidArgument("length \(request.length) is over the 1 MiB (1048576) chunk limit")
+        }
+        let data = try exports.data(request.exportID)
+        guard request.offset <= UInt64(data.count) else {
+            throw RPCError(.outOfRange, "offset \(request.offset) is past the end of the export (\(data.count) bytes)")
+        }
+        if options.slowExportMs > 0 { try await Task.sleep(for: .milliseconds(options.slowExportMs)) }
+        let start = Int(request.offset)
+        let end = min(data.count, start + length)
+        var response = Rampart_Device_V1_ReadExportResponse()
+        response.data = data.subdata(in: start..<end)
+        response.eof = end == data.count
+        return response
+    }
+
+    /// Releases an export (NOT_FOUND when unknown).
+    public func finishExport(_ request: Rampart_Device_V1_FinishExportRequest) throws -> Rampart_Device_V1_FinishExportResponse {
+        guard !request.exportID.isEmpty else { throw RPCError.invalidArgument("export_id is missing") }
+        guard exports.remove(request.exportID) else {
+            throw RPCError.notFound("no export '\(request.exportID)' on this device (already finished or expired)")
+        }
+        return Rampart_Device_V1_FinishExportResponse()
+    }
+
+    /// Checks a StartExport request and returns the role it names.
+    static func validate(_ request: Rampart_Device_V1_StartExportRequest) throws -> BackupRole {
+        guard request.jobID.utf8.count <= 128, !request.jobID.unicodeScalars.contains(where: { $0.value < 0x20 }) else {
+            throw RPCError.invalidArgument("job_id must be at most 128 printable characters")
+        }
+        for (name, value) in [("ha_pair_id", request.haPairID), ("cluster_id", request.clusterID)] {
+            guard value.utf8.count <= 128, !value.unicodeScalars.contains(where: { $0.value < 0x20 }) else {
+                throw RPCError.invalidArgument("\(name) must be at most 128 printable characters")
+            }
+        }
+        guard request.createdUnixMs >= 0, request.createdUnixMs < 253_402_300_800_000 else {
+            throw RPCError.invalidArgument("created_unix_ms \(request.createdUnixMs) is not a time between 1970 and 9999")
+        }
+        let role: BackupRole
+        switch request.role {
+        case .standalone: role = .standalone
+        case .haPrimary: role = .haPrimary
+        case .haSecondary: role = .haSecondary
+        case .clusterControl: role = .clusterControl
+        case .clusterData: role = .clusterData
+        case .unspecified, .UNRECOGNIZED:
+            throw RPCError.invalidArgument(
+                "role is missing: standalone, ha-primary, ha-secondary, cluster-control or cluster-data")
+        }
+        switch role {
+        case .haPrimary, .haSecondary:
+            guard !request.haPairID.isEmpty, request.clusterID.isEmpty else {
+                throw RPCError.invalidArgument("an HA peer's export needs ha_pair_id (and no cluster_id)")
+            }
+        case .clusterControl, .clusterData:
+            guard !request.clusterID.isEmpty, request.haPairID.isEmpty else {
+                throw RPCError.invalidArgument("a cluster node's export needs cluster_id (and no ha_pair_id)")
+            }
+        case .standalone:
+            guard request.haPairID.isEmpty, request.clusterID.isEmpty else {
+                throw RPCError.invalidArgument("a standalone device's export has no ha_pair_id or cluster_id")
+            }
+        }
+        return role
+    }
+}

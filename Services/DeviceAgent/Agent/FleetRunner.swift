@@ -1,0 +1,145 @@
+import Foundation
+import InventoryService
+import Logging
+import RampartBus
+import RampartProto
+import ServiceLifecycle
+
+/// Runs a fleet of simulated devices in one process (`device-agent fleet`): prepares each device's
+/// folder (`DIR/<name>/`, initialised when missing), resolves (and with `register` registers) every
+/// device with bounded concurrency, creates the HA pairs and clusters, then serves every device with
+/// its own `ServiceHost` until a graceful shutdown.
+public struct FleetRunner: Service {
+    private let directory: String
+    private let spec: FleetSpec
+    private let base: DeviceRunner.Configuration
+    private let client: BusClient
+    private let logger: Logger
+    private let concurrency: Int
+
+    /// A fleet of `spec` under `directory`; each device runs with `base` plus its own failure switches.
+    public init(
+        directory: String, spec: FleetSpec, base: DeviceRunner.Configuration, client: BusClient, logger: Logger,
+        concurrency: Int = 16
+    ) {
+        self.directory = directory
+        self.spec = spec
+        self.base = base
+        self.client = client
+        self.logger = logger
+        self.concurrency = max(1, concurrency)
+    }
+
+    /// Prepares the device folders: opens each, or initialises it when missing. Refuses a folder whose
+    /// facts name another serial than the spec.
+    public static func prepare(directory: String, spec: FleetSpec, concurrency: Int = 4) async throws -> [DeviceFolder] {
+        try spec.validate()
+        let size = try spec.configBytes()
+        return try await boundedMap(spec.devices, concurrency: concurrency) { device in
+            let path = directory + "/" + device.name
+            if FileManager.default.fileExists(atPath: path + "/facts.json") {
+                let folder = try DeviceFolder.open(path)
+                guard folder.facts.serial == device.serial else {
+                    throw AgentError("\(path) holds device serial \(folder.facts.serial), but the spec says \(device.serial)")
+                }
+                return folder
+            }
+            return try DeviceFolder.initialize(at: path, facts: device.facts(configSize: size))
+        }
+    }
+
+    /// Runs the fleet until a graceful shutdown.
+    public func run() async throws {
+        let started = ContinuousClock.now
+        let folders = try await Self.prepare(directory: directory, spec: spec)
+        logger.notice("device folders ready", metadata: ["devices": "\(folders.count)", "elapsed": "\(ContinuousClock.now - started)"])
+        let resolved = try await cancelWhenGracefulShutdown { [self] in
+            try await Self.boundedMap(folders, concurrency: concurrency) { [self] folder in
+                let device = try await DeviceRunner.resolve(
+                    facts: folder.facts, register: base.register, managerId: base.managerId, client: client, logger: logger)
+                await DeviceRunner.reportPresence(device.id, true, client: client, logger: logger)
+                return device
+            }
+        }
+        logger.notice("devices resolved in inventory", metadata: ["devices": "\(resolved.count)", "elapsed": "\(ContinuousClock.now - started)"])
+        if base.register { try await createGroups() }
+        if Task.isShuttingDownGracefully { return }
+        let byName = Dictionary(uniqueKeysWithValues: spec.devices.map { ($0.name, $0) })
+        try await withThrowingDiscardingTaskGroup { group in
+            for (folder, device) in zip(folders, resolved) {
+                var configuration = base
+                let entry = byName[folder.facts.name]
+                configuration.options.failExport = entry?.failExport ?? false
+                configuration.options.slowExportMs = entry?.slowExportMs ?? 0
+                let runner = DeviceRunner(
+                    folder: folder, configuration: configuration, client: client, logger: logger, known: device)
+                group.addTask { try await runner.run() }
+            }
+            logger.notice("fleet serving", metadata: ["devices": "\(folders.count)", "elapsed": "\(ContinuousClock.now - started)"])
+        }
+    }
+
+    /// Creates the spec's HA pairs and clusters in inventory; ones that already exist are fine (re-runs).
+    private func createGroups() async throws {
+        for pair in spec.haPairs ?? [] {
+            var request = Rampart_Inventory_V1_CreateHaPairRequest()
+            request.name = pair.name
+            request.primary = pair.primary
+            request.secondary = pair.secondary
+            try await createIgnoringExisting("HA pair \(pair.name)") {
+                let _: Rampart_Inventory_V1_HaPairResponse = try await client.call(
+                    service: InventoryService.serviceName, method: InventoryService.Method.createHaPair, request,
+                    timeout: .seconds(10))
+            }
+        }
+        for cluster in spec.clusters ?? [] {
+            var request = Rampart_Inventory_V1_CreateClusterRequest()
+            request.name = cluster.name
+            request.control = cluster.control
+            request.data = cluster.data
+            try await createIgnoringExisting("cluster \(cluster.name)") {
+                let _: Rampart_Inventory_V1_ClusterResponse = try await client.call(
+                    service: InventoryService.serviceName, method: InventoryService.Method.createCluster, request,
+                    timeout: .seconds(10))
+            }
+        }
+    }
+
+    private func createIgnoringExisting(_ what: String, _ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+            logger.notice("created \(what)")
+        } catch let error as RPCError
+            where error.code == .alreadyExists
+            || (error.code == .failedPrecondition && error.message.contains("already in"))
+        {
+            logger.info("\(what) already there", metadata: ["reason": "\(error.message)"])
+        } catch let error as RPCError {
+            throw AgentError("inventory refused \(what): \(error.description)")
+        }
+    }
+
+    /// `body` over `items` with at most `concurrency` running at once; results in input order.
+    static func boundedMap<T: Sendable, R: Sendable>(
+        _ items: [T], concurrency: Int, _ body: @escaping @Sendable (T) async throws -> R
+    ) async throws -> [R] {
+        try await withThrowingTaskGroup(of: (Int, R).self) { group in
+            var results = [R?](repeating: nil, count: items.count)
+            var next = 0
+            for _ in 0..<min(concurrency, items.count) {
+                let index = next
+                group.addTask { (index, try await body(items[index])) }
+                next += 1
+            }
+            while let (index, result) = try await group.next() {
+                results[index] = result
+                if next < items.count {
+                    let index = next
+                    group.addTask { (index, try await body(items[index])) }
+                    next += 1
+                }
+            }
+            return results.map { $0! }
+        }
+    }
+}

@@ -1,0 +1,187 @@
+import ArgumentParser
+import DeviceAgentCore
+import Foundation
+import Logging
+import RampartBus
+import RampartCore
+import ServiceLifecycle
+
+/// `device-agent`: a simulated threat defense device (or a fleet of them) on the bus.
+@main
+struct DeviceAgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "device-agent",
+        abstract: "A simulated threat defense device: its facts, configuration tree and backups, served on the bus.",
+        subcommands: [Init.self, Run.self, Fleet.self])
+}
+
+/// The manager a device registers with (`RAMPART_MANAGER_ID`, default "rampart-manager").
+private var defaultManagerId: String { Environment.value("RAMPART_MANAGER_ID") ?? "rampart-manager" }
+
+extension DeviceAgentCommand {
+    /// `device-agent init`: creates a device folder.
+    struct Init: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create a device folder: facts.json, device.key, config/ (the configuration tree), backups/.")
+
+        @Option(help: "The device folder to create (must not exist, or be empty).") var dir: String
+        @Option(help: "Device name (unique in inventory).") var name: String
+        @Option(help: "Serial number (letters and digits).") var serial: String
+        @Option(help: "Model, e.g. FPR-3120 or FTDv.") var model: String
+        @Option(help: "physical, native-instance, container-instance or virtual.") var platform: String
+        @Option(help: "For virtual devices: vmware, kvm, hyperv, aws, azure, gcp, oci, openstack, nutanix, alibaba.")
+        var hypervisor: String = ""
+        @Option(help: "Software version without patch, e.g. 7.4.1.") var software: String
+        @Option(help: "Patch level (0 = none).") var patch: Int = 0
+        @Option(help: "Network modules installed.") var networkModules: Int = 0
+        @Option(name: .customLong("interface"), help: "Physical interfaces, TYPE=COUNT (repeatable), e.g. 1GbE-RJ45=8.")
+        var interfaces: [String] = []
+        @Option(help: "Management IP address.") var managementIp: String
+        @Option(help: "Approximate size of the configuration tree: bytes, or 64KiB, 512KiB, 1MiB.")
+        var configSize: String = "64KiB"
+        @Option(help: "Seed of the generated configuration (default: derived from name and serial).") var seed: UInt64?
+
+        func facts() throws -> DeviceFacts {
+            var groups: [DeviceFacts.InterfaceGroup] = []
+            for text in interfaces {
+                let parts = text.split(separator: "=", maxSplits: 1)
+                guard parts.count == 2, !parts[0].isEmpty, let count = Int(parts[1]), count > 0 else {
+                    throw ValidationError("--interface must be TYPE=COUNT with a positive count, e.g. 1GbE-RJ45=8; not '\(text)'")
+                }
+                groups.append(.init(type: String(parts[0]), count: count))
+            }
+            guard let size = ByteSize.parse(configSize) else {
+                throw ValidationError("--config-size must be a size such as 65536, 64KiB or 1MiB; not '\(configSize)'")
+            }
+            return DeviceFacts(
+                name: name, serial: serial, model: model, platform: platform, hypervisor: hypervisor, software: software,
+                patch: patch, networkModules: networkModules, interfaces: groups, managementIp: managementIp,
+                configSize: size, seed: seed)
+        }
+
+        func validate() throws {
+            do {
+                try facts().validate()
+            } catch let error as AgentError {
+                throw ValidationError(error.description)
+            }
+        }
+
+        func run() throws {
+            let folder = try DeviceFolder.initialize(at: dir, facts: try facts())
+            print(
+                "created device \(folder.facts.name) in \(dir): configuration \(ByteSize.describe(Int(folder.configBytes()))), seed \(folder.facts.seed)"
+            )
+        }
+    }
+
+    /// `device-agent run`: serves one device.
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run the device in DIR: find (or --register) it in inventory, serve device/<id>, report presence.")
+
+        @Option(help: "The device folder (made by 'device-agent init').") var dir: String
+        @Flag(help: "Register the device in inventory when it is not there.") var register = false
+        @Flag(help: "StartExport fails with INTERNAL 'simulated export failure'.") var failExport = false
+        @Option(help: "Sleep this long before answering each ReadExport chunk, ms.") var slowExportMs: Int = 0
+        @Option(help: "How often presence is reported to inventory, ms.") var presenceIntervalMs: Int64 = 10_000
+        @OptionGroup var bus: BusOptions
+        @OptionGroup var log: LogOptions
+
+        func validate() throws {
+            guard slowExportMs >= 0 else { throw ValidationError("--slow-export-ms must not be negative") }
+            guard presenceIntervalMs >= 100 else { throw ValidationError("--presence-interval-ms must be at least 100") }
+        }
+
+        func run() async throws {
+            let logger = log.bootstrap("rampart.device-agent")
+            let folder = try DeviceFolder.open(dir)
+            var configuration = DeviceRunner.Configuration(busEndpoint: bus.endpoint)
+            configuration.heartbeatMs = bus.heartbeatMs
+            configuration.register = register
+            configuration.managerId = defaultManagerId
+            configuration.presenceIntervalMs = presenceIntervalMs
+            configuration.options = DeviceAgent.Options(failExport: failExport, slowExportMs: slowExportMs)
+            let client = BusClient(endpoint: bus.endpoint, caller: "device-agent@\(folder.facts.name)", logger: logger)
+            defer { client.close() }
+            let runner = DeviceRunner(folder: folder, configuration: configuration, client: client, logger: logger)
+            let group = ServiceGroup(
+                configuration: .init(
+                    services: [.init(service: runner)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            try await group.run()
+        }
+    }
+
+    /// `device-agent fleet`: many devices in one process.
+    struct Fleet: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run many simulated devices in one process, from a spec file or a generated fleet.")
+
+        @Option(help: "Folder of the fleet: one device folder per device, and fleet.json with --generate.") var dir: String
+        @Option(help: "Fleet spec (JSON); see docs/device-agent.md.") var spec: String?
+        @Flag(help: "Generate DIR/fleet.json from the counts below, then run it.") var generate = false
+        @Option(help: "With --generate: standalone devices (every fifth a VMware virtual).") var standalone: Int = 0
+        @Option(help: "With --generate: HA pairs.") var haPairs: Int = 0
+        @Option(help: "With --generate: clusters.") var clusters: Int = 0
+        @Option(help: "With --generate: nodes per cluster (control + data).") var clusterNodes: Int = 3
+        @Option(help: "With --generate: virtual devices on KVM (not supported for backup, B2).") var kvm: Int = 0
+        @Option(help: "With --generate: configuration size of each device (64KiB, 1MiB, ...).") var configSize: String = "64KiB"
+        @Flag(help: "Register devices, HA pairs and clusters in inventory when missing.") var register = false
+        @Option(help: "How often each device reports presence, ms.") var presenceIntervalMs: Int64 = 10_000
+        @Option(help: "Registrations in flight at once.") var concurrency: Int = 16
+        @Flag(help: "Prepare the folders (and fleet.json) and exit without connecting to the bus.") var prepareOnly = false
+        @OptionGroup var bus: BusOptions
+        @OptionGroup var log: LogOptions
+
+        func validate() throws {
+            guard generate != (spec != nil) else { throw ValidationError("give either --spec FILE or --generate") }
+            if generate {
+                guard standalone >= 0, haPairs >= 0, clusters >= 0, kvm >= 0, standalone + haPairs + clusters + kvm > 0 else {
+                    throw ValidationError("--generate needs at least one of --standalone, --ha-pairs, --clusters, --kvm (none negative)")
+                }
+                guard (2...16).contains(clusterNodes) else { throw ValidationError("--cluster-nodes must be between 2 and 16") }
+                guard ByteSize.parse(configSize) != nil else { throw ValidationError("--config-size '\(configSize)' is not a size") }
+            }
+            guard (1...256).contains(concurrency) else { throw ValidationError("--concurrency must be between 1 and 256") }
+            guard presenceIntervalMs >= 100 else { throw ValidationError("--presence-interval-ms must be at least 100") }
+        }
+
+        func run() async throws {
+            let logger = log.bootstrap("rampart.device-agent.fleet")
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let fleet: FleetSpec
+            if generate {
+                fleet = FleetSpec.generate(
+                    standalone: standalone, haPairs: haPairs, clusters: clusters, clusterNodes: clusterNodes, kvm: kvm,
+                    configSize: configSize)
+                try fleet.encoded().write(to: URL(fileURLWithPath: dir + "/fleet.json"))
+                logger.notice("wrote \(dir)/fleet.json", metadata: ["devices": "\(fleet.devices.count)"])
+            } else {
+                fleet = try FleetSpec.load(spec ?? "")
+            }
+            do {
+                try fleet.validate()
+            } catch let error as AgentError {
+                throw ValidationError(error.description)
+            }
+            if prepareOnly {
+                let folders = try await FleetRunner.prepare(directory: dir, spec: fleet)
+                print("prepared \(folders.count) device folders in \(dir)")
+                return
+            }
+            var base = DeviceRunner.Configuration(busEndpoint: bus.endpoint)
+            base.heartbeatMs = bus.heartbeatMs
+            base.register = register
+            base.managerId = defaultManagerId
+            base.presenceIntervalMs = presenceIntervalMs
+            let client = BusClient(endpoint: bus.endpoint, caller: "device-agent-fleet", logger: logger)
+            defer { client.close() }
+            let runner = FleetRunner(
+                directory: dir, spec: fleet, base: base, client: client, logger: logger, concurrency: concurrency)
+            let group = ServiceGroup(
+                configuration: .init(
+                    services: [.init(service: runner)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            try await group.run()
+        }
+    }
+}

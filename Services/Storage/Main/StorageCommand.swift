@@ -1,0 +1,67 @@
+import ArgumentParser
+import Logging
+import Postgres
+import RampartBus
+import RampartCore
+import RampartCrypto
+import ServiceLifecycle
+import StorageService
+
+/// `storage`: serves backup objects on the bus, sealed at rest under a master key. Several instances
+/// may share the database and the folder.
+@main
+struct StorageCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "storage", abstract: "Rampart's storage service: backup objects, encrypted at rest.")
+
+    @OptionGroup var bus: BusOptions
+    @OptionGroup var database: DatabaseOptions
+    @OptionGroup var log: LogOptions
+
+    @Option(help: "Folder of objects and uploads (env RAMPART_STORAGE_DIR).")
+    var dir: String = Environment.value("RAMPART_STORAGE_DIR") ?? ".rampart/storage"
+
+    @Option(help: "Master key file: 32 bytes, mode 0600; created on first start (default: <dir>/master.key).")
+    var masterKey: String?
+
+    @Option(help: "This instance's id (default: storage-<pid>-<random>).")
+    var instanceId: String?
+
+    @Option(help: "Requests served at once.")
+    var capacity: UInt32 = 64
+
+    func validate() throws {
+        guard !dir.isEmpty else { throw ValidationError("--dir must not be empty") }
+        guard capacity > 0 else { throw ValidationError("--capacity must be at least 1") }
+    }
+
+    func run() async throws {
+        let logger = log.bootstrap("rampart.storage")
+        let keyPath = masterKey ?? dir + "/master.key"
+        let key: MasterKey
+        do {
+            key = try MasterKey.loadOrCreate(at: keyPath)
+        } catch {
+            logger.critical("refusing to start", metadata: ["error": "\(error)"])
+            throw ExitCode(78)  // EX_CONFIG
+        }
+        logger.info("master key loaded", metadata: ["key-id": "\(key.id)", "dir": "\(dir)"])
+        try await Startup.withDatabase(database.connectionString, logger: logger) { connection in
+            try StorageService.migrate(connection: connection, logger: logger)
+        }
+        let pool = PostgresPool(connectionString: database.connectionString, size: database.poolSize, logger: logger)
+        let storage = StorageService(
+            configuration: StorageConfiguration(directory: dir), pool: pool, masterKey: key, logger: logger)
+        try storage.prepareDirectories()
+        var host = ServiceHost.Configuration(
+            service: StorageService.serviceName, brokerEndpoint: bus.endpoint, instanceId: instanceId)
+        host.capacity = capacity
+        host.heartbeatIntervalMs = bus.heartbeatMs
+        let service = ServiceHost(configuration: host, router: storage.router(), logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+        await pool.close()
+    }
+}

@@ -1,0 +1,131 @@
+import DeviceAgentCore
+import Foundation
+import InventoryService
+import RampartArchive
+import RampartBus
+import RampartProto
+import RampartTesting
+import Testing
+
+@Suite("§1 device-agent over real processes (bus, inventory, device-agent)", .serialized)
+struct DeviceAgentProcessTests {
+    /// Polls inventory until `device` satisfies `condition`.
+    static func waitForDevice(
+        _ client: BusClient, _ name: String, timeout: Duration = .seconds(20),
+        until condition: (Rampart_Inventory_V1_Device) -> Bool
+    ) async throws -> Rampart_Inventory_V1_Device {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        var request = Rampart_Inventory_V1_GetDeviceRequest()
+        request.device = name
+        var last = "not found"
+        while clock.now < deadline {
+            if let response: Rampart_Inventory_V1_DeviceResponse = try? await client.call(
+                service: InventoryService.serviceName, method: InventoryService.Method.getDevice, request, timeout: .seconds(2))
+            {
+                if condition(response.device) { return response.device }
+                last = "connected=\(response.device.connected)"
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw RunningSystem.TimeoutError(description: "device \(name) never reached the expected state (\(last))")
+    }
+
+    @Test("§1, B5, B11, B12: run --register appears connected, answers Describe, exports in chunks over the bus")
+    func registerDescribeExport() async throws {
+        let system = try RunningSystem()
+        defer { system.stop() }
+        let folder = NSTemporaryDirectory() + "device-agent-it-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let facts = sampleFacts(name: "fw-it-01", serial: "JADIT0001", configSize: 2_500_000)
+        let init_ = try await ChildProcess.run(
+            Binaries.path("device-agent"),
+            [
+                "init", "--dir", folder, "--name", facts.name, "--serial", facts.serial, "--model", facts.model,
+                "--platform", "physical", "--software", "7.4.1", "--patch", "2", "--network-modules", "1",
+                "--interface", "1GbE-RJ45=8", "--management-ip", "10.0.0.11", "--config-size", "2500000",
+            ])
+        #expect(init_.exitCode == 0, "\(init_)")
+        try system.start("inventory")
+        try await system.waitUntilServing("inventory")
+        let agent = try system.start("device-agent", ["run", "--dir", folder, "--register", "--presence-interval-ms", "300"])
+        let client = system.client()
+        defer { client.close() }
+
+        let device = try await Self.waitForDevice(client, facts.name) { $0.connected }
+        #expect(device.serial == facts.serial && device.managerID == "rampart-manager")
+        try await system.waitUntilServing(DeviceAgent.serviceName(deviceId: device.id))
+        let service = DeviceAgent.serviceName(deviceId: device.id)
+
+        let described: Rampart_Device_V1_DescribeResponse = try await client.call(
+            service: service, method: DeviceAgent.Method.describe, Rampart_Device_V1_DescribeRequest())
+        #expect(described.facts.id == device.id && described.facts.name == facts.name)
+        #expect(described.facts.software.version == "7.4.1" && described.facts.software.patch == 2)
+        #expect(described.state == "running" && described.configBytes > 2_000_000)
+
+        let clock = ContinuousClock()
+        let started = clock.now
+        var request = Rampart_Device_V1_StartExportRequest()
+        request.jobID = "it-job"
+        request.role = .standalone
+        let export: Rampart_Device_V1_StartExportResponse = try await client.call(
+            service: service, method: DeviceAgent.Method.startExport, request, timeout: .seconds(20))
+        var archive = Data()
+        var chunks = 0
+        while true {
+            var read = Rampart_Device_V1_ReadExportRequest()
+            read.exportID = export.exportID
+            read.offset = UInt64(archive.count)
+            let chunk: Rampart_Device_V1_ReadExportResponse = try await client.call(
+                service: service, method: DeviceAgent.Method.readExport, read, timeout: .seconds(10))
+            #expect(chunk.data.count <= 1 << 20)
+            archive.append(chunk.data)
+            chunks += 1
+            if chunk.eof { break }
+        }
+        print("export of \(archive.count) bytes in \(chunks) chunks over the bus took \(clock.now - started)")
+        #expect(chunks == 3)
+        #expect(UInt64(archive.count) == export.size && sha256Hex(archive) == export.sha256)
+        let (manifest, files) = try BackupArchive.open(archive)
+        #expect(manifest.deviceId == device.id && manifest.managerId == "rampart-manager")  // B11
+        #expect(manifest.software.patch == 2)  // B5
+        #expect(files.keys.contains("pki/https-server.key"))  // B12
+        var finish = Rampart_Device_V1_FinishExportRequest()
+        finish.exportID = export.exportID
+        let _: Rampart_Device_V1_FinishExportResponse = try await client.call(
+            service: service, method: DeviceAgent.Method.finishExport, finish)
+        let again = await #expect(throws: RPCError.self) {
+            let _: Rampart_Device_V1_FinishExportResponse = try await client.call(
+                service: service, method: DeviceAgent.Method.finishExport, finish)
+        }
+        #expect(again?.code == .notFound)
+
+        // The registration is in the device's configuration tree (B11).
+        let registration = try DeviceFolder.open(folder).registration()
+        #expect(registration.deviceId == device.id && registration.managerId == "rampart-manager")
+
+        // A graceful stop reports the device disconnected.
+        agent.stop()
+        _ = try await Self.waitForDevice(client, facts.name) { !$0.connected }
+        #expect(agent.log.contains("stopped serving"))
+    }
+
+    @Test("§1: run refuses a device whose name is registered with another serial")
+    func serialMismatch() async throws {
+        let system = try RunningSystem()
+        defer { system.stop() }
+        let folder = NSTemporaryDirectory() + "device-agent-it-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try DeviceFolder.initialize(at: folder, facts: sampleFacts(name: "fw-it-02", serial: "JADIT0002", configSize: 16_384))
+        try system.start("inventory")
+        try await system.waitUntilServing("inventory")
+        let registered = try await system.rampart(
+            "devices", "register", "fw-it-02", "--serial", "OTHER0002", "--model", "FPR-3120", "--platform", "physical",
+            "--software", "7.4.1", "--management-ip", "10.0.0.12")
+        #expect(registered.exitCode == 0, "\(registered)")
+        let result = try await ChildProcess.run(
+            Binaries.path("device-agent"), ["run", "--dir", folder, "--register"], environment: system.environment)
+        #expect(result.exitCode != 0)
+        #expect(result.stderr.contains("serial"), "\(result)")
+    }
+}

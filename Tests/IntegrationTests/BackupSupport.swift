@@ -1,0 +1,162 @@
+import BackupWorkerService
+import Foundation
+import InventoryService
+import RampartBus
+import RampartProto
+import RampartTesting
+import Testing
+
+/// A simulated fleet for `device-agent fleet --spec` (docs/device-agent.md).
+struct FleetSpec: Encodable {
+    struct Device: Encodable {
+        var name: String
+        var serial: String
+        var model = "FPR-3120"
+        var platform = "physical"
+        var hypervisor: String?
+        var software = "7.4.1"
+        var patch = 2
+        var networkModules = 1
+        var interfaces = ["1GbE-RJ45": 8]
+        var managementIp: String
+        var failExport = false
+        var slowExportMs = 0
+    }
+
+    struct Pair: Encodable {
+        var name: String
+        var primary: String
+        var secondary: String
+    }
+
+    struct Cluster: Encodable {
+        var name: String
+        var control: String
+        var data: [String]
+    }
+
+    var configSize = "32KiB"
+    var devices: [Device] = []
+    var haPairs: [Pair] = []
+    var clusters: [Cluster] = []
+
+    private var counter = 0
+
+    mutating func device(_ name: String, model: String = "FPR-3120", platform: String = "physical", hypervisor: String? = nil,
+                         failExport: Bool = false, slowExportMs: Int = 0) {
+        counter += 1
+        devices.append(
+            Device(
+                name: name, serial: "SN\(String(format: "%05d", counter))", model: model, platform: platform,
+                hypervisor: hypervisor, managementIp: "10.1.\(counter / 250).\(counter % 250 + 1)", failExport: failExport,
+                slowExportMs: slowExportMs))
+    }
+
+    mutating func pair(_ name: String) {
+        device("\(name)-a", model: "FPR-4215")
+        device("\(name)-b", model: "FPR-4215")
+        haPairs.append(Pair(name: name, primary: "\(name)-a", secondary: "\(name)-b"))
+    }
+
+    mutating func cluster(_ name: String, failing: Set<String> = []) {
+        for node in ["n1", "n2", "n3"] {
+            device("\(name)-\(node)", model: "FPR-9300", platform: "native-instance", failExport: failing.contains(node))
+        }
+        clusters.append(Cluster(name: name, control: "\(name)-n1", data: ["\(name)-n2", "\(name)-n3"]))
+    }
+}
+
+/// A running system with storage, `workers` backup workers and the fleet of `spec`.
+struct BackupSystem {
+    let system: RunningSystem
+    let storageDir: String
+    var workers: [ChildProcess] = []
+
+    static func start(_ spec: FleetSpec, workers count: Int = 1, leaseSeconds: Int = 15) async throws -> BackupSystem {
+        let system = try RunningSystem()
+        let storageDir = system.logDirectory + "/storage"
+        var result = BackupSystem(system: system, storageDir: storageDir)
+        try system.start("inventory")
+        try system.start("storage", ["--dir", storageDir])
+        for index in 0..<count {
+            result.workers.append(
+                try system.start(
+                    "backup-worker",
+                    ["--instance-id", "worker-\(index + 1)", "--lease-seconds", "\(leaseSeconds)", "--retry-base-seconds", "0",
+                     "--schedule-interval-ms", "200"]))
+        }
+        let specPath = system.logDirectory + "/fleet.json"
+        let encoder = JSONEncoder()
+        try encoder.encode(spec).write(to: URL(fileURLWithPath: specPath))
+        try system.start("device-agent", ["fleet", "--dir", system.logDirectory + "/fleet", "--spec", specPath, "--register"])
+        try await system.waitUntilServing(InventoryService.serviceName)
+        try await system.waitUntilServing("storage")
+        try await system.waitUntilServing(BackupService.serviceName, instances: count)
+        try await result.waitForFleet(spec)
+        return result
+    }
+
+    /// Waits until every device of the fleet serves its bus service and the pairs and clusters exist.
+    func waitForFleet(_ spec: FleetSpec) async throws {
+        let client = system.client()
+        defer { client.close() }
+        for _ in 0..<400 {
+            let devices: Rampart_Inventory_V1_ListDevicesResponse? = try? await client.call(
+                service: InventoryService.serviceName, method: InventoryService.Method.listDevices,
+                Rampart_Inventory_V1_ListDevicesRequest(), timeout: .seconds(2))
+            let clusters: Rampart_Inventory_V1_ListClustersResponse? = try? await client.call(
+                service: InventoryService.serviceName, method: InventoryService.Method.listClusters,
+                Rampart_Inventory_V1_ListClustersRequest(), timeout: .seconds(2))
+            let pairs: Rampart_Inventory_V1_ListHaPairsResponse? = try? await client.call(
+                service: InventoryService.serviceName, method: InventoryService.Method.listHaPairs,
+                Rampart_Inventory_V1_ListHaPairsRequest(), timeout: .seconds(2))
+            if let devices, let clusters, let pairs, devices.devices.filter(\.connected).count == spec.devices.count,
+                clusters.clusters.count == spec.clusters.count, pairs.pairs.count == spec.haPairs.count
+            {
+                for device in devices.devices { try await system.waitUntilServing("device/\(device.id)") }
+                return
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw RunningSystem.TimeoutError(description: "the fleet never came up\n\(system.logs)")
+    }
+
+    func stop() { system.stop() }
+
+    /// `rampart backup start TARGETS --wait --output json`: the finished job and the CLI's exit code.
+    func backUp(_ targets: String...) async throws -> (Rampart_Backup_V1_Job, Int32) {
+        let result = try await system.rampart(["backup", "start"] + targets + ["--wait", "--output", "json", "--timeout", "60"])
+        guard let job = try? Rampart_Backup_V1_Job(jsonString: result.stdout) else {
+            throw RunningSystem.TimeoutError(description: "no job from the CLI: \(result)\n\(system.logs)")
+        }
+        return (job, result.exitCode)
+    }
+
+    func backups(job: String) async throws -> [Rampart_Backup_V1_Backup] {
+        let result = try await system.rampart("backups", "list", "--job", job, "--output", "json")
+        #expect(result.exitCode == 0, "\(result)")
+        return try Rampart_Backup_V1_ListBackupsResponse(jsonString: result.stdout).backups
+    }
+
+    /// Downloads a backup through the CLI and returns its bytes.
+    func download(_ backup: Rampart_Backup_V1_Backup) async throws -> Data {
+        let path = system.logDirectory + "/\(backup.fileName)"
+        let result = try await system.rampart("backups", "download", backup.id, "-o", path)
+        #expect(result.exitCode == 0, "\(result)")
+        return try Data(contentsOf: URL(fileURLWithPath: path))
+    }
+}
+
+/// Runs `body` with a backup system, always stopping it; logs are attached on failure.
+func withBackupSystem(_ spec: FleetSpec, workers: Int = 1, leaseSeconds: Int = 15, _ body: (BackupSystem) async throws -> Void)
+    async throws
+{
+    let system = try await BackupSystem.start(spec, workers: workers, leaseSeconds: leaseSeconds)
+    defer { system.stop() }
+    do {
+        try await body(system)
+    } catch {
+        Issue.record("logs:\n\(system.system.logs)")
+        throw error
+    }
+}

@@ -1,0 +1,207 @@
+import BackupWorkerService
+import Foundation
+import InventoryService
+import Postgres
+import RampartArchive
+import RampartBus
+import RampartProto
+import RampartTesting
+import Testing
+
+/// Backups end to end over real processes: inventory, storage, backup workers, a simulated fleet.
+@Suite("Backups: devices, HA pairs and clusters through workers into encrypted storage", .serialized)
+struct BackupTests {
+    @Test("B7, B5, B11: an HA pair gives two files named primary/secondary whose manifests name the device, role, version and patch")
+    func haPair() async throws {
+        var spec = FleetSpec()
+        spec.pair("ha1")
+        try await withBackupSystem(spec) { system in
+            let (job, code) = try await system.backUp("ha1")
+            #expect(code == 0 && job.state == .succeeded, "\(job)")
+            let backups = try await system.backups(job: job.id).sorted { $0.fileName < $1.fileName }
+            #expect(backups.count == 2)
+            #expect(backups.map { $0.fileName.contains("ha1-a_primary_") } == [true, false])
+            #expect(backups.map { $0.fileName.contains("ha1-b_secondary_") } == [false, true])
+            for backup in backups {
+                let (manifest, files) = try BackupArchive.open(try await system.download(backup))
+                #expect(manifest.deviceName == backup.ownerName)
+                #expect(manifest.deviceId == backup.ownerID)
+                #expect(manifest.role.rawValue == backup.role.label)
+                #expect(manifest.software.version == "7.4.1" && manifest.software.patch == 2, "B5: version and patch")
+                #expect(!manifest.managerId.isEmpty && !manifest.managementIp.isEmpty, "B11")
+                #expect(files.keys.contains { $0.hasSuffix(".key") }, "B12: private keys decrypted into the backup")
+            }
+        }
+    }
+
+    @Test("B8, B10: clusters as one bundle; a data node failing keeps the others; a control node failing keeps nothing")
+    func clusters() async throws {
+        var spec = FleetSpec()
+        spec.cluster("good")
+        spec.cluster("dataf", failing: ["n2"])
+        spec.cluster("ctrlf", failing: ["n1"])
+        try await withBackupSystem(spec) { system in
+            let (good, goodCode) = try await system.backUp("cluster:good")
+            #expect(goodCode == 0 && good.state == .succeeded, "\(good)")
+            let bundles = try await system.backups(job: good.id)
+            #expect(bundles.count == 1)
+            let bundle = try #require(bundles.first)
+            #expect(bundle.fileName.hasPrefix("good.") && bundle.fileName.hasSuffix(".tar.gz"))
+            let members = try ClusterBundle.members(try await system.download(bundle)).map(\.fileName).sorted()
+            #expect(members.count == 3)
+            #expect(members.filter { $0.hasPrefix("good-n1_control_") }.count == 1)
+            #expect(members.filter { $0.contains("_data_") }.count == 2)
+
+            let (partial, partialCode) = try await system.backUp("cluster:dataf")
+            #expect(partialCode == 7 && partial.state == .partiallySucceeded, "\(partial)")
+            #expect(partial.tasks.first?.message.contains("dataf-n2") == true)
+            let kept = try await system.backups(job: partial.id)
+            #expect(kept.first?.members.map(\.deviceName).sorted() == ["dataf-n1", "dataf-n3"])
+
+            let (cancelled, cancelledCode) = try await system.backUp("cluster:ctrlf")
+            #expect(cancelledCode == 8 && cancelled.state == .failed, "\(cancelled)")
+            #expect(cancelled.tasks.first?.state == .taskCancelled)
+            #expect(cancelled.tasks.first?.message.contains("B10") == true)
+            #expect(try await system.backups(job: cancelled.id).isEmpty, "nothing stored")
+
+            let (single, singleCode) = try await system.backUp("device:good-n2")
+            #expect(singleCode == 8 && single.tasks.first?.state == .refused, "\(single)")
+            #expect(single.tasks.first?.message.contains("B8") == true)
+        }
+    }
+
+    @Test("B2, B3: one request for several targets; virtual on KVM refused with a reason, VMware backed up")
+    func supportMatrix() async throws {
+        var spec = FleetSpec()
+        spec.device("fw-phys")
+        spec.device("fw-vmw", model: "FTDv50", platform: "virtual", hypervisor: "vmware")
+        spec.device("fw-kvm", model: "FTDv50", platform: "virtual", hypervisor: "kvm")
+        try await withBackupSystem(spec) { system in
+            let (job, code) = try await system.backUp("fw-phys", "fw-vmw", "fw-kvm")
+            #expect(code == 7 && job.state == .partiallySucceeded, "\(job)")
+            let states = Dictionary(uniqueKeysWithValues: job.tasks.map { ($0.targetName, $0.state) })
+            #expect(states == ["fw-phys": .taskSucceeded, "fw-vmw": .taskSucceeded, "fw-kvm": .refused])
+            let refusal = job.tasks.first { $0.targetName == "fw-kvm" }?.message ?? ""
+            #expect(refusal.contains("KVM") && refusal.contains("VMware"), "\(refusal)")
+            #expect(try await system.backups(job: job.id).count == 2)
+        }
+    }
+
+    @Test("Storage: a flipped bit in a stored object makes download and verify fail loudly")
+    func flippedBit() async throws {
+        var spec = FleetSpec()
+        spec.device("fw-1")
+        try await withBackupSystem(spec) { system in
+            let (job, code) = try await system.backUp("fw-1")
+            #expect(code == 0, "\(job)")
+            let backup = try #require(try await system.backups(job: job.id).first)
+            let verifiedBefore = try await system.system.rampart("storage", "verify")
+            #expect(verifiedBefore.exitCode == 0, "\(verifiedBefore)")
+
+            let objects = try FileManager.default.subpathsOfDirectory(atPath: system.storageDir + "/objects")
+                .filter { $0.contains(backup.objectID) }
+            let path = system.storageDir + "/objects/" + (try #require(objects.first))
+            var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+            bytes[bytes.count / 2] ^= 0x10
+            try bytes.write(to: URL(fileURLWithPath: path))
+
+            let download = try await system.system.rampart(
+                "backups", "download", backup.id, "-o", system.system.logDirectory + "/damaged.tar")
+            #expect(download.exitCode == 11, "\(download)")
+            #expect(download.stderr.contains("DATA_LOSS"), "\(download)")
+            #expect(!FileManager.default.fileExists(atPath: system.system.logDirectory + "/damaged.tar"))
+            let verify = try await system.system.rampart("storage", "verify")
+            #expect(verify.exitCode == 10 && verify.stdout.contains(backup.objectID), "\(verify)")
+        }
+    }
+
+    @Test("Queue: kill -9 of the worker running a task → another worker finishes it, with exactly one backup record")
+    func workerKilled() async throws {
+        var spec = FleetSpec()
+        spec.configSize = "4MiB"
+        spec.device("fw-slow", slowExportMs: 700)
+        try await withBackupSystem(spec, workers: 2, leaseSeconds: 3) { system in
+            let client = system.system.client()
+            defer { client.close() }
+            var request = Rampart_Backup_V1_StartBackupRequest()
+            var target = Rampart_Backup_V1_Target()
+            target.ref = "fw-slow"
+            request.targets = [target]
+            let started: Rampart_Backup_V1_JobResponse = try await client.call(
+                service: BackupService.serviceName, method: BackupService.Method.startBackup, request)
+            // Find the worker that took it, and kill it mid-export.
+            var owner: String?
+            for _ in 0..<100 where owner == nil {
+                try await Task.sleep(for: .milliseconds(100))
+                let job = try await getJob(client, started.job.id)
+                if let task = job.tasks.first, task.state == .taskRunning, task.progressPercent > 0 {
+                    owner = try await leaseOwner(system, task.id)
+                }
+            }
+            let victim = try #require(owner)
+            system.workers[victim == "worker-1" ? 0 : 1].kill9()
+
+            var finished = try await getJob(client, started.job.id)
+            for _ in 0..<300 where !finished.state.isFinished {
+                try await Task.sleep(for: .milliseconds(100))
+                finished = try await getJob(client, started.job.id)
+            }
+            #expect(finished.state == .succeeded, "\(finished)")
+            #expect(finished.tasks.first?.attempts == 2)
+            #expect(try await system.backups(job: started.job.id).count == 1, "exactly one backup record")
+        }
+    }
+
+    @Test("B4: a fresh installation has a weekly schedule; one due slot with three workers makes one job")
+    func schedules() async throws {
+        var spec = FleetSpec()
+        spec.device("fw-1")
+        try await withBackupSystem(spec, workers: 3) { system in
+            let list = try await system.system.rampart("schedules", "list", "--output", "json")
+            let schedules = try Rampart_Backup_V1_ListSchedulesResponse(jsonString: list.stdout).schedules
+            let weekly = try #require(schedules.first { $0.name == "weekly" })
+            #expect(weekly.cron == "0 2 * * 0" && !weekly.paused)
+            #expect(weekly.targets.map(\.kind) == [.allDevices])
+
+            // Every minute: within the next minute a slot passes, and the three workers race for it.
+            let created = try await system.system.rampart(
+                "schedules", "create", "every-minute", "--cron", "* * * * *", "--target", "fw-1")
+            #expect(created.exitCode == 0, "\(created)")
+            let connection = try PostgresConnection(connectionString: system.system.database)
+            var runs: [String] = []
+            for _ in 0..<700 where runs.isEmpty {
+                try await Task.sleep(for: .milliseconds(100))
+                runs = try connection.query(
+                    """
+                    SELECT r.job_id::text AS job FROM backup.schedule_runs r JOIN backup.schedules s ON s.id = r.schedule_id
+                    WHERE s.name = 'every-minute'
+                    """
+                ).map { try $0.decode("job") }
+            }
+            #expect(runs.count >= 1)
+            try await Task.sleep(for: .seconds(1))  // the other workers' ticks have come and gone
+            let jobs = try connection.query(
+                "SELECT count(*) AS n, count(DISTINCT r.slot) AS slots FROM backup.jobs j JOIN backup.schedule_runs r ON r.job_id = j.id WHERE j.origin = 'schedule:every-minute'")
+            let row = try #require(jobs.first)
+            let (n, slots): (Int, Int) = (try row.decode("n"), try row.decode("slots"))
+            #expect(n == slots, "one job per slot")
+            let all = try connection.query("SELECT count(*) AS n FROM backup.jobs WHERE origin = 'schedule:every-minute'")
+            #expect(try all.first?.decode("n", as: Int.self) == n, "no job without its slot")
+        }
+    }
+}
+
+func getJob(_ client: BusClient, _ id: String) async throws -> Rampart_Backup_V1_Job {
+    var request = Rampart_Backup_V1_GetJobRequest()
+    request.jobID = id
+    let response: Rampart_Backup_V1_JobResponse = try await client.call(
+        service: BackupService.serviceName, method: BackupService.Method.getJob, request, idempotent: true)
+    return response.job
+}
+
+func leaseOwner(_ system: BackupSystem, _ task: String) async throws -> String? {
+    let connection = try PostgresConnection(connectionString: system.system.database)
+    return try connection.query("SELECT lease_owner FROM backup.tasks WHERE id = \(task)::uuid").first?
+        .decodeIfPresent("lease_owner")
+}
+

@@ -1,0 +1,120 @@
+import Crypto
+import Foundation
+import RampartBus
+import RampartCrypto
+import RampartProto
+import RampartTesting
+import Testing
+
+@testable import StorageService
+
+@Suite("Storage over the bus (real processes)")
+struct StorageProcessTests {
+    @Test("the storage executable uploads and reads an object through the bus")
+    func overTheBus() async throws {
+        let system = try RunningSystem()
+        defer { system.stop() }
+        let dir = NSTemporaryDirectory() + "rampart-storage-it-\(UUID().uuidString.prefix(8))"
+        try system.start("storage", ["--dir", dir])
+        try await system.waitUntilServing(BusProtocol.journalService)
+        try await system.waitUntilServing(StorageService.serviceName)
+        let client = system.client()
+        defer { client.close() }
+        do {
+            let content = testBytes(2 * (1 << 20) + 4321, seed: 99)
+            let begin: Rampart_Storage_V1_BeginUploadResponse = try await client.call(
+                service: "storage", method: StorageService.Method.beginUpload,
+                Rampart_Storage_V1_BeginUploadRequest.with {
+                    $0.fileName = "fw-edge_20260101.tar"
+                    $0.contentType = "application/x-tar"
+                    $0.owner = "fw-edge"
+                    $0.size = UInt64(content.count)
+                    $0.idempotencyKey = "it/fw-edge/1"
+                })
+            var offset = 0
+            while offset < content.count {
+                let end = min(content.count, offset + (1 << 20))
+                let _: Rampart_Storage_V1_UploadChunkResponse = try await client.call(
+                    service: "storage", method: StorageService.Method.uploadChunk,
+                    Rampart_Storage_V1_UploadChunkRequest.with {
+                        $0.uploadID = begin.uploadID
+                        $0.offset = UInt64(offset)
+                        $0.data = content.subdata(in: offset..<end)
+                    })
+                offset = end
+            }
+            let info: Rampart_Storage_V1_ObjectInfo = try await client.call(
+                service: "storage", method: StorageService.Method.commitUpload,
+                Rampart_Storage_V1_CommitUploadRequest.with {
+                    $0.uploadID = begin.uploadID
+                    $0.sha256 = sha256Hex(content)
+                })
+            #expect(info.objectID == sha256Hex(content))
+            var read = Data()
+            while true {
+                let piece: Rampart_Storage_V1_ReadObjectResponse = try await client.call(
+                    service: "storage", method: StorageService.Method.readObject,
+                    Rampart_Storage_V1_ReadObjectRequest.with {
+                        $0.objectID = info.objectID
+                        $0.offset = UInt64(read.count)
+                    }, idempotent: true)
+                read.append(piece.data)
+                if piece.eof { break }
+            }
+            #expect(read == content)
+            let key = dir + "/master.key"
+            #expect((try FileManager.default.attributesOfItem(atPath: key)[.posixPermissions] as? Int) == 0o600)
+        } catch {
+            Issue.record("logs:\n\(system.logs)")
+            throw error
+        }
+    }
+
+    @Test("the storage executable refuses a world-readable master key")
+    func refusesReadableKey() async throws {
+        let dir = NSTemporaryDirectory() + "rampart-storage-key-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: dir + "/master.key", contents: Data(count: 32), attributes: [.posixPermissions: 0o644])
+        let result = try await ChildProcess.run(
+            Binaries.path("storage"), ["--dir", dir, "--database", "host=/nonexistent dbname=x"])
+        #expect(result.exitCode != 0)
+        #expect(result.stderr.contains("group or others"))
+    }
+}
+
+/// Ingest throughput of the upload path, in-process (measured, never asserted). Run with
+/// RAMPART_STORAGE_BENCH=1 (size in MiB in RAMPART_STORAGE_BENCH_MIB, default 200).
+@Suite("Storage ingest measurement")
+struct IngestMeasurement {
+    @Test(
+        "ingest throughput of a large object through BeginUpload/UploadChunk/CommitUpload",
+        .enabled(if: ProcessInfo.processInfo.environment["RAMPART_STORAGE_BENCH"] == "1"))
+    func ingest() async throws {
+        let mib = Int(ProcessInfo.processInfo.environment["RAMPART_STORAGE_BENCH_MIB"] ?? "") ?? 200
+        let storage = try StorageHarness.make()
+        defer { Task { await storage.close() } }
+        let chunk = testBytes(1 << 20, seed: 5)
+        var hasher = SHA256()
+        for _ in 0..<mib { hasher.update(data: chunk) }
+        let sha = hasher.finalize().hexString
+        let clock = ContinuousClock()
+        let started = clock.now
+        let upload = try await storage.begin(size: UInt64(mib << 20))
+        for index in 0..<mib { try await storage.chunk(upload.uploadID, index << 20, chunk) }
+        let info = try await storage.commit(upload.uploadID, sha: sha)
+        let elapsed = clock.now - started
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let readStarted = clock.now
+        var offset = 0
+        while true {
+            let piece = try await storage.read(info.objectID, offset: offset, length: 0)
+            offset += piece.data.count
+            if piece.eof { break }
+        }
+        let readElapsed = clock.now - readStarted
+        let readSeconds = Double(readElapsed.components.seconds) + Double(readElapsed.components.attoseconds) / 1e18
+        print(
+            "STORAGE-BENCH ingest \(mib) MiB in \(String(format: "%.2f", seconds)) s = \(String(format: "%.1f", Double(mib) / seconds)) MiB/s; "
+                + "read back in 1 MiB chunks in \(String(format: "%.2f", readSeconds)) s = \(String(format: "%.1f", Double(mib) / readSeconds)) MiB/s")
+    }
+}
