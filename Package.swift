@@ -143,7 +143,10 @@ let package = Package(
         // Benchmarks (dev/bench.sh; results in docs/benchmarks.md).
         .executableTarget(
             name: "BusBench",
-            dependencies: ["RampartBus", "RampartProto", "ZeroMQ", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "RampartBus", "RampartProto", "ZeroMQ", .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"), .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
             path: "Benchmarks/BusBench", swiftSettings: strict),
 
         // Helpers only tests use: throwaway databases, process launching, free ports.

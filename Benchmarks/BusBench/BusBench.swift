@@ -13,15 +13,24 @@ struct BusBench {
     static func main() async throws {
         var requests = 20_000
         var pipeline = 64
+        var ingestBus: String?
+        var ingestMiB = 200
         var arguments = CommandLine.arguments.dropFirst().makeIterator()
         while let argument = arguments.next() {
             switch argument {
             case "--requests": requests = Int(arguments.next() ?? "") ?? requests
             case "--pipeline": pipeline = Int(arguments.next() ?? "") ?? pipeline
+            case "--storage-ingest": ingestBus = arguments.next()
+            case "--size-mib": ingestMiB = Int(arguments.next() ?? "") ?? ingestMiB
             default:
-                FileHandle.standardError.write(Data("usage: bus-bench [--requests N] [--pipeline K]\n".utf8))
+                FileHandle.standardError.write(
+                    Data("usage: bus-bench [--requests N] [--pipeline K] | --storage-ingest BUS [--size-mib N]\n".utf8))
                 exit(64)
             }
+        }
+        if let ingestBus {
+            try await StorageIngest.run(bus: ingestBus, mebibytes: ingestMiB)
+            return
         }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)

@@ -203,3 +203,11 @@ public func database<T>(_ body: () async throws -> T) async throws -> T {
         throw RPCError(.internal, "database error", cause: error)
     }
 }
+
+extension PostgresPool {
+    /// Runs `body` in a transaction on behalf of a request: connection failures become `UNAVAILABLE`,
+    /// other database errors `INTERNAL`; `RPCError`s thrown by `body` pass through unchanged.
+    public func serve<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
+        try await database { try await transaction(body) }
+    }
+}

@@ -42,16 +42,20 @@ public final class ChildProcess: @unchecked Sendable {
         _ = kill(pid, signal)
     }
 
-    /// Sends SIGTERM and waits up to `timeout` seconds, then SIGKILL.
-    public func stop(timeout: Double = 5) {
-        guard isRunning else { return }
+    /// Sends SIGTERM and waits up to `timeout` seconds, then SIGKILL. Returns whether it ended by
+    /// itself with exit status 0 in time (a graceful shutdown).
+    @discardableResult
+    public func stop(timeout: Double = 5) -> Bool {
+        guard isRunning else { return false }
         send(SIGTERM)
         let deadline = Date().addingTimeInterval(timeout)
         while isRunning && Date() < deadline { usleep(20_000) }
         if isRunning {
             send(SIGKILL)
             while isRunning { usleep(10_000) }
+            return false
         }
+        return lock.withLock { exitStatus } == 0
     }
 
     /// Kills it at once (SIGKILL) and reaps it.

@@ -94,10 +94,14 @@ public final class RunningSystem: @unchecked Sendable {
         ([bus] + services).map { "== \($0.commandLine)\n\($0.log.suffix(4000))" }.joined(separator: "\n")
     }
 
-    /// Stops every process (services first, then the bus).
-    public func stop() {
-        for service in services { service.stop() }
-        bus.stop()
+    /// Stops every process (services first, then the bus); returns the command lines of those that
+    /// did not shut down gracefully (SIGTERM → exit 0 within 5 s).
+    @discardableResult
+    public func stop() -> [String] {
+        var stuck: [String] = []
+        for service in services where service.isRunning && !service.stop() { stuck.append(service.commandLine) }
+        if bus.isRunning && !bus.stop() { stuck.append(bus.commandLine) }
+        return stuck
     }
 
     deinit { stop() }

@@ -84,6 +84,10 @@ struct BackupTests {
             let refusal = job.tasks.first { $0.targetName == "fw-kvm" }?.message ?? ""
             #expect(refusal.contains("KVM") && refusal.contains("VMware"), "\(refusal)")
             #expect(try await system.backups(job: job.id).count == 2)
+
+            // Lifecycle: every process (agents, workers, storage, inventory, bus) ends on SIGTERM by itself.
+            let stuck = system.system.stop()
+            #expect(stuck.isEmpty, "not shut down gracefully within 5 s: \(stuck)")
         }
     }
 

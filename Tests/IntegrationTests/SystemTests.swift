@@ -39,6 +39,9 @@ struct SystemTests {
                 answeredBy.insert(reply.header.answeredBy)
             }
             #expect(answeredBy.count == 2, "answered by \(answeredBy)")
+
+            let stuck = system.stop()
+            #expect(stuck.isEmpty, "not shut down gracefully by SIGTERM within 5 s: \(stuck)")
         }
     }
 

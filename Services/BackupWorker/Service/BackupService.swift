@@ -45,21 +45,17 @@ public struct BackupService: Sendable {
         try Migrator.migrate(schema: "backup", migrations: BackupMigrations.all, connection: connection, logger: logger)
     }
 
-    private func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
-        try await database { try await pool.transaction(body) }
-    }
-
     /// Plans `targets` and queues a job for them (shared by StartBackup and the scheduler).
     func startJob(targets: [Rampart_Backup_V1_Target], origin: String, requestedBy: String, idempotencyKey: String?)
         async throws -> Rampart_Backup_V1_Job
     {
         if let key = idempotencyKey,
-            let existing = try await transaction({ try BackupStore.jobId(idempotencyKey: key, on: $0) })
+            let existing = try await pool.serve({ try BackupStore.jobId(idempotencyKey: key, on: $0) })
         {
-            return try await transaction { try BackupStore.job(existing, on: $0) }
+            return try await pool.serve { try BackupStore.job(existing, on: $0) }
         }
         let tasks = try await planner.plan(targets)
-        return try await transaction { connection in
+        return try await pool.serve { connection in
             if let key = idempotencyKey, let existing = try BackupStore.jobId(idempotencyKey: key, on: connection) {
                 return try BackupStore.job(existing, on: connection)
             }
@@ -81,14 +77,14 @@ public struct BackupService: Sendable {
             return response
         }
         router.register(Method.getJob) { (request: Rampart_Backup_V1_GetJobRequest, _) in
-            try await transaction { connection in
+            try await pool.serve { connection in
                 var response = Rampart_Backup_V1_JobResponse()
                 response.job = try BackupStore.job(request.jobID, on: connection)
                 return response
             }
         }
         router.register(Method.listJobs) { (request: Rampart_Backup_V1_ListJobsRequest, _) in
-            try await transaction { connection in
+            try await pool.serve { connection in
                 var response = Rampart_Backup_V1_ListJobsResponse()
                 response.jobs = try BackupStore.listJobs(
                     limit: Int(request.limit == 0 ? 50 : min(request.limit, 1000)), state: request.state, on: connection)
@@ -96,7 +92,7 @@ public struct BackupService: Sendable {
             }
         }
         router.register(Method.cancelJob) { (request: Rampart_Backup_V1_CancelJobRequest, context) in
-            try await transaction { connection in
+            try await pool.serve { connection in
                 try BackupStore.cancel(jobId: request.jobID, requestedBy: context.caller, on: connection)
                 var response = Rampart_Backup_V1_JobResponse()
                 response.job = try BackupStore.job(request.jobID, on: connection)
@@ -104,7 +100,7 @@ public struct BackupService: Sendable {
             }
         }
         router.register(Method.listBackups) { (request: Rampart_Backup_V1_ListBackupsRequest, _) in
-            try await transaction { connection in
+            try await pool.serve { connection in
                 var response = Rampart_Backup_V1_ListBackupsResponse()
                 response.backups = try BackupStore.listBackups(
                     owner: request.owner.isEmpty ? nil : request.owner, jobId: request.jobID.isEmpty ? nil : request.jobID,
@@ -113,7 +109,7 @@ public struct BackupService: Sendable {
             }
         }
         router.register(Method.getBackup) { (request: Rampart_Backup_V1_GetBackupRequest, _) in
-            try await transaction { connection in
+            try await pool.serve { connection in
                 var response = Rampart_Backup_V1_BackupResponse()
                 response.backup = try BackupStore.backup(request.backupID, on: connection)
                 return response

@@ -66,7 +66,12 @@ public final class JobRunner: Service, Sendable {
                         wait.addTask { [interval = configuration.pollInterval] in
                             if (try? await Task.sleep(for: interval)) != nil { doorbell.ring() }
                         }
-                        await doorbell.wait()
+                        // Shutdown cancels this task (and the timer): the wait must end then too.
+                        await withTaskCancellationHandler {
+                            await doorbell.wait()
+                        } onCancel: {
+                            doorbell.ring()
+                        }
                         wait.cancelAll()
                     }
                 }

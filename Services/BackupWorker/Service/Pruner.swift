@@ -32,38 +32,36 @@ public struct Pruner: Sendable {
     /// Prunes `owner`'s backups (nil: everyone's); with `dryRun`, only reports.
     public func prune(owner: String?, dryRun: Bool, caller: String) async throws -> Rampart_Backup_V1_PruneBackupsResponse {
         let (policy, now) = (self.policy, self.now())
-        let (response, orphans) = try await database {
-            try await pool.transaction { connection -> (Rampart_Backup_V1_PruneBackupsResponse, [String]) in
-                var response = Rampart_Backup_V1_PruneBackupsResponse()
-                let locked = try connection.query("SELECT pg_try_advisory_xact_lock(\(Self.lockKey)) AS locked")
-                guard try locked.first?.decode("locked", as: Bool.self) == true else {
-                    throw RPCError(.aborted, "another worker is pruning right now; try again shortly")
-                }
-                let backups = try BackupStore.listBackups(owner: owner, jobId: nil, limit: 1_000_000, on: connection)
-                var deleted: [Rampart_Backup_V1_Backup] = []
-                for (_, group) in Dictionary(grouping: backups, by: \.ownerID) {
-                    let candidates = group.map {
-                        RetentionCandidate(id: $0.id, created: Date(timeIntervalSince1970: Double($0.createdUnixMs) / 1000), good: true)
-                    }
-                    let doomed = Set(policy.select(candidates, now: now, in: TimeZone(identifier: "UTC")!).delete)
-                    deleted += group.filter { doomed.contains($0.id) }
-                }
-                response.deleted = deleted.sorted { $0.createdUnixMs < $1.createdUnixMs }
-                response.kept = UInt32(backups.count - deleted.count)
-                guard !dryRun, !deleted.isEmpty else { return (response, []) }
-                for backup in deleted {
-                    try connection.execute("DELETE FROM backup.backups WHERE id = \(backup.id)::uuid")
-                    try BackupStore.emit(
-                        "backup.deleted", subject: backup.id,
-                        ["owner": backup.ownerName, "file": backup.fileName, "reason": "retention", "caller": caller],
-                        on: connection)
-                }
-                let objects = Array(Set(deleted.map(\.objectID)))
-                let stillUsed = try connection.query(
-                    "SELECT DISTINCT object_id FROM backup.backups WHERE object_id = ANY(\(objects))"
-                ).map { try $0.decode("object_id", as: String.self) }
-                return (response, objects.filter { !stillUsed.contains($0) })
+        let (response, orphans) = try await pool.serve { connection -> (Rampart_Backup_V1_PruneBackupsResponse, [String]) in
+            var response = Rampart_Backup_V1_PruneBackupsResponse()
+            let locked = try connection.query("SELECT pg_try_advisory_xact_lock(\(Self.lockKey)) AS locked")
+            guard try locked.first?.decode("locked", as: Bool.self) == true else {
+                throw RPCError(.aborted, "another worker is pruning right now; try again shortly")
             }
+            let backups = try BackupStore.listBackups(owner: owner, jobId: nil, limit: 1_000_000, on: connection)
+            var deleted: [Rampart_Backup_V1_Backup] = []
+            for (_, group) in Dictionary(grouping: backups, by: \.ownerID) {
+                let candidates = group.map {
+                    RetentionCandidate(id: $0.id, created: Date(timeIntervalSince1970: Double($0.createdUnixMs) / 1000), good: true)
+                }
+                let doomed = Set(policy.select(candidates, now: now, in: TimeZone(identifier: "UTC")!).delete)
+                deleted += group.filter { doomed.contains($0.id) }
+            }
+            response.deleted = deleted.sorted { $0.createdUnixMs < $1.createdUnixMs }
+            response.kept = UInt32(backups.count - deleted.count)
+            guard !dryRun, !deleted.isEmpty else { return (response, []) }
+            for backup in deleted {
+                try connection.execute("DELETE FROM backup.backups WHERE id = \(backup.id)::uuid")
+                try BackupStore.emit(
+                    "backup.deleted", subject: backup.id,
+                    ["owner": backup.ownerName, "file": backup.fileName, "reason": "retention", "caller": caller],
+                    on: connection)
+            }
+            let objects = Array(Set(deleted.map(\.objectID)))
+            let stillUsed = try connection.query(
+                "SELECT DISTINCT object_id FROM backup.backups WHERE object_id = ANY(\(objects))"
+            ).map { try $0.decode("object_id", as: String.self) }
+            return (response, objects.filter { !stillUsed.contains($0) })
         }
         for object in orphans {
             var request = Rampart_Storage_V1_DeleteObjectRequest()

@@ -95,10 +95,6 @@ enum ScheduleStore {
 struct ScheduleHandlers: Sendable {
     let pool: PostgresPool
 
-    private func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
-        try await database { try await pool.transaction(body) }
-    }
-
     private static func emit(_ topic: String, _ schedule: Rampart_Backup_V1_Schedule, _ caller: String, on connection: PostgresConnection)
         throws
     {
@@ -115,7 +111,7 @@ struct ScheduleHandlers: Sendable {
             if schedule.timeZone.isEmpty { schedule.timeZone = "UTC" }
             try ScheduleStore.validate(schedule)
             let candidate = schedule
-            return try await transaction { connection in
+            return try await pool.serve { connection in
                 let id = UUID().uuidString.lowercased()
                 do {
                     try connection.execute(
@@ -134,21 +130,21 @@ struct ScheduleHandlers: Sendable {
             }
         }
         router.register(M.listSchedules) { (_: Rampart_Backup_V1_ListSchedulesRequest, _) in
-            try await transaction { connection in
+            try await pool.serve { connection in
                 var response = Rampart_Backup_V1_ListSchedulesResponse()
                 response.schedules = try ScheduleStore.all(on: connection).map(\.schedule)
                 return response
             }
         }
         router.register(M.getSchedule) { (request: Rampart_Backup_V1_GetScheduleRequest, _) in
-            try await transaction { connection in
+            try await pool.serve { connection in
                 var response = Rampart_Backup_V1_ScheduleResponse()
                 response.schedule = try ScheduleStore.one(request.schedule, on: connection).schedule
                 return response
             }
         }
         router.register(M.updateSchedule) { (request: Rampart_Backup_V1_UpdateScheduleRequest, context) in
-            try await transaction { connection in
+            try await pool.serve { connection in
                 var schedule = try ScheduleStore.one(request.schedule, on: connection).schedule
                 let timingChanged = (!request.cron.isEmpty && request.cron != schedule.cron)
                     || (!request.timeZone.isEmpty && request.timeZone != schedule.timeZone)
@@ -175,7 +171,7 @@ struct ScheduleHandlers: Sendable {
             }
         }
         router.register(M.setSchedulePaused) { (request: Rampart_Backup_V1_SetSchedulePausedRequest, context) in
-            try await transaction { connection in
+            try await pool.serve { connection in
                 let schedule = try ScheduleStore.one(request.schedule, on: connection).schedule
                 // Resuming counts as a change of timing: slots missed while paused do not run.
                 try connection.execute(
@@ -192,7 +188,7 @@ struct ScheduleHandlers: Sendable {
             }
         }
         router.register(M.deleteSchedule) { (request: Rampart_Backup_V1_DeleteScheduleRequest, context) in
-            try await transaction { connection in
+            try await pool.serve { connection in
                 let schedule = try ScheduleStore.one(request.schedule, on: connection).schedule
                 try connection.execute("DELETE FROM backup.schedules WHERE id = \(schedule.id)::uuid")
                 try Self.emit("backup.schedule.deleted", schedule, context.caller, on: connection)
@@ -255,18 +251,15 @@ public final class Scheduler: Service, Sendable {
             guard let slot else { continue }
             let tasks = try await planner.plan(stored.schedule.targets)
             let schedule = stored.schedule
-            let jobId = try await database {
-                try await pool.transaction { connection -> String? in
-                    let jobId = try BackupStore.insertJobIfSlotFree(
-                        scheduleId: schedule.id, slot: slot, origin: "schedule:\(schedule.name)", tasks: tasks,
-                        on: connection)
-                    try connection.execute(
-                        """
-                        UPDATE backup.schedules SET last_run = greatest(coalesce(last_run, \(slot)), \(slot))
-                        WHERE id = \(schedule.id)::uuid
-                        """)
-                    return jobId
-                }
+            let jobId = try await pool.serve { connection -> String? in
+                let jobId = try BackupStore.insertJobIfSlotFree(
+                    scheduleId: schedule.id, slot: slot, origin: "schedule:\(schedule.name)", tasks: tasks, on: connection)
+                try connection.execute(
+                    """
+                    UPDATE backup.schedules SET last_run = greatest(coalesce(last_run, \(slot)), \(slot))
+                    WHERE id = \(schedule.id)::uuid
+                    """)
+                return jobId
             }
             if let jobId {
                 logger.info("scheduled backup started", metadata: ["schedule": "\(schedule.name)", "slot": "\(slot)", "job": "\(jobId)"])

@@ -46,10 +46,6 @@ public struct InventoryService: Sendable {
         try Migrator.migrate(schema: "inventory", migrations: InventoryMigrations.all, connection: connection, logger: logger)
     }
 
-    private func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
-        try await database { try await pool.transaction(body) }
-    }
-
     private static func emit(
         _ topic: String, subject: String, attributes: [String: String], message: any SwiftProtobuf.Message,
         context: RequestContext, on connection: PostgresConnection
@@ -94,7 +90,7 @@ public struct InventoryService: Sendable {
         router.register(Method.registerDevice) { (request: Rampart_Inventory_V1_RegisterDeviceRequest, context) in
             let device = request.device
             try InventoryRules.validateDevice(device)
-            return try await transaction { connection in
+            return try await pool.serve { connection in
                 let id = try InventoryStore.insertDevice(device, on: connection)
                 var response = Rampart_Inventory_V1_DeviceResponse()
                 response.device = try InventoryStore.device(id, on: connection)
@@ -103,14 +99,14 @@ public struct InventoryService: Sendable {
             }
         }
         router.register(Method.getDevice) { (request: Rampart_Inventory_V1_GetDeviceRequest, _) in
-            try await transaction { connection in
+            try await pool.serve { connection in
                 var response = Rampart_Inventory_V1_DeviceResponse()
                 response.device = try InventoryStore.device(request.device, on: connection)
                 return response
             }
         }
         router.register(Method.listDevices) { (request: Rampart_Inventory_V1_ListDevicesRequest, _) in
-            try await transaction { connection in
+            try await pool.serve { connection in
                 var response = Rampart_Inventory_V1_ListDevicesResponse()
                 response.devices = try InventoryStore.listDevices(request, on: connection)
                 return response
@@ -118,7 +114,7 @@ public struct InventoryService: Sendable {
         }
         router.register(Method.updateDevice) { (request: Rampart_Inventory_V1_UpdateDeviceRequest, context) in
             guard !request.fields.isEmpty else { throw RPCError.invalidArgument("no field to update was named") }
-            return try await transaction { connection in
+            return try await pool.serve { connection in
                 let current = try Self.lockDevices([request.device], on: connection)[0]
                 let updated = try DeviceUpdate.apply(fields: request.fields, from: request.values, to: current)
                 try InventoryRules.validateDevice(updated)
@@ -133,7 +129,7 @@ public struct InventoryService: Sendable {
             }
         }
         router.register(Method.unregisterDevice) { (request: Rampart_Inventory_V1_UnregisterDeviceRequest, context) in
-            try await transaction { connection in
+            try await pool.serve { connection in
                 let device = try Self.lockDevices([request.device], on: connection)[0]
                 if !device.haPairID.isEmpty || !device.clusterID.isEmpty {
                     throw RPCError.failedPrecondition(
@@ -148,7 +144,7 @@ public struct InventoryService: Sendable {
             }
         }
         router.register(Method.reportPresence) { (request: Rampart_Inventory_V1_ReportPresenceRequest, context) in
-            try await transaction { connection in
+            try await pool.serve { connection in
                 let device = try InventoryStore.device(request.device, on: connection)
                 let changed = try InventoryStore.setPresence(id: device.id, connected: request.connected, on: connection)
                 var response = Rampart_Inventory_V1_DeviceResponse()
@@ -161,7 +157,7 @@ public struct InventoryService: Sendable {
             }
         }
         router.register(Method.setOutOfDate) { (request: Rampart_Inventory_V1_SetOutOfDateRequest, context) in
-            try await transaction { connection in
+            try await pool.serve { connection in
                 let device = try InventoryStore.device(request.device, on: connection)
                 let changed = try InventoryStore.setOutOfDate(id: device.id, outOfDate: request.outOfDate, on: connection)
                 var response = Rampart_Inventory_V1_DeviceResponse()
@@ -174,7 +170,7 @@ public struct InventoryService: Sendable {
             }
         }
         router.register(Method.backupSupport) { (request: Rampart_Inventory_V1_BackupSupportRequest, _) in
-            try await transaction { connection in
+            try await pool.serve { connection in
                 let devices =
                     request.devices.isEmpty
                     ? try InventoryStore.listDevices(.init(), on: connection)
@@ -219,7 +215,7 @@ public struct InventoryService: Sendable {
             guard !request.primary.isEmpty, !request.secondary.isEmpty else {
                 throw RPCError.invalidArgument("an HA pair needs a primary and a secondary device")
             }
-            return try await transaction { connection in
+            return try await pool.serve { connection in
                 let devices = try Self.lockDevices([request.primary, request.secondary], on: connection)
                 try InventoryRules.validateMembers(devices, forming: "HA pair")
                 let id = try InventoryStore.insertPair(
@@ -233,10 +229,10 @@ public struct InventoryService: Sendable {
             }
         }
         router.register(Method.getHaPair) { (request: Rampart_Inventory_V1_GetHaPairRequest, _) in
-            try await transaction { connection in try Self.pairResponse(request.pair, on: connection) }
+            try await pool.serve { connection in try Self.pairResponse(request.pair, on: connection) }
         }
         router.register(Method.listHaPairs) { (_: Rampart_Inventory_V1_ListHaPairsRequest, _) in
-            try await transaction { connection in
+            try await pool.serve { connection in
                 var response = Rampart_Inventory_V1_ListHaPairsResponse()
                 response.pairs = try InventoryStore.listPairs(on: connection)
                 return response
@@ -244,7 +240,7 @@ public struct InventoryService: Sendable {
         }
         router.register(Method.updateHaPair) { (request: Rampart_Inventory_V1_UpdateHaPairRequest, context) in
             if !request.name.isEmpty { try InventoryRules.validateName(request.name, what: "HA pair") }
-            return try await transaction { connection in
+            return try await pool.serve { connection in
                 var pair = try InventoryStore.pair(request.pair, on: connection)
                 var changes: [String] = []
                 if !request.name.isEmpty && request.name != pair.name {
@@ -271,7 +267,7 @@ public struct InventoryService: Sendable {
             }
         }
         router.register(Method.deleteHaPair) { (request: Rampart_Inventory_V1_DeleteHaPairRequest, context) in
-            try await transaction { connection in
+            try await pool.serve { connection in
                 let pair = try InventoryStore.pair(request.pair, on: connection)
                 try InventoryStore.deletePair(id: pair.id, on: connection)
                 try Self.emit(
@@ -299,7 +295,7 @@ public struct InventoryService: Sendable {
         router.register(Method.createCluster) { (request: Rampart_Inventory_V1_CreateClusterRequest, context) in
             try InventoryRules.validateName(request.name, what: "cluster")
             try InventoryRules.validateClusterShape(control: request.control, data: request.data)
-            return try await transaction { connection in
+            return try await pool.serve { connection in
                 let devices = try Self.lockDevices([request.control] + request.data, on: connection)
                 try InventoryRules.validateMembers(devices, forming: "cluster")
                 let id = try InventoryStore.insertCluster(name: request.name, on: connection)
@@ -313,10 +309,10 @@ public struct InventoryService: Sendable {
             }
         }
         router.register(Method.getCluster) { (request: Rampart_Inventory_V1_GetClusterRequest, _) in
-            try await transaction { connection in try Self.clusterResponse(request.cluster, on: connection) }
+            try await pool.serve { connection in try Self.clusterResponse(request.cluster, on: connection) }
         }
         router.register(Method.listClusters) { (_: Rampart_Inventory_V1_ListClustersRequest, _) in
-            try await transaction { connection in
+            try await pool.serve { connection in
                 var response = Rampart_Inventory_V1_ListClustersResponse()
                 response.clusters = try InventoryStore.listClusters(on: connection)
                 return response
@@ -324,7 +320,7 @@ public struct InventoryService: Sendable {
         }
         router.register(Method.updateCluster) { (request: Rampart_Inventory_V1_UpdateClusterRequest, context) in
             if !request.name.isEmpty { try InventoryRules.validateName(request.name, what: "cluster") }
-            return try await transaction { connection in
+            return try await pool.serve { connection in
                 let cluster = try InventoryStore.cluster(request.cluster, on: connection)
                 let members = try Self.lockDevices(cluster.nodes.map(\.deviceID), on: connection)
                 let removed = Set(try request.removeData.map { try InventoryStore.device($0, on: connection).id })
@@ -368,7 +364,7 @@ public struct InventoryService: Sendable {
             }
         }
         router.register(Method.deleteCluster) { (request: Rampart_Inventory_V1_DeleteClusterRequest, context) in
-            try await transaction { connection in
+            try await pool.serve { connection in
                 let cluster = try InventoryStore.cluster(request.cluster, on: connection)
                 try InventoryStore.deleteCluster(id: cluster.id, on: connection)
                 try Self.emit(
