@@ -58,9 +58,18 @@ public struct StreamSealer: Sendable {
     public var plaintextCount: UInt64 { framesSealed * UInt64(header.frameSize) + UInt64(pending.count) }
 
     /// Takes `plaintext` and returns the frames (ciphertext ‖ tag each) that can now be sealed.
-    public mutating func append(_ plaintext: Data) throws -> Data {
+    ///
+    /// A full frame is normally kept pending until more bytes follow (it might be the last). When the
+    /// object's whole plaintext size is known (`totalSize`) and a full frame ends before it, that frame
+    /// cannot be the last and is sealed at once: only the last frame is ever held back whole.
+    public mutating func append(_ plaintext: Data, totalSize: UInt64? = nil) throws -> Data {
         precondition(!isFinished, "append after finish")
+        if let totalSize, plaintextCount + UInt64(plaintext.count) > totalSize {
+            throw CryptoFormatError(
+                .outOfRange, "\(plaintextCount + UInt64(plaintext.count)) bytes would exceed the announced \(totalSize)")
+        }
         let frameSize = header.frameSize
+        let stride = frameSize + ObjectLayout.tagSize
         var output = Data()
         var input = plaintext[...]
         // Complete the pending frame first, sealing it only when more bytes follow.
@@ -68,19 +77,30 @@ public struct StreamSealer: Sendable {
             let take = min(frameSize - pending.count, input.count)
             pending.append(input.prefix(take))
             input = input.dropFirst(take)
-            if input.isEmpty { return output }
-            output.reserveCapacity((input.count / frameSize + 1) * (frameSize + ObjectLayout.tagSize))
+            if input.isEmpty {
+                try sealFullPendingIfNotLast(totalSize, into: &output)
+                return output
+            }
+            output.reserveCapacity((input.count / frameSize + 1) * stride)
             output.append(try seal(pending, isFinal: false))
             pending = Data()
         } else {
-            output.reserveCapacity((input.count / frameSize + 1) * (frameSize + ObjectLayout.tagSize))
+            output.reserveCapacity((input.count / frameSize + 1) * stride)
         }
         while input.count > frameSize {
             output.append(try seal(input.prefix(frameSize), isFinal: false))
             input = input.dropFirst(frameSize)
         }
         pending = Data(input)
+        try sealFullPendingIfNotLast(totalSize, into: &output)
         return output
+    }
+
+    /// Seals a full pending frame when the known total size proves more plaintext follows it.
+    private mutating func sealFullPendingIfNotLast(_ totalSize: UInt64?, into output: inout Data) throws {
+        guard let totalSize, pending.count == header.frameSize, plaintextCount < totalSize else { return }
+        output.append(try seal(pending, isFinal: false))
+        pending = Data()
     }
 
     /// Seals the final frame (the pending bytes, possibly none) and returns it.

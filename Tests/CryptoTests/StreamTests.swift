@@ -118,6 +118,28 @@ struct RoundTripTests {
         }
     }
 
+    @Test("with the total size known, a full non-last frame is sealed at once; the last one stays final")
+    func knownTotalSize() throws {
+        for size in [0, 999, 1000, 1001, 3000, 3001] {
+            let plain = testBytes(size)
+            var sealer = StreamSealer(masterKey: Self.key, frameSize: 1000)
+            var sealed = sealer.headerBytes
+            var position = 0
+            while position < plain.count {
+                let end = min(plain.count, position + 1000)
+                sealed.append(try sealer.append(plain.subdata(in: position..<end), totalSize: UInt64(size)))
+                position = end
+                // Every full frame before the end is sealed: the tail is never a full non-last frame.
+                if position < size { #expect(sealer.pending.isEmpty) }
+            }
+            #expect(sealer.pending.count == (size == 0 ? 0 : (size - 1) % 1000 + 1))
+            sealed.append(try sealer.finish())
+            #expect(sealed.count == (try StreamSealer.sealAll(plain, masterKey: Self.key, frameSize: 1000)).count)
+            #expect(try StreamOpener.openAll(sealed, masterKey: Self.key) == plain)
+            #expect(sealer.framesSealed == max(1, UInt64((size + 999) / 1000)))
+        }
+    }
+
     @Test("nonce prefixes and data keys differ across objects")
     func noncesDiffer() throws {
         var prefixes = Set<Data>()

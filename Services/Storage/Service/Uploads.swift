@@ -218,7 +218,10 @@ extension StorageService {
                 throw RPCError.failedPrecondition("an object holds at most \(maxObjectSize) bytes")
             }
             if count == 0 { return (received, open.row.generation, nil) }
-            let frames = try open.sealer.append(request.data)
+            // With an announced size, a full frame that ends before it is sealed at once (it cannot be the
+            // last), so the tail kept in the database stays short.
+            let frames = try open.sealer.append(
+                request.data, totalSize: open.row.expectedSize > 0 ? open.row.expectedSize : nil)
             if !frames.isEmpty { try open.file.write(frames, at: open.sealedEnd) }
             try connection.execute(
                 """
