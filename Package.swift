@@ -65,6 +65,12 @@ let package = Package(
             dependencies: [.product(name: "Crypto", package: "swift-crypto")],
             path: "Shared/RampartCrypto", swiftSettings: strict),
 
+        // Signed download links (L2): URL signing and checking, CSV export. Pure; no I/O.
+        .target(
+            name: "RampartLinks",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            path: "Shared/RampartLinks", swiftSettings: strict),
+
         // Configuration, logging and start-up helpers every executable shares.
         .target(
             name: "RampartCore",
@@ -157,6 +163,7 @@ let package = Package(
 
         .testTarget(name: "ArchiveTests", dependencies: ["RampartArchive"], path: "Tests/ArchiveTests"),
         .testTarget(name: "CryptoTests", dependencies: ["RampartCrypto"], path: "Tests/CryptoTests"),
+        .testTarget(name: "LinksTests", dependencies: ["RampartLinks"], path: "Tests/LinksTests"),
         .testTarget(
             name: "StorageTests", dependencies: ["StorageService", "RampartTesting"], path: "Tests/StorageTests"),
         .testTarget(
