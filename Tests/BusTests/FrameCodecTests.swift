@@ -1,6 +1,7 @@
 import Foundation
 import RampartBus
 import RampartProto
+import RampartTesting
 import Testing
 
 /// The routing id a ROUTER puts in front of what a peer sent.

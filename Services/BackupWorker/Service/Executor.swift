@@ -138,19 +138,10 @@ struct Executor: Sendable {
         let object = try await store(
             bundle, fileName: bundleName, contentType: "application/gzip", owner: cluster.cluster.id,
             key: "\(task.id)/bundle/\(task.attempts)")
-        var backup = Rampart_Backup_V1_Backup()
-        backup.id = UUID().uuidString.lowercased()
-        backup.jobID = task.jobId
-        backup.taskID = task.id
-        backup.ownerID = cluster.cluster.id
-        backup.ownerName = cluster.cluster.name
+        var backup = Self.newRecord(
+            task: task, ownerId: cluster.cluster.id, ownerName: cluster.cluster.name, fileName: bundleName,
+            size: object.size, sha256: object.objectID, software: control.software)
         backup.clusterID = cluster.cluster.id
-        backup.fileName = bundleName
-        backup.size = object.size
-        backup.sha256 = object.objectID
-        backup.objectID = object.objectID
-        backup.software = control.software
-        backup.createdUnixMs = Int64(task.jobCreated.timeIntervalSince1970 * 1000)
         backup.members = members.map { export in
             var member = Rampart_Backup_V1_BundleMember()
             member.deviceID = export.device.id
@@ -283,19 +274,30 @@ struct Executor: Sendable {
     }
 
     private func record(_ export: DeviceExport, task: ClaimedTask, pairId: String = "") -> Rampart_Backup_V1_Backup {
+        var backup = Self.newRecord(
+            task: task, ownerId: export.device.id, ownerName: export.device.name, fileName: export.fileName,
+            size: export.size, sha256: export.sha256, software: export.software)
+        backup.role = export.device.role
+        backup.haPairID = pairId
+        return backup
+    }
+
+    /// A backup record of `task` for a stored file (objects are content-addressed: object id = SHA-256).
+    private static func newRecord(
+        task: ClaimedTask, ownerId: String, ownerName: String, fileName: String, size: UInt64, sha256: String,
+        software: Rampart_Inventory_V1_SoftwareVersion
+    ) -> Rampart_Backup_V1_Backup {
         var backup = Rampart_Backup_V1_Backup()
         backup.id = UUID().uuidString.lowercased()
         backup.jobID = task.jobId
         backup.taskID = task.id
-        backup.ownerID = export.device.id
-        backup.ownerName = export.device.name
-        backup.role = export.device.role
-        backup.haPairID = pairId
-        backup.fileName = export.fileName
-        backup.size = export.size
-        backup.sha256 = export.sha256
-        backup.objectID = export.sha256
-        backup.software = export.software
+        backup.ownerID = ownerId
+        backup.ownerName = ownerName
+        backup.fileName = fileName
+        backup.size = size
+        backup.sha256 = sha256
+        backup.objectID = sha256
+        backup.software = software
         backup.createdUnixMs = Int64(task.jobCreated.timeIntervalSince1970 * 1000)
         return backup
     }
