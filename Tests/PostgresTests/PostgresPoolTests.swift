@@ -84,8 +84,9 @@ struct PostgresPoolTests {
         }
         #expect(error?.kind == .connection)
         #expect(error?.isConnectionFailure == true)
-        // Immediate in practice; the bound leaves room for a loaded machine (the point is: never hang).
-        #expect(ContinuousClock.now - start < .seconds(5))
+        // Immediate in practice; not a speed check: the point is that it ends (never hangs), so the
+        // bound is far above anything a loaded machine needs.
+        #expect(ContinuousClock.now - start < .seconds(30))
         await pool.close()
     }
 
@@ -115,7 +116,8 @@ struct PostgresPoolTests {
                     try await pool.withConnection { try $0.query("SELECT 1").count }
                 }
                 #expect(error?.isConnectionFailure == true)
-                #expect(ContinuousClock.now - start < .seconds(2))
+                // Ends at once rather than waiting on the dead server (a liveness bound, not a speed check).
+                #expect(ContinuousClock.now - start < .seconds(20))
             }
 
             try await pg("start", directory.path, port)
