@@ -1,0 +1,259 @@
+/* See bus_client.h. Frames of a call (docs/protocol.md §3.1):
+ *   sent:     ""  "RB1C"  service  RequestHeader  payload
+ *   received: ""  "RB1C"  service  ReplyHeader    payload (empty unless status is OK) */
+#define _GNU_SOURCE
+#include "bus_client.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rampart/bus/v1/bus.pb-c.h"
+
+static const char TAG[4] = {'R', 'B', '1', 'C'};
+
+int64_t bus_now_ms(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+const char *bus_status_name(int status) {
+    static const char *const names[] = {
+        "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+        "NOT_FOUND", "ALREADY_EXISTS",     "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+        "ABORTED",   "OUT_OF_RANGE",       "UNIMPLEMENTED",     "INTERNAL",         "UNAVAILABLE",
+        "DATA_LOSS", "UNAUTHENTICATED",
+    };
+    if (status < 0 || (size_t)status >= sizeof names / sizeof names[0]) return "UNKNOWN";
+    return names[status];
+}
+
+int bus_receive(void *socket, BusMessage *message, int flags) {
+    message->kept = 0;
+    message->total = 0;
+    int more = 1;
+    while (more) {
+        zmq_msg_t frame;
+        zmq_msg_init(&frame);
+        /* Only the first frame may be absent: the parts of a message arrive together. */
+        int rc;
+        do {
+            rc = zmq_msg_recv(&frame, socket, message->total == 0 ? flags : 0);
+        } while (rc == -1 && errno == EINTR && message->total > 0);
+        if (rc == -1) {
+            int saved = errno;
+            zmq_msg_close(&frame);
+            bus_message_close(message);
+            errno = saved;
+            return -1;
+        }
+        more = zmq_msg_more(&frame);
+        if (message->kept < BUS_MESSAGE_KEEP) {
+            message->frames[message->kept++] = frame; /* ownership moves into the array */
+        } else {
+            zmq_msg_close(&frame);
+        }
+        message->total++;
+    }
+    return 0;
+}
+
+void bus_message_close(BusMessage *message) {
+    for (int i = 0; i < message->kept; i++) zmq_msg_close(&message->frames[i]);
+    message->kept = 0;
+}
+
+const uint8_t *bus_frame_data(BusMessage *message, int index) {
+    return (const uint8_t *)zmq_msg_data(&message->frames[index]);
+}
+
+size_t bus_frame_size(BusMessage *message, int index) { return zmq_msg_size(&message->frames[index]); }
+
+int bus_client_open(BusClient *client, void *context, const char *endpoint, const char *program) {
+    memset(client, 0, sizeof *client);
+    client->next_id = 1;
+    char host[64] = "localhost";
+    if (gethostname(host, sizeof host) != 0) strcpy(host, "localhost");
+    host[sizeof host - 1] = '\0';
+    snprintf(client->caller, sizeof client->caller, "%s@%s", program, host);
+    client->socket = zmq_socket(context, ZMQ_DEALER);
+    if (client->socket == NULL) return -1;
+    int linger = 0;
+    int64_t max_size = BUS_MAX_FRAME;
+    if (zmq_setsockopt(client->socket, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+        zmq_setsockopt(client->socket, ZMQ_MAXMSGSIZE, &max_size, sizeof max_size) != 0 ||
+        zmq_connect(client->socket, endpoint) != 0) {
+        int saved = errno;
+        zmq_close(client->socket);
+        client->socket = NULL;
+        errno = saved;
+        return -1;
+    }
+    return 0;
+}
+
+void bus_client_close(BusClient *client) {
+    if (client->socket != NULL) zmq_close(client->socket);
+    client->socket = NULL;
+}
+
+/* A random (version 4) UUID for the "trace-id" metadata. */
+static void trace_id(char out[37]) {
+    uint8_t b[16];
+    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
+        uint64_t fallback = (uint64_t)bus_now_ms() ^ ((uint64_t)getpid() << 32);
+        for (size_t i = 0; i < sizeof b; i++) b[i] = (uint8_t)(fallback >> ((i % 8) * 8)) ^ (uint8_t)(i * 37);
+    }
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3],
+             b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+static uint8_t *pack(const ProtobufCMessage *message, size_t *size) {
+    *size = protobuf_c_message_get_packed_size(message);
+    uint8_t *buffer = malloc(*size ? *size : 1);
+    if (buffer != NULL) protobuf_c_message_pack(message, buffer);
+    return buffer;
+}
+
+/* Sends one request; returns 0, or -1 with `message` filled. */
+static int send_request(BusClient *client, const char *service, const char *method, uint64_t id, int64_t deadline,
+                        const uint8_t *payload, size_t payload_size, char *message, size_t message_size) {
+    char trace[37];
+    trace_id(trace);
+    Rampart__Bus__V1__RequestHeader__MetadataEntry caller = RAMPART__BUS__V1__REQUEST_HEADER__METADATA_ENTRY__INIT;
+    caller.key = "caller";
+    caller.value = client->caller;
+    Rampart__Bus__V1__RequestHeader__MetadataEntry trace_entry = RAMPART__BUS__V1__REQUEST_HEADER__METADATA_ENTRY__INIT;
+    trace_entry.key = "trace-id";
+    trace_entry.value = trace;
+    Rampart__Bus__V1__RequestHeader__MetadataEntry *metadata[] = {&caller, &trace_entry};
+    Rampart__Bus__V1__RequestHeader header = RAMPART__BUS__V1__REQUEST_HEADER__INIT;
+    header.request_id = id;
+    header.method = (char *)method;
+    header.deadline_unix_ms = deadline;
+    header.n_metadata = 2;
+    header.metadata = metadata;
+    size_t header_size;
+    uint8_t *header_bytes = pack(&header.base, &header_size);
+    if (header_bytes == NULL) {
+        snprintf(message, message_size, "out of memory");
+        return -1;
+    }
+    /* Never block: a DEALER queues while the broker is away; a full queue means it is not coming back soon. */
+    int rc = zmq_send(client->socket, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    if (rc == 0) {
+        /* The first part went: the rest of the message is accepted too. */
+        zmq_send(client->socket, TAG, sizeof TAG, ZMQ_SNDMORE);
+        zmq_send(client->socket, service, strlen(service), ZMQ_SNDMORE);
+        zmq_send(client->socket, header_bytes, header_size, ZMQ_SNDMORE);
+        rc = zmq_send(client->socket, payload, payload_size, 0) == (int)payload_size ? 0 : -1;
+    }
+    free(header_bytes);
+    if (rc != 0) {
+        snprintf(message, message_size, "cannot send to the bus: %s", zmq_strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Waits for the reply to request `id` until `deadline`; replies to other ids are dropped. */
+static int wait_reply(BusClient *client, const char *service, uint64_t id, int64_t deadline,
+                      const ProtobufCMessageDescriptor *response_type, ProtobufCMessage **response, char *message,
+                      size_t message_size) {
+    for (;;) {
+        int64_t left = deadline - bus_now_ms();
+        if (left <= 0) {
+            snprintf(message, message_size, "no answer from '%s' before the deadline (is the bus running?)", service);
+            return BUS_DEADLINE_EXCEEDED;
+        }
+        zmq_pollitem_t item = {client->socket, 0, ZMQ_POLLIN, 0};
+        int ready = zmq_poll(&item, 1, (long)left);
+        if (ready == -1) {
+            if (errno == EINTR) {
+                snprintf(message, message_size, "interrupted");
+                return BUS_CANCELLED;
+            }
+            snprintf(message, message_size, "poll failed: %s", zmq_strerror(errno));
+            return BUS_UNAVAILABLE;
+        }
+        if (ready == 0) continue;
+        BusMessage reply;
+        if (bus_receive(client->socket, &reply, ZMQ_DONTWAIT) != 0) continue;
+        if (reply.total != 5 || bus_frame_size(&reply, 0) != 0 || bus_frame_size(&reply, 1) != sizeof TAG ||
+            memcmp(bus_frame_data(&reply, 1), TAG, sizeof TAG) != 0) {
+            fprintf(stderr, "bad reply frame dropped: %d frames, not \"\" RB1C service header payload\n", reply.total);
+            bus_message_close(&reply);
+            continue;
+        }
+        Rampart__Bus__V1__ReplyHeader *header =
+            rampart__bus__v1__reply_header__unpack(NULL, bus_frame_size(&reply, 3), bus_frame_data(&reply, 3));
+        if (header == NULL) {
+            fprintf(stderr, "bad reply frame dropped: undecodable ReplyHeader\n");
+            bus_message_close(&reply);
+            continue;
+        }
+        if (header->request_id != id) {
+            /* A late answer to an earlier (timed out) request, or request id 0: the broker could not parse one. */
+            if (header->request_id == 0)
+                fprintf(stderr, "the bus rejected a request it could not parse: %s\n", header->message);
+            rampart__bus__v1__reply_header__free_unpacked(header, NULL);
+            bus_message_close(&reply);
+            continue;
+        }
+        int status = (int)header->status;
+        if (status == BUS_OK) {
+            *response = protobuf_c_message_unpack(response_type, NULL, bus_frame_size(&reply, 4), bus_frame_data(&reply, 4));
+            if (*response == NULL) {
+                status = BUS_INTERNAL;
+                snprintf(message, message_size, "undecodable %s from '%s'", response_type->name, header->answered_by);
+            }
+        } else {
+            snprintf(message, message_size, "%s (answered by %s)", header->message, header->answered_by);
+        }
+        rampart__bus__v1__reply_header__free_unpacked(header, NULL);
+        bus_message_close(&reply);
+        return status;
+    }
+}
+
+int bus_call(BusClient *client, const char *service, const char *method, const ProtobufCMessage *request,
+             const ProtobufCMessageDescriptor *response_type, int idempotent, int timeout_ms,
+             ProtobufCMessage **response, char *message, size_t message_size) {
+    *response = NULL;
+    message[0] = '\0';
+    int64_t deadline = bus_now_ms() + timeout_ms;
+    size_t payload_size;
+    uint8_t *payload = pack(request, &payload_size);
+    if (payload == NULL) {
+        snprintf(message, message_size, "out of memory");
+        return BUS_INTERNAL;
+    }
+    long backoff_ms = 50;
+    int status;
+    for (;;) {
+        uint64_t id = client->next_id++;
+        if (send_request(client, service, method, id, deadline, payload, payload_size, message, message_size) != 0) {
+            status = BUS_UNAVAILABLE;
+        } else {
+            status = wait_reply(client, service, id, deadline, response_type, response, message, message_size);
+        }
+        /* Retry only UNAVAILABLE, only idempotent calls, with a new request id, within the same deadline. */
+        if (status != BUS_UNAVAILABLE || !idempotent || bus_now_ms() + backoff_ms >= deadline) break;
+        struct timespec pause = {backoff_ms / 1000, (backoff_ms % 1000) * 1000000L};
+        if (nanosleep(&pause, NULL) != 0 && errno == EINTR) {
+            snprintf(message, message_size, "interrupted");
+            status = BUS_CANCELLED;
+            break;
+        }
+        backoff_ms = backoff_ms * 2 > 1000 ? 1000 : backoff_ms * 2;
+    }
+    free(payload);
+    return status;
+}
