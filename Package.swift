@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "device-agent", targets: ["DeviceAgent"]),
         .executable(name: "storage", targets: ["Storage"]),
         .executable(name: "backup-worker", targets: ["BackupWorker"]),
+        .executable(name: "link-signer", targets: ["LinkSigner"]),
         .executable(name: "bus-bench", targets: ["BusBench"]),
     ],
     dependencies: [
@@ -21,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.0"),
     ],
     targets: [
         // C libraries (Debian packages), one system-library target each.
@@ -119,10 +121,39 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Services/Storage/Service", swiftSettings: strict),
+        // Signed-link downloads over HTTP (L2): asks link-signer, streams decrypted objects.
+        .target(
+            name: "StorageHTTP",
+            dependencies: [
+                "StorageService", "RampartBus", "RampartProto", "RampartLinks",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Services/Storage/HTTP", swiftSettings: strict),
         .executableTarget(
             name: "Storage",
-            dependencies: ["StorageService", "RampartCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "StorageService", "StorageHTTP", "RampartCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             path: "Services/Storage/Main", swiftSettings: strict),
+        .target(
+            name: "LinkSignerService",
+            dependencies: [
+                "RampartBus", "RampartProto", "RampartLinks", "RampartCrypto", "Postgres", "InventoryService",
+                "BackupWorkerService",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            path: "Services/LinkSigner/Service", swiftSettings: strict),
+        .executableTarget(
+            name: "LinkSigner",
+            dependencies: [
+                "LinkSignerService", "RampartCore", "RampartCrypto", "RampartLinks",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Services/LinkSigner/Main", swiftSettings: strict),
         .target(
             name: "BackupWorkerService",
             dependencies: [
@@ -140,6 +171,7 @@ let package = Package(
             name: "Rampart",
             dependencies: [
                 "RampartBus", "RampartProto", "RampartCore", "InventoryService", "BackupWorkerService", "RampartArchive",
+            "RampartLinks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -150,7 +182,7 @@ let package = Package(
         .executableTarget(
             name: "BusBench",
             dependencies: [
-                "RampartBus", "RampartProto", "ZeroMQ", .product(name: "Logging", package: "swift-log"),
+                "RampartBus", "RampartProto", "RampartLinks", "ZeroMQ", .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             path: "Benchmarks/BusBench", swiftSettings: strict),
@@ -165,7 +197,11 @@ let package = Package(
         .testTarget(name: "CryptoTests", dependencies: ["RampartCrypto"], path: "Tests/CryptoTests"),
         .testTarget(name: "LinksTests", dependencies: ["RampartLinks"], path: "Tests/LinksTests"),
         .testTarget(
-            name: "StorageTests", dependencies: ["StorageService", "RampartTesting"], path: "Tests/StorageTests"),
+            name: "StorageTests", dependencies: ["StorageService", "StorageHTTP", "RampartTesting"],
+            path: "Tests/StorageTests"),
+        .testTarget(
+            name: "LinkSignerTests", dependencies: ["LinkSignerService", "RampartLinks", "RampartTesting"],
+            path: "Tests/LinkSignerTests"),
         .testTarget(
             name: "DeviceAgentTests", dependencies: ["DeviceAgentCore", "RampartArchive", "RampartTesting"],
             path: "Tests/DeviceAgentTests"),
@@ -183,7 +219,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "RampartBus", "RampartProto", "RampartTesting", "ZeroMQ", "InventoryService", "BackupWorkerService",
-                "RampartArchive", "Postgres",
+                "RampartArchive", "Postgres", "RampartLinks",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             path: "Tests/IntegrationTests"),

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Brings Rampart up on the embedded default and shows it working:
 #   installs missing Debian packages, builds, starts a throwaway PostgreSQL in .rampart/pg, starts the
-#   bus, two inventory instances, storage, two backup workers and a simulated fleet (dev/fleet.json:
-#   a standalone device, an HA pair, a 3-node cluster, virtual devices; logs in .rampart/logs), lists it
-#   through the CLI and backs it all up. Stop everything with dev/down.sh.
+#   bus, two inventory instances, storage (with its HTTP download endpoint), link-signer, two backup
+#   workers and a simulated fleet (dev/fleet.json: a standalone device, an HA pair, a 3-node cluster,
+#   virtual devices; logs in .rampart/logs), lists it through the CLI, backs it all up, exports signed
+#   download links for the HA pair as CSV and downloads one with curl. Stop everything with dev/down.sh.
 # Environment: RAMPART_BUILD=release for an optimised build; RAMPART_PG_PORT (default 54329);
 #              RAMPART_BUS (default tcp://127.0.0.1:7400); RAMPART_EVENTS_LISTEN (default tcp://127.0.0.1:7401).
 set -euo pipefail
@@ -60,6 +61,7 @@ start inventory-2 inventory --instance-id inventory-2
 wait_for "the inventory" rampart devices list --timeout 1
 
 start storage storage --dir "$state/storage"
+start link-signer link-signer --master-key "$state/link-signer/master.key"
 start backup-worker-1 backup-worker --instance-id backup-worker-1
 start backup-worker-2 backup-worker --instance-id backup-worker-2
 # The simulated fleet (dev/fleet.json): a standalone device, an HA pair, a 3-node cluster, two virtual
@@ -67,6 +69,7 @@ start backup-worker-2 backup-worker --instance-id backup-worker-2
 start fleet device-agent fleet --dir "$state/fleet" --spec "$root/dev/fleet.json" --register
 wait_for "the storage" rampart storage verify --sample 1 --timeout 1
 wait_for "the backup service" rampart jobs list --timeout 1
+wait_for "the link-signer" rampart links keys list --timeout 1
 fleet_connected() {
     [ "$(rampart devices list --output json --timeout 1 | grep -o '"connected":true' | wc -l)" -ge 8 ]
 }
@@ -92,6 +95,11 @@ rampart backup start all --wait || true
 echo
 echo "== stored backups (B6)"
 rampart backups list
+echo
+echo "== Export Backup Links (L2): signed URLs for the HA pair, valid 2 hours, as CSV"
+rampart links export --ha-pair ha-dc1 --valid 2h --csv "$state/links.csv"
+url=$(rampart links export --ha-pair ha-dc1 --valid 10m --output json | grep -o '"url": *"[^"]*"' | head -n 1 | sed 's/.*"\(http[^"]*\)"/\1/')
+echo "   curl of one URL: $(curl -sS "$url" | sha256sum | cut -c1-64) (SHA-256 of the download; the CSV has the stored one)"
 echo
 echo "== schedules (B4: a weekly one from the start)"
 rampart schedules list

@@ -8,6 +8,8 @@ import ZeroMQ
 /// `bus-bench`: round trips of a small request through the broker to a service and back, next to a
 /// direct DEALER<->ROUTER round trip with libzmq in the same run (docs/benchmarks.md).
 ///   bus-bench [--requests N] [--pipeline K]
+///   bus-bench --storage-ingest BUS [--size-mib N]   (dev/bench-storage.sh)
+///   bus-bench --sign-links N                        (signing and checking download links, L2)
 @main
 struct BusBench {
     static func main() async throws {
@@ -15,6 +17,7 @@ struct BusBench {
         var pipeline = 64
         var ingestBus: String?
         var ingestMiB = 200
+        var signLinks: Int?
         var arguments = CommandLine.arguments.dropFirst().makeIterator()
         while let argument = arguments.next() {
             switch argument {
@@ -22,11 +25,16 @@ struct BusBench {
             case "--pipeline": pipeline = Int(arguments.next() ?? "") ?? pipeline
             case "--storage-ingest": ingestBus = arguments.next()
             case "--size-mib": ingestMiB = Int(arguments.next() ?? "") ?? ingestMiB
+            case "--sign-links": signLinks = Int(arguments.next() ?? "") ?? 10_000
             default:
                 FileHandle.standardError.write(
-                    Data("usage: bus-bench [--requests N] [--pipeline K] | --storage-ingest BUS [--size-mib N]\n".utf8))
+                    Data("usage: bus-bench [--requests N] [--pipeline K] | --storage-ingest BUS [--size-mib N] | --sign-links N\n".utf8))
                 exit(64)
             }
+        }
+        if let signLinks {
+            try LinkSigning.run(count: signLinks)
+            return
         }
         if let ingestBus {
             try await StorageIngest.run(bus: ingestBus, mebibytes: ingestMiB)

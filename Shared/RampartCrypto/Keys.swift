@@ -140,6 +140,34 @@ public struct MasterKey: Sendable, CustomStringConvertible {
     }
 }
 
+extension MasterKey {
+    // MARK: sealing small secrets
+
+    /// `secret` sealed with AES-256-GCM under this key: nonce (12) ‖ ciphertext ‖ tag (16), with AAD
+    /// "rampart-secret-v1" ‖ `context` ‖ key id, so a sealed secret cannot be moved to another use.
+    public func seal(secret: [UInt8], context: String) -> Data {
+        // Sealing with a valid 256-bit key and a random nonce cannot fail.
+        try! AES.GCM.seal(Data(secret), using: key, nonce: AES.GCM.Nonce(), authenticating: secretAAD(context))
+            .combined!
+    }
+
+    /// The secret in `sealed` (made by `seal(secret:context:)` with the same context); throws
+    /// `.keyUnwrapFailed` when it does not authenticate under this key and context.
+    public func unseal(_ sealed: Data, context: String) throws -> [UInt8] {
+        do {
+            let box = try AES.GCM.SealedBox(combined: sealed)
+            return Array(try AES.GCM.open(box, using: key, authenticating: secretAAD(context)))
+        } catch {
+            throw CryptoFormatError(
+                .keyUnwrapFailed, "a sealed secret (\(context)) does not authenticate under master key \(id)")
+        }
+    }
+
+    private func secretAAD(_ context: String) -> Data {
+        Data("rampart-secret-v1".utf8) + Data(context.utf8) + Data(id.utf8)
+    }
+}
+
 /// One object's data key (32 random bytes); never shown in a description.
 public struct DataKey: Sendable, CustomStringConvertible {
     private let stored: SealedKeyBytes

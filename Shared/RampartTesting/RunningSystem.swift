@@ -25,6 +25,7 @@ public final class RunningSystem: @unchecked Sendable {
         database = try TestDatabase.create()
         busEndpoint = "tcp://127.0.0.1:\(FreePort.next())"
         eventsEndpoint = "tcp://127.0.0.1:\(FreePort.next())"
+        httpPort = FreePort.next()
         self.heartbeatMs = heartbeatMs
         logDirectory = NSTemporaryDirectory() + "rampart-it-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
@@ -33,11 +34,17 @@ public final class RunningSystem: @unchecked Sendable {
             logPath: logDirectory + "/bus.log")
     }
 
+    /// The port storage's HTTP download endpoint listens on (RAMPART_STORAGE_HTTP_PORT).
+    public let httpPort: Int
+
+    /// Where link-signer's URLs point: storage's HTTP endpoint (RAMPART_LINK_BASE_URL).
+    public var httpBaseURL: String { "http://127.0.0.1:\(httpPort)" }
+
     /// The environment every Rampart process of this system gets.
     public var environment: [String: String] {
         [
             "RAMPART_DATABASE_URL": database, "RAMPART_BUS": busEndpoint, "RAMPART_HEARTBEAT_MS": "\(heartbeatMs)",
-            "RAMPART_LOG_LEVEL": "info",
+            "RAMPART_LOG_LEVEL": "info", "RAMPART_STORAGE_HTTP_PORT": "\(httpPort)", "RAMPART_LINK_BASE_URL": httpBaseURL,
         ]
     }
 

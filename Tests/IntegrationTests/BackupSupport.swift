@@ -71,13 +71,26 @@ struct BackupSystem {
     let system: RunningSystem
     let storageDir: String
     var workers: [ChildProcess] = []
+    /// The `device-agent fleet` process serving every simulated device.
+    var fleet: ChildProcess?
 
-    static func start(_ spec: FleetSpec, workers count: Int = 1, leaseSeconds: Int = 15) async throws -> BackupSystem {
+    /// The file link-signer reads its clock offset from (seconds; `setClockOffset`).
+    var clockOffsetFile: String { system.logDirectory + "/clock-offset" }
+
+    static func start(
+        _ spec: FleetSpec, workers count: Int = 1, leaseSeconds: Int = 15, links: Bool = false
+    ) async throws -> BackupSystem {
         let system = try RunningSystem()
         let storageDir = system.logDirectory + "/storage"
         var result = BackupSystem(system: system, storageDir: storageDir)
         try system.start("inventory")
         try system.start("storage", ["--dir", storageDir])
+        if links {
+            try system.start(
+                "link-signer",
+                ["--master-key", system.logDirectory + "/link-signer/master.key", "--clock-offset-file",
+                 result.clockOffsetFile])
+        }
         for index in 0..<count {
             result.workers.append(
                 try system.start(
@@ -88,9 +101,11 @@ struct BackupSystem {
         let specPath = system.logDirectory + "/fleet.json"
         let encoder = JSONEncoder()
         try encoder.encode(spec).write(to: URL(fileURLWithPath: specPath))
-        try system.start("device-agent", ["fleet", "--dir", system.logDirectory + "/fleet", "--spec", specPath, "--register"])
+        result.fleet = try system.start(
+            "device-agent", ["fleet", "--dir", system.logDirectory + "/fleet", "--spec", specPath, "--register"])
         try await system.waitUntilServing(InventoryService.serviceName)
         try await system.waitUntilServing("storage")
+        if links { try await system.waitUntilServing("link-signer") }
         try await system.waitUntilServing(BackupService.serviceName, instances: count)
         try await result.waitForFleet(spec)
         return result
@@ -123,6 +138,11 @@ struct BackupSystem {
 
     func stop() { system.stop() }
 
+    /// Moves link-signer's clock `seconds` ahead of the system clock (read at every signing and check).
+    func setClockOffset(_ seconds: Double) throws {
+        try Data("\(seconds)\n".utf8).write(to: URL(fileURLWithPath: clockOffsetFile), options: .atomic)
+    }
+
     /// `rampart backup start TARGETS --wait --output json`: the finished job and the CLI's exit code.
     func backUp(_ targets: String...) async throws -> (Rampart_Backup_V1_Job, Int32) {
         let result = try await system.rampart(["backup", "start"] + targets + ["--wait", "--output", "json", "--timeout", "60"])
@@ -148,10 +168,11 @@ struct BackupSystem {
 }
 
 /// Runs `body` with a backup system, always stopping it; logs are attached on failure.
-func withBackupSystem(_ spec: FleetSpec, workers: Int = 1, leaseSeconds: Int = 15, _ body: (BackupSystem) async throws -> Void)
-    async throws
-{
-    let system = try await BackupSystem.start(spec, workers: workers, leaseSeconds: leaseSeconds)
+func withBackupSystem(
+    _ spec: FleetSpec, workers: Int = 1, leaseSeconds: Int = 15, links: Bool = false,
+    _ body: (BackupSystem) async throws -> Void
+) async throws {
+    let system = try await BackupSystem.start(spec, workers: workers, leaseSeconds: leaseSeconds, links: links)
     defer { system.stop() }
     do {
         try await body(system)

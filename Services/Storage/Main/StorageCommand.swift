@@ -5,6 +5,7 @@ import RampartBus
 import RampartCore
 import RampartCrypto
 import ServiceLifecycle
+import StorageHTTP
 import StorageService
 
 /// `storage`: serves backup objects on the bus, sealed at rest under a master key. Several instances
@@ -30,9 +31,19 @@ struct StorageCommand: AsyncParsableCommand {
     @Option(help: "Requests served at once.")
     var capacity: UInt32 = 64
 
+    @Option(help: "Address of the HTTP endpoint for signed download links (env RAMPART_STORAGE_HTTP_HOST).")
+    var httpHost: String = Environment.value("RAMPART_STORAGE_HTTP_HOST") ?? "127.0.0.1"
+
+    @Option(help: "Port of the HTTP endpoint for signed download links; 0 disables it (env RAMPART_STORAGE_HTTP_PORT).")
+    var httpPort: Int = Environment.value("RAMPART_STORAGE_HTTP_PORT").flatMap { Int($0) } ?? 7480
+
     func validate() throws {
         guard !dir.isEmpty else { throw ValidationError("--dir must not be empty") }
         guard capacity > 0 else { throw ValidationError("--capacity must be at least 1") }
+        guard (0...65535).contains(httpPort) else {
+            throw ValidationError("--http-port must be 0...65535 (0 disables HTTP)")
+        }
+        guard !httpHost.isEmpty else { throw ValidationError("--http-host must not be empty") }
     }
 
     func run() async throws {
@@ -58,9 +69,23 @@ struct StorageCommand: AsyncParsableCommand {
         host.capacity = capacity
         host.heartbeatIntervalMs = bus.heartbeatMs
         let service = ServiceHost(configuration: host, router: storage.router(), logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: service)]
+        // Signed download links (L2) over HTTP; each request is checked by link-signer over the bus.
+        let linkClient = BusClient(endpoint: bus.endpoint, caller: StorageService.serviceName, logger: logger)
+        if httpPort == 0 {
+            logger.info("HTTP downloads disabled (--http-port 0)")
+        } else {
+            logger.info("starting HTTP downloads", metadata: ["address": "http://\(httpHost):\(httpPort)"])
+            let http = StorageHTTPServer(
+                configuration: .init(host: httpHost, port: httpPort), storage: storage,
+                verifier: BusLinkVerifier(client: linkClient), logger: logger)
+            // A port already taken (another instance on this host) leaves the bus service running: the
+            // failure is logged by the server and the group goes on without HTTP.
+            services.append(.init(service: http, failureTerminationBehavior: .ignore))
+        }
         let group = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        defer { linkClient.close() }
         try await group.run()
         await pool.close()
     }
