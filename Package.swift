@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "storage", targets: ["Storage"]),
         .executable(name: "backup-worker", targets: ["BackupWorker"]),
         .executable(name: "link-signer", targets: ["LinkSigner"]),
+        .executable(name: "restore-coordinator", targets: ["RestoreCoordinator"]),
         .executable(name: "bus-bench", targets: ["BusBench"]),
     ],
     dependencies: [
@@ -73,6 +74,9 @@ let package = Package(
             dependencies: [.product(name: "Crypto", package: "swift-crypto")],
             path: "Shared/RampartLinks", swiftSettings: strict),
 
+        // Service and method names of services that several executables call. No dependencies.
+        .target(name: "RampartAPI", path: "Shared/RampartAPI", swiftSettings: strict),
+
         // Configuration, logging and start-up helpers every executable shares.
         .target(
             name: "RampartCore",
@@ -103,7 +107,7 @@ let package = Package(
         .target(
             name: "DeviceAgentCore",
             dependencies: [
-                "RampartBus", "RampartProto", "RampartArchive", "InventoryService",
+                "RampartBus", "RampartProto", "RampartArchive", "InventoryService", "RampartAPI",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -167,11 +171,26 @@ let package = Package(
             name: "BackupWorker",
             dependencies: ["BackupWorkerService", "RampartCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Services/BackupWorker/Main", swiftSettings: strict),
+        .target(
+            name: "RestoreCoordinatorService",
+            dependencies: [
+                "RampartBus", "RampartProto", "RampartAPI", "RampartArchive", "Postgres", "InventoryService",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            path: "Services/RestoreCoordinator/Service", swiftSettings: strict),
+        .executableTarget(
+            name: "RestoreCoordinator",
+            dependencies: [
+                "RestoreCoordinatorService", "RampartCore", "RampartAPI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Services/RestoreCoordinator/Main", swiftSettings: strict),
         .executableTarget(
             name: "Rampart",
             dependencies: [
                 "RampartBus", "RampartProto", "RampartCore", "InventoryService", "BackupWorkerService", "RampartArchive",
-            "RampartLinks",
+            "RampartLinks", "RampartAPI", "RestoreCoordinatorService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -200,10 +219,13 @@ let package = Package(
             name: "StorageTests", dependencies: ["StorageService", "StorageHTTP", "RampartTesting"],
             path: "Tests/StorageTests"),
         .testTarget(
+            name: "RestoreCoordinatorTests", dependencies: ["RestoreCoordinatorService", "RampartArchive", "RampartTesting"],
+            path: "Tests/RestoreCoordinatorTests"),
+        .testTarget(
             name: "LinkSignerTests", dependencies: ["LinkSignerService", "RampartLinks", "RampartTesting"],
             path: "Tests/LinkSignerTests"),
         .testTarget(
-            name: "DeviceAgentTests", dependencies: ["DeviceAgentCore", "RampartArchive", "RampartTesting"],
+            name: "DeviceAgentTests", dependencies: ["DeviceAgentCore", "RampartArchive", "RampartAPI", "RampartTesting"],
             path: "Tests/DeviceAgentTests"),
         .testTarget(
             name: "BackupWorkerTests", dependencies: ["BackupWorkerService", "RampartTesting"],
@@ -219,8 +241,9 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "RampartBus", "RampartProto", "RampartTesting", "ZeroMQ", "InventoryService", "BackupWorkerService",
-                "RampartArchive", "Postgres", "RampartLinks",
+                "RampartArchive", "Postgres", "RampartLinks", "RampartAPI",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Tests/IntegrationTests"),
     ]

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Brings Rampart up on the embedded default and shows it working:
 #   installs missing Debian packages, builds, starts a throwaway PostgreSQL in .rampart/pg, starts the
-#   bus, two inventory instances, storage (with its HTTP download endpoint), link-signer, two backup
-#   workers and a simulated fleet (dev/fleet.json: a standalone device, an HA pair, a 3-node cluster,
+#   bus, two inventory instances, storage (with its HTTP download endpoint), link-signer, the restore
+#   coordinator, two backup workers and a simulated fleet (dev/fleet.json: a standalone device, an HA pair, a 3-node cluster,
 #   virtual devices; logs in .rampart/logs), lists it through the CLI, backs it all up, exports signed
 #   download links for the HA pair as CSV and downloads one with curl. Stop everything with dev/down.sh.
 # Environment: RAMPART_BUILD=release for an optimised build; RAMPART_PG_PORT (default 54329);
@@ -62,6 +62,7 @@ wait_for "the inventory" rampart devices list --timeout 1
 
 start storage storage --dir "$state/storage"
 start link-signer link-signer --master-key "$state/link-signer/master.key"
+start restore-coordinator restore-coordinator
 start backup-worker-1 backup-worker --instance-id backup-worker-1
 start backup-worker-2 backup-worker --instance-id backup-worker-2
 # The simulated fleet (dev/fleet.json): a standalone device, an HA pair, a 3-node cluster, two virtual
@@ -70,6 +71,7 @@ start fleet device-agent fleet --dir "$state/fleet" --spec "$root/dev/fleet.json
 wait_for "the storage" rampart storage verify --sample 1 --timeout 1
 wait_for "the backup service" rampart jobs list --timeout 1
 wait_for "the link-signer" rampart links keys list --timeout 1
+wait_for "the restore coordinator" rampart restore status --timeout 1
 fleet_connected() {
     [ "$(rampart devices list --output json --timeout 1 | grep -o '"connected":true' | wc -l)" -ge 8 ]
 }

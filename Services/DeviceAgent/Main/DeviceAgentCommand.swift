@@ -12,7 +12,7 @@ struct DeviceAgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "device-agent",
         abstract: "A simulated threat defense device: its facts, configuration tree and backups, served on the bus.",
-        subcommands: [Init.self, Run.self, Fleet.self])
+        subcommands: [Init.self, Run.self, Fleet.self, Cli.self])
 }
 
 /// The manager a device registers with (`RAMPART_MANAGER_ID`, default "rampart-manager").
@@ -95,6 +95,9 @@ extension DeviceAgentCommand {
 
         func run() async throws {
             let logger = log.bootstrap("rampart.device-agent")
+            if let recovery = try ConfigSwap.recover(directory: dir) {
+                logger.notice("recovered an interrupted restore", metadata: ["outcome": "\(recovery)"])
+            }
             let folder = try DeviceFolder.open(dir)
             var configuration = DeviceRunner.Configuration(busEndpoint: bus.endpoint)
             configuration.heartbeatMs = bus.heartbeatMs
@@ -108,6 +111,85 @@ extension DeviceAgentCommand {
             let group = ServiceGroup(
                 configuration: .init(
                     services: [.init(service: runner)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            try await group.run()
+        }
+    }
+
+    /// `device-agent cli`: the device's interactive command line (restore, R1, R2).
+    struct Cli: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "The device's interactive CLI on stdin/stdout: 'restore remote-manager-backup ...', 'help', 'exit'.",
+            discussion: """
+                Commands (one per line; the prompt is '> '):
+                  restore remote-manager-backup location HOST USER PATH backup TAR-FILE   (scp; HOST may be host:port)
+                  restore remote-manager-backup url URL                                    (a signed link from 'rampart links export')
+                  restore remote-manager-backup backup TAR-FILE                            (from DIR/backups/)
+                  help
+                  exit
+                After a restore the user is logged out, the device reboots (--reboot-delay-ms) and runs as the
+                restored device, serving device/<id> until SIGTERM. See docs/device-agent.md, "Restore (R1–R14)".
+                """)
+
+        @Option(help: "The device folder (made by 'device-agent init').") var dir: String
+        @Option(help: "The logged-in CLI user (recorded with the restore lease).")
+        var user: String = ProcessInfo.processInfo.environment["USER"].flatMap { $0.isEmpty ? nil : $0 } ?? "admin"
+        @Option(help: "How long the simulated reboot after a restore takes, ms.") var rebootDelayMs: Int64 = 3000
+        @Option(help: "Private key for scp (-i FILE).") var sshIdentity: String?
+        @Option(help: "Known-hosts file for scp (-o UserKnownHostsFile=FILE); default: ssh's own.")
+        var sshKnownHosts: String?
+        @Option(help: "The longest a backup download may take, seconds.") var fetchTimeout: Int = 600
+        @Option(help: "Timeout of each call to the restore coordinator, seconds.") var timeout: Int = 10
+        @Option(help: "How often the restored device reports presence, ms.") var presenceIntervalMs: Int64 = 10_000
+        @OptionGroup var bus: BusOptions
+        @OptionGroup var log: LogOptions
+
+        func validate() throws {
+            guard (0...600_000).contains(rebootDelayMs) else {
+                throw ValidationError("--reboot-delay-ms must be between 0 and 600000")
+            }
+            guard !user.isEmpty, user.utf8.count <= 64, !user.unicodeScalars.contains(where: { $0.value < 0x20 }) else {
+                throw ValidationError("--user must be 1 to 64 printable characters")
+            }
+            guard (1...86_400).contains(fetchTimeout) else {
+                throw ValidationError("--fetch-timeout must be 1 to 86400 seconds")
+            }
+            guard (1...300).contains(timeout) else { throw ValidationError("--timeout must be 1 to 300 seconds") }
+            guard presenceIntervalMs >= 100 else {
+                throw ValidationError("--presence-interval-ms must be at least 100")
+            }
+            for (flag, file) in [("--ssh-identity", sshIdentity), ("--ssh-known-hosts", sshKnownHosts)] {
+                if let file, file.isEmpty || file.hasPrefix("-") {
+                    throw ValidationError("\(flag) must name a file")
+                }
+            }
+            if let sshIdentity, !FileManager.default.isReadableFile(atPath: sshIdentity) {
+                throw ValidationError("--ssh-identity \(sshIdentity) cannot be read")
+            }
+        }
+
+        func run() async throws {
+            let logger = log.bootstrap("rampart.device-agent.cli")
+            // A console reader that goes away must not kill the device (write errors are ignored instead).
+            signal(SIGPIPE, SIG_IGN)
+            var configuration = DeviceCLI.Configuration(busEndpoint: bus.endpoint)
+            configuration.heartbeatMs = bus.heartbeatMs
+            configuration.user = user
+            configuration.rebootDelayMs = rebootDelayMs
+            configuration.presenceIntervalMs = presenceIntervalMs
+            configuration.managerId = defaultManagerId
+            configuration.callTimeout = .seconds(timeout)
+            configuration.fetch.sshIdentity = sshIdentity
+            configuration.fetch.sshKnownHosts = sshKnownHosts
+            configuration.fetch.timeout = .seconds(fetchTimeout)
+            let cli = DeviceCLI(
+                directory: dir, configuration: configuration, input: .standardInput(), console: StandardConsole(),
+                logger: logger)
+            let group = ServiceGroup(
+                configuration: .init(
+                    // The CLI ends by itself at `exit` or end of input: that is a clean end, not a failure.
+                    services: [.init(service: cli, successTerminationBehavior: .gracefullyShutdownGroup)],
+                    gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             try await group.run()
         }
     }

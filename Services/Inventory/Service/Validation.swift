@@ -32,12 +32,16 @@ public enum InventoryRules {
         }
     }
 
+    /// Whether `serial` is 1 to 64 ASCII letters and digits.
+    public static func isValidSerial(_ serial: String) -> Bool {
+        !serial.isEmpty && serial.count <= 64
+            && serial.unicodeScalars.allSatisfy { $0.isASCII && CharacterSet.alphanumerics.contains($0) }
+    }
+
     /// Checks every field of a device to register (or its state after an update).
     public static func validateDevice(_ device: Rampart_Inventory_V1_Device) throws {
         try validateName(device.name, what: "device")
-        guard !device.serial.isEmpty, device.serial.count <= 64,
-            device.serial.unicodeScalars.allSatisfy({ $0.isASCII && CharacterSet.alphanumerics.contains($0) })
-        else {
+        guard isValidSerial(device.serial) else {
             throw RPCError.invalidArgument("serial '\(device.serial)' must be 1 to 64 letters and digits")
         }
         guard !device.model.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {

@@ -1,0 +1,378 @@
+import Foundation
+import Logging
+import RampartAPI
+import RampartArchive
+import RampartBus
+import RampartProto
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Where the device CLI writes (its console): one line at a time, and the prompt.
+public protocol DeviceConsole: Sendable {
+    /// Writes `text` and a line end.
+    func line(_ text: String)
+    /// Writes `text` (the prompt) without a line end, flushed.
+    func prompt(_ text: String)
+}
+
+/// The process's standard output, written unbuffered (so a pipe sees every line and prompt at once).
+public struct StandardConsole: DeviceConsole {
+    /// The console on file descriptor 1.
+    public init() {}
+
+    public func line(_ text: String) { write(text + "\n") }
+
+    public func prompt(_ text: String) { write(text) }
+
+    private func write(_ text: String) {
+        var bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeMutableBytes { buffer in
+                Glibc.write(STDOUT_FILENO, buffer.baseAddress.map { $0 + offset }, buffer.count - offset)
+            }
+            if written < 0 {
+                if errno == EINTR { continue }
+                return  // the console went away: nothing to tell anyone
+            }
+            offset += written
+        }
+    }
+}
+
+/// One `restore remote-manager-backup ...` at the device CLI (R1, R2), from fetching the backup to the
+/// restored device's rejoin:
+///
+/// 1. fetch the archive (scp, signed URL, or the local backup folder);
+/// 2. verify it (`RestorePreflight`): member hashes, safe paths, no cluster bundle, this device's model,
+///    network modules, interfaces, version and patch (R3, R4) — a refusal writes nothing;
+/// 3. `RequestLease` with manifest.json as stored, the archive's SHA-256 and name, this device's facts and
+///    the CLI user — a refusal prints the coordinator's message and writes nothing;
+/// 4. under the lease (renewed in the background every third of its time to live): `applying`, stage
+///    the new device (`ConfigSwap.prepare`), check the lease once more, swap it in, `applied` (with the
+///    removed VPN certificates) and `rebooting`, then commit — a lost lease before the commit puts the
+///    previous device back;
+/// 5. log the CLI user out, wait the reboot delay, boot as the restored device (`boot`: find it in
+///    inventory by the restored registration's id, report presence), then `ReportRejoined`.
+public struct RestoreSession: Sendable {
+    /// Settings of a restore.
+    public struct Configuration: Sendable {
+        /// The CLI user (for the lease's history).
+        public var user = "admin"
+        /// The simulated reboot, ms.
+        public var rebootDelayMs: Int64 = 3000
+        /// How backups are fetched.
+        public var fetch = FetchSettings()
+        /// Failure injection points of the apply step (tests).
+        public var hooks = ConfigSwap.Hooks()
+
+        /// Defaults: user "admin", 3 s reboot.
+        public init() {}
+    }
+
+    /// A device that restored and came back.
+    public struct Restored: Sendable {
+        /// Its folder, as restored.
+        public var folder: DeviceFolder
+        /// Its inventory record (found by the restored registration's id).
+        public var device: Rampart_Inventory_V1_Device
+        /// Whether the coordinator took the rejoin (the lease ended REJOINED).
+        public var rejoined: Bool
+        /// What the restore changed.
+        public var summary: ConfigSwap.Summary
+    }
+
+    /// How a restore ended.
+    public enum Outcome: Sendable {
+        /// Nothing was written; the CLI session goes on.
+        case notRestored(RestoreError)
+        /// Restored, rebooted and back on the bus as the restored device.
+        case restored(Restored)
+        /// Restored and rebooted, but the restored device could not come back (inventory lookup,
+        /// presence); the CLI user is logged out all the same.
+        case restoredButNotBack(RestoreError)
+    }
+
+    /// Brings the restored device back after its reboot: finds it in inventory and reports it connected.
+    public typealias Boot = @Sendable (DeviceFolder) async throws -> Rampart_Inventory_V1_Device
+
+    private let directory: String
+    private let configuration: Configuration
+    private let coordinator: any RestoreCoordinating
+    private let console: any DeviceConsole
+    private let logger: Logger
+
+    /// A restore of the device in `directory`.
+    public init(
+        directory: String, configuration: Configuration, coordinator: any RestoreCoordinating,
+        console: any DeviceConsole,
+        logger: Logger
+    ) {
+        self.directory = directory
+        self.configuration = configuration
+        self.coordinator = coordinator
+        self.console = console
+        var logger = logger
+        logger[metadataKey: "cli-user"] = "\(configuration.user)"
+        self.logger = logger
+    }
+
+    /// Runs the restore of `source`; prints progress and errors on the console; never throws.
+    public func run(_ source: BackupSource, boot: Boot) async -> Outcome {
+        let lock: RestoreLock
+        do throws(RestoreError) {
+            lock = try RestoreLock(directory: directory)
+        } catch {
+            return refuse(error)
+        }
+        defer { withExtendedLifetime(lock) {} }
+        let folder: DeviceFolder
+        do {
+            folder = try DeviceFolder.open(directory)
+        } catch {
+            return refuse(RestoreError(.apply, "the device folder cannot be opened: \(error)"))
+        }
+        var metadata: Logger.Metadata = ["source": "\(source)", "file": "\(source.fileName)"]
+        logger.notice("restore started", metadata: metadata)
+        console.line("restore: fetching \(source)")
+        let fetched: FetchedBackup
+        do throws(RestoreError) {
+            fetched = try await BackupFetcher.fetch(
+                source, directory: directory, settings: configuration.fetch, logger: logger)
+        } catch {
+            return refuse(error)
+        }
+        defer { fetched.removeIfTemporary() }
+        let backup: VerifiedBackup
+        do throws(RestoreError) {
+            let data = try fetched.read(maxBytes: configuration.fetch.maxBytes)
+            console.line("restore: \(fetched.fileName): \(data.count) bytes, SHA-256 \(sha256Hex(data))")
+            backup = try RestorePreflight.verify(data, fileName: fetched.fileName, device: folder.facts)
+        } catch {
+            return refuse(error)
+        }
+        let manifest = backup.manifest
+        metadata["device-id"] = "\(manifest.deviceId)"
+        metadata["archive-sha256"] = "\(backup.archiveSHA256)"
+        console.line(
+            "restore: archive verified: manifest.json and \(backup.contents.files.count) files match their SHA-256; "
+                + "every path stays inside the configuration folder")
+        console.line(
+            "restore: backup of \(manifest.deviceName) (device \(manifest.deviceId), \(manifest.role.rawValue)), taken "
+                + "\(manifest.createdAt) on \(manifest.software.version) patch \(manifest.software.patch), "
+                + "management IP \(manifest.managementIp)")
+        console.line(
+            "restore: this device matches it: model \(folder.facts.model), \(folder.facts.networkModules) network module(s), "
+                + "interfaces \(Self.describe(folder.facts.interfaces)), software \(folder.facts.software) patch \(folder.facts.patch)"
+        )
+
+        console.line("restore: asking the restore coordinator for a lease")
+        let lease: Rampart_Restore_V1_Lease
+        do throws(RestoreError) {
+            lease = try await requestLease(backup, facts: folder.facts)
+        } catch {
+            logger.notice("restore refused", metadata: metadata.merging(["reason": "\(error.message)"]) { $1 })
+            return refuse(error)
+        }
+        metadata["lease-id"] = "\(lease.id)"
+        metadata["fencing-token"] = "\(lease.fencingToken)"
+        let keeper = LeaseKeeper(lease: lease, coordinator: coordinator, logger: logger)
+        let interval = await keeper.renewalIntervalMs
+        logger.notice("restore lease granted", metadata: metadata)
+        console.line(
+            "restore: lease \(lease.id) granted for \(lease.deviceName.isEmpty ? manifest.deviceName : lease.deviceName) "
+                + "(fencing token \(lease.fencingToken); renewed every \(Self.seconds(interval)))")
+        do {
+            return try await withThrowingTaskGroup(of: Void.self, returning: Outcome.self) { group in
+                group.addTask { await keeper.keepAlive() }
+                defer { group.cancelAll() }
+                return try await restore(backup, folder: folder, keeper: keeper, boot: boot, metadata: metadata)
+            }
+        } catch let error as RestoreError {
+            logger.error("restore stopped", metadata: metadata.merging(["error": "\(error.message)"]) { $1 })
+            return refuse(error)
+        } catch {
+            return refuse(RestoreError(.apply, "the restore stopped: \(error)"))
+        }
+    }
+
+    /// Steps 4 and 5 under the lease.
+    private func restore(
+        _ backup: VerifiedBackup, folder: DeviceFolder, keeper: LeaseKeeper, boot: Boot, metadata: Logger.Metadata
+    ) async throws(RestoreError) -> Outcome {
+        try await keeper.report(RestoreAPI.Step.applying, detail: "applying \(backup.fileName)")
+        console.line("restore: applying the configuration")
+        var swap: ConfigSwap
+        do throws(RestoreError) {
+            swap = try ConfigSwap.prepare(folder: folder, backup: backup, hooks: configuration.hooks)
+        } catch {
+            await keeper.failed(error.message)
+            throw error
+        }
+        // Fencing: the lease must still be ours right before anything is written.
+        do throws(RestoreError) {
+            try await keeper.report(RestoreAPI.Step.applying, detail: "configuration staged; writing it")
+        } catch {
+            swap.discard()
+            if error.kind != .leaseLost {
+                await keeper.failed("the lease could not be confirmed before writing: \(error.message)")
+            }
+            throw RestoreError(error.kind, error.message + "; nothing was written")
+        }
+        do throws(RestoreError) {
+            try swap.swap()
+        } catch {
+            await keeper.failed(error.message)
+            throw error
+        }
+        let summary = swap.summary
+        // Until "rebooting" is recorded under our token, the previous device can still come back.
+        do throws(RestoreError) {
+            try await keeper.report(
+                RestoreAPI.Step.applied,
+                detail: "\(summary.files) files; management IP \(summary.facts.managementIp); "
+                    + "\(summary.reencryptedKeys.count) private keys re-encrypted under a new device key",
+                removedVPNCertificates: summary.removedVPNCertificates)
+            try await keeper.report(RestoreAPI.Step.rebooting, detail: "rebooting in \(configuration.rebootDelayMs) ms")
+            try swap.commit()
+        } catch {
+            do throws(RestoreError) {
+                try swap.rollBack()
+            } catch let rollback {
+                console.line("error: \(rollback.message)")
+                throw RestoreError(error.kind, error.message + "; putting the previous configuration back failed")
+            }
+            if error.kind != .leaseLost {
+                await keeper.failed("\(error.message); the previous configuration was put back")
+            }
+            throw RestoreError(
+                error.kind, error.message + "; the previous configuration was put back, nothing was changed")
+        }
+        logger.notice(
+            "configuration restored",
+            metadata: metadata.merging(
+                [
+                    "files": "\(summary.files)", "management-ip": "\(summary.facts.managementIp)",
+                    "removed-vpn-certificates": "\(summary.removedVPNCertificates.joined(separator: ","))",
+                ]) { $1 })
+        console.line(
+            "restore: configuration applied: \(summary.files) files, device name \(summary.facts.name), management IP "
+                + "\(summary.facts.managementIp) (R9)")
+        console.line(
+            "restore: \(summary.reencryptedKeys.count) private key(s) re-encrypted under a newly generated device key (R11)"
+        )
+        let certificates = summary.removedVPNCertificates
+        console.line(
+            "restore: removed all VPN configuration and \(certificates.count) VPN certificate(s) (R10)"
+                + (certificates.isEmpty ? "" : "; re-enroll: " + certificates.joined(separator: ", ")))
+        console.line(
+            "restore: user \(configuration.user) is logged out; the device reboots in \(configuration.rebootDelayMs) ms"
+        )
+
+        // The reboot: the lease keeps being renewed meanwhile.
+        do {
+            try await Task.sleep(for: .milliseconds(configuration.rebootDelayMs))
+        } catch {
+            return .restoredButNotBack(RestoreError(.boot, "the reboot was interrupted"))
+        }
+        let restored: DeviceFolder
+        let device: Rampart_Inventory_V1_Device
+        do {
+            restored = try DeviceFolder.open(directory)
+            console.line(
+                "boot: \(restored.facts.name) (serial \(restored.facts.serial), \(restored.facts.model)), management IP "
+                    + "\(restored.facts.managementIp); reconnecting to manager \(summary.managerId) as device \(summary.deviceId)"
+            )
+            device = try await boot(restored)
+        } catch {
+            let message = "the restored device could not reconnect: \(error)"
+            console.line("error: \(message)")
+            logger.error("restored device not back", metadata: metadata.merging(["error": "\(error)"]) { $1 })
+            // Not ReportFailed: the configuration was written. The lease expires and the operator sees why.
+            return .restoredButNotBack(RestoreError(.boot, message))
+        }
+        console.line("boot: connected; inventory shows \(device.name) (device \(device.id)) connected")
+        var rejoined = false
+        if let lost = await keeper.lost {
+            console.line("error: \(lost.message); the coordinator will not record this device's rejoin")
+        } else {
+            do throws(RestoreError) {
+                let ended = try await keeper.rejoined()
+                rejoined = true
+                logger.notice("restore rejoined", metadata: metadata)
+                console.line(
+                    "restore: complete: lease \(ended.id.isEmpty ? "?" : ended.id) ended (rejoined); the device is out of date "
+                        + "until deployed; see 'rampart restore checklist \(device.name)' (R13)")
+            } catch {
+                console.line("error: the restore coordinator did not record the rejoin: \(error.message)")
+                logger.error("rejoin not recorded", metadata: metadata.merging(["error": "\(error.message)"]) { $1 })
+            }
+        }
+        return .restored(Restored(folder: restored, device: device, rejoined: rejoined, summary: summary))
+    }
+
+    /// RequestLease; a refusal becomes `.refused` with the coordinator's message.
+    private func requestLease(_ backup: VerifiedBackup, facts: DeviceFacts) async throws(RestoreError)
+        -> Rampart_Restore_V1_Lease
+    {
+        var request = Rampart_Restore_V1_RequestLeaseRequest()
+        request.manifestJson = backup.contents.manifestJSON
+        request.archiveSha256 = backup.archiveSHA256
+        request.archiveFileName = backup.fileName
+        request.facts = Self.leaseFacts(facts)
+        request.cliUser = configuration.user
+        let lease: Rampart_Restore_V1_Lease
+        do {
+            lease = try await coordinator.requestLease(request)
+        } catch let error as RPCError {
+            switch error.code {
+            case .unavailable, .deadlineExceeded, .cancelled:
+                throw RestoreError(
+                    .coordinatorUnavailable, "the restore coordinator cannot be reached (\(error)); nothing was written"
+                )
+            default:
+                throw RestoreError(
+                    .refused(error.code), "the restore coordinator refused: \(error.message); nothing was written")
+            }
+        } catch {
+            throw RestoreError(
+                .coordinatorUnavailable, "the restore coordinator cannot be reached (\(error)); nothing was written")
+        }
+        guard !lease.id.isEmpty else {
+            throw RestoreError(
+                .refused(.internal), "the restore coordinator granted a lease without an id; nothing was written")
+        }
+        return lease
+    }
+
+    /// This device's facts as the coordinator wants them (R3, R4): interfaces added up by type.
+    public static func leaseFacts(_ facts: DeviceFacts) -> Rampart_Restore_V1_DeviceFacts {
+        var result = Rampart_Restore_V1_DeviceFacts()
+        result.serial = facts.serial
+        result.model = facts.model
+        result.platform = facts.platform
+        result.hypervisor = facts.hypervisor
+        result.software.version = facts.software
+        result.software.patch = UInt32(clamping: facts.patch)
+        result.networkModules = UInt32(clamping: facts.networkModules)
+        for (type, count) in RestorePreflight.interfaceCounts(facts.interfaces.map { ($0.type, $0.count) }) {
+            result.interfaces[type] = UInt32(clamping: count)
+        }
+        return result
+    }
+
+    private func refuse(_ error: RestoreError) -> Outcome {
+        console.line("error: \(error.message)")
+        return .notRestored(error)
+    }
+
+    static func describe(_ groups: [DeviceFacts.InterfaceGroup]) -> String {
+        groups.isEmpty ? "none" : groups.map { "\($0.type)=\($0.count)" }.joined(separator: ", ")
+    }
+
+    static func seconds(_ ms: Int64) -> String {
+        ms % 1000 == 0 ? "\(ms / 1000) s" : String(format: "%.1f s", Double(ms) / 1000)
+    }
+}

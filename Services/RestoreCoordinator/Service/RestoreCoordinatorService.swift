@@ -1,0 +1,496 @@
+import Foundation
+import InventoryService
+import Logging
+import Postgres
+import RampartAPI
+import RampartArchive
+import RampartBus
+import RampartProto
+import SwiftProtobuf
+
+/// What a restore-coordinator instance needs to know.
+public struct RestoreConfiguration: Sendable {
+    /// This manager's id (R6): backups taken under another are refused.
+    public var managerId: String
+    /// A lease not renewed by a report within this time expires; the next restore may then start.
+    public var leaseTTL: Duration = .seconds(60)
+    /// Deadline of calls to inventory.
+    public var callTimeout: Duration = .seconds(5)
+
+    /// A configuration for manager `managerId`.
+    public init(managerId: String) {
+        self.managerId = managerId
+    }
+}
+
+/// The `restore-coordinator` service (R1–R14): restore leases with fencing tokens that keep HA pairs
+/// and clusters alive while their devices are replaced, the post-restore checklist, deploys.
+public struct RestoreCoordinatorService: Sendable {
+    let configuration: RestoreConfiguration
+    let pool: PostgresPool
+    let client: BusClient
+    let logger: Logger
+
+    /// The service over `pool`, asking inventory through `client`.
+    public init(configuration: RestoreConfiguration, pool: PostgresPool, client: BusClient, logger: Logger) {
+        self.configuration = configuration
+        self.pool = pool
+        self.client = client
+        self.logger = logger
+    }
+
+    /// Migrates the schemas the coordinator writes to (`events`, `restore`).
+    public static func migrate(connection: PostgresConnection, logger: Logger) throws {
+        try EventOutbox.migrate(connection: connection, logger: logger)
+        try Migrator.migrate(schema: "restore", migrations: RestoreMigrations.all, connection: connection, logger: logger)
+    }
+
+    /// The handlers, ready for a `ServiceHost`.
+    public func router() -> ServiceRouter {
+        var router = ServiceRouter()
+        router.register(RestoreAPI.Method.requestLease) { (request: Rampart_Restore_V1_RequestLeaseRequest, context) in
+            try await requestLease(request, context)
+        }
+        router.register(RestoreAPI.Method.reportStep) { (request: Rampart_Restore_V1_ReportStepRequest, context) in
+            try await reportStep(request, context)
+        }
+        router.register(RestoreAPI.Method.reportRejoined) { (request: Rampart_Restore_V1_ReportRejoinedRequest, context) in
+            try await reportRejoined(request, context)
+        }
+        router.register(RestoreAPI.Method.reportFailed) { (request: Rampart_Restore_V1_ReportFailedRequest, context) in
+            try await reportFailed(request, context)
+        }
+        router.register(RestoreAPI.Method.releaseLease) { (request: Rampart_Restore_V1_ReleaseLeaseRequest, context) in
+            try await release(request, context)
+        }
+        router.register(RestoreAPI.Method.getLease) { (request: Rampart_Restore_V1_GetLeaseRequest, _) in
+            let id = try Self.leaseId(request.leaseID)
+            return try await pool.serve { connection in
+                var response = Rampart_Restore_V1_LeaseResponse()
+                response.lease = try LeaseStore.get(id, on: connection)
+                return response
+            }
+        }
+        router.register(RestoreAPI.Method.listLeases) { (request: Rampart_Restore_V1_ListLeasesRequest, _) in
+            try await listLeases(request)
+        }
+        let checklists = Checklists(service: self)
+        router.register(RestoreAPI.Method.getChecklist) { (request: Rampart_Restore_V1_GetChecklistRequest, _) in
+            try await checklists.get(request)
+        }
+        router.register(RestoreAPI.Method.completeItem) { (request: Rampart_Restore_V1_CompleteItemRequest, context) in
+            try await checklists.complete(request, context)
+        }
+        router.register(RestoreAPI.Method.deploy) { (request: Rampart_Restore_V1_DeployRequest, context) in
+            try await checklists.deploy(request, context)
+        }
+        router.register(RestoreAPI.Method.resumeHaSync) { (request: Rampart_Restore_V1_ResumeHaSyncRequest, context) in
+            try await checklists.resumeHaSync(request, context)
+        }
+        return router
+    }
+
+    // MARK: RequestLease
+
+    func requestLease(
+        _ request: Rampart_Restore_V1_RequestLeaseRequest, _ context: RequestContext
+    ) async throws -> Rampart_Restore_V1_LeaseResponse {
+        guard !request.archiveFileName.hasSuffix(".tar.gz") else {
+            throw RPCError.failedPrecondition(
+                "\(request.archiveFileName) is a cluster bundle: extract the node's file with `rampart backups extract BUNDLE --node NAME` and restore that (R8)")
+        }
+        guard request.archiveSha256.utf8.count == 64,
+            request.archiveSha256.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
+        else { throw RPCError.invalidArgument("archive_sha256 must be 64 lower-case hex digits") }
+        guard InventoryRules.isValidSerial(request.facts.serial), !request.facts.model.isEmpty else {
+            throw RPCError.invalidArgument(
+                "the replacement's facts need its serial (1 to 64 letters and digits) and its model")
+        }
+        let manifest: BackupManifest
+        do {
+            manifest = try BackupManifest.decode(request.manifestJson)
+        } catch {
+            throw RPCError.invalidArgument("manifest_json is not a backup manifest: \(error)")
+        }
+        let situation = try await situation(manifest: manifest, facts: request.facts)
+        var reasons = RestoreChecks.refusals(situation)
+        if reasons.isEmpty, let wait = RestoreChecks.controlNodeWait(situation) { reasons.append(wait) }
+        let device = situation.device
+        let scope = !device.haPairID.isEmpty ? "ha-pair:\(device.haPairID)" : !device.clusterID.isEmpty
+            ? "cluster:\(device.clusterID)" : "device:\(device.id)"
+        let now = Date()
+        let ttl = TimeInterval(configuration.leaseTTL.components.seconds)
+            + TimeInterval(configuration.leaseTTL.components.attoseconds) / 1e18
+        let caller = context.caller
+        let refusedEarly = reasons
+        let outcome = try await pool.serve { connection -> Result<Rampart_Restore_V1_Lease, RPCError> in
+            var reasons = refusedEarly
+            if reasons.isEmpty {
+                // One decision per scope at a time; the unique index is the backstop.
+                _ = try connection.query("SELECT pg_advisory_xact_lock(hashtext(\("restore:" + scope)))")
+                _ = try LeaseStore.expireOverdue(now: now, scope: scope, on: connection)
+                if let active = try connection.query(
+                    "SELECT \(unsafeRaw: LeaseStore.columns) FROM restore.leases WHERE scope = \(scope) AND state = 'active'"
+                ).first.map(LeaseStore.lease(from:)) {
+                    reasons.append(Self.busyReason(active, for: device))
+                }
+            }
+            guard reasons.isEmpty else {
+                _ = try connection.execute(
+                    """
+                    INSERT INTO restore.requests (device_id, replacement_serial, archive_file_name, granted, reasons)
+                    VALUES (\(device.id), \(request.facts.serial), \(request.archiveFileName), false, \(reasons))
+                    """)
+                try EventOutbox.append(
+                    OutboxEvent(
+                        topic: "restore.lease.refused", subject: device.id,
+                        attributes: [
+                            "device_name": device.name, "replacement_serial": request.facts.serial,
+                            "reasons": reasons.joined(separator: "; "), "caller": caller,
+                        ]),
+                    source: RestoreAPI.serviceName, on: connection)
+                return .failure(RPCError.failedPrecondition("restore of \(device.name) refused: " + reasons.joined(separator: "; ")))
+            }
+            let id = UUID()
+            let rows = try connection.query(
+                """
+                INSERT INTO restore.leases (
+                    id, device_id, device_name, role, ha_pair_id, cluster_id, scope, fencing_token, state, step,
+                    archive_file_name, archive_sha256, replacement_serial, cli_user, requested_by, granted_at, expires_at)
+                VALUES (
+                    \(id), \(device.id), \(device.name), \(device.role.label), \(device.haPairID), \(device.clusterID),
+                    \(scope), nextval('restore.fencing_tokens'), 'active', \(RestoreAPI.Step.granted),
+                    \(request.archiveFileName), \(request.archiveSha256), \(request.facts.serial), \(request.cliUser),
+                    \(caller), \(now), \(now.addingTimeInterval(ttl)))
+                RETURNING \(unsafeRaw: LeaseStore.columns)
+                """)
+            let lease = try LeaseStore.lease(from: rows.first!)
+            _ = try connection.execute(
+                """
+                INSERT INTO restore.requests (device_id, replacement_serial, archive_file_name, granted, lease_id)
+                VALUES (\(device.id), \(request.facts.serial), \(request.archiveFileName), true, \(id))
+                """)
+            try LeaseStore.step(lease.id, RestoreAPI.Step.granted, "replacement \(request.facts.serial)", on: connection)
+            try LeaseStore.emit(
+                "restore.lease.granted", lease,
+                ["replacement_serial": request.facts.serial, "archive": request.archiveFileName, "caller": caller],
+                on: connection)
+            return .success(lease)
+        }
+        switch outcome {
+        case .failure(let error):
+            context.logger.notice("restore refused", metadata: ["device": "\(device.name)", "reason": "\(error.message)"])
+            throw error
+        case .success(let lease):
+            context.logger.notice(
+                "restore lease granted",
+                metadata: ["device": "\(device.name)", "lease": "\(lease.id)", "token": "\(lease.fencingToken)"])
+            var response = Rampart_Restore_V1_LeaseResponse()
+            response.lease = lease
+            return response
+        }
+    }
+
+    static func busyReason(_ active: Rampart_Restore_V1_Lease, for device: Rampart_Inventory_V1_Device) -> String {
+        if active.deviceID == device.id {
+            return "\(device.name) is already being restored (lease \(active.id), step \(active.step))"
+        }
+        if !device.haPairID.isEmpty {
+            return
+                "its HA peer \(active.deviceName) is being restored (step \(active.step)): the second peer starts only after the first has finished, reboot included (R7)"
+        }
+        return
+            "node \(active.deviceName) of its cluster is being restored (step \(active.step)): one node at a time, each reboot included (R8)"
+    }
+
+    /// Inventory's view of the backup's device, its pair or cluster; refuses when the device is gone.
+    func situation(manifest: BackupManifest, facts: Rampart_Restore_V1_DeviceFacts) async throws -> RestoreChecks.Situation {
+        var lookup = Rampart_Inventory_V1_GetDeviceRequest()
+        lookup.device = manifest.deviceId
+        let device: Rampart_Inventory_V1_Device
+        do {
+            device = try await inventory(InventoryService.Method.getDevice, lookup, as: Rampart_Inventory_V1_DeviceResponse.self)
+                .device
+        } catch let error as RPCError where error.code == .notFound {
+            throw RPCError.failedPrecondition(
+                "the backup's device \(manifest.deviceName) (\(manifest.deviceId)) is not registered: a backup restores only the appliance it was taken from (R5), and a device is never unregistered to restore it (R14)")
+        }
+        var situation = RestoreChecks.Situation(
+            manifest: manifest, facts: facts, device: device, managerId: configuration.managerId)
+        if !device.haPairID.isEmpty {
+            var request = Rampart_Inventory_V1_GetHaPairRequest()
+            request.pair = device.haPairID
+            situation.pair = try? await inventory(
+                InventoryService.Method.getHaPair, request, as: Rampart_Inventory_V1_HaPairResponse.self
+            ).pair
+        }
+        if !device.clusterID.isEmpty {
+            var request = Rampart_Inventory_V1_GetClusterRequest()
+            request.cluster = device.clusterID
+            if let response = try? await inventory(
+                InventoryService.Method.getCluster, request, as: Rampart_Inventory_V1_ClusterResponse.self)
+            {
+                situation.cluster = response.cluster
+                situation.clusterDevices = response.devices
+            }
+        }
+        return situation
+    }
+
+    func inventory<Response: SwiftProtobuf.Message>(
+        _ method: String, _ request: some SwiftProtobuf.Message, as: Response.Type
+    ) async throws -> Response {
+        try await client.call(
+            service: InventoryService.serviceName, method: method, request, as: Response.self,
+            timeout: configuration.callTimeout, idempotent: true)
+    }
+
+    // MARK: reports under a lease
+
+    /// Locks the lease and checks the token and that it is still active (expiring it when its time is up).
+    func checkedLease(
+        _ leaseId: String, _ token: UInt64, now: Date, on connection: PostgresConnection
+    ) throws -> Result<(Rampart_Restore_V1_Lease, PostgresRow), RPCError> {
+        let id = try Self.leaseId(leaseId)
+        let row = try LeaseStore.lock(id, on: connection)
+        let lease = try LeaseStore.lease(from: row)
+        guard token == lease.fencingToken else {
+            return .failure(
+                RPCError.failedPrecondition(
+                    "stale fencing token \(token): lease \(lease.id) holds token \(lease.fencingToken); this restore must stop"))
+        }
+        if lease.state == .active && lease.expiresUnixMs < now.unixMillis {
+            _ = try LeaseStore.expireOverdue(now: now, scope: nil, on: connection)
+            return .failure(RPCError.failedPrecondition("lease \(lease.id) expired: the device was silent too long; start again"))
+        }
+        guard lease.state == .active else {
+            return .failure(
+                RPCError.failedPrecondition(
+                    "lease \(lease.id) has ended (\(Self.stateLabel(lease.state))\(lease.endReason.isEmpty ? "" : ": \(lease.endReason)"))"))
+        }
+        return .success((lease, row))
+    }
+
+    func reportStep(
+        _ request: Rampart_Restore_V1_ReportStepRequest, _ context: RequestContext
+    ) async throws -> Rampart_Restore_V1_LeaseResponse {
+        guard !request.step.isEmpty, request.step.utf8.count <= 64 else {
+            throw RPCError.invalidArgument("step must be 1 to 64 characters")
+        }
+        let now = Date()
+        let ttl = configuration.leaseTTL
+        let lease = try await pool.serve { connection -> Result<Rampart_Restore_V1_Lease, RPCError> in
+            switch try checkedLease(request.leaseID, request.fencingToken, now: now, on: connection) {
+            case .failure(let error): return .failure(error)
+            case .success(let (lease, _)):
+                let expires = now.addingTimeInterval(TimeInterval(ttl.components.seconds))
+                let rows = try connection.query(
+                    """
+                    UPDATE restore.leases SET step = \(request.step), expires_at = \(expires),
+                        removed_vpn_certificates = CASE WHEN cardinality(\(request.removedVpnCertificates)::text[]) > 0
+                            THEN \(request.removedVpnCertificates)::text[] ELSE removed_vpn_certificates END
+                    WHERE id = \(lease.id)::uuid RETURNING \(unsafeRaw: LeaseStore.columns)
+                    """)
+                let updated = try LeaseStore.lease(from: rows.first!)
+                if request.step != lease.step {
+                    try LeaseStore.step(lease.id, request.step, request.detail, on: connection)
+                    try LeaseStore.emit("restore.step", updated, ["detail": request.detail], on: connection)
+                }
+                return .success(updated)
+            }
+        }.get()
+        var response = Rampart_Restore_V1_LeaseResponse()
+        response.lease = lease
+        return response
+    }
+
+    func reportFailed(
+        _ request: Rampart_Restore_V1_ReportFailedRequest, _ context: RequestContext
+    ) async throws -> Rampart_Restore_V1_LeaseResponse {
+        let now = Date()
+        let lease = try await pool.serve { connection -> Result<Rampart_Restore_V1_Lease, RPCError> in
+            switch try checkedLease(request.leaseID, request.fencingToken, now: now, on: connection) {
+            case .failure(let error): return .failure(error)
+            case .success(let (lease, _)):
+                return .success(
+                    try end(lease, state: "failed", reason: request.reason.isEmpty ? "failed on the device" : request.reason,
+                        by: "", now: now, topic: "restore.lease.failed", on: connection))
+            }
+        }.get()
+        context.logger.warning("restore failed on the device", metadata: ["lease": "\(lease.id)", "reason": "\(request.reason)"])
+        var response = Rampart_Restore_V1_LeaseResponse()
+        response.lease = lease
+        return response
+    }
+
+    func reportRejoined(
+        _ request: Rampart_Restore_V1_ReportRejoinedRequest, _ context: RequestContext
+    ) async throws -> Rampart_Restore_V1_LeaseResponse {
+        // Peek first (without holding a lock across inventory calls): token and state must be right.
+        let now = Date()
+        let current = try await pool.serve { connection in
+            try checkedLease(request.leaseID, request.fencingToken, now: now, on: connection).map(\.0)
+        }.get()
+        var lookup = Rampart_Inventory_V1_GetDeviceRequest()
+        lookup.device = current.deviceID
+        let device = try await inventory(InventoryService.Method.getDevice, lookup, as: Rampart_Inventory_V1_DeviceResponse.self)
+            .device
+        guard device.connected else {
+            throw RPCError.failedPrecondition(
+                "\(device.name) has not reconnected yet: report presence as the restored device first (R9)")
+        }
+        // R9: the restored device shows as out of date; inventory now knows the replacement's serial.
+        if device.serial != current.replacementSerial {
+            var update = Rampart_Inventory_V1_UpdateDeviceRequest()
+            update.device = device.id
+            update.fields = ["serial"]
+            update.values.serial = current.replacementSerial
+            let _: Rampart_Inventory_V1_DeviceResponse = try await inventory(
+                InventoryService.Method.updateDevice, update, as: Rampart_Inventory_V1_DeviceResponse.self)
+        }
+        var outOfDate = Rampart_Inventory_V1_SetOutOfDateRequest()
+        outOfDate.device = device.id
+        outOfDate.outOfDate = true
+        let _: Rampart_Inventory_V1_DeviceResponse = try await inventory(
+            InventoryService.Method.setOutOfDate, outOfDate, as: Rampart_Inventory_V1_DeviceResponse.self)
+        let inPair = !device.haPairID.isEmpty
+        let lease = try await pool.serve { connection -> Result<Rampart_Restore_V1_Lease, RPCError> in
+            switch try checkedLease(request.leaseID, request.fencingToken, now: now, on: connection) {
+            case .failure(let error): return .failure(error)
+            case .success(let (lease, row)):
+                let ended = try end(
+                    lease, state: "rejoined", reason: "", by: "", now: now, topic: "restore.lease.rejoined",
+                    on: connection, step: RestoreAPI.Step.rejoined)
+                try Checklists.open(
+                    for: ended, certificates: try LeaseStore.removedCertificates(row), inHaPair: inPair, now: now,
+                    on: connection)
+                return .success(ended)
+            }
+        }.get()
+        context.logger.notice(
+            "device restored and rejoined", metadata: ["device": "\(lease.deviceName)", "lease": "\(lease.id)"])
+        var response = Rampart_Restore_V1_LeaseResponse()
+        response.lease = lease
+        return response
+    }
+
+    func release(
+        _ request: Rampart_Restore_V1_ReleaseLeaseRequest, _ context: RequestContext
+    ) async throws -> Rampart_Restore_V1_LeaseResponse {
+        let reason = request.reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !reason.isEmpty else { throw RPCError.invalidArgument("a forced release needs a reason (it is audited)") }
+        let id = try Self.leaseId(request.leaseID)
+        let caller = context.caller
+        let now = Date()
+        let lease = try await pool.serve { connection -> Result<Rampart_Restore_V1_Lease, RPCError> in
+            let lease = try LeaseStore.lease(from: try LeaseStore.lock(id, on: connection))
+            guard lease.state == .active else {
+                return .failure(RPCError.failedPrecondition("lease \(lease.id) is not active (\(Self.stateLabel(lease.state)))"))
+            }
+            return .success(
+                try end(lease, state: "released", reason: reason, by: caller, now: now, topic: "restore.lease.released",
+                    on: connection))
+        }.get()
+        context.logger.notice(
+            "restore lease released by force", metadata: ["lease": "\(lease.id)", "by": "\(caller)", "reason": "\(reason)"])
+        var response = Rampart_Restore_V1_LeaseResponse()
+        response.lease = lease
+        return response
+    }
+
+    func end(
+        _ lease: Rampart_Restore_V1_Lease, state: String, reason: String, by: String, now: Date, topic: String,
+        on connection: PostgresConnection, step: String? = nil
+    ) throws -> Rampart_Restore_V1_Lease {
+        let rows = try connection.query(
+            """
+            UPDATE restore.leases SET state = \(state), step = \(step ?? state), ended_at = \(now), end_reason = \(reason),
+                released_by = \(by)
+            WHERE id = \(lease.id)::uuid RETURNING \(unsafeRaw: LeaseStore.columns)
+            """)
+        let ended = try LeaseStore.lease(from: rows.first!)
+        try LeaseStore.step(lease.id, step ?? state, reason, on: connection)
+        try LeaseStore.emit(topic, ended, reason.isEmpty ? [:] : ["reason": reason, "by": by], on: connection)
+        return ended
+    }
+
+    // MARK: ListLeases
+
+    func listLeases(_ request: Rampart_Restore_V1_ListLeasesRequest) async throws -> Rampart_Restore_V1_ListLeasesResponse {
+        let limit = Int(request.limit == 0 ? 50 : min(request.limit, 1000))
+        let device = request.device
+        let activeOnly = request.activeOnly
+        let now = Date()
+        return try await pool.serve { connection in
+            _ = try LeaseStore.expireOverdue(now: now, scope: nil, on: connection)
+            let rows = try connection.query(
+                """
+                SELECT \(unsafeRaw: LeaseStore.columns) FROM restore.leases
+                WHERE (\(device) = '' OR device_id = \(device) OR device_name = \(device))
+                  AND (NOT \(activeOnly) OR state = 'active')
+                ORDER BY granted_at DESC, id LIMIT \(limit)
+                """)
+            var response = Rampart_Restore_V1_ListLeasesResponse()
+            response.leases = try rows.map(LeaseStore.lease(from:))
+            return response
+        }
+    }
+
+    // MARK: expiry
+
+    /// Ends leases whose devices went silent; run every second by `LeaseExpiry`.
+    func expireOverdue() async throws -> Int {
+        let now = Date()
+        let expired = try await pool.serve { try LeaseStore.expireOverdue(now: now, scope: nil, on: $0) }
+        for lease in expired {
+            logger.warning(
+                "restore lease expired: the device went silent", metadata: ["device": "\(lease.deviceName)", "lease": "\(lease.id)"])
+        }
+        return expired.count
+    }
+
+    static func leaseId(_ text: String) throws -> UUID {
+        guard let id = UUID(uuidString: text) else { throw RPCError.invalidArgument("lease id \(text) is not a UUID") }
+        return id
+    }
+
+    static func stateLabel(_ state: Rampart_Restore_V1_LeaseState) -> String { state.label }
+}
+
+extension Rampart_Restore_V1_LeaseState {
+    /// "active", "rejoined", "expired", "released", "failed" (as stored and shown).
+    public var label: String {
+        switch self {
+        case .active: "active"
+        case .rejoined: "rejoined"
+        case .expired: "expired"
+        case .released: "released"
+        case .failed: "failed"
+        case .unspecified, .UNRECOGNIZED: "unknown"
+        }
+    }
+}
+
+/// Ends silent devices' leases every `interval` (a ServiceLifecycle service next to the host).
+public struct LeaseExpiry: Sendable {
+    let service: RestoreCoordinatorService
+    let interval: Duration
+
+    /// Sweeps `service`'s leases every `interval`.
+    public init(service: RestoreCoordinatorService, interval: Duration = .seconds(1)) {
+        self.service = service
+        self.interval = interval
+    }
+
+    /// Runs until cancelled; database trouble is logged and retried at the next tick.
+    public func run() async {
+        while !Task.isCancelled {
+            do {
+                _ = try await service.expireOverdue()
+            } catch {
+                service.logger.warning("could not expire leases", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: interval)
+        }
+    }
+}

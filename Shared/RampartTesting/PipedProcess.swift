@@ -1,0 +1,109 @@
+import Foundation
+
+/// A program started by a test with its stdin on a pipe the test writes to, stdout and stderr in files.
+public final class PipedProcess: @unchecked Sendable {
+    public let pid: pid_t
+    public let stdoutPath: String
+    public let stderrPath: String
+    private var input: Int32
+    private let lock = NSLock()
+    private var exitStatus: Int32?
+
+    public init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+        signal(SIGPIPE, SIG_IGN)
+        let base = NSTemporaryDirectory() + "device-cli-\(UUID().uuidString.prefix(8))"
+        stdoutPath = base + ".out"
+        stderrPath = base + ".err"
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw RunningSystem.TimeoutError(description: "pipe failed: \(String(cString: strerror(errno)))") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, fds[0], 0)
+        posix_spawn_file_actions_addclose(&actions, fds[0])
+        posix_spawn_file_actions_addclose(&actions, fds[1])
+        posix_spawn_file_actions_addopen(&actions, 1, stdoutPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        let merged = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid = pid_t()
+        let result = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        close(fds[0])
+        guard result == 0 else {
+            close(fds[1])
+            throw RunningSystem.TimeoutError(description: "cannot start \(executable): \(String(cString: strerror(result)))")
+        }
+        self.pid = pid
+        input = fds[1]
+    }
+
+    /// Writes `line` and a newline to its stdin.
+    public func send(_ line: String) {
+        let bytes = Array((line + "\n").utf8)
+        _ = bytes.withUnsafeBytes { write(input, $0.baseAddress, $0.count) }
+    }
+
+    /// Closes its stdin (end of file).
+    public func closeInput() {
+        lock.withLock {
+            if input >= 0 { close(input) }
+            input = -1
+        }
+    }
+
+    public var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+    public var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+    /// Waits until stdout holds `text` `count` times; throws with the output so far when it does not in time.
+    public func waitForOutput(_ text: String, count: Int = 1, timeout: Duration = .seconds(20)) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while clock.now < deadline {
+            if stdout.components(separatedBy: text).count - 1 >= count { return }
+            if !isRunning { break }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        if stdout.components(separatedBy: text).count - 1 >= count { return }
+        throw RunningSystem.TimeoutError(description: "never saw '\(text)' (×\(count)).\nstdout:\n\(stdout)\nstderr:\n\(stderr)")
+    }
+
+    public var isRunning: Bool {
+        lock.withLock {
+            if exitStatus != nil { return false }
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid {
+                exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+                return false
+            }
+            return true
+        }
+    }
+
+    /// Waits for it to end (SIGKILL after `timeout`) and returns its exit status.
+    public func waitForExit(timeout: Duration = .seconds(20)) async throws -> Int32 {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while isRunning && clock.now < deadline { try await Task.sleep(for: .milliseconds(25)) }
+        if isRunning {
+            kill(pid, SIGKILL)
+            while isRunning { usleep(5_000) }
+            return -1
+        }
+        return lock.withLock { exitStatus ?? -1 }
+    }
+
+    deinit {
+        closeInput()
+        if isRunning {
+            kill(pid, SIGKILL)
+            while isRunning { usleep(5_000) }
+        }
+        unlink(stdoutPath)
+        unlink(stderrPath)
+    }
+}

@@ -1,0 +1,178 @@
+import DeviceAgentCore
+import Foundation
+import InventoryService
+import Logging
+import RampartAPI
+import RampartArchive
+import RampartBus
+import RampartProto
+import RampartTesting
+import Testing
+
+@Suite("R1, R2, R9 device-agent cli driven through a pipe (real processes)", .serialized)
+struct RestoreCLIProcessTests {
+    static let fileName = "fw-edge-01_20250131T120000Z.tar"
+
+    @Test("R1, R2: the CLI prompts, helps, refuses bad lines and refused backups without dying, and writes nothing")
+    func interactiveRefusals() async throws {
+        let (archive, original) = try await makeBackup()
+        defer { try? FileManager.default.removeItem(atPath: original) }
+        var otherPatch = sampleFacts(configSize: 32 * 1024)
+        otherPatch.patch = 3
+        let (patched, patchedOriginal) = try await makeBackup(facts: otherPatch)
+        defer { try? FileManager.default.removeItem(atPath: patchedOriginal) }
+        let replacement = try makeReplacement()
+        defer { try? FileManager.default.removeItem(atPath: replacement.path) }
+        try placeBackup(archive, in: replacement, as: Self.fileName)
+        try placeBackup(patched, in: replacement, as: "patched_20250131T120000Z.tar")
+        let before = snapshot(replacement.path)
+        // No bus answers on this endpoint: the lease request runs into its timeout.
+        let cli = try PipedProcess(
+            Binaries.path("device-agent"),
+            [
+                "cli", "--dir", replacement.path, "--user", "alice", "--bus", "tcp://127.0.0.1:\(FreePort.next())",
+                "--timeout", "2",
+            ])
+        try await cli.waitForOutput("> ")
+        #expect(cli.stdout.contains("fw-rma-07: simulated threat defense FPR-3120, serial JAD9999Z007"))
+        cli.send("help")
+        try await cli.waitForOutput("restore remote-manager-backup location HOST USER PATH backup TAR-FILE")
+        cli.send("frobnicate now")
+        try await cli.waitForOutput("error: unknown command 'frobnicate'")
+        cli.send("restore remote-manager-backup backup ../../etc/passwd")
+        try await cli.waitForOutput("without a folder")
+        cli.send("restore remote-manager-backup backup absent.tar")
+        try await cli.waitForOutput("error: no backup 'absent.tar' in the local backup folder")
+        cli.send("restore remote-manager-backup backup patched_20250131T120000Z.tar")
+        try await cli.waitForOutput("patch: this device runs 7.4.1 patch 2, the backup was taken on 7.4.1 patch 3 (R4)")
+        cli.send("restore remote-manager-backup backup \(Self.fileName)")
+        try await cli.waitForOutput("error: the restore coordinator cannot be reached", timeout: .seconds(15))
+        cli.send("exit")
+        try await cli.waitForOutput("user alice logged out")
+        #expect(try await cli.waitForExit() == 0, "\(cli.stderr)")
+        #expect(cli.stdout.components(separatedBy: "> ").count - 1 == 7)
+        #expect(snapshot(replacement.path) == before)
+    }
+
+    @Test("R1: end of input ends the CLI with status 0")
+    func endOfInput() async throws {
+        let replacement = try makeReplacement()
+        defer { try? FileManager.default.removeItem(atPath: replacement.path) }
+        let cli = try PipedProcess(Binaries.path("device-agent"), ["cli", "--dir", replacement.path])
+        try await cli.waitForOutput("> ")
+        cli.closeInput()
+        #expect(try await cli.waitForExit() == 0, "\(cli.stderr)")
+    }
+
+    @Test(
+        "R1, R9: restore through the CLI: lease, apply, logout, reboot, presence, rejoin, then serves device/<id> as the restored device"
+    )
+    func restoreEndToEnd() async throws {
+        let system = try RunningSystem()
+        defer { system.stop() }
+        try system.start("inventory")
+        try await system.waitUntilServing("inventory")
+        let client = system.client()
+        defer { client.close() }
+
+        // The original appliance, registered, backed up, then dead (disconnected, R12).
+        let originalFacts = sampleFacts(name: "fw-edge-01", serial: "JADE2E0001", configSize: 32 * 1024)
+        var register = Rampart_Inventory_V1_RegisterDeviceRequest()
+        register.device = originalFacts.inventoryDevice
+        register.device.managerID = "rampart-manager"
+        let registered: Rampart_Inventory_V1_DeviceResponse = try await client.call(
+            service: InventoryService.serviceName, method: InventoryService.Method.registerDevice, register)
+        let deviceId = registered.device.id
+        let (archive, original) = try await makeBackup(facts: originalFacts, deviceId: deviceId)
+        defer { try? FileManager.default.removeItem(atPath: original) }
+        let replacement = try makeReplacement()
+        defer { try? FileManager.default.removeItem(atPath: replacement.path) }
+        try placeBackup(archive, in: replacement, as: Self.fileName)
+
+        // A stand-in restore coordinator on the bus that, like the real one, accepts the rejoin only
+        // when inventory shows the device connected.
+        let fake = FakeCoordinator(ttlMs: 1500)
+        var router = ServiceRouter()
+        router.register(RestoreAPI.Method.requestLease) { (request: Rampart_Restore_V1_RequestLeaseRequest, _) in
+            var response = Rampart_Restore_V1_LeaseResponse()
+            response.lease = try await fake.requestLease(request)
+            return response
+        }
+        router.register(RestoreAPI.Method.reportStep) { (request: Rampart_Restore_V1_ReportStepRequest, _) in
+            var response = Rampart_Restore_V1_LeaseResponse()
+            response.lease = try await fake.reportStep(request)
+            return response
+        }
+        router.register(RestoreAPI.Method.reportRejoined) { (request: Rampart_Restore_V1_ReportRejoinedRequest, _) in
+            var lookup = Rampart_Inventory_V1_GetDeviceRequest()
+            lookup.device = deviceId
+            let found: Rampart_Inventory_V1_DeviceResponse = try await client.call(
+                service: InventoryService.serviceName, method: InventoryService.Method.getDevice, lookup)
+            guard found.device.connected else {
+                throw RPCError(.failedPrecondition, "device \(deviceId) is not connected")
+            }
+            var response = Rampart_Restore_V1_LeaseResponse()
+            response.lease = try await fake.reportRejoined(request)
+            return response
+        }
+        router.register(RestoreAPI.Method.reportFailed) { (request: Rampart_Restore_V1_ReportFailedRequest, _) in
+            var response = Rampart_Restore_V1_LeaseResponse()
+            response.lease = try await fake.reportFailed(request)
+            return response
+        }
+        var hostConfiguration = ServiceHost.Configuration(
+            service: RestoreAPI.serviceName, brokerEndpoint: system.busEndpoint, instanceId: "fake-coordinator")
+        hostConfiguration.heartbeatIntervalMs = Int64(system.heartbeatMs)
+        let host = ServiceHost(configuration: hostConfiguration, router: router, logger: quietLogger)
+        let hostTask = Task { try await host.run() }
+        defer { hostTask.cancel() }
+        try await system.waitUntilServing(RestoreAPI.serviceName)
+
+        let cli = try PipedProcess(
+            Binaries.path("device-agent"),
+            [
+                "cli", "--dir", replacement.path, "--user", "alice", "--reboot-delay-ms", "700",
+                "--presence-interval-ms", "300",
+            ],
+            environment: system.environment)
+        try await cli.waitForOutput("> ")
+        cli.send("restore remote-manager-backup backup \(Self.fileName)")
+        try await cli.waitForOutput("user alice is logged out", timeout: .seconds(30))
+        cli.send("help")  // logged out: nobody reads this any more
+        try await cli.waitForOutput("serving device/\(deviceId)", timeout: .seconds(30))
+        let output = cli.stdout
+        #expect(output.contains("ended (rejoined)"), "\(output)\n\(cli.stderr)")
+        let afterLogout = output.components(separatedBy: "is logged out").last ?? ""
+        #expect(!afterLogout.contains("> ") && !afterLogout.contains("Commands:"))
+
+        // The calls, in order, and the rejoin accepted only once inventory showed the device connected.
+        var collapsed: [String] = []
+        for call in fake.calls {
+            let name = call.method == "ReportStep" ? call.step : call.method
+            if collapsed.last != name { collapsed.append(name) }
+        }
+        #expect(collapsed == ["RequestLease", "applying", "applied", "rebooting", "ReportRejoined"], "\(collapsed)")
+        #expect(
+            fake.calls.filter { $0.step == RestoreAPI.Step.rebooting }.count >= 2,
+            "the lease was not renewed while rebooting")
+        #expect(fake.requests.first?.cliUser == "alice" && fake.requests.first?.facts.serial == "JAD9999Z007")
+
+        // Inventory sees the device connected; the device answers as the restored one (R9).
+        let connected = try await DeviceAgentProcessTests.waitForDevice(client, deviceId) { $0.connected }
+        #expect(connected.name == "fw-edge-01")
+        try await system.waitUntilServing(DeviceAgent.serviceName(deviceId: deviceId))
+        let described: Rampart_Device_V1_DescribeResponse = try await client.call(
+            service: DeviceAgent.serviceName(deviceId: deviceId), method: DeviceAgent.Method.describe,
+            Rampart_Device_V1_DescribeRequest())
+        #expect(described.facts.id == deviceId && described.facts.name == "fw-edge-01")
+        #expect(described.facts.managementIp == "10.0.0.11" && described.facts.serial == "JAD9999Z007")
+        let restored = try DeviceFolder.open(replacement.path)
+        #expect(!FileManager.default.fileExists(atPath: restored.configPath + "/vpn"))
+        #expect(try restored.registration() == ("rampart-manager", deviceId))
+
+        // SIGTERM: a graceful stop, reported as disconnected.
+        kill(cli.pid, SIGTERM)
+        #expect(try await cli.waitForExit() == 0, "\(cli.stderr)")
+        _ = try await DeviceAgentProcessTests.waitForDevice(client, deviceId) { !$0.connected }
+    }
+}

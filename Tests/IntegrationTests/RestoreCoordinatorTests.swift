@@ -1,0 +1,374 @@
+import BackupWorkerService
+import Crypto
+import Foundation
+import InventoryService
+import RampartAPI
+import RampartArchive
+import RampartBus
+import RampartProto
+import RampartTesting
+import Testing
+
+/// The restore coordinator over real processes (bus, inventory, storage, workers, a simulated
+/// fleet, restore-coordinator, PostgreSQL). Here the test plays the replacement devices' part in
+/// the protocol, so that every ordering rule can be driven step by step; `RestoreTests` runs
+/// whole restores through `device-agent cli`.
+@Suite("Restore coordinator: leases, ordering, fencing, checklist (R3–R14)", .serialized)
+struct RestoreCoordinatorTests {
+    /// A backup's file as a replacement device would hold it.
+    struct Held {
+        var backup: Rampart_Backup_V1_Backup
+        var manifest: BackupManifest
+        var manifestJSON: Data
+
+        /// The replacement's facts, equal to the backup's device unless changed.
+        func facts(serial: String = "SNREPLACE01") -> Rampart_Restore_V1_DeviceFacts {
+            var facts = Rampart_Restore_V1_DeviceFacts()
+            facts.serial = serial
+            facts.model = manifest.model
+            facts.platform = manifest.platform
+            facts.hypervisor = manifest.hypervisor
+            facts.networkModules = UInt32(manifest.networkModules)
+            facts.interfaces = Dictionary(manifest.interfaces.map { ($0.type, UInt32($0.count)) }, uniquingKeysWith: +)
+            facts.software.version = manifest.software.version
+            facts.software.patch = UInt32(manifest.software.patch)
+            return facts
+        }
+    }
+
+    /// Backs up `target`, downloads its files, then stops the fleet (every original device disconnects, R12)
+    /// and starts a restore coordinator.
+    static func prepare(_ system: BackupSystem, _ target: String, leaseSeconds: Int = 30) async throws -> [String: Held] {
+        let (job, code) = try await system.backUp(target)
+        #expect(code == 0 || code == 7, "\(job)")
+        var held: [String: Held] = [:]
+        for backup in try await system.backups(job: job.id) where backup.members.isEmpty {
+            let contents = try BackupArchive.read(try await system.download(backup))
+            held[backup.ownerName] = Held(backup: backup, manifest: contents.manifest, manifestJSON: contents.manifestJSON)
+        }
+        #expect(system.fleet?.stop() == true, "the fleet stops gracefully, reporting its devices disconnected")
+        try system.system.start("restore-coordinator", ["--lease-seconds", "\(leaseSeconds)"])
+        try await system.system.waitUntilServing(RestoreAPI.serviceName)
+        return held
+    }
+
+    static func prepareCluster(_ system: BackupSystem, _ name: String) async throws -> [String: Held] {
+        let (job, code) = try await system.backUp("cluster:\(name)")
+        #expect(code == 0, "\(job)")
+        let bundle = try #require(try await system.backups(job: job.id).first)
+        var held: [String: Held] = [:]
+        for member in try ClusterBundle.members(try await system.download(bundle)) {
+            let contents = try BackupArchive.read(member.data)
+            var backup = bundle
+            backup.fileName = member.fileName
+            backup.sha256 = SHA256.hash(data: member.data).map { String(format: "%02x", $0) }.joined()
+            held[contents.manifest.deviceName] = Held(
+                backup: backup, manifest: contents.manifest, manifestJSON: contents.manifestJSON)
+        }
+        #expect(system.fleet?.stop() == true)
+        try system.system.start("restore-coordinator", ["--lease-seconds", "30"])
+        try await system.system.waitUntilServing(RestoreAPI.serviceName)
+        return held
+    }
+
+    func request(_ client: BusClient, _ held: Held, facts: Rampart_Restore_V1_DeviceFacts? = nil) async throws
+        -> Rampart_Restore_V1_Lease
+    {
+        var request = Rampart_Restore_V1_RequestLeaseRequest()
+        request.manifestJson = held.manifestJSON
+        request.archiveSha256 = held.backup.sha256
+        request.archiveFileName = held.backup.fileName
+        request.facts = facts ?? held.facts()
+        request.cliUser = "admin"
+        return try await client.call(
+            service: RestoreAPI.serviceName, method: RestoreAPI.Method.requestLease, request,
+            as: Rampart_Restore_V1_LeaseResponse.self, timeout: .seconds(10)
+        ).lease
+    }
+
+    /// Expects a refusal whose message holds every one of `parts`.
+    func expectRefused(
+        _ parts: [String], sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> Void
+    ) async {
+        do {
+            try await body()
+            Issue.record("expected a refusal naming \(parts); it was granted", sourceLocation: sourceLocation)
+        } catch let error as RPCError {
+            #expect(error.code == .failedPrecondition, "\(error)", sourceLocation: sourceLocation)
+            for part in parts {
+                #expect(error.message.contains(part), "\(error.message) should name \(part)", sourceLocation: sourceLocation)
+            }
+        } catch {
+            Issue.record("unexpected \(error)", sourceLocation: sourceLocation)
+        }
+    }
+
+    func step(_ client: BusClient, _ lease: Rampart_Restore_V1_Lease, _ step: String, token: UInt64? = nil, certificates: [String] = [])
+        async throws
+    {
+        var request = Rampart_Restore_V1_ReportStepRequest()
+        request.leaseID = lease.id
+        request.fencingToken = token ?? lease.fencingToken
+        request.step = step
+        request.removedVpnCertificates = certificates
+        let _: Rampart_Restore_V1_LeaseResponse = try await client.call(
+            service: RestoreAPI.serviceName, method: RestoreAPI.Method.reportStep, request, timeout: .seconds(5))
+    }
+
+    /// The device "reboots" and reconnects as the restored device, then reports that it rejoined.
+    func rejoin(_ client: BusClient, _ lease: Rampart_Restore_V1_Lease) async throws {
+        var presence = Rampart_Inventory_V1_ReportPresenceRequest()
+        presence.device = lease.deviceID
+        presence.connected = true
+        let _: Rampart_Inventory_V1_DeviceResponse = try await client.call(
+            service: InventoryService.serviceName, method: InventoryService.Method.reportPresence, presence)
+        var request = Rampart_Restore_V1_ReportRejoinedRequest()
+        request.leaseID = lease.id
+        request.fencingToken = lease.fencingToken
+        let response: Rampart_Restore_V1_LeaseResponse = try await client.call(
+            service: RestoreAPI.serviceName, method: RestoreAPI.Method.reportRejoined, request, timeout: .seconds(10))
+        #expect(response.lease.state == .rejoined)
+    }
+
+    @Test("R7: with both HA peers replaced, the second peer is refused while the first restores and reboots, granted after it rejoined")
+    func haPeers() async throws {
+        var spec = FleetSpec()
+        spec.pair("hr")
+        try await withBackupSystem(spec) { system in
+            let held = try await Self.prepare(system, "hr")
+            let client = system.system.client()
+            defer { client.close() }
+            let primary = try #require(held["hr-a"]), secondary = try #require(held["hr-b"])
+            let first = try await request(client, primary)
+            #expect(first.state == .active && first.role == .haPrimary && first.fencingToken > 0)
+            await expectRefused(["HA peer hr-a", "R7"]) { _ = try await request(client, secondary) }
+            try await step(client, first, RestoreAPI.Step.applying)
+            try await step(client, first, RestoreAPI.Step.rebooting)
+            await expectRefused(["HA peer hr-a", "rebooting"]) { _ = try await request(client, secondary) }
+            try await rejoin(client, first)
+            let second = try await request(client, secondary)
+            #expect(second.state == .active && second.fencingToken > first.fencingToken)
+
+            // R9: the restored device shows as out of date, with the replacement's serial.
+            let device: Rampart_Inventory_V1_DeviceResponse = try await client.call(
+                service: InventoryService.serviceName, method: InventoryService.Method.getDevice,
+                Rampart_Inventory_V1_GetDeviceRequest.with { $0.device = "hr-a" })
+            #expect(device.device.outOfDate && device.device.serial == "SNREPLACE01")
+
+            let history = try await system.system.rampart("restore", "history", "--output", "json")
+            let leases = try Rampart_Restore_V1_ListLeasesResponse(jsonString: history.stdout).leases
+            #expect(leases.map(\.deviceName) == ["hr-b", "hr-a"])
+            #expect(leases.map(\.state) == [.active, .rejoined])
+        }
+    }
+
+    @Test("R8: in a 3-node cluster with control and one data node replaced, the data node waits for the control node")
+    func clusterOrder() async throws {
+        var spec = FleetSpec()
+        spec.cluster("cr")
+        try await withBackupSystem(spec) { system in
+            let held = try await Self.prepareCluster(system, "cr")
+            let client = system.system.client()
+            defer { client.close() }
+            let control = try #require(held["cr-n1"]), data = try #require(held["cr-n2"])
+            await expectRefused(["control node cr-n1", "restore the control node first", "R8"]) {
+                _ = try await request(client, data)
+            }
+            let lease = try await request(client, control)
+            #expect(lease.role == .clusterControl)
+            await expectRefused(["R8"]) { _ = try await request(client, data) }
+            try await step(client, lease, RestoreAPI.Step.rebooting)
+            try await rejoin(client, lease)
+            let dataLease = try await request(client, data)
+            #expect(dataLease.role == .clusterData)
+            // One node at a time: the third node waits for the second (its control node is back).
+            let third = try #require(held["cr-n3"])
+            await expectRefused(["node cr-n2", "one node at a time"]) { _ = try await request(client, third) }
+        }
+    }
+
+    @Test("R3, R4, R5, R6, R7, R12: each mismatch is refused, naming what differs; nothing is granted")
+    func refusals() async throws {
+        var spec = FleetSpec()
+        spec.device("fw-r")
+        spec.pair("hx")
+        try await withBackupSystem(spec) { system in
+            let held = try await Self.prepare(system, "all")
+            let client = system.system.client()
+            defer { client.close() }
+            let standalone = try #require(held["fw-r"])
+            var facts = standalone.facts()
+            facts.model = "FPR-1010"
+            await expectRefused(["model", "FPR-1010", "FPR-3120", "R3"]) { _ = try await request(client, standalone, facts: facts) }
+            facts = standalone.facts()
+            facts.networkModules += 1
+            await expectRefused(["network modules", "R3"]) { _ = try await request(client, standalone, facts: facts) }
+            facts = standalone.facts()
+            facts.interfaces["1GbE-RJ45"] = 4
+            await expectRefused(["interfaces 1GbE-RJ45", "has 4", "had 8", "R3"]) {
+                _ = try await request(client, standalone, facts: facts)
+            }
+            facts = standalone.facts()
+            facts.software.version = "7.4.2"
+            await expectRefused(["software", "7.4.2", "R4"]) { _ = try await request(client, standalone, facts: facts) }
+            facts = standalone.facts()
+            facts.software.patch = 3
+            await expectRefused(["software", "patch 3", "patch 2", "R4"]) { _ = try await request(client, standalone, facts: facts) }
+
+            var otherManager = standalone
+            otherManager.manifest.managerId = "another-fmc"
+            otherManager.manifestJSON = try otherManager.manifest.encoded()
+            await expectRefused(["another-fmc", "R6"]) { _ = try await request(client, otherManager) }
+
+            var unknown = standalone
+            unknown.manifest.deviceId = UUID().uuidString.lowercased()
+            unknown.manifestJSON = try unknown.manifest.encoded()
+            await expectRefused(["is not registered", "R5", "R14"]) { _ = try await request(client, unknown) }
+
+            // R7: the secondary's file offered for the primary's device.
+            var wrongRole = try #require(held["hx-b"])
+            wrongRole.manifest.deviceId = try #require(held["hx-a"]).manifest.deviceId
+            wrongRole.manifestJSON = try wrongRole.manifest.encoded()
+            await expectRefused(["role", "ha-secondary", "ha-primary", "R7"]) { _ = try await request(client, wrongRole) }
+
+            // R12: the original still connected.
+            var presence = Rampart_Inventory_V1_ReportPresenceRequest()
+            presence.device = standalone.manifest.deviceId
+            presence.connected = true
+            let _: Rampart_Inventory_V1_DeviceResponse = try await client.call(
+                service: InventoryService.serviceName, method: InventoryService.Method.reportPresence, presence)
+            await expectRefused(["still connected", "R12"]) { _ = try await request(client, standalone) }
+
+            // A cluster bundle is pointed to `rampart backups extract`.
+            var bundle = standalone
+            bundle.backup.fileName = "c.20261127T000000Z.tar.gz"
+            await expectRefused(["cluster bundle", "rampart backups extract"]) { _ = try await request(client, bundle) }
+
+            let status = try await system.system.rampart("restore", "status", "--output", "json")
+            #expect(try Rampart_Restore_V1_ListLeasesResponse(jsonString: status.stdout).leases.isEmpty, "nothing granted")
+        }
+    }
+
+    @Test("R7: a silent device's lease expires and the next restore proceeds; its late reports are refused (fencing)")
+    func expiryAndFencing() async throws {
+        var spec = FleetSpec()
+        spec.pair("hf")
+        try await withBackupSystem(spec) { system in
+            let held = try await Self.prepare(system, "hf", leaseSeconds: 2)
+            let client = system.system.client()
+            defer { client.close() }
+            let first = try await request(client, try #require(held["hf-a"]))
+            try await step(client, first, RestoreAPI.Step.applying)
+            // The device goes silent (killed mid-restore): no report for longer than the lease.
+            try await Task.sleep(for: .seconds(3.5))
+            let second = try await request(client, try #require(held["hf-b"]))
+            #expect(second.fencingToken > first.fencingToken)
+            // The first device wakes up: its reports are refused, whether with its own lease or its old token.
+            await expectRefused(["has ended", "expired"]) { try await step(client, first, RestoreAPI.Step.applied) }
+            await expectRefused(["stale fencing token \(first.fencingToken)"]) {
+                try await step(client, second, RestoreAPI.Step.applied, token: first.fencingToken)
+            }
+            let shown = try await system.system.rampart("restore", "show", first.id, "--output", "json")
+            let lease = try Rampart_Restore_V1_LeaseResponse(jsonString: shown.stdout).lease
+            #expect(lease.state == .expired && lease.endReason.contains("went silent"))
+        }
+    }
+
+    @Test("R8: 200 simultaneous lease requests for one cluster grant exactly one")
+    func simultaneous() async throws {
+        var spec = FleetSpec()
+        spec.cluster("cs")
+        try await withBackupSystem(spec) { system in
+            let held = try await Self.prepareCluster(system, "cs")
+            let control = try #require(held["cs-n1"])
+            let client = system.system.client()
+            defer { client.close() }
+            let outcomes = await withTaskGroup(of: Bool.self) { group in
+                for index in 0..<200 {
+                    group.addTask {
+                        (try? await request(client, control, facts: control.facts(serial: "SN\(index)"))) != nil
+                    }
+                }
+                var granted = 0
+                for await outcome in group where outcome { granted += 1 }
+                return granted
+            }
+            #expect(outcomes == 1)
+            let status = try await system.system.rampart("restore", "status", "--output", "json")
+            #expect(try Rampart_Restore_V1_ListLeasesResponse(jsonString: status.stdout).leases.count == 1)
+        }
+    }
+
+    @Test("R13: after a rejoin the checklist lists the removed VPN certificates; deploy clears out of date, then needs --force; resume-sync ticks its item")
+    func checklist() async throws {
+        var spec = FleetSpec()
+        spec.pair("hc")
+        try await withBackupSystem(spec) { system in
+            let held = try await Self.prepare(system, "hc")
+            let client = system.system.client()
+            defer { client.close() }
+            let lease = try await request(client, try #require(held["hc-a"]))
+            try await step(client, lease, RestoreAPI.Step.applied, certificates: ["branch-west", "branch-east", "added-later"])
+            try await rejoin(client, lease)
+
+            let shown = try await system.system.rampart("restore", "checklist", "hc-a", "--output", "json")
+            #expect(shown.exitCode == 0, "\(shown)")
+            let checklist = try Rampart_Restore_V1_ChecklistResponse(jsonString: shown.stdout).checklist
+            #expect(checklist.items.map(\.key) == [
+                RestoreAPI.Item.reenrollVPNCertificates, RestoreAPI.Item.resumeHaSync, RestoreAPI.Item.resolveLicensing,
+                RestoreAPI.Item.reconfigure, RestoreAPI.Item.deploy, RestoreAPI.Item.connectDataInterfaces,
+            ])
+            #expect(checklist.items.first?.details == ["added-later", "branch-east", "branch-west"])
+            #expect(checklist.items.allSatisfy { !$0.done })
+
+            let deployed = try await system.system.rampart("deploy", "hc-a")
+            #expect(deployed.exitCode == 0, "\(deployed)")
+            let again = try await system.system.rampart("deploy", "hc-a")
+            #expect(again.exitCode == 4 && again.stderr.contains("--force"), "\(again)")
+            let forced = try await system.system.rampart("deploy", "hc-a", "--force", "--output", "json")
+            #expect(forced.exitCode == 0, "\(forced)")
+            #expect(try Rampart_Restore_V1_DeployResponse(jsonString: forced.stdout).forced, "\(forced)")
+
+            let resumed = try await system.system.rampart("ha", "resume-sync", "hc")
+            #expect(resumed.exitCode == 0, "\(resumed)")
+            let licensing = try await system.system.rampart("restore", "complete", "hc-a", "resolve-licensing")
+            #expect(licensing.exitCode == 0, "\(licensing)")
+            let bogus = try await system.system.rampart("restore", "complete", "hc-a", "make-coffee")
+            #expect(bogus.exitCode == 6, "\(bogus)")
+
+            let after = try Rampart_Restore_V1_ChecklistResponse(
+                jsonString: try await system.system.rampart("restore", "checklist", "hc-a", "--output", "json").stdout
+            ).checklist
+            let done = Set(after.items.filter(\.done).map(\.key))
+            #expect(done == [RestoreAPI.Item.deploy, RestoreAPI.Item.resumeHaSync, RestoreAPI.Item.resolveLicensing])
+            let device: Rampart_Inventory_V1_DeviceResponse = try await client.call(
+                service: InventoryService.serviceName, method: InventoryService.Method.getDevice,
+                Rampart_Inventory_V1_GetDeviceRequest.with { $0.device = "hc-a" })
+            #expect(!device.device.outOfDate)
+        }
+    }
+
+    @Test("an operator's forced release needs a reason, is recorded with who did it, and lets the next restore start")
+    func forcedRelease() async throws {
+        var spec = FleetSpec()
+        spec.pair("hl")
+        try await withBackupSystem(spec) { system in
+            let held = try await Self.prepare(system, "hl")
+            let client = system.system.client()
+            defer { client.close() }
+            let lease = try await request(client, try #require(held["hl-a"]))
+            let noReason = try await system.system.rampart("restore", "release", lease.id, "--reason", " ")
+            #expect(noReason.exitCode == 6, "\(noReason)")
+            let released = try await system.system.rampart(
+                "restore", "release", lease.id, "--reason", "replacement was DOA", "--output", "json")
+            #expect(released.exitCode == 0, "\(released)")
+            let ended = try Rampart_Restore_V1_LeaseResponse(jsonString: released.stdout).lease
+            #expect(ended.state == .released && ended.endReason == "replacement was DOA")
+            #expect(ended.releasedBy.hasPrefix("rampart-cli@"))
+            _ = try await request(client, try #require(held["hl-b"]))
+            let events = try await system.system.rampart(
+                "events", "tail", "--since", "0", "--topic", "restore.lease.released", "--count", "1", "--output", "json")
+            #expect(events.stdout.contains("replacement was DOA"), "\(events)")
+        }
+    }
+}

@@ -1,0 +1,129 @@
+import BackupWorkerService
+import Foundation
+import InventoryService
+import RampartAPI
+import RampartArchive
+import RampartBus
+import RampartProto
+import RampartTesting
+import Testing
+
+/// Whole restores over real processes: replacement devices run `device-agent cli`, fetch their
+/// backup (local folder, or a signed download URL served by storage), ask the real
+/// restore-coordinator for a lease, apply, reboot and rejoin (R1–R14).
+@Suite("Restore end to end: replacement devices through device-agent cli", .serialized)
+struct RestoreTests {
+    /// `device-agent init` of a replacement for a FleetSpec HA peer (same hardware and software, another serial).
+    static func replacement(_ system: BackupSystem, name: String, serial: String) async throws -> String {
+        let dir = system.system.logDirectory + "/\(name)"
+        let result = try await ChildProcess.run(
+            Binaries.path("device-agent"),
+            [
+                "init", "--dir", dir, "--name", name, "--serial", serial, "--model", "FPR-4215", "--platform", "physical",
+                "--software", "7.4.1", "--patch", "2", "--network-modules", "1", "--interface", "1GbE-RJ45=8",
+                "--management-ip", "198.51.100.\(Int.random(in: 2...250))",
+            ], environment: system.system.environment)
+        #expect(result.exitCode == 0, "\(result)")
+        return dir
+    }
+
+    static func cli(_ system: BackupSystem, _ dir: String) throws -> PipedProcess {
+        try PipedProcess(
+            Binaries.path("device-agent"),
+            ["cli", "--dir", dir, "--user", "rma-tech", "--reboot-delay-ms", "1500", "--presence-interval-ms", "500"],
+            environment: system.system.environment)
+    }
+
+    static func device(_ client: BusClient, _ name: String) async throws -> Rampart_Inventory_V1_Device {
+        let response: Rampart_Inventory_V1_DeviceResponse = try await client.call(
+            service: InventoryService.serviceName, method: InventoryService.Method.getDevice,
+            Rampart_Inventory_V1_GetDeviceRequest.with { $0.device = name })
+        return response.device
+    }
+
+    @Test("R7, R9, R10, R11, R13, L2: both HA peers replaced — the second is refused until the first rejoined; a signed URL restores the second")
+    func haPair() async throws {
+        var spec = FleetSpec()
+        spec.pair("hz")
+        try await withBackupSystem(spec, links: true) { system in
+            let (job, code) = try await system.backUp("hz")
+            #expect(code == 0, "\(job)")
+            let backups = try await system.backups(job: job.id)
+            let primary = try #require(backups.first { $0.ownerName == "hz-a" })
+            let secondary = try #require(backups.first { $0.ownerName == "hz-b" })
+            let primaryArchive = try await system.download(primary)
+            let original = try BackupArchive.read(primaryArchive)
+            #expect(system.fleet?.stop() == true, "R12: the faulty devices are disconnected first")
+            try system.system.start("restore-coordinator", ["--lease-seconds", "20"])
+            try await system.system.waitUntilServing(RestoreAPI.serviceName)
+
+            // Replacement A restores from its local backup folder; B from a signed URL.
+            let dirA = try await Self.replacement(system, name: "rma-a", serial: "RMA0001")
+            let dirB = try await Self.replacement(system, name: "rma-b", serial: "RMA0002")
+            let vpnAddedLater = dirA + "/config/vpn/certs/added-after-backup.crt"
+            try Data("-----BEGIN CERTIFICATE-----\n".utf8).write(to: URL(fileURLWithPath: vpnAddedLater))
+            try primaryArchive.write(to: URL(fileURLWithPath: dirA + "/backups/" + primary.fileName))
+            let keyBefore = try Data(contentsOf: URL(fileURLWithPath: dirA + "/device.key"))
+            let export = try await system.system.rampart(
+                "links", "export", secondary.id, "--valid", "30m", "--output", "json")
+            #expect(export.exitCode == 0, "\(export)")
+            let url = try #require(try Rampart_Links_V1_ExportBackupLinksResponse(jsonString: export.stdout).links.first?.url)
+
+            let cliA = try Self.cli(system, dirA)
+            try await cliA.waitForOutput("> ")
+            cliA.send("restore remote-manager-backup backup \(primary.fileName)")
+            try await cliA.waitForOutput("restore: lease ", timeout: .seconds(30))
+
+            let cliB = try Self.cli(system, dirB)
+            try await cliB.waitForOutput("> ")
+            cliB.send("restore remote-manager-backup url \(url)")
+            try await cliB.waitForOutput("HA peer hz-a", timeout: .seconds(30))
+            #expect(cliB.stdout.contains("nothing was written"), "\(cliB.stdout)")
+
+            try await cliA.waitForOutput("restore: complete", timeout: .seconds(60))
+            cliB.send("restore remote-manager-backup url \(url)")
+            try await cliB.waitForOutput("restore: complete", timeout: .seconds(60))
+
+            let client = system.system.client()
+            defer { client.close() }
+            let a = try await Self.device(client, "hz-a")
+            let b = try await Self.device(client, "hz-b")
+            #expect(a.connected && a.outOfDate && a.serial == "RMA0001", "R9: back, out of date, the replacement's serial")
+            #expect(b.connected && b.outOfDate && b.serial == "RMA0002")
+
+            // R9: all configuration and the management IP are the backup's.
+            let facts = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dirA + "/facts.json")))
+                as? [String: Any]
+            #expect(facts?["managementIp"] as? String == original.manifest.managementIp)
+            #expect(facts?["name"] as? String == "hz-a")
+            #expect(facts?["serial"] as? String == "RMA0001")
+            let runningConfig = try Data(contentsOf: URL(fileURLWithPath: dirA + "/config/running-config"))
+            #expect(runningConfig == original.files.first { $0.path == "running-config" }?.contents)
+            // R10: no VPN certificate or configuration is left, not even one added after the backup.
+            #expect(!FileManager.default.fileExists(atPath: dirA + "/config/vpn"))
+            // R11: a new device key, and the private keys are encrypted under it (never plain).
+            let keyAfter = try Data(contentsOf: URL(fileURLWithPath: dirA + "/device.key"))
+            #expect(keyAfter.count == 32 && keyAfter != keyBefore)
+            let pki = try FileManager.default.contentsOfDirectory(atPath: dirA + "/config/pki")
+            #expect(pki.contains { $0.hasSuffix(".key.enc") } && !pki.contains { $0.hasSuffix(".key") })
+
+            // R13: the checklist names the certificates to re-enroll, the added-later one included.
+            let shown = try await system.system.rampart("restore", "checklist", "hz-a", "--output", "json")
+            let checklist = try Rampart_Restore_V1_ChecklistResponse(jsonString: shown.stdout).checklist
+            let certificates = checklist.items.first { $0.key == RestoreAPI.Item.reenrollVPNCertificates }?.details ?? []
+            #expect(certificates.contains("added-after-backup"), "\(certificates)")
+            #expect(certificates.contains("branch-east"), "\(certificates)")
+
+            let history = try Rampart_Restore_V1_ListLeasesResponse(
+                jsonString: try await system.system.rampart("restore", "history", "--output", "json").stdout
+            ).leases
+            #expect(history.map(\.deviceName) == ["hz-b", "hz-a"] && history.allSatisfy { $0.state == .rejoined })
+
+            // The restored device serves its bus service again: a backup of the pair works.
+            let (after, afterCode) = try await system.backUp("hz")
+            #expect(afterCode == 0, "\(after)")
+            cliA.send("exit")
+            cliB.send("exit")
+        }
+    }
+}
