@@ -13,13 +13,16 @@ import Testing
 /// restore-coordinator for a lease, apply, reboot and rejoin (R1–R14).
 @Suite("Restore end to end: replacement devices through device-agent cli", .serialized)
 struct RestoreTests {
-    /// `device-agent init` of a replacement for a FleetSpec HA peer (same hardware and software, another serial).
-    static func replacement(_ system: BackupSystem, name: String, serial: String) async throws -> String {
+    /// `device-agent init` of a replacement for a FleetSpec HA peer or cluster node (same hardware and
+    /// software, another serial).
+    static func replacement(
+        _ system: BackupSystem, name: String, serial: String, model: String = "FPR-4215", platform: String = "physical"
+    ) async throws -> String {
         let dir = system.system.logDirectory + "/\(name)"
         let result = try await ChildProcess.run(
             Binaries.path("device-agent"),
             [
-                "init", "--dir", dir, "--name", name, "--serial", serial, "--model", "FPR-4215", "--platform", "physical",
+                "init", "--dir", dir, "--name", name, "--serial", serial, "--model", model, "--platform", platform,
                 "--software", "7.4.1", "--patch", "2", "--network-modules", "1", "--interface", "1GbE-RJ45=8",
                 "--management-ip", "198.51.100.\(Int.random(in: 2...250))",
             ], environment: system.system.environment)
@@ -27,11 +30,18 @@ struct RestoreTests {
         return dir
     }
 
-    static func cli(_ system: BackupSystem, _ dir: String) throws -> PipedProcess {
+    static func cli(_ system: BackupSystem, _ dir: String, rebootDelayMs: Int = 1500) throws -> PipedProcess {
         try PipedProcess(
             Binaries.path("device-agent"),
-            ["cli", "--dir", dir, "--user", "rma-tech", "--reboot-delay-ms", "1500", "--presence-interval-ms", "500"],
+            ["cli", "--dir", dir, "--user", "rma-tech", "--reboot-delay-ms", "\(rebootDelayMs)", "--presence-interval-ms", "500"],
             environment: system.system.environment)
+    }
+
+    /// Stops the fleet (the faulty devices disconnect, R12) and starts a restore coordinator.
+    static func replaceFleet(_ system: BackupSystem, leaseSeconds: Int = 20) async throws {
+        #expect(system.fleet?.stop() == true, "R12: the faulty devices are disconnected first")
+        try system.system.start("restore-coordinator", ["--lease-seconds", "\(leaseSeconds)"])
+        try await system.system.waitUntilServing(RestoreAPI.serviceName)
     }
 
     static func device(_ client: BusClient, _ name: String) async throws -> Rampart_Inventory_V1_Device {
@@ -124,6 +134,97 @@ struct RestoreTests {
             #expect(afterCode == 0, "\(after)")
             cliA.send("exit")
             cliB.send("exit")
+        }
+    }
+
+    @Test("R8: cluster control and data node replaced through their CLIs — the data node is refused until the control node rejoined")
+    func clusterNodes() async throws {
+        var spec = FleetSpec()
+        spec.cluster("cz")
+        try await withBackupSystem(spec) { system in
+            let (job, code) = try await system.backUp("cluster:cz")
+            #expect(code == 0, "\(job)")
+            let bundle = try #require(try await system.backups(job: job.id).first)
+            let bundlePath = system.system.logDirectory + "/" + bundle.fileName
+            try await system.download(bundle).write(to: URL(fileURLWithPath: bundlePath))
+            try await Self.replaceFleet(system)
+            var dirs: [String: String] = [:]
+            for (index, node) in ["cz-n1", "cz-n2"].enumerated() {
+                let dir = try await Self.replacement(
+                    system, name: "rma-\(node)", serial: "RMAC000\(index)", model: "FPR-9300", platform: "native-instance")
+                // R8: the node's file comes out of the bundle with `rampart backups extract`.
+                let extracted = try await system.system.rampart(
+                    "backups", "extract", bundlePath, "--node", node, "-o", dir + "/backups/\(node).tar")
+                #expect(extracted.exitCode == 0, "\(extracted)")
+                dirs[node] = dir
+            }
+            let data = try Self.cli(system, try #require(dirs["cz-n2"]))
+            try await data.waitForOutput("> ")
+            data.send("restore remote-manager-backup backup cz-n2.tar")
+            try await data.waitForOutput("restore the control node first", timeout: .seconds(30))
+
+            let control = try Self.cli(system, try #require(dirs["cz-n1"]))
+            try await control.waitForOutput("> ")
+            control.send("restore remote-manager-backup backup cz-n1.tar")
+            try await control.waitForOutput("restore: complete", timeout: .seconds(60))
+            data.send("restore remote-manager-backup backup cz-n2.tar")
+            try await data.waitForOutput("restore: complete", timeout: .seconds(60))
+
+            let leases = try Rampart_Restore_V1_ListLeasesResponse(
+                jsonString: try await system.system.rampart("restore", "history", "--output", "json").stdout
+            ).leases
+            #expect(leases.map(\.deviceName) == ["cz-n2", "cz-n1"])
+            #expect(leases.map(\.role) == [.clusterData, .clusterControl])
+            #expect(leases.allSatisfy { $0.state == .rejoined })
+            control.send("exit")
+            data.send("exit")
+        }
+    }
+
+    @Test("R7: an agent killed mid-restore (during its reboot) stops renewing; its lease expires and the peer's restore proceeds")
+    func killedAgent() async throws {
+        var spec = FleetSpec()
+        spec.pair("hk")
+        try await withBackupSystem(spec) { system in
+            let (job, code) = try await system.backUp("hk")
+            #expect(code == 0, "\(job)")
+            let backups = try await system.backups(job: job.id)
+            try await Self.replaceFleet(system, leaseSeconds: 3)
+            var dirs: [String] = []
+            for (index, peer) in ["hk-a", "hk-b"].enumerated() {
+                let backup = try #require(backups.first { $0.ownerName == peer })
+                let dir = try await Self.replacement(system, name: "rma-\(peer)", serial: "RMAK000\(index)")
+                try await system.download(backup).write(to: URL(fileURLWithPath: dir + "/backups/\(peer).tar"))
+                dirs.append(dir)
+            }
+            // A reboots for a long time, renewing its lease meanwhile; then it dies.
+            let first = try Self.cli(system, dirs[0], rebootDelayMs: 120_000)
+            try await first.waitForOutput("> ")
+            first.send("restore remote-manager-backup backup hk-a.tar")
+            try await first.waitForOutput("the device reboots in", timeout: .seconds(60))
+            let second = try Self.cli(system, dirs[1])
+            try await second.waitForOutput("> ")
+            second.send("restore remote-manager-backup backup hk-b.tar")
+            try await second.waitForOutput("HA peer hk-a", timeout: .seconds(30))
+            kill(first.pid, SIGKILL)
+            _ = try await first.waitForExit()
+
+            // The silent lease expires (no report for 3 s); then the peer's restore goes ahead.
+            var expired = false
+            for _ in 0..<120 where !expired {
+                try await Task.sleep(for: .milliseconds(500))
+                let history = try await system.system.rampart("restore", "history", "--device", "hk-a", "--output", "json")
+                expired = (try? Rampart_Restore_V1_ListLeasesResponse(jsonString: history.stdout))?.leases.first?.state == .expired
+            }
+            #expect(expired, "the dead agent's lease never expired")
+            second.send("restore remote-manager-backup backup hk-b.tar")
+            try await second.waitForOutput("restore: complete", timeout: .seconds(60))
+            let leases = try Rampart_Restore_V1_ListLeasesResponse(
+                jsonString: try await system.system.rampart("restore", "history", "--output", "json").stdout
+            ).leases
+            #expect(leases.map(\.deviceName) == ["hk-b", "hk-a"])
+            #expect(leases.map(\.state) == [.rejoined, .expired])
+            second.send("exit")
         }
     }
 }
