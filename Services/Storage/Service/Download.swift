@@ -51,10 +51,11 @@ public struct ObjectReadError: Error, CustomStringConvertible, Sendable {
 
 /// Reads a plaintext range of one stored object, in order, about 1 MiB of whole frames per call, each
 /// frame authenticated before any of its bytes is handed out. The blocking reads and the decryption run
-/// off Swift's cooperative pool. When the range is the whole object, the plaintext is also hashed and
-/// the call that reads the last frame fails with `.damaged` unless the SHA-256 equals the object's id,
-/// so a caller that sends each batch only after fetching the next never sends the last byte of a wrong
-/// object.
+/// off Swift's cooperative pool. When the range is the whole object and this file was not verified
+/// whole before, the plaintext is also hashed and the call that reads the last frame fails with
+/// `.damaged` unless the SHA-256 equals the object's id, so a caller that sends each batch only after
+/// fetching the next never sends the last byte of a wrong object. Once verified (here or by
+/// ReadObject), later reads rely on each frame's authentication.
 ///
 /// Not for concurrent use: each call to ``next()`` must end before the next one starts (a download
 /// streams its batches in order); ``close()`` comes after the last call.
@@ -85,14 +86,18 @@ public final class ObjectRangeReader: @unchecked Sendable {
         self.nextFrame = frames.lowerBound
         self.lastFrame = frames.upperBound
         self.batchFrames = UInt64(max(1, (1 << 20) / layout.frameSize))
-        self.hasher = range.lowerBound == 0 && range.upperBound == layout.plaintextSize ? SHA256() : nil
+        // The whole object's SHA-256 is checked the first time this file is read whole (as ReadObject does);
+        // after that, each frame's authentication (bound to its index and the final flag) is the check.
+        let whole = range.lowerBound == 0 && range.upperBound == layout.plaintextSize
+        let identity = (try? opened.file.identity).map { "\(info.objectID):\($0)" }
+        self.hasher = whole && !(identity.map(verified.contains) ?? false) ? SHA256() : nil
     }
 
     deinit {
         if !closed { opened.file.close() }
     }
 
-    /// Whether the whole object is read and its SHA-256 checked at the end.
+    /// Whether the whole object is read and its SHA-256 checked at the end (the first whole read of a file).
     public var checksWholeObject: Bool { hasher != nil }
 
     /// The next batch of plaintext (possibly empty for an empty object), or nil after the end of the
