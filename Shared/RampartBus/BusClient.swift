@@ -68,8 +68,13 @@ public final class BusClient: Sendable {
         let deadline = unixMillis() + timeout.milliseconds
         let payload = FrameCodec.serialize(request)
         var backoff: Int64 = 50
+        var unavailable: Reply?
         while true {
-            let reply = await send(service: service, method: method, payload: payload, deadline: deadline, metadata: metadata)
+            var reply = await send(service: service, method: method, payload: payload, deadline: deadline, metadata: metadata)
+            if reply.header.status == .deadlineExceeded, let unavailable {
+                // The deadline ran out while retrying: what the caller needs is why it was retrying.
+                reply = unavailable
+            }
             switch reply.header.status {
             case .ok:
                 do {
@@ -78,6 +83,7 @@ public final class BusClient: Sendable {
                     throw RPCError(.internal, "\(service) answered \(method) with a payload that is not a \(Response.protoMessageName)")
                 }
             case .unavailable where idempotent && unixMillis() + backoff < deadline:
+                unavailable = reply
                 logger.debug("retrying", metadata: ["service": "\(service)", "backoff-ms": "\(backoff)"])
                 try await Task.sleep(for: .milliseconds(backoff))
                 backoff = min(backoff * 2, 1000)

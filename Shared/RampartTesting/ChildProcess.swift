@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -157,23 +158,34 @@ public enum Binaries {
     public static func path(_ name: String) -> String { directory + "/" + name }
 }
 
-/// Free TCP ports on 127.0.0.1, found by binding port 0.
+/// Free TCP ports on 127.0.0.1 for servers the tests start.
+///
+/// Ports come from 20000–32767, below Linux's ephemeral range (32768–60999), so that the local port of
+/// some outgoing connection cannot take a port between the moment it is handed out and the moment the
+/// server binds it; each port is handed out once per test process, and only after a bind to it succeeded.
 public enum FreePort {
-    /// A port nothing listens on right now.
+    private static let handedOut = Mutex(Set<Int>())
+
+    /// A port nothing listens on right now, not handed out before by this process.
     public static func next() -> Int {
+        while true {
+            let port = Int.random(in: 20_000...32_767)
+            guard handedOut.withLock({ $0.insert(port).inserted }) else { continue }
+            if canBind(port) { return port }
+        }
+    }
+
+    private static func canBind(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &address) {
+        address.sin_port = in_port_t(UInt16(port)).bigEndian
+        let length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        return withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-        }
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
+        } == 0
     }
 }

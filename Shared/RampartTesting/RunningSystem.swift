@@ -11,18 +11,25 @@ public final class RunningSystem: @unchecked Sendable {
     public let eventsEndpoint: String
     /// The database's connection string.
     public let database: String
-    /// Heartbeat interval given to every process (short, so liveness tests are quick).
+    /// Heartbeat interval given to every process: short, so liveness tests are quick, yet long enough
+    /// (an instance is dropped after 3 missed beats) that a loaded 2-core machine does not drop live ones.
     public let heartbeatMs: Int
     /// Folder of the processes' logs.
     public let logDirectory: String
     /// The bus process.
     public private(set) var bus: ChildProcess!
     private var services: [ChildProcess] = []
+    private var restarts = 0
     private let lock = NSLock()
 
-    /// Starts the bus on a fresh database; wait for it with `waitUntilServing`.
-    public init(heartbeatMs: Int = 200) throws {
-        database = try TestDatabase.create()
+    /// Starts the bus on a fresh database on the test server; wait for it with `waitUntilServing`.
+    public convenience init(heartbeatMs: Int = 500) throws {
+        try self.init(database: try TestDatabase.create(), heartbeatMs: heartbeatMs)
+    }
+
+    /// Starts the bus on `database` (a connection string: e.g. a private server a test may stop).
+    public init(database: String, heartbeatMs: Int = 500) throws {
+        self.database = database
         busEndpoint = "tcp://127.0.0.1:\(FreePort.next())"
         eventsEndpoint = "tcp://127.0.0.1:\(FreePort.next())"
         httpPort = FreePort.next()
@@ -94,6 +101,20 @@ public final class RunningSystem: @unchecked Sendable {
     /// Runs the `rampart` CLI against this system.
     public func rampart(_ arguments: [String]) async throws -> ChildProcess.Result {
         try await ChildProcess.run(Binaries.path("rampart"), arguments, environment: environment)
+    }
+
+    /// Starts a new `bus` on the same endpoints and database, after the old one died (a test killed
+    /// it); it becomes `bus`, which `stop()` and `logs` then cover. Fails while the endpoints are taken.
+    @discardableResult
+    public func restartBus() throws -> ChildProcess {
+        lock.lock()
+        defer { lock.unlock() }
+        restarts += 1
+        let process = try ChildProcess(
+            Binaries.path("bus"), ["--listen", busEndpoint, "--publish", eventsEndpoint], environment: environment,
+            logPath: logDirectory + "/bus-\(restarts + 1).log")
+        bus = process
+        return process
     }
 
     /// Every process's log, for failure messages.

@@ -73,18 +73,25 @@ struct BackupSystem {
     var workers: [ChildProcess] = []
     /// The `device-agent fleet` process serving every simulated device.
     var fleet: ChildProcess?
+    /// The `storage` process.
+    var storage: ChildProcess?
 
     /// The file link-signer reads its clock offset from (seconds; `setClockOffset`).
     var clockOffsetFile: String { system.logDirectory + "/clock-offset" }
 
+    /// Starts it all; `prepareStorage(dir)` runs on the (created) storage folder before storage starts
+    /// (e.g. to mount a small filesystem there).
     static func start(
-        _ spec: FleetSpec, workers count: Int = 1, leaseSeconds: Int = 15, links: Bool = false
+        _ spec: FleetSpec, workers count: Int = 1, leaseSeconds: Int = 15, links: Bool = false,
+        prepareStorage: (String) throws -> Void = { _ in }
     ) async throws -> BackupSystem {
         let system = try RunningSystem()
         let storageDir = system.logDirectory + "/storage"
+        try FileManager.default.createDirectory(atPath: storageDir, withIntermediateDirectories: true)
+        try prepareStorage(storageDir)
         var result = BackupSystem(system: system, storageDir: storageDir)
         try system.start("inventory")
-        try system.start("storage", ["--dir", storageDir])
+        result.storage = try system.start("storage", ["--dir", storageDir])
         if links {
             try system.start(
                 "link-signer",

@@ -207,39 +207,47 @@ struct Executor: Sendable {
         var hash = SHA256()
         var kept = Data()
         var offset: UInt64 = 0
-        while true {
-            try Task.checkCancellation()
-            var read = Rampart_Device_V1_ReadExportRequest()
-            read.exportID = export.exportID
-            read.offset = offset
-            read.length = Self.chunkSize
-            let chunk: Rampart_Device_V1_ReadExportResponse = try await deviceCall(service, "ReadExport", read, idempotent: true)
-            hash.update(data: chunk.data)
-            if let upload, !chunk.data.isEmpty, offset + UInt64(chunk.data.count) > upload.received {
-                var put = Rampart_Storage_V1_UploadChunkRequest()
-                put.uploadID = upload.uploadID
-                put.offset = offset
-                put.data = chunk.data
-                let _: Rampart_Storage_V1_UploadChunkResponse = try await storageCall("UploadChunk", put, idempotent: true)
+        let digest: String
+        // A failed attempt removes its partial upload: nothing half-written stays in storage (on a full disk it
+        // would keep the disk full for every later attempt). The retry begins a new upload under a new key.
+        do {
+            while true {
+                try Task.checkCancellation()
+                var read = Rampart_Device_V1_ReadExportRequest()
+                read.exportID = export.exportID
+                read.offset = offset
+                read.length = Self.chunkSize
+                let chunk: Rampart_Device_V1_ReadExportResponse = try await deviceCall(service, "ReadExport", read, idempotent: true)
+                hash.update(data: chunk.data)
+                if let upload, !chunk.data.isEmpty, offset + UInt64(chunk.data.count) > upload.received {
+                    var put = Rampart_Storage_V1_UploadChunkRequest()
+                    put.uploadID = upload.uploadID
+                    put.offset = offset
+                    put.data = chunk.data
+                    let _: Rampart_Storage_V1_UploadChunkResponse = try await storageCall("UploadChunk", put, idempotent: true)
+                }
+                if keep { kept.append(chunk.data) }
+                offset += UInt64(chunk.data.count)
+                let percent = export.size == 0 ? 100 : Int(offset * 100 / export.size)
+                progress(percent, "exporting \(device.name): \(percent)%")
+                if chunk.eof || chunk.data.isEmpty { break }
             }
-            if keep { kept.append(chunk.data) }
-            offset += UInt64(chunk.data.count)
-            let percent = export.size == 0 ? 100 : Int(offset * 100 / export.size)
-            progress(percent, "exporting \(device.name): \(percent)%")
-            if chunk.eof || chunk.data.isEmpty { break }
-        }
-        let digest = hash.finalize().map { String(format: "%02x", $0) }.joined()
-        guard offset == export.size, digest == export.sha256 else {
-            throw RPCError(.dataLoss, "\(device.name)'s archive arrived with \(offset) bytes and SHA-256 \(digest), announced \(export.size) bytes and \(export.sha256)")
-        }
-        var finish = Rampart_Device_V1_FinishExportRequest()
-        finish.exportID = export.exportID
-        let _: Rampart_Device_V1_FinishExportResponse? = try? await deviceCall(service, "FinishExport", finish)
-        if let upload {
-            var commit = Rampart_Storage_V1_CommitUploadRequest()
-            commit.uploadID = upload.uploadID
-            commit.sha256 = digest
-            let _: Rampart_Storage_V1_ObjectInfo = try await storageCall("CommitUpload", commit, idempotent: true)
+            digest = hash.finalize().map { String(format: "%02x", $0) }.joined()
+            guard offset == export.size, digest == export.sha256 else {
+                throw RPCError(.dataLoss, "\(device.name)'s archive arrived with \(offset) bytes and SHA-256 \(digest), announced \(export.size) bytes and \(export.sha256)")
+            }
+            var finish = Rampart_Device_V1_FinishExportRequest()
+            finish.exportID = export.exportID
+            let _: Rampart_Device_V1_FinishExportResponse? = try? await deviceCall(service, "FinishExport", finish)
+            if let upload {
+                var commit = Rampart_Storage_V1_CommitUploadRequest()
+                commit.uploadID = upload.uploadID
+                commit.sha256 = digest
+                let _: Rampart_Storage_V1_ObjectInfo = try await storageCall("CommitUpload", commit, idempotent: true)
+            }
+        } catch {
+            if let upload { await abandon(upload.uploadID) }
+            throw error
         }
         var result = DeviceExport(device: device, fileName: fileName, size: offset, sha256: digest, software: software)
         result.device.role = role
@@ -257,20 +265,39 @@ struct Executor: Sendable {
         begin.size = UInt64(data.count)
         begin.idempotencyKey = key
         let upload: Rampart_Storage_V1_BeginUploadResponse = try await storageCall("BeginUpload", begin, idempotent: true)
-        var offset = Int(upload.received)
-        while offset < data.count {
-            let end = min(data.count, offset + Int(Self.chunkSize))
-            var put = Rampart_Storage_V1_UploadChunkRequest()
-            put.uploadID = upload.uploadID
-            put.offset = UInt64(offset)
-            put.data = data.subdata(in: offset..<end)
-            let _: Rampart_Storage_V1_UploadChunkResponse = try await storageCall("UploadChunk", put, idempotent: true)
-            offset = end
+        do {
+            var offset = Int(upload.received)
+            while offset < data.count {
+                let end = min(data.count, offset + Int(Self.chunkSize))
+                var put = Rampart_Storage_V1_UploadChunkRequest()
+                put.uploadID = upload.uploadID
+                put.offset = UInt64(offset)
+                put.data = data.subdata(in: offset..<end)
+                let _: Rampart_Storage_V1_UploadChunkResponse = try await storageCall("UploadChunk", put, idempotent: true)
+                offset = end
+            }
+            var commit = Rampart_Storage_V1_CommitUploadRequest()
+            commit.uploadID = upload.uploadID
+            commit.sha256 = SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+            return try await storageCall("CommitUpload", commit, idempotent: true)
+        } catch {
+            await abandon(upload.uploadID)
+            throw error
         }
-        var commit = Rampart_Storage_V1_CommitUploadRequest()
-        commit.uploadID = upload.uploadID
-        commit.sha256 = SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
-        return try await storageCall("CommitUpload", commit, idempotent: true)
+    }
+
+    /// Best effort: aborts the upload of a failed attempt so that its partial file leaves storage. Harmless when
+    /// the upload was committed after all (FAILED_PRECONDITION) or is gone (NOT_FOUND); runs even when the
+    /// attempt was cancelled (lease lost), so it is not tied to the task's cancellation.
+    private func abandon(_ uploadId: String) async {
+        var abort = Rampart_Storage_V1_AbortUploadRequest()
+        abort.uploadID = uploadId
+        let client = client
+        let aborted: Rampart_Storage_V1_AbortUploadResponse? = await Task.detached {
+            try? await client.call(
+                service: "storage", method: "rampart.storage.v1.Storage/AbortUpload", abort, timeout: .seconds(10))
+        }.value
+        if aborted == nil { logger.notice("the failed attempt's partial upload stays in storage", metadata: ["upload": "\(uploadId)"]) }
     }
 
     private func record(_ export: DeviceExport, task: ClaimedTask, pairId: String = "") -> Rampart_Backup_V1_Backup {

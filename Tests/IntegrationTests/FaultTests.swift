@@ -1,0 +1,459 @@
+import BackupWorkerService
+import Crypto
+import Foundation
+import InventoryService
+import RampartBus
+import RampartProto
+import RampartTesting
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Issue 6, item 4: faults survived, each over real processes. Every wait is a poll with a generous
+/// deadline (a bound against hangs, never a speed check). Serialized: each test runs a whole system.
+@Suite("Issue 6: faults survived with nothing lost", .serialized)
+struct FaultTests {
+    // MARK: broker
+
+    @Test("Issue 6 fault: kill -9 of the broker: in-flight calls end UNAVAILABLE or DEADLINE_EXCEEDED, services and clients reconnect, idempotent calls are retried, no job lost")
+    func brokerKilled() async throws {
+        var spec = FleetSpec()
+        spec.configSize = "4MiB"
+        spec.device("fw-busy", slowExportMs: 1500)  // ~6 s per attempt: the kill lands mid-export
+        spec.device("fw-later")
+        try await withBackupSystem(spec) { backup in
+            let system = backup.system
+            let client = system.client(caller: "fault-test")
+            defer { client.close() }
+            var lookup = Rampart_Inventory_V1_GetDeviceRequest()
+            lookup.device = "fw-busy"
+            let device: Rampart_Inventory_V1_DeviceResponse = try await client.call(
+                service: InventoryService.serviceName, method: InventoryService.Method.getDevice, lookup, idempotent: true)
+            let deviceService = "device/\(device.device.id)"
+
+            let job = try await system.startJob("fw-busy")
+            _ = try await eventually("the job's task runs") {
+                let (current, seen) = try await system.job(job.id)
+                return (current?.tasks.first?.state == .taskRunning ? () : nil, seen)
+            }
+
+            // An in-flight call: the test's own slow ReadExport, at the device when the bus dies.
+            var start = Rampart_Device_V1_StartExportRequest()
+            start.jobID = "fault-test"
+            start.role = .standalone
+            let export: Rampart_Device_V1_StartExportResponse = try await client.call(
+                service: deviceService, method: "rampart.device.v1.Device/StartExport", start, timeout: .seconds(30))
+            var read = Rampart_Device_V1_ReadExportRequest()
+            read.exportID = export.exportID
+            read.length = 1 << 20
+            let payload = try read.serializedData()
+            let inFlight = Task {
+                await client.send(
+                    service: deviceService, method: "rampart.device.v1.Device/ReadExport", payload: payload,
+                    deadline: Int64(Date().timeIntervalSince1970 * 1000) + 8000)
+            }
+            try await Task.sleep(for: .milliseconds(400))
+            system.bus.kill9()
+
+            let reply = try await bounded("the in-flight call", .seconds(60)) { await inFlight.value }
+            #expect(
+                [.unavailable, .deadlineExceeded].contains(reply.header.status),
+                "an in-flight call ends UNAVAILABLE or DEADLINE_EXCEEDED, not \(reply.header.status): \(reply.header.message)")
+
+            // While the bus is down a call ends by its deadline, exit 5 (unavailable or too slow).
+            let down = try await bounded("a CLI call while the bus is down", .seconds(60)) {
+                try await system.rampart("devices", "list", "--timeout", "2")
+            }
+            #expect(down.exitCode == 5, "\(down)")
+
+            // An idempotent call started while the bus is down is retried and answered once it is back.
+            let idempotent = Task { () -> Result<Rampart_Inventory_V1_ListDevicesResponse, any Error> in
+                let retrying = system.client(caller: "fault-test-retry")
+                defer { retrying.close() }
+                do {
+                    return .success(
+                        try await retrying.call(
+                            service: InventoryService.serviceName, method: InventoryService.Method.listDevices,
+                            Rampart_Inventory_V1_ListDevicesRequest(), timeout: .seconds(90), idempotent: true))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            try await Task.sleep(for: .seconds(1))
+            try system.restartBus()
+
+            // Every service instance and every device reconnects by itself.
+            try await system.waitUntilServing(InventoryService.serviceName, timeout: .seconds(90))
+            try await system.waitUntilServing("storage", timeout: .seconds(90))
+            try await system.waitUntilServing(BackupService.serviceName, timeout: .seconds(90))
+            try await system.waitUntilServing(deviceService, timeout: .seconds(90))
+            let answered = try await bounded("the retried idempotent call", .seconds(120)) { await idempotent.value }
+            let devices = try answered.get()
+            #expect(Set(devices.devices.map(\.name)) == ["fw-busy", "fw-later"])
+
+            let up = try await eventually("the CLI is answered again") {
+                let result = try await system.rampart("devices", "list", "--timeout", "5")
+                return (result.exitCode == 0 ? result : nil, "\(result)")
+            }
+            #expect(up.stdout.contains("fw-busy"))
+
+            // The job started before the kill is not lost: it completes, with one stored, intact backup.
+            let finished = try await system.finishedJob(job.id)
+            #expect(finished.state == .succeeded, "\(finished)")
+            let stored = try await system.backups(job: job.id)
+            #expect(stored.count == 1 && stored.first?.ownerName == "fw-busy", "\(stored)")
+            for record in stored {
+                let bytes = try await system.downloaded(record, into: system.logDirectory)
+                #expect(SHA256.hash(data: bytes).hexString == record.sha256)
+            }
+            // And new work runs on the restarted bus.
+            let later = try await system.startJob("fw-later")
+            #expect(try await system.finishedJob(later.id).state == .succeeded)
+        }
+    }
+
+    // MARK: PostgreSQL
+
+    @Test("Issue 6 fault: PostgreSQL stopped and restarted mid-run: services answer UNAVAILABLE meanwhile, recover by themselves, nothing accepted is lost")
+    func postgresRestarted() async throws {
+        let postgres = PrivatePostgres()
+        do {
+            try await postgresScenario(postgres)
+        } catch {
+            await postgres.destroy()
+            throw error
+        }
+        await postgres.destroy()
+    }
+
+    private func postgresScenario(_ postgres: PrivatePostgres) async throws {
+        let url = try await postgres.start()
+        let system = try RunningSystem(database: url)
+        defer { system.stop() }
+        do {
+            var spec = FleetSpec()
+            spec.device("fw-pg-1")
+            spec.device("fw-pg-2")
+            let services = [
+                try system.start("inventory"),
+                try system.start("storage", ["--dir", system.logDirectory + "/storage"]),
+                try system.start(
+                    "backup-worker",
+                    ["--instance-id", "worker-pg", "--retry-base-seconds", "0", "--schedule-interval-ms", "200"]),
+            ]
+            let specPath = system.logDirectory + "/fleet.json"
+            try JSONEncoder().encode(spec).write(to: URL(fileURLWithPath: specPath))
+            let fleet = try system.start(
+                "device-agent", ["fleet", "--dir", system.logDirectory + "/fleet", "--spec", specPath, "--register"])
+            try await system.waitUntilServing(InventoryService.serviceName)
+            try await system.waitUntilServing("storage")
+            try await system.waitUntilServing(BackupService.serviceName)
+            let ids = try await eventually("the fleet is registered and connected") {
+                let result = try await system.rampart(["devices", "list", "--output", "json", "--timeout", "5"])
+                let devices = (try? Rampart_Inventory_V1_ListDevicesResponse(jsonString: result.stdout))?.devices ?? []
+                return (devices.filter(\.connected).count == 2 ? devices.map(\.id) : nil, "\(result)")
+            }
+            for id in ids { try await system.waitUntilServing("device/\(id)") }
+
+            // Accepted before the stop: a finished backup, and a device registered by an operator.
+            let before = try await system.startJob("fw-pg-1")
+            #expect(try await system.finishedJob(before.id).state == .succeeded)
+            let storedBefore = try await system.backups(job: before.id)
+            #expect(storedBefore.count == 1)
+            let registered = try await system.rampart(deviceArguments("fw-accepted", serial: "PGX1", ip: "10.9.9.9"))
+            #expect(registered.exitCode == 0, "\(registered)")
+
+            try await postgres.stop()
+
+            // Meanwhile: UNAVAILABLE (exit 5), for reads and writes, from every service.
+            for command in [
+                ["devices", "list"], ["backups", "list"], ["jobs", "list"], ["backup", "start", "fw-pg-2"],
+            ] {
+                let result = try await eventually("rampart \(command.joined(separator: " ")) reports UNAVAILABLE") {
+                    let result = try await system.rampart(command + ["--timeout", "3"])
+                    return (result.exitCode == 5 ? result : nil, "\(result)")
+                }
+                #expect(result.stderr.uppercased().contains("UNAVAILABLE"), "rampart \(command): \(result)")
+            }
+            let objects = try await bounded("ListObjects while the database is down", .seconds(60)) { () -> RPCError? in
+                do {
+                    _ = try await system.storedObjects()
+                    return nil
+                } catch let error as RPCError { return error }
+            }
+            #expect(objects?.code == .unavailable, "storage: \(String(describing: objects))")
+
+            try await postgres.start()
+
+            // They recover by themselves: the same processes answer again, and nothing accepted is lost.
+            let listed = try await eventually("inventory answers again", timeout: .seconds(180), every: .seconds(1)) {
+                let result = try await system.rampart(["devices", "list", "--output", "json", "--timeout", "5"])
+                let devices = (try? Rampart_Inventory_V1_ListDevicesResponse(jsonString: result.stdout))?.devices
+                return (devices, "\(result)")
+            }
+            #expect(Set(listed.map(\.name)) == ["fw-pg-1", "fw-pg-2", "fw-accepted"])
+            for process in services + [fleet] { #expect(process.isRunning, "\(process.commandLine) died") }
+            let storedAfter = try await eventually("backup-worker answers again", timeout: .seconds(180), every: .seconds(1)) {
+                (try? await system.backups(job: before.id), "no answer")
+            }
+            #expect(storedAfter.map(\.id) == storedBefore.map(\.id))
+            for record in storedAfter {
+                let bytes = try await system.downloaded(record, into: system.logDirectory)
+                #expect(SHA256.hash(data: bytes).hexString == record.sha256)
+            }
+            let after = try await eventually("a backup can be started again", timeout: .seconds(180), every: .seconds(1)) {
+                (try? await system.startJob("fw-pg-2"), "backup start refused")
+            }
+            #expect(try await system.finishedJob(after.id).state == .succeeded)
+        } catch {
+            Issue.record("logs:\n\(system.logs)")
+            throw error
+        }
+    }
+
+    // MARK: storage killed
+
+    @Test("Issue 6 fault: storage killed (kill -9) during an upload: no partial object is ever visible; the job is retried and completes")
+    func storageKilledDuringUpload() async throws {
+        var spec = FleetSpec()
+        spec.configSize = "8MiB"
+        spec.device("fw-big", slowExportMs: 700)
+        let backup = try await BackupSystem.start(spec)
+        let storage = try #require(backup.storage)
+        defer { backup.stop() }
+        do {
+            let system = backup.system
+            let uploads = backup.storageDir + "/uploads"
+            let job = try await system.startJob("fw-big")
+            // At least one sealed 64 KiB frame on disk: the upload is under way.
+            let part = try await eventually("an upload is under way", every: .milliseconds(20)) {
+                let parts = filesUnder(uploads).filter { $0.key.hasSuffix(".part") && $0.value > 96 + 65_552 }
+                return (parts.first?.key, "\(filesUnder(backup.storageDir))")
+            }
+            storage.kill9()
+
+            // Nothing partial is visible: no object file, no backup record.
+            #expect(filesUnder(backup.storageDir + "/objects").isEmpty, "\(filesUnder(backup.storageDir))")
+            #expect(try await system.backups(job: job.id).isEmpty)
+            #expect(filesUnder(uploads)[part] != nil, "the partial upload stays private in uploads/")
+
+            try await Task.sleep(for: .seconds(2))
+            try system.start("storage", ["--dir", backup.storageDir])
+            try await system.waitUntilServing("storage", timeout: .seconds(90))
+
+            let finished = try await system.finishedJob(job.id)
+            #expect(finished.state == .succeeded, "\(finished)")
+            let stored = try await system.backups(job: job.id)
+            #expect(stored.count == 1, "\(stored)")
+            let objects = try await system.storedObjects()
+            #expect(objects.map(\.objectID) == stored.map(\.objectID), "only complete objects are listed: \(objects)")
+            #expect(objects.first?.size == stored.first?.size)
+            let onDisk = filesUnder(backup.storageDir + "/objects").keys.filter { $0.hasSuffix(".obj") }
+            #expect(onDisk.map { ($0 as NSString).lastPathComponent } == stored.map { $0.objectID + ".obj" }, "\(onDisk)")
+            for record in stored {
+                let bytes = try await system.downloaded(record, into: system.logDirectory)
+                #expect(SHA256.hash(data: bytes).hexString == record.sha256)
+            }
+            let verify = try await system.rampart("storage", "verify", "--timeout", "60")
+            #expect(verify.exitCode == 0, "\(verify)")
+        } catch {
+            Issue.record("logs:\n\(backup.system.logs)")
+            throw error
+        }
+    }
+
+    // MARK: frozen worker
+
+    @Test("Issue 6 fault: a worker frozen (SIGSTOP) past its lease: another worker takes the job, the frozen one's late writes are fenced off, one backup record")
+    func frozenWorkerFenced() async throws {
+        var spec = FleetSpec()
+        spec.configSize = "6MiB"
+        spec.device("fw-slow", slowExportMs: 2500)  // ~15 s per attempt, a 3 s lease
+        try await withBackupSystem(spec, workers: 2, leaseSeconds: 3) { backup in
+            let system = backup.system
+            let job = try await system.startJob("fw-slow")
+            let started = try await collectEvents(system, since: 0, count: 1, prefix: "backup.task.started")
+            let owner = started.first?.attributes["worker"] ?? ""
+            let index = try #require(["worker-1", "worker-2"].firstIndex(of: owner), "started by '\(owner)'")
+            let frozen = backup.workers[index]
+            let other = ["worker-1", "worker-2"][1 - index]
+            frozen.send(SIGSTOP)
+            defer { frozen.send(SIGCONT) }
+
+            // The lease runs out; the other worker claims the task (attempt 2, a new token).
+            let taken = try await eventually("the other worker takes the task") {
+                let (current, seen) = try await system.job(job.id)
+                return ((current?.tasks.first?.attempts ?? 0) >= 2 ? current : nil, seen)
+            }
+            #expect(taken.tasks.first?.state == .taskRunning, "\(taken)")
+            frozen.send(SIGCONT)
+
+            let finished = try await system.finishedJob(job.id)
+            #expect(finished.state == .succeeded, "\(finished)")
+            // The woken worker finds its lease gone and writes nothing.
+            _ = try await eventually("the woken worker notices its lease is lost", timeout: .seconds(90)) {
+                (frozen.log.contains("lease lost") ? () : nil, String(frozen.log.suffix(2000)))
+            }
+            try await Task.sleep(for: .seconds(2))  // room for any late write to show (it must not)
+            let (after, seen) = try await system.job(job.id)
+            #expect(after?.state == .succeeded && after?.tasks.first?.attempts == 2, "\(seen)")
+            let stored = try await system.backups(job: job.id)
+            #expect(stored.count == 1 && stored.first?.ownerName == "fw-slow", "exactly one backup record: \(stored)")
+
+            let client = system.client(caller: "fault-test")
+            defer { client.close() }
+            var replay = Rampart_Bus_V1_ReplayRequest()
+            replay.topicPrefix = "backup."
+            replay.limit = 10_000
+            let events: Rampart_Bus_V1_ReplayResponse = try await client.call(
+                service: BusProtocol.journalService, method: JournalService.replayMethod, replay, idempotent: true)
+            let ofJob = events.events.filter { $0.subject == job.id || $0.attributes["job_id"] == job.id }
+            let starts = ofJob.filter { $0.topic == "backup.task.started" }
+            #expect(starts.map { $0.attributes["worker"] ?? "" } == [owner, other], "\(starts)")
+            #expect(ofJob.filter { $0.topic == "backup.stored" }.count == 1)
+            #expect(ofJob.filter { $0.topic == "backup.task.succeeded" }.count == 1)
+            #expect(ofJob.filter { $0.topic.hasPrefix("backup.job.") && $0.topic != "backup.job.progress" }.map(\.topic)
+                == ["backup.job.queued", "backup.job.started", "backup.job.succeeded"])
+        }
+    }
+
+    // MARK: subscriber away
+
+    @Test("Issue 6 fault: a subscriber away during 1,000 events replays them all, in order, exactly once")
+    func subscriberAwayReplays() async throws {
+        try await withSystem { system in
+            let registered = try await system.rampart(deviceArguments("fw-events", serial: "EV1", ip: "10.8.0.1"))
+            #expect(registered.exitCode == 0, "\(registered)")
+            let client = system.client(caller: "fault-test")
+            defer { client.close() }
+            // The registration's event reaches the journal a moment after the call (outbox → journal): wait for
+            // it, so that the saved position below is after it.
+            try await eventually("the registration is in the journal") {
+                var replay = Rampart_Bus_V1_ReplayRequest()
+                replay.topicPrefix = "inventory.device."
+                let events: Rampart_Bus_V1_ReplayResponse = try await client.call(
+                    service: BusProtocol.journalService, method: JournalService.replayMethod, replay, idempotent: true)
+                return (events.events.contains { $0.subject.isEmpty == false } ? () : nil, "\(events.events.count) events")
+            }
+            let info: Rampart_Bus_V1_JournalInfoResponse = try await client.call(
+                service: BusProtocol.journalService, method: JournalService.infoMethod, Rampart_Bus_V1_JournalInfoRequest(),
+                idempotent: true)
+            var lookup = Rampart_Inventory_V1_GetDeviceRequest()
+            lookup.device = "fw-events"
+            var connected = (try await client.call(
+                service: InventoryService.serviceName, method: InventoryService.Method.getDevice, lookup,
+                as: Rampart_Inventory_V1_DeviceResponse.self, idempotent: true)).device.connected
+
+            // The subscriber is away (saved position: info.lastSeq) while 1,000 events happen, and one more after.
+            let count = 1000
+            for index in 0...count {
+                connected.toggle()
+                var report = Rampart_Inventory_V1_ReportPresenceRequest()
+                report.device = "fw-events"
+                report.connected = connected
+                let _: Rampart_Inventory_V1_DeviceResponse = try await client.call(
+                    service: InventoryService.serviceName, method: InventoryService.Method.reportPresence, report,
+                    timeout: .seconds(30), metadata: ["caller": index == count ? "fault-marker" : "fault-\(index)"])
+            }
+            let expected = (0..<count).map { "fault-\($0)" } + ["fault-marker"]
+
+            // Back: the Swift EventSubscriber from the saved position.
+            let replayed = try await collectEvents(system, since: info.lastSeq, count: count + 1, prefix: "inventory.device.")
+            Self.checkExactlyOnceInOrder(replayed.map { ($0.seq, $0.attributes["caller"] ?? "") }, expected: expected)
+
+            // And the CLI: `rampart events tail --since N`.
+            let tail = try await system.rampart(
+                "events", "tail", "--since", "\(info.lastSeq)", "--topic", "inventory.device.", "--count", "\(count + 1)",
+                "--timeout", "30")
+            #expect(tail.exitCode == 0, "\(tail.stderr)")
+            let lines = tail.stdout.split(separator: "\n").map { line -> (UInt64, String) in
+                let fields = line.components(separatedBy: "  ")
+                let caller = fields.first { $0.hasPrefix("caller=") }.map { String($0.dropFirst("caller=".count)) } ?? ""
+                return (UInt64(fields.first ?? "") ?? 0, caller)
+            }
+            Self.checkExactlyOnceInOrder(lines, expected: expected)
+        }
+    }
+
+    private static func checkExactlyOnceInOrder(_ events: [(seq: UInt64, caller: String)], expected: [String]) {
+        #expect(events.count == expected.count, "\(events.count) events delivered, \(expected.count) expected")
+        let seqs = events.map(\.seq)
+        #expect(zip(seqs, seqs.dropFirst()).allSatisfy { $0 < $1 }, "sequence numbers strictly increase (no repeat)")
+        let callers = events.map(\.caller)
+        if callers != expected {
+            let first = zip(callers, expected).enumerated().first { $0.element.0 != $0.element.1 }
+            Issue.record("events out of order or missing; first difference at \(first.map { "\($0.offset): \($0.element)" } ?? "the end")")
+        }
+    }
+
+    // MARK: disk full
+
+    @Test("Issue 6 fault: disk full on the storage folder: the upload fails with a clear error, the job fails with that reason, nothing half-written remains")
+    func diskFull() async throws {
+        var spec = FleetSpec()
+        spec.configSize = "8MiB"
+        spec.device("fw-huge")
+        var mounted: String?
+        defer { if let mounted { unmount(mounted) } }
+        let backup = try await BackupSystem.start(spec) { directory in
+            try mountTmpfs(directory, size: "4m")
+            mounted = directory
+        }
+        defer { backup.stop() }
+        do {
+            let system = backup.system
+            let job = try await system.startJob("fw-huge")
+            let finished = try await system.finishedJob(job.id)
+            #expect(finished.state == .failed, "\(finished)")
+            let task = try #require(finished.tasks.first)
+            #expect(task.state == .taskFailed)
+            #expect(
+                task.message.contains("RESOURCE_EXHAUSTED") && task.message.contains("storage folder is full"),
+                "the job says why: \(task.message)")
+            #expect(try await system.backups(job: job.id).isEmpty)
+            #expect(try await system.storedObjects().isEmpty)
+            // Nothing half-written remains: no object, no partial upload, nothing in the trash.
+            let left = filesUnder(backup.storageDir).keys.filter { $0 != "master.key" }
+            #expect(left.isEmpty, "left in the storage folder: \(left)")
+
+            // The storage call itself fails with a clear error (and nothing of it stays either).
+            let client = system.client(caller: "fault-test")
+            defer { client.close() }
+            var begin = Rampart_Storage_V1_BeginUploadRequest()
+            begin.fileName = "too-big.tar"
+            begin.contentType = "application/x-tar"
+            begin.owner = "fault-test"
+            begin.size = 6 << 20
+            let upload: Rampart_Storage_V1_BeginUploadResponse = try await client.call(
+                service: "storage", method: "rampart.storage.v1.Storage/BeginUpload", begin, timeout: .seconds(30))
+            var failure: RPCError?
+            for index in 0..<6 where failure == nil {
+                var chunk = Rampart_Storage_V1_UploadChunkRequest()
+                chunk.uploadID = upload.uploadID
+                chunk.offset = UInt64(index << 20)
+                chunk.data = Data((0..<(1 << 20)).map { _ in UInt8.random(in: 0...255) })
+                do {
+                    let _: Rampart_Storage_V1_UploadChunkResponse = try await client.call(
+                        service: "storage", method: "rampart.storage.v1.Storage/UploadChunk", chunk, timeout: .seconds(30))
+                } catch let error as RPCError { failure = error }
+            }
+            #expect(failure?.code == .resourceExhausted, "\(String(describing: failure))")
+            #expect(failure?.message.contains("full") == true, "\(String(describing: failure))")
+            var abort = Rampart_Storage_V1_AbortUploadRequest()
+            abort.uploadID = upload.uploadID
+            let _: Rampart_Storage_V1_AbortUploadResponse = try await client.call(
+                service: "storage", method: "rampart.storage.v1.Storage/AbortUpload", abort, timeout: .seconds(30))
+            #expect(filesUnder(backup.storageDir).keys.filter { $0 != "master.key" }.isEmpty)
+        } catch {
+            Issue.record("logs:\n\(backup.system.logs)")
+            throw error
+        }
+    }
+}
+
+extension Digest {
+    /// Lower-case hex.
+    var hexString: String { map { String(format: "%02x", $0) }.joined() }
+}
