@@ -100,8 +100,15 @@ rampart backups list
 echo
 echo "== Export Backup Links (L2): signed URLs for the HA pair, valid 2 hours, as CSV"
 rampart links export --ha-pair ha-dc1 --valid 2h --csv "$state/links.csv"
-url=$(rampart links export --ha-pair ha-dc1 --valid 10m --output json | grep -o '"url": *"[^"]*"' | head -n 1 | sed 's/.*"\(http[^"]*\)"/\1/')
-echo "   curl of one URL: $(curl -sS "$url" | sha256sum | cut -c1-64) (SHA-256 of the download; the CSV has the stored one)"
+read -r url stored < <(rampart links export --ha-pair ha-dc1 --valid 10m --output json \
+    | python3 -c 'import json, sys; link = json.load(sys.stdin)["links"][0]; print(link["url"], link["sha256"])')
+downloaded=$(curl -fsS "$url" | sha256sum | cut -c1-64)
+if [ "$downloaded" = "$stored" ]; then
+    echo "   curl of one URL: SHA-256 $downloaded, the stored one"
+else
+    echo "   curl of one URL: SHA-256 $downloaded, but the stored one is $stored" >&2
+    exit 1
+fi
 echo
 echo "== schedules (B4: a weekly one from the start)"
 rampart schedules list
