@@ -201,7 +201,8 @@ let package = Package(
         .executableTarget(
             name: "BusBench",
             dependencies: [
-                "RampartBus", "RampartProto", "RampartLinks", "ZeroMQ", .product(name: "Logging", package: "swift-log"),
+                "RampartBus", "RampartProto", "RampartLinks", "RampartAPI", "RampartArchive", "InventoryService", "ZeroMQ",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             path: "Benchmarks/BusBench", swiftSettings: strict),

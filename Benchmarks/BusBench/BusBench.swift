@@ -10,6 +10,8 @@ import ZeroMQ
 ///   bus-bench [--requests N] [--pipeline K]
 ///   bus-bench --storage-ingest BUS [--size-mib N]   (dev/bench-storage.sh)
 ///   bus-bench --sign-links N                        (signing and checking download links, L2)
+///   bus-bench --restore-leases BUS [--decisions N] [--requesters K] [--cpu NAME=PID]…
+///                                                   (restore lease decisions; dev/bench-restore.sh)
 @main
 struct BusBench {
     static func main() async throws {
@@ -18,6 +20,10 @@ struct BusBench {
         var ingestBus: String?
         var ingestMiB = 200
         var signLinks: Int?
+        var restoreBus: String?
+        var decisions = 20_000
+        var requesters = 100
+        var watch: [(name: String, pid: Int32)] = []
         var arguments = CommandLine.arguments.dropFirst().makeIterator()
         while let argument = arguments.next() {
             switch argument {
@@ -26,14 +32,35 @@ struct BusBench {
             case "--storage-ingest": ingestBus = arguments.next()
             case "--size-mib": ingestMiB = Int(arguments.next() ?? "") ?? ingestMiB
             case "--sign-links": signLinks = Int(arguments.next() ?? "") ?? 10_000
+            case "--restore-leases": restoreBus = arguments.next()
+            case "--decisions": decisions = Int(arguments.next() ?? "") ?? decisions
+            case "--requesters": requesters = Int(arguments.next() ?? "") ?? requesters
+            case "--cpu":  // NAME=PID: report that process's CPU time per phase
+                let parts = (arguments.next() ?? "").split(separator: "=", maxSplits: 1)
+                if parts.count == 2, let pid = Int32(parts[1]) { watch.append((String(parts[0]), pid)) }
             default:
                 FileHandle.standardError.write(
-                    Data("usage: bus-bench [--requests N] [--pipeline K] | --storage-ingest BUS [--size-mib N] | --sign-links N\n".utf8))
+                    Data(
+                        ("usage: bus-bench [--requests N] [--pipeline K] | --storage-ingest BUS [--size-mib N] | --sign-links N"
+                            + " | --restore-leases BUS [--decisions N] [--requesters K] [--cpu NAME=PID]...\n").utf8))
                 exit(64)
             }
         }
         if let signLinks {
             try LinkSigning.run(count: signLinks)
+            return
+        }
+        if let restoreBus {
+            var options = RestoreLeases.Options(bus: restoreBus)
+            options.decisions = max(1, decisions)
+            options.requesters = max(1, requesters)
+            options.watch = watch
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = .warning
+                return handler
+            }
+            try await RestoreLeases.run(options)
             return
         }
         if let ingestBus {

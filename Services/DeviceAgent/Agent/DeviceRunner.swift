@@ -67,7 +67,11 @@ public struct DeviceRunner: Service {
             device = found
             await Self.reportPresence(device.id, true, client: client, logger: logger)
         }
-        if Task.isShuttingDownGracefully || Task.isCancelled { return }
+        if Task.isShuttingDownGracefully || Task.isCancelled {
+            // Connected was reported (here, or by the restore's boot for a known device): say it is gone.
+            await Self.reportPresence(device.id, false, client: client, logger: logger)
+            return
+        }
         let managerId = device.managerID.isEmpty ? configuration.managerId : device.managerID
         try folder.writeRegistration(managerId: managerId, deviceId: device.id)
         let agent = DeviceAgent(folder: folder, deviceId: device.id, managerId: managerId, options: configuration.options)
