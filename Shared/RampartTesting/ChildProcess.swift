@@ -112,13 +112,21 @@ public final class ChildProcess: @unchecked Sendable {
         var description: String
     }
 
-    private static func spawn(
-        _ executable: String, _ arguments: [String], environment: [String: String], stdout: String, stderr: String
+    /// Starts `executable` with stdout and stderr appended to files and stdin from `stdin` (a pipe's read
+    /// end, closed in the child together with `closeInChild`) or /dev/null.
+    static func spawn(
+        _ executable: String, _ arguments: [String], environment: [String: String], stdout: String, stderr: String,
+        stdin: Int32? = nil, closeInChild: [Int32] = []
     ) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        if let stdin {
+            posix_spawn_file_actions_adddup2(&actions, stdin, 0)
+            for fd in [stdin] + closeInChild { posix_spawn_file_actions_addclose(&actions, fd) }
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
         posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_APPEND, 0o600)
         if stderr == stdout {
             posix_spawn_file_actions_adddup2(&actions, 1, 2)

@@ -16,28 +16,17 @@ public final class PipedProcess: @unchecked Sendable {
         stderrPath = base + ".err"
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw RunningSystem.TimeoutError(description: "pipe failed: \(String(cString: strerror(errno)))") }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, fds[0], 0)
-        posix_spawn_file_actions_addclose(&actions, fds[0])
-        posix_spawn_file_actions_addclose(&actions, fds[1])
-        posix_spawn_file_actions_addopen(&actions, 1, stdoutPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        let merged = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        let envp = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
-        }
-        var pid = pid_t()
-        let result = posix_spawn(&pid, executable, &actions, nil, argv, envp)
-        close(fds[0])
-        guard result == 0 else {
+        let pid: pid_t
+        do {
+            pid = try ChildProcess.spawn(
+                executable, arguments, environment: environment, stdout: stdoutPath, stderr: stderrPath, stdin: fds[0],
+                closeInChild: [fds[1]])
+        } catch {
+            close(fds[0])
             close(fds[1])
-            throw RunningSystem.TimeoutError(description: "cannot start \(executable): \(String(cString: strerror(result)))")
+            throw error
         }
+        close(fds[0])
         self.pid = pid
         input = fds[1]
     }
