@@ -75,7 +75,9 @@ public final class PostgresConnection {
     public func query(_ sql: SQL) throws -> PostgresRows {
         let handle = try liveHandle()
         for (position, bind) in sql.binds.enumerated() where !bind.isBinary && bind.value?.contains(0) == true {
-            throw PostgresError(kind: .query, message: "parameter $\(position + 1) contains a NUL character")
+            // As the server would answer such text: 22021 (character_not_in_repertoire), a data exception.
+            throw PostgresError(
+                kind: .query, sqlState: "22021", message: "parameter $\(position + 1) contains a NUL character")
         }
         // Text values must be NUL-terminated; binary values are passed with their length.
         let storage: [[UInt8]?] = sql.binds.map { bind in

@@ -38,6 +38,9 @@ public struct PostgresError: Error, CustomStringConvertible, CustomDebugStringCo
     public var isUniqueViolation: Bool { sqlState == "23505" }
     /// True for foreign_key_violation (23503).
     public var isForeignKeyViolation: Bool { sqlState == "23503" }
+    /// True for a data exception (class 22: a value the server cannot take — NUL in text, out of range,
+    /// invalid text representation): the caller's input is at fault, not the database.
+    public var isInvalidInput: Bool { sqlState?.hasPrefix("22") == true }
     /// True for serialization_failure (40001) and deadlock_detected (40P01): the transaction may be retried.
     public var isSerializationFailure: Bool { sqlState == "40001" || sqlState == "40P01" }
     /// True when the server could not be reached or the session ended (class 08, 57P0x): retry later.

@@ -191,7 +191,8 @@ public enum JournalService {
     }
 }
 
-/// Runs a database operation, turning connection failures into `UNAVAILABLE` and other database
+/// Runs a database operation, turning connection failures into `UNAVAILABLE`, data exceptions (a
+/// value the database cannot take, such as NUL in text) into `INVALID_ARGUMENT`, and other database
 /// errors into `INTERNAL` (with the cause kept for the log).
 public func database<T>(_ body: () async throws -> T) async throws -> T {
     do {
@@ -199,6 +200,9 @@ public func database<T>(_ body: () async throws -> T) async throws -> T {
     } catch let error as PostgresError {
         if error.isConnectionFailure {
             throw RPCError(.unavailable, "the database is unreachable; try again shortly", cause: error)
+        }
+        if error.isInvalidInput {
+            throw RPCError(.invalidArgument, "a value in the request is not acceptable: \(error.message)", cause: error)
         }
         throw RPCError(.internal, "database error", cause: error)
     }
