@@ -205,13 +205,40 @@ public struct RestoreCoordinatorService: Sendable {
 
     /// Inventory's view of the backup's device, its pair or cluster; refuses when the device is gone.
     func situation(manifest: BackupManifest, facts: Rampart_Restore_V1_DeviceFacts) async throws -> RestoreChecks.Situation {
+        // A pair's or a cluster's member: one call gives the deployment and its devices, this one included.
+        if !manifest.haPairId.isEmpty {
+            var request = Rampart_Inventory_V1_GetHaPairRequest()
+            request.pair = manifest.haPairId
+            if let response = try await unlessNotFound({
+                try await inventory(InventoryService.Method.getHaPair, request, as: Rampart_Inventory_V1_HaPairResponse.self)
+            }), let device = response.devices.first(where: { $0.id == manifest.deviceId && $0.haPairID == response.pair.id }) {
+                var situation = RestoreChecks.Situation(
+                    manifest: manifest, facts: facts, device: device, managerId: configuration.managerId)
+                situation.pair = response.pair
+                return situation
+            }
+        }
+        if !manifest.clusterId.isEmpty {
+            var request = Rampart_Inventory_V1_GetClusterRequest()
+            request.cluster = manifest.clusterId
+            if let response = try await unlessNotFound({
+                try await inventory(InventoryService.Method.getCluster, request, as: Rampart_Inventory_V1_ClusterResponse.self)
+            }), let device = response.devices.first(where: { $0.id == manifest.deviceId && $0.clusterID == response.cluster.id }) {
+                var situation = RestoreChecks.Situation(
+                    manifest: manifest, facts: facts, device: device, managerId: configuration.managerId)
+                situation.cluster = response.cluster
+                situation.clusterDevices = response.devices
+                return situation
+            }
+        }
+        // A standalone device, or one whose deployment changed since the backup: the device first.
         var lookup = Rampart_Inventory_V1_GetDeviceRequest()
         lookup.device = manifest.deviceId
-        let device: Rampart_Inventory_V1_Device
-        do {
-            device = try await inventory(InventoryService.Method.getDevice, lookup, as: Rampart_Inventory_V1_DeviceResponse.self)
-                .device
-        } catch let error as RPCError where error.code == .notFound {
+        guard
+            let device = try await unlessNotFound({
+                try await inventory(InventoryService.Method.getDevice, lookup, as: Rampart_Inventory_V1_DeviceResponse.self)
+            })?.device
+        else {
             throw RPCError.failedPrecondition(
                 "the backup's device \(manifest.deviceName) (\(manifest.deviceId)) is not registered: a backup restores only the appliance it was taken from (R5), and a device is never unregistered to restore it (R14)")
         }
@@ -220,21 +247,31 @@ public struct RestoreCoordinatorService: Sendable {
         if !device.haPairID.isEmpty {
             var request = Rampart_Inventory_V1_GetHaPairRequest()
             request.pair = device.haPairID
-            situation.pair = try? await inventory(
-                InventoryService.Method.getHaPair, request, as: Rampart_Inventory_V1_HaPairResponse.self
-            ).pair
+            situation.pair = try await unlessNotFound({
+                try await inventory(InventoryService.Method.getHaPair, request, as: Rampart_Inventory_V1_HaPairResponse.self)
+            })?.pair
         }
         if !device.clusterID.isEmpty {
             var request = Rampart_Inventory_V1_GetClusterRequest()
             request.cluster = device.clusterID
-            if let response = try? await inventory(
-                InventoryService.Method.getCluster, request, as: Rampart_Inventory_V1_ClusterResponse.self)
-            {
+            if let response = try await unlessNotFound({
+                try await inventory(InventoryService.Method.getCluster, request, as: Rampart_Inventory_V1_ClusterResponse.self)
+            }) {
                 situation.cluster = response.cluster
                 situation.clusterDevices = response.devices
             }
         }
         return situation
+    }
+
+    /// `body`'s answer, or nil when it is NOT_FOUND; any other failure (UNAVAILABLE…) is thrown, never
+    /// mistaken for a missing pair or cluster.
+    func unlessNotFound<T>(_ body: () async throws -> T) async throws -> T? {
+        do {
+            return try await body()
+        } catch let error as RPCError where error.code == .notFound {
+            return nil
+        }
     }
 
     func inventory<Response: SwiftProtobuf.Message>(
