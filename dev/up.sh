@@ -53,6 +53,20 @@ wait_for() {
 
 rampart() { "$bin/rampart" "$@"; }
 
+# CURVE keys (docs/security.md): every process finds its own in .rampart/keys (RAMPART_KEYS); the CLI
+# uses operators/admin.key. Made once; device keys for the fleet are added when missing.
+export RAMPART_KEYS="$state/keys"
+if [ ! -f "$RAMPART_KEYS/broker.key" ]; then
+    echo "== keys (.rampart/keys)"
+    rampart keys init "$RAMPART_KEYS" --operator admin --operator viewer:viewer
+fi
+fleet_devices=$(python3 -c 'import json,sys; print(" ".join(d["name"] for d in json.load(open(sys.argv[1]))["devices"]))' "$root/dev/fleet.json")
+missing=$(for name in $fleet_devices; do [ -f "$RAMPART_KEYS/devices/$name.key" ] || echo "$name"; done)
+if [ -n "$missing" ]; then
+    # shellcheck disable=SC2086 # one argument per device name
+    rampart keys add "$RAMPART_KEYS" --role device $missing >/dev/null
+fi
+
 echo "== services"
 start bus bus --listen "$RAMPART_BUS"
 wait_for "the bus" rampart bus status --timeout 1
@@ -77,8 +91,10 @@ fleet_connected() {
 }
 wait_for "the fleet" fleet_connected
 
-echo "== bus"
+echo "== bus (CURVE: every connection authenticated by its key and encrypted)"
 rampart bus status
+echo "   a viewer key may read but not change:"
+RAMPART_KEY="$RAMPART_KEYS/operators/viewer.key" rampart devices unregister fw-edge-1 2>&1 | sed 's/^/   /' || true
 echo
 echo "== devices"
 rampart devices list

@@ -24,9 +24,11 @@ struct BusBench {
         var decisions = 20_000
         var requesters = 100
         var watch: [(name: String, pid: Int32)] = []
+        var curve = false
         var arguments = CommandLine.arguments.dropFirst().makeIterator()
         while let argument = arguments.next() {
             switch argument {
+            case "--curve": curve = true
             case "--requests": requests = Int(arguments.next() ?? "") ?? requests
             case "--pipeline": pipeline = Int(arguments.next() ?? "") ?? pipeline
             case "--storage-ingest": ingestBus = arguments.next()
@@ -41,7 +43,7 @@ struct BusBench {
             default:
                 FileHandle.standardError.write(
                     Data(
-                        ("usage: bus-bench [--requests N] [--pipeline K] | --storage-ingest BUS [--size-mib N] | --sign-links N"
+                        ("usage: bus-bench [--requests N] [--pipeline K] [--curve] | --storage-ingest BUS [--size-mib N] | --sign-links N"
                             + " | --restore-leases BUS [--decisions N] [--requesters K] [--cpu NAME=PID]...\n").utf8))
                 exit(64)
             }
@@ -83,20 +85,38 @@ struct BusBench {
         let port = Int.random(in: 30000...39999)
         let endpoint = "tcp://127.0.0.1:\(port)"
         let logger = Logger(label: "bench")
-        let broker = Broker(endpoints: [endpoint], logger: logger)
-        var router = ServiceRouter()
+        // --curve: the broker, the service and the client authenticate and encrypt as in production.
+        var brokerSecurity = BrokerSecurity.plain
+        var serviceSecurity = BusSecurity.plain
+        var clientSecurity = BusSecurity.plain
+        var zap: ZAPHandler?
+        if curve {
+            let folder = try KeyFolder.initialize(at: NSTemporaryDirectory() + "bus-bench-keys-\(UUID().uuidString.prefix(8))")
+            let authorized = try AuthorizedKeysSource(path: folder.authorizedKeysPath, logger: logger)
+            zap = ZAPHandler(logger: logger) { BusAdmission.decide($0, keys: authorized.current) }
+            try zap?.start()
+            brokerSecurity = .curve(secretKey: try BusKeyFile.load(folder.brokerKeyPath).keys.secretKey, authorized: authorized)
+            serviceSecurity = .curve(try BusKeyFile.load(folder.keyPath(role: .service, name: "inventory")))
+            clientSecurity = .curve(try BusKeyFile.load(folder.keyPath(role: .admin, name: "admin")))
+            print("CURVE on: broker, service and client authenticate and encrypt")
+        }
+        defer { zap?.stop() }
+        let broker = Broker(endpoints: [endpoint], security: brokerSecurity, logger: logger)
+        var router = ServiceRouter(
+            serviceName: "bench", policy: AccessPolicy(["rampart.bench.v1.Echo/Get": .read]))
         router.register("rampart.bench.v1.Echo/Get") { (request: Rampart_Inventory_V1_GetDeviceRequest, _) in
             var response = Rampart_Inventory_V1_DeviceResponse()
             response.device.name = request.device
             return response
         }
-        var host = ServiceHost.Configuration(service: "bench", brokerEndpoint: endpoint, instanceId: "bench-1")
+        var host = ServiceHost.Configuration(
+            service: "bench", brokerEndpoint: endpoint, security: serviceSecurity, instanceId: "bench-1")
         host.capacity = UInt32(max(pipeline, 1))
         let service = ServiceHost(configuration: host, router: router, logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await broker.run() }
             group.addTask { try await service.run() }
-            let client = BusClient(endpoint: endpoint, caller: "bench")
+            let client = BusClient(endpoint: endpoint, security: clientSecurity, caller: "bench")
             defer { client.close() }
             try await waitForService(client)
 
@@ -221,4 +241,15 @@ struct BusBench {
 
 final class Counter: Sendable {
     let value = Atomic<Int>(0)
+}
+
+extension BusBench {
+    /// How a benchmark that talks to a running system authenticates: the admin key of `RAMPART_KEYS`
+    /// (the scripts make one with `rampart keys init`), or plain when `RAMPART_INSECURE_PLAIN=1`.
+    static func systemSecurity() throws -> BusSecurity {
+        if let keys = ProcessInfo.processInfo.environment["RAMPART_KEYS"], !keys.isEmpty {
+            return .curve(try BusKeyFile.load(KeyFolder(path: keys).keyPath(role: .admin, name: "admin")))
+        }
+        return .plain
+    }
 }

@@ -71,8 +71,9 @@ enum RestoreLeases {
     static let timeout: Duration = .seconds(30)
 
     static func run(_ options: Options) async throws {
+        let security = try BusBench.systemSecurity()
         let clients = (0..<max(1, options.clients)).map {
-            BusClient(endpoint: options.bus, caller: "bench-restore-\($0)")
+            BusClient(endpoint: options.bus, security: security, caller: "bench-restore-\($0)")
         }
         defer { for client in clients { client.close() } }
         let admin = clients[0]

@@ -8,7 +8,7 @@ import SwiftProtobuf
 /// worker's path) and reads it back, timing both.
 enum StorageIngest {
     static func run(bus: String, mebibytes: Int) async throws {
-        let client = BusClient(endpoint: bus, caller: "bench")
+        let client = BusClient(endpoint: bus, security: try BusBench.systemSecurity(), caller: "bench")
         defer { client.close() }
         let chunk = 1 << 20
         var generator = SystemRandomNumberGenerator()

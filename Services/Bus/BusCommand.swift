@@ -25,6 +25,20 @@ struct BusCommand: AsyncParsableCommand {
     @Option(name: .customLong("heartbeat-ms"), help: "Heartbeat interval with service instances, ms (env RAMPART_HEARTBEAT_MS).")
     var heartbeatMs: Int64 = Environment.value("RAMPART_HEARTBEAT_MS").flatMap { Int64($0) } ?? 2500
 
+    @Option(name: .customLong("key"), help: "The broker's key file (env RAMPART_BROKER_KEY; default DIR/broker.key of --keys).")
+    var keyFile: String? = Environment.value("RAMPART_BROKER_KEY")
+
+    @Option(help: "The authorized keys file (env RAMPART_AUTHORIZED_KEYS; default DIR/authorized_keys of --keys).")
+    var authorizedKeys: String? = Environment.value("RAMPART_AUTHORIZED_KEYS")
+
+    @Option(name: .customLong("keys"), help: "A key folder made by `rampart keys init` (env RAMPART_KEYS).")
+    var keysDirectory: String? = Environment.value("RAMPART_KEYS")
+
+    @Flag(
+        name: .customLong("insecure-plain"),
+        help: "No CURVE: no authentication, no encryption; loopback only (env RAMPART_INSECURE_PLAIN=1).")
+    var insecurePlain: Bool = Environment.value("RAMPART_INSECURE_PLAIN") == "1"
+
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var log: LogOptions
 
@@ -32,20 +46,46 @@ struct BusCommand: AsyncParsableCommand {
         guard heartbeatMs >= 10 else { throw ValidationError("--heartbeat-ms must be at least 10") }
     }
 
+    /// The broker's security from the options, with the ZAP handler to start first (CURVE).
+    func security(logger: Logger) throws -> (BrokerSecurity, ZAPHandler?) {
+        let keyPath = keyFile ?? keysDirectory.map { KeyFolder(path: $0).brokerKeyPath }
+        let authorizedPath = authorizedKeys ?? keysDirectory.map { KeyFolder(path: $0).authorizedKeysPath }
+        guard let keyPath, let authorizedPath else {
+            guard insecurePlain else {
+                throw ValidationError(
+                    "no broker key: pass --keys DIR (made by `rampart keys init DIR`), or --key and --authorized-keys, or, on loopback only, --insecure-plain")
+            }
+            try BusOptions.allowPlain(endpoints: [listen, publish], logger: logger)
+            return (.plain, nil)
+        }
+        let file = try BusKeyFile.load(keyPath)
+        guard file.role == BusKeyFile.brokerRole else { throw BusKeyError("\(keyPath) is not a broker key (role \(file.role))") }
+        let authorized = try AuthorizedKeysSource(path: authorizedPath, logger: logger)
+        let zap = ZAPHandler(logger: logger) { request in BusAdmission.decide(request, keys: authorized.current) }
+        logger.info(
+            "CURVE on every tcp endpoint",
+            metadata: ["broker-key": "\(file.keys.publicKey)", "authorized-keys": "\(authorized.current.entries.count)"])
+        return (.curve(secretKey: file.keys.secretKey, authorized: authorized), zap)
+    }
+
     func run() async throws {
         let logger = log.bootstrap("rampart.bus")
+        let (security, zap) = try security(logger: logger)
+        try zap?.start()
+        defer { zap?.stop() }
         try await Startup.withDatabase(database.connectionString, logger: logger) { connection in
             try EventOutbox.migrate(connection: connection, logger: logger)
         }
         let internalEndpoint = "inproc://rampart-broker"
         let broker = Broker(
-            endpoints: [listen, internalEndpoint],
+            endpoints: [listen, internalEndpoint], security: security,
             configuration: .init(heartbeatIntervalMs: heartbeatMs), logger: logger)
         let publisher = EventPublisher(
-            connectionString: database.connectionString, endpoint: publish, logger: logger)
+            connectionString: database.connectionString, endpoint: publish, secretKey: security.secretKey, logger: logger)
         let advertised = advertiseEvents
         let pool = PostgresPool(connectionString: database.connectionString, size: database.poolSize, logger: logger)
-        var journalHost = ServiceHost.Configuration(service: BusProtocol.journalService, brokerEndpoint: internalEndpoint)
+        var journalHost = ServiceHost.Configuration(
+            service: BusProtocol.journalService, brokerEndpoint: internalEndpoint, security: security.instanceSecurity)
         journalHost.heartbeatIntervalMs = heartbeatMs
         let journal = ServiceHost(
             configuration: journalHost,

@@ -26,7 +26,7 @@ struct EventsCommand: AsyncParsableCommand {
 
         func run() async throws {
             let subscriber = EventSubscriber(
-                client: BusClient(endpoint: options.bus.endpoint, caller: "rampart-cli"), topicPrefix: topic,
+                client: try options.makeClient(), topicPrefix: topic,
                 publishEndpoint: publishEndpoint, logger: Logger(label: "rampart.events"))
             let seen = Atomic<Int>(0)
             let (output, limit) = (options.output, count)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import RampartBus
 import RampartCore
 
@@ -17,7 +18,7 @@ struct RampartCommand: AsyncParsableCommand {
             """,
         subcommands: [
             DevicesCommand.self, HaPairsCommand.self, ClustersCommand.self, BackupCommand.self, JobsCommand.self,
-            BackupsCommand.self, SchedulesCommand.self, LinksCommand.self, RestoreCommand.self, DeployCommand.self, HaCommand.self, StorageCommand.self, EventsCommand.self, BusStatusCommand.self,
+            BackupsCommand.self, SchedulesCommand.self, LinksCommand.self, RestoreCommand.self, DeployCommand.self, HaCommand.self, StorageCommand.self, EventsCommand.self, BusStatusCommand.self, KeysCommand.self,
         ])
 }
 
@@ -37,9 +38,22 @@ struct ClientOptions: ParsableArguments {
 
     var timeoutDuration: Duration { .milliseconds(Int64(timeout * 1000)) }
 
+    /// A client with this operator's key (`--key`, or `operators/admin.key` of `--keys`); a key that
+    /// cannot be used is a usage error (exit 64) with the reason.
+    func makeClient() throws -> BusClient {
+        let security: BusSecurity
+        do {
+            security = try bus.security(defaultKey: "operators/admin.key", logger: Logger(label: "rampart.cli"))
+        } catch {
+            printError("\(error)")
+            throw ExitCode(64)
+        }
+        return BusClient(endpoint: bus.endpoint, security: security, caller: "rampart-cli@\(ProcessInfo.processInfo.hostName)")
+    }
+
     /// Runs `body` with a connected client; a failed call prints its status and exits with its code.
     func withClient<T>(_ body: (BusClient) async throws -> T) async throws -> T {
-        let client = BusClient(endpoint: bus.endpoint, caller: "rampart-cli@\(ProcessInfo.processInfo.hostName)")
+        let client = try makeClient()
         defer { client.close() }
         do {
             return try await body(client)

@@ -12,6 +12,7 @@ public final class Broker: Service, Sendable {
     public static let statusMethod = "rampart.bus.v1.Broker/Status"
 
     private let endpoints: [String]
+    private let security: BrokerSecurity
     private let configuration: BrokerStateMachine.Configuration
     private let logger: Logger
     private let control = LoopControl()
@@ -19,9 +20,15 @@ public final class Broker: Service, Sendable {
 
     /// A broker that will bind every one of `endpoints` ("tcp://127.0.0.1:7400", "inproc://broker";
     /// a tcp port `*` picks a free one). Clients and instances may connect to any of them.
-    public init(endpoints: [String], configuration: BrokerStateMachine.Configuration = .init(), logger: Logger) {
+    /// With `.curve`, tcp peers must complete a CURVE handshake with a key the ZAP handler admits
+    /// (start a `ZAPHandler` first), and each request reaches its service with the caller's identity.
+    public init(
+        endpoints: [String], security: BrokerSecurity, configuration: BrokerStateMachine.Configuration = .init(),
+        logger: Logger
+    ) {
         precondition(!endpoints.isEmpty, "a broker needs an endpoint")
         self.endpoints = endpoints
+        self.security = security
         self.configuration = configuration
         self.logger = logger
     }
@@ -45,6 +52,9 @@ public final class Broker: Service, Sendable {
         let socket = try ZMQSocket(.router)
         try socket.setMaxMessageSize(BusProtocol.maxMessageSize)
         try socket.setHighWaterMarks(send: 100_000, receive: 100_000)
+        if case .curve(let secretKey, _) = security {
+            try socket.makeCurveServer(secretKey: secretKey, domain: BrokerSecurity.busDomain)
+        }
         var actual = ""
         for endpoint in endpoints {
             try socket.bind(endpoint)
@@ -66,15 +76,55 @@ public final class Broker: Service, Sendable {
             control.wakeup.drain()
             if poller.isReadable(socketIndex) {
                 // Take what is there now, but bounded, so ticks still happen under load.
+                let authorized = security.authorized?.current
                 for _ in 0..<1000 {
-                    guard let frames = try socket.receive(dontWait: true) else { break }
+                    guard let (frames, userId) = try socket.receiveWithUserId(dontWait: true) else { break }
                     let now = unixMillis()
+                    // nil: plain mode, or a peer inside this process (inproc never goes through ZAP).
+                    var identity: CallerIdentity?
+                    var revokedKey: String?
+                    if let authorized, let userId {
+                        identity = authorized.identity(forKey: userId)
+                        if identity == nil { revokedKey = userId }
+                    }
                     switch FrameCodec.decodeAtBroker(frames) {
-                    case .success(.clientRequest(let client, BusProtocol.brokerService, let header, _)):
-                        var status = state.status()
-                        status.malformedFrames = malformed
-                        perform(answerBrokerCall(client: client, header: header, status: status), on: socket)
+                    case .success(.clientRequest(let client, let service, var header, let payload)):
+                        if let revokedKey {
+                            let reply = FrameCodec.replyHeader(
+                                requestId: header.requestID, status: .permissionDenied,
+                                message: "this bus key (\(revokedKey.prefix(8))…) is no longer authorized", answeredBy: "broker")
+                            perform([.reply(client: client, service: service, header: reply, payload: Data())], on: socket)
+                            continue
+                        }
+                        if let identity { header.caller = identity.proto } else { header.clearCaller() }
+                        if service == BusProtocol.brokerService {
+                            var status = state.status()
+                            status.malformedFrames = malformed
+                            perform(answerBrokerCall(client: client, header: header, status: status), on: socket)
+                        } else {
+                            perform(
+                                state.receive(.clientRequest(client: client, service: service, header: header, payload: payload), now: now),
+                                on: socket)
+                        }
+                    case .success(.workerReady(let worker, let service, let info)):
+                        if let refusal = revokedKey != nil ? "the key is no longer authorized" : identity.flatMap({ Self.refusal(of: $0, serving: service) }) {
+                            logger.warning(
+                                "service registration refused",
+                                metadata: [
+                                    "service": "\(service)", "key": "\((identity?.key ?? revokedKey ?? "").prefix(8))",
+                                    "name": "\(identity?.name ?? "-")", "reason": "\(refusal)",
+                                ])
+                            perform([.disconnect(worker: worker)], on: socket)
+                            continue
+                        }
+                        perform(state.receive(.workerReady(worker: worker, service: service, info: info), now: now), on: socket)
                     case .success(let message):
+                        if revokedKey != nil {
+                            if case .workerDisconnect = message {} else {
+                                perform([.disconnect(worker: message.peer)], on: socket)
+                            }
+                            continue
+                        }
                         perform(state.receive(message, now: now), on: socket)
                     case .failure(let problem):
                         malformed += 1
@@ -99,6 +149,19 @@ public final class Broker: Service, Sendable {
             }
         }
         logger.info("broker stopped")
+    }
+
+    /// Why `identity` may not register as an instance of `service`, or nil when it may: services may
+    /// serve anything but devices' own services; a device only `device/…` services.
+    public static func refusal(of identity: CallerIdentity, serving service: String) -> String? {
+        switch identity.role {
+        case .service:
+            return service.hasPrefix(BrokerSecurity.deviceServicePrefix) ? "a service key may not serve a device's service" : nil
+        case .device:
+            return service.hasPrefix(BrokerSecurity.deviceServicePrefix) ? nil : "a device key may serve only its device's service (device/…)"
+        case .admin, .operator, .viewer:
+            return "role '\(identity.role.rawValue)' may not serve services"
+        }
     }
 
     private func answerBrokerCall(client: Data, header: Rampart_Bus_V1_RequestHeader, status: Rampart_Bus_V1_BrokerStatusResponse)
@@ -136,6 +199,53 @@ public final class Broker: Service, Sendable {
             } catch {
                 logger.debug("send failed", metadata: ["error": "\(error)"])
             }
+        }
+    }
+}
+
+/// How the broker admits peers.
+public enum BrokerSecurity: Sendable {
+    /// The ZAP domain of the broker's socket.
+    public static let busDomain = "rampart.bus"
+    /// The ZAP domain of the event publisher's socket.
+    public static let eventsDomain = "rampart.events"
+    /// Service names of device agents ("device/<device id>"): only device keys may serve them.
+    public static let deviceServicePrefix = "device/"
+
+    /// No authentication (loopback only; `--insecure-plain`).
+    case plain
+    /// CURVE with the broker's secret key; peers admitted by the ZAP handler from `authorized`.
+    case curve(secretKey: String, authorized: AuthorizedKeysSource)
+
+    /// The secret key of the bus's CURVE server sockets, or nil in plain mode.
+    public var secretKey: String? {
+        if case .curve(let secretKey, _) = self { return secretKey }
+        return nil
+    }
+
+    /// What a service instance inside the bus process (over inproc, never CURVE) treats its callers as:
+    /// authenticated when the bus is.
+    public var instanceSecurity: BusSecurity {
+        switch self {
+        case .plain: .plain
+        case .curve: .inproc
+        }
+    }
+
+    var authorized: AuthorizedKeysSource? {
+        if case .curve(_, let authorized) = self { return authorized }
+        return nil
+    }
+}
+
+extension BrokerInbound {
+    /// The routing id of whoever sent it.
+    var peer: Data {
+        switch self {
+        case .clientRequest(let client, _, _, _): client
+        case .workerReady(let worker, _, _), .workerReply(let worker, _, _, _), .workerHeartbeat(let worker),
+            .workerDisconnect(let worker):
+            worker
         }
     }
 }

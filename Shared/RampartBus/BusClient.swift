@@ -11,6 +11,8 @@ import ZeroMQ
 public final class BusClient: Sendable {
     /// Where the broker listens.
     public let endpoint: String
+    /// How this client authenticates to the broker (subscribers made from it use the same key).
+    public let security: BusSecurity
     private let caller: String
     private let logger: Logger
     private let control = LoopControl()
@@ -38,9 +40,14 @@ public final class BusClient: Sendable {
         public var payload: Data
     }
 
-    /// A client of the broker at `endpoint`, naming itself `caller` in request metadata.
-    public init(endpoint: String, caller: String = "rampart", logger: Logger = Logger(label: "rampart.bus.client")) {
+    /// A client of the broker at `endpoint`, authenticating with `security`, naming itself `caller` in
+    /// request metadata (for logs; services trust only the authenticated identity).
+    public init(
+        endpoint: String, security: BusSecurity, caller: String = "rampart",
+        logger: Logger = Logger(label: "rampart.bus.client")
+    ) {
         self.endpoint = endpoint
+        self.security = security
         self.caller = caller
         self.logger = logger
         self.mailbox = Mailbox(wakeup: control.wakeup)
@@ -149,6 +156,7 @@ public final class BusClient: Sendable {
     private func loop() throws {
         let socket = try ZMQSocket(.dealer)
         try socket.setMaxMessageSize(BusProtocol.maxMessageSize)
+        try security.apply(to: socket)
         try socket.connect(endpoint)
         var poller = ZMQPoller()
         let socketIndex = poller.add(socket)

@@ -78,13 +78,17 @@ public final class EventPublisher: Service, Sendable {
 
     private let connectionString: String
     private let endpoint: String
+    private let secretKey: String?
     private let pollIntervalMs: Int
     private let logger: Logger
     private let control = LoopControl()
     private let bound = Mutex<String?>(nil)
 
     /// A publisher binding `endpoint` and reading the database at `connectionString`.
-    public init(connectionString: String, endpoint: String, pollIntervalMs: Int = 20, logger: Logger) {
+    /// `secretKey`: the broker's CURVE secret key; with it, subscribers must complete a CURVE handshake
+    /// with a key the ZAP handler admits under `BrokerSecurity.eventsDomain`. nil: plain.
+    public init(connectionString: String, endpoint: String, secretKey: String?, pollIntervalMs: Int = 20, logger: Logger) {
+        self.secretKey = secretKey
         self.connectionString = connectionString
         self.endpoint = endpoint
         self.pollIntervalMs = pollIntervalMs
@@ -106,6 +110,7 @@ public final class EventPublisher: Service, Sendable {
     private func loop() throws {
         let socket = try ZMQSocket(.pub)
         try socket.setHighWaterMarks(send: 100_000, receive: 1000)
+        if let secretKey { try socket.makeCurveServer(secretKey: secretKey, domain: BrokerSecurity.eventsDomain) }
         try socket.bind(endpoint)
         let actual = socket.lastEndpoint
         bound.withLock { $0 = actual }
@@ -163,10 +168,12 @@ public enum JournalService {
     public static let infoMethod = "rampart.bus.v1.Journal/Info"
     /// Most events one Replay answer holds.
     public static let maxReplay: UInt32 = 10_000
+    /// Reading the journal: everyone but devices.
+    public static let policy = AccessPolicy([replayMethod: .read, infoMethod: .read])
 
     /// The router serving the journal from `pool`; `publishEndpoint` is what `Info` advertises.
     public static func router(pool: PostgresPool, publishEndpoint: @escaping @Sendable () -> String) -> ServiceRouter {
-        var router = ServiceRouter()
+        var router = ServiceRouter(serviceName: BusProtocol.journalService, policy: policy)
         router.register(replayMethod) { (request: Rampart_Bus_V1_ReplayRequest, _) in
             let limit = Int(request.limit == 0 ? 1000 : min(request.limit, maxReplay))
             return try await database {

@@ -93,11 +93,13 @@ public struct EventSubscriber: Sendable {
         let control = LoopControl()
         let (stream, continuation) = AsyncStream<Live>.makeStream(bufferingPolicy: .bufferingNewest(100_000))
         let logger = logger
+        let security = client.security
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 try await runOnDedicatedThread(name: "event-sub", control: control) {
                     defer { continuation.finish() }
-                    try Self.receive(from: endpoint, control: control, into: continuation, logger: logger)
+                    try Self.receive(
+                        from: endpoint, security: security, control: control, into: continuation, logger: logger)
                 }
             }
             defer { control.stop() }
@@ -136,11 +138,12 @@ public struct EventSubscriber: Sendable {
     }
 
     private static func receive(
-        from endpoint: String, control: LoopControl, into continuation: AsyncStream<Live>.Continuation, logger: Logger
+        from endpoint: String, security: BusSecurity, control: LoopControl, into continuation: AsyncStream<Live>.Continuation, logger: Logger
     ) throws {
         let socket = try ZMQSocket(.sub)
         try socket.setHighWaterMarks(send: 1000, receive: 100_000)
         try socket.subscribe("")  // everything: gaps are then exact (docs/protocol.md, "Events")
+        try security.apply(to: socket)
         try socket.connect(endpoint)
         var poller = ZMQPoller()
         let index = poller.add(socket)

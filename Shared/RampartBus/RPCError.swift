@@ -31,6 +31,7 @@ public struct RPCError: Error, CustomStringConvertible, Sendable {
     public static func invalidArgument(_ message: String) -> RPCError { RPCError(.invalidArgument, message) }
     public static func notFound(_ message: String) -> RPCError { RPCError(.notFound, message) }
     public static func alreadyExists(_ message: String) -> RPCError { RPCError(.alreadyExists, message) }
+    public static func permissionDenied(_ message: String) -> RPCError { RPCError(.permissionDenied, message) }
     public static func failedPrecondition(_ message: String) -> RPCError { RPCError(.failedPrecondition, message) }
     public static func unavailable(_ message: String) -> RPCError { RPCError(.unavailable, message) }
     public static func internalError(_ message: String) -> RPCError { RPCError(.internal, message) }

@@ -13,15 +13,18 @@ public final class ServiceHost: Service, Sendable {
     public struct Configuration: Sendable {
         public var service: String
         public var brokerEndpoint: String
+        /// How the instance authenticates to the broker; with CURVE, callers are authenticated too.
+        public var security: BusSecurity
         public var instanceId: String
         /// Requests run at once; the broker never sends more.
         public var capacity: UInt32 = 64
         public var heartbeatIntervalMs: Int64 = 2500
         public var liveness: Int64 = 3
 
-        public init(service: String, brokerEndpoint: String, instanceId: String? = nil) {
+        public init(service: String, brokerEndpoint: String, security: BusSecurity, instanceId: String? = nil) {
             self.service = service
             self.brokerEndpoint = brokerEndpoint
+            self.security = security
             self.instanceId = instanceId ?? "\(service)-\(ProcessInfo.processInfo.processIdentifier)-\(UInt16.random(in: 0...UInt16.max))"
         }
     }
@@ -63,7 +66,8 @@ public final class ServiceHost: Service, Sendable {
                         handlers.addTask { [self] in
                             let (header, payload) = await router.handle(
                                 header: incoming.header, payload: incoming.payload,
-                                instanceId: configuration.instanceId, logger: logger)
+                                instanceId: configuration.instanceId, logger: logger,
+                                authenticated: configuration.security != .plain)
                             mailbox.push(
                                 FrameCodec.workerCommand(.reply, [incoming.client, FrameCodec.serialize(header), payload]))
                         }
@@ -82,6 +86,8 @@ public final class ServiceHost: Service, Sendable {
         let socket = try ZMQSocket(.dealer)
         try socket.setMaxMessageSize(BusProtocol.maxMessageSize)
         try socket.setHighWaterMarks(send: 100_000, receive: 100_000)
+        // inproc (a service inside the bus process) never uses CURVE.
+        if !configuration.brokerEndpoint.hasPrefix("inproc://") { try configuration.security.apply(to: socket) }
         try socket.connect(configuration.brokerEndpoint)
         var info = Rampart_Bus_V1_WorkerInfo()
         info.instanceID = configuration.instanceId

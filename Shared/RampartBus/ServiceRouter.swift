@@ -11,31 +11,72 @@ public struct RequestContext: Sendable {
     public var method: String
     /// Absolute deadline, milliseconds since the epoch (0 = none).
     public var deadlineUnixMs: Int64
-    /// Caller metadata ("caller", "trace-id").
+    /// Caller metadata ("caller", "trace-id"); self-declared, never trusted.
     public var metadata: [String: String]
-    /// A logger carrying the method, request id and trace id.
+    /// A logger carrying the method, request id, trace id and caller.
     public var logger: Logger
+    /// Who is calling: the identity the broker authenticated (in plain mode: an admin named as the
+    /// caller named itself).
+    public var identity: CallerIdentity
+    /// What the handler wants recorded with this call in the audit log.
+    public var audit: AuditNotes
 
-    /// Who called, as the caller named itself ("rampart-cli@host"); authenticated identities come with CURVE.
-    public var caller: String { metadata["caller"] ?? "unknown" }
+    public init(
+        requestId: UInt64, method: String, deadlineUnixMs: Int64, metadata: [String: String], logger: Logger,
+        identity: CallerIdentity, audit: AuditNotes = AuditNotes()
+    ) {
+        self.requestId = requestId
+        self.method = method
+        self.deadlineUnixMs = deadlineUnixMs
+        self.metadata = metadata
+        self.logger = logger
+        self.identity = identity
+        self.audit = audit
+    }
+
+    /// Who called, for records ("alice"; in plain mode the self-declared name, "rampart-cli@host").
+    public var caller: String { identity.name }
+
+    /// Refuses a device caller unless `deviceName` is its own device (the `device` role may only act
+    /// for itself: docs/security.md).
+    public func requireOwnDevice(_ deviceName: String) throws {
+        guard identity.role == .device else { return }
+        guard identity.name == deviceName else {
+            throw RPCError.permissionDenied(
+                "device key '\(identity.name)' may act only for its own device, not for '\(deviceName)'")
+        }
+    }
 }
 
 /// The methods a service serves: protobuf request in, protobuf response out, errors as `RPCError`.
+/// Every method has an access policy (the roles that may call it; whether it is audited), checked
+/// before its handler runs.
 public struct ServiceRouter: Sendable {
     /// A decoded-payload handler.
     public typealias Handler = @Sendable (Data, RequestContext) async throws -> Data
 
     private(set) var handlers: [String: Handler] = [:]
+    /// Who may call what.
+    public let policy: AccessPolicy
+    /// The service name written in audit records ("inventory").
+    public var serviceName: String
+    /// Where audited and refused calls are recorded; nil: only the log.
+    public var auditor: Auditor?
 
-    /// An empty router.
-    public init() {}
+    /// An empty router for `serviceName`, its methods governed by `policy`.
+    public init(serviceName: String, policy: AccessPolicy) {
+        self.serviceName = serviceName
+        self.policy = policy
+    }
 
-    /// Serves `method` ("rampart.inventory.v1.Inventory/ListDevices") with `body`.
+    /// Serves `method` ("rampart.inventory.v1.Inventory/ListDevices") with `body`. The method must
+    /// have a policy.
     public mutating func register<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
         _ method: String,
         _ body: @escaping @Sendable (Request, RequestContext) async throws -> Response
     ) {
         precondition(handlers[method] == nil, "\(method) registered twice")
+        precondition(policy[method] != nil, "\(method) has no access policy: add it to the service's policy")
         handlers[method] = { payload, context in
             let request: Request
             do {
@@ -50,28 +91,57 @@ public struct ServiceRouter: Sendable {
     /// The registered method names.
     public var methods: [String] { handlers.keys.sorted() }
 
+    /// Who a request comes from: the identity the broker put in its header; without one, in an
+    /// authenticated deployment the request came from inside the bus process (inproc, "bus"), and in
+    /// plain mode everyone is an admin under the name it gave itself.
+    public static func identity(of header: Rampart_Bus_V1_RequestHeader, authenticated: Bool) -> CallerIdentity {
+        if header.hasCaller, let identity = CallerIdentity(header.caller) { return identity }
+        if authenticated { return CallerIdentity(key: "", name: "bus", role: .service) }
+        return CallerIdentity(key: "", name: header.metadata["caller"] ?? "unknown", role: .admin)
+    }
+
     /// Runs the handler of `header.method`, turning every outcome into a reply header and payload.
+    /// `authenticated`: whether this instance talks CURVE to the broker (so callers are authenticated).
     public func handle(
-        header: Rampart_Bus_V1_RequestHeader, payload: Data, instanceId: String, logger: Logger
+        header: Rampart_Bus_V1_RequestHeader, payload: Data, instanceId: String, logger: Logger,
+        authenticated: Bool = false
     ) async -> (Rampart_Bus_V1_ReplyHeader, Data) {
+        let identity = Self.identity(of: header, authenticated: authenticated)
         var logger = logger
         logger[metadataKey: "method"] = "\(header.method)"
         logger[metadataKey: "request-id"] = "\(header.requestID)"
+        logger[metadataKey: "caller"] = "\(identity.name)"
         if let trace = header.metadata["trace-id"] { logger[metadataKey: "trace-id"] = "\(trace)" }
         func reply(_ status: Rampart_Bus_V1_StatusCode, _ message: String) -> Rampart_Bus_V1_ReplyHeader {
             FrameCodec.replyHeader(requestId: header.requestID, status: status, message: message, answeredBy: instanceId)
         }
-        guard let handler = handlers[header.method] else {
+        guard let handler = handlers[header.method], let rule = policy[header.method] else {
             return (reply(.unimplemented, "this service has no method '\(header.method)'"), Data())
+        }
+        let notes = AuditNotes()
+        func record(_ status: Rampart_Bus_V1_StatusCode, _ message: String) async {
+            guard let auditor else { return }
+            await auditor(
+                AuditEvent(
+                    time: Date(), caller: identity, service: serviceName, method: header.method, subject: notes.subject,
+                    outcome: status, message: message, details: notes.details))
+        }
+        guard rule.roles.contains(identity.role) else {
+            let allowed = rule.roles.sorted().map(\.rawValue).joined(separator: ", ")
+            let message = "role '\(identity.role.rawValue)' of '\(identity.name)' may not call \(header.method) (allowed: \(allowed))"
+            logger.warning("call refused", metadata: ["role": "\(identity.role.rawValue)", "key": "\(identity.shortKey)"])
+            await record(.permissionDenied, message)
+            return (reply(.permissionDenied, message), Data())
         }
         if header.deadlineUnixMs > 0, header.deadlineUnixMs <= unixMillis() {
             return (reply(.deadlineExceeded, "the deadline passed before the request could start"), Data())
         }
         let context = RequestContext(
             requestId: header.requestID, method: header.method, deadlineUnixMs: header.deadlineUnixMs,
-            metadata: header.metadata, logger: logger)
+            metadata: header.metadata, logger: logger, identity: identity, audit: notes)
         do {
             let response = try await handler(payload, context)
+            if rule.audited { await record(.ok, "") }
             return (reply(.ok, ""), response)
         } catch let error as any RPCErrorConvertible {
             let rpc = error.rpcError
@@ -80,10 +150,13 @@ public struct ServiceRouter: Sendable {
             } else {
                 logger.debug("request refused", metadata: ["error": "\(rpc.description)"])
             }
+            if rule.audited || rpc.code == .permissionDenied { await record(rpc.code, rpc.message) }
             return (reply(rpc.code, rpc.message), Data())
         } catch {
             logger.error("request failed with an unexpected error", metadata: ["error": "\(error)"])
-            return (reply(.internal, "internal error while serving \(header.method); see the service's log"), Data())
+            let message = "internal error while serving \(header.method); see the service's log"
+            if rule.audited { await record(.internal, message) }
+            return (reply(.internal, message), Data())
         }
     }
 }

@@ -16,6 +16,10 @@ public final class RunningSystem: @unchecked Sendable {
     public let heartbeatMs: Int
     /// Folder of the processes' logs.
     public let logDirectory: String
+    /// The key folder every process of this system uses (`RAMPART_KEYS`); nil when the system runs in
+    /// plain mode. It has keys for every service, operators "admin" (admin), "operator" (operator) and
+    /// "viewer" (viewer); device keys are added with `addDeviceKeys`.
+    public let keys: KeyFolder?
     /// The bus process.
     public private(set) var bus: ChildProcess!
     private var services: [ChildProcess] = []
@@ -23,12 +27,13 @@ public final class RunningSystem: @unchecked Sendable {
     private let lock = NSLock()
 
     /// Starts the bus on a fresh database on the test server; wait for it with `waitUntilServing`.
-    public convenience init(heartbeatMs: Int = 500) throws {
-        try self.init(database: try TestDatabase.create(), heartbeatMs: heartbeatMs)
+    public convenience init(heartbeatMs: Int = 500, plain: Bool = false) throws {
+        try self.init(database: try TestDatabase.create(), heartbeatMs: heartbeatMs, plain: plain)
     }
 
     /// Starts the bus on `database` (a connection string: e.g. a private server a test may stop).
-    public init(database: String, heartbeatMs: Int = 500) throws {
+    /// With CURVE (the default) a fresh key folder is made first; `plain` runs `--insecure-plain`.
+    public init(database: String, heartbeatMs: Int = 500, plain: Bool = false) throws {
         self.database = database
         busEndpoint = "tcp://127.0.0.1:\(FreePort.next())"
         eventsEndpoint = "tcp://127.0.0.1:\(FreePort.next())"
@@ -36,6 +41,10 @@ public final class RunningSystem: @unchecked Sendable {
         self.heartbeatMs = heartbeatMs
         logDirectory = NSTemporaryDirectory() + "rampart-it-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
+        keys = plain
+            ? nil
+            : try KeyFolder.initialize(
+                at: logDirectory + "/keys", operators: [("admin", .admin), ("operator", .operator), ("viewer", .viewer)])
         bus = try ChildProcess(
             Binaries.path("bus"), ["--listen", busEndpoint, "--publish", eventsEndpoint], environment: environment,
             logPath: logDirectory + "/bus.log")
@@ -49,10 +58,47 @@ public final class RunningSystem: @unchecked Sendable {
 
     /// The environment every Rampart process of this system gets.
     public var environment: [String: String] {
-        [
+        var environment = [
             "RAMPART_DATABASE_URL": database, "RAMPART_BUS": busEndpoint, "RAMPART_HEARTBEAT_MS": "\(heartbeatMs)",
             "RAMPART_LOG_LEVEL": "info", "RAMPART_STORAGE_HTTP_PORT": "\(httpPort)", "RAMPART_LINK_BASE_URL": httpBaseURL,
         ]
+        if let keys { environment["RAMPART_KEYS"] = keys.path } else { environment["RAMPART_INSECURE_PLAIN"] = "1" }
+        return environment
+    }
+
+    /// The environment of a process calling as operator `name` ("admin", "operator", "viewer", or one
+    /// added with `keys.add`).
+    public func environment(as name: String) -> [String: String] {
+        var environment = environment
+        if let keys, let entry = try? keys.list().first(where: { $0.name == name }) {
+            environment["RAMPART_KEY"] = keys.keyPath(role: entry.role, name: name)
+        }
+        return environment
+    }
+
+    /// Makes and admits a key for each device named (device agents of this system find theirs by name).
+    public func addDeviceKeys(_ names: [String]) throws {
+        guard let keys else { return }
+        let existing = Set(try keys.list().filter { $0.role == .device }.map(\.name))
+        let missing = Array(Set(names).subtracting(existing)).sorted()
+        if !missing.isEmpty { try keys.add(missing.map { (.device, $0) }) }
+    }
+
+    /// The environment of a device agent acting as device `name` (its key made when missing): a
+    /// replacement device is given the key of the device it replaces.
+    public func environment(asDevice name: String) throws -> [String: String] {
+        try addDeviceKeys([name])
+        var environment = environment
+        if let keys { environment["RAMPART_KEY"] = keys.keyPath(role: .device, name: name) }
+        return environment
+    }
+
+    /// How an in-process client of this system calls as `name`.
+    public func security(as name: String = "admin") -> BusSecurity {
+        guard let keys, let entry = try? keys.list().first(where: { $0.name == name }),
+            let file = try? BusKeyFile.load(keys.keyPath(role: entry.role, name: name))
+        else { return .plain }
+        return .curve(file)
     }
 
     /// Starts one more instance of executable `name` (e.g. "inventory").
@@ -68,8 +114,8 @@ public final class RunningSystem: @unchecked Sendable {
     }
 
     /// A client of this system's bus.
-    public func client(caller: String = "integration-test") -> BusClient {
-        BusClient(endpoint: busEndpoint, caller: caller)
+    public func client(caller: String = "integration-test", as name: String = "admin") -> BusClient {
+        BusClient(endpoint: busEndpoint, security: security(as: name), caller: caller)
     }
 
     /// Waits until the broker lists `count` instances of `service` (or fails after `timeout`).
@@ -101,6 +147,11 @@ public final class RunningSystem: @unchecked Sendable {
     /// Runs the `rampart` CLI against this system.
     public func rampart(_ arguments: [String]) async throws -> ChildProcess.Result {
         try await ChildProcess.run(Binaries.path("rampart"), arguments, environment: environment)
+    }
+
+    /// Runs the `rampart` CLI against this system as operator `name` ("operator", "viewer", ...).
+    public func rampart(as name: String, _ arguments: [String]) async throws -> ChildProcess.Result {
+        try await ChildProcess.run(Binaries.path("rampart"), arguments, environment: environment(as: name))
     }
 
     /// Starts a new `bus` on the same endpoints and database, after the old one died (a test killed

@@ -127,6 +127,19 @@ public final class ZMQSocket {
 
     /// Receives one whole multipart message, or nil when `dontWait` is set and nothing is there.
     public func receive(dontWait: Bool = false) throws -> [Data]? {
+        try receive(dontWait: dontWait, userId: nil)
+    }
+
+    /// Receives one whole multipart message and the ZAP user id its sender was admitted with
+    /// (`User-Id`; nil for a peer that never went through ZAP, e.g. inproc). A ROUTER's message must have
+    /// at least one frame after the routing id for the user id to be known.
+    public func receiveWithUserId(dontWait: Bool = false) throws -> (frames: [Data], userId: String?)? {
+        var userId: String?
+        guard let frames = try receive(dontWait: dontWait, userId: &userId) else { return nil }
+        return (frames, userId)
+    }
+
+    private func receive(dontWait: Bool, userId: UnsafeMutablePointer<String?>?) throws -> [Data]? {
         var frames: [Data] = []
         let message = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
         defer { message.deallocate() }
@@ -140,6 +153,10 @@ public final class ZMQSocket {
                 if error.isInterrupted { continue }
                 if error.isWouldBlock && frames.isEmpty { return nil }
                 throw error
+            }
+            // The ROUTER's own routing-id frame carries no metadata: read it from a frame that came off the wire.
+            if let userId, userId.pointee == nil, !frames.isEmpty, let property = zmq_msg_gets(message, "User-Id") {
+                userId.pointee = String(cString: property)
             }
             if size == 0 {
                 frames.append(Data())

@@ -27,7 +27,8 @@ private enum Behaviour: UInt32 {
 
 /// A router serving one method: ReplayRequest in, ReplayResponse out; `limit` picks the behaviour.
 private func router() -> ServiceRouter {
-    var router = ServiceRouter()
+    var router = ServiceRouter(
+        serviceName: "journal", policy: AccessPolicy([replayMethod: .read, "rampart.test.v1.A/First": .read]))
     router.register(replayMethod) { (request: Rampart_Bus_V1_ReplayRequest, context) -> Rampart_Bus_V1_ReplayResponse in
         switch Behaviour(rawValue: request.limit) ?? .answer {
         case .answer:

@@ -48,6 +48,7 @@ struct DeviceAgentProcessTests {
         #expect(init_.exitCode == 0, "\(init_)")
         try system.start("inventory")
         try await system.waitUntilServing("inventory")
+        try system.addDeviceKeys([facts.name])
         let agent = try system.start("device-agent", ["run", "--dir", folder, "--register", "--presence-interval-ms", "300"])
         let client = system.client()
         defer { client.close() }
@@ -123,6 +124,7 @@ struct DeviceAgentProcessTests {
             "devices", "register", "fw-it-02", "--serial", "OTHER0002", "--model", "FPR-3120", "--platform", "physical",
             "--software", "7.4.1", "--management-ip", "10.0.0.12")
         #expect(registered.exitCode == 0, "\(registered)")
+        try system.addDeviceKeys(["fw-it-02"])
         let result = try await ChildProcess.run(
             Binaries.path("device-agent"), ["run", "--dir", folder, "--register"], environment: system.environment)
         #expect(result.exitCode != 0)

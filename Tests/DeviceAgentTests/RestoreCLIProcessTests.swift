@@ -31,7 +31,7 @@ struct RestoreCLIProcessTests {
             Binaries.path("device-agent"),
             [
                 "cli", "--dir", replacement.path, "--user", "alice", "--bus", "tcp://127.0.0.1:\(FreePort.next())",
-                "--timeout", "2",
+                "--timeout", "2", "--insecure-plain",
             ])
         try await cli.waitForOutput("> ")
         #expect(cli.stdout.contains("fw-rma-07: simulated threat defense FPR-3120, serial JAD9999Z007"))
@@ -58,7 +58,7 @@ struct RestoreCLIProcessTests {
     func endOfInput() async throws {
         let replacement = try makeReplacement()
         defer { try? FileManager.default.removeItem(atPath: replacement.path) }
-        let cli = try PipedProcess(Binaries.path("device-agent"), ["cli", "--dir", replacement.path])
+        let cli = try PipedProcess(Binaries.path("device-agent"), ["cli", "--dir", replacement.path, "--insecure-plain"])
         try await cli.waitForOutput("> ")
         cli.closeInput()
         #expect(try await cli.waitForExit() == 0, "\(cli.stderr)")
@@ -92,7 +92,12 @@ struct RestoreCLIProcessTests {
         // A stand-in restore coordinator on the bus that, like the real one, accepts the rejoin only
         // when inventory shows the device connected.
         let fake = FakeCoordinator(ttlMs: 1500)
-        var router = ServiceRouter()
+        var router = ServiceRouter(
+            serviceName: RestoreAPI.serviceName,
+            policy: AccessPolicy([
+                RestoreAPI.Method.requestLease: .deviceOwn, RestoreAPI.Method.reportStep: .deviceOwn,
+                RestoreAPI.Method.reportRejoined: .deviceOwn, RestoreAPI.Method.reportFailed: .deviceOwn,
+            ]))
         router.register(RestoreAPI.Method.requestLease) { (request: Rampart_Restore_V1_RequestLeaseRequest, _) in
             var response = Rampart_Restore_V1_LeaseResponse()
             response.lease = try await fake.requestLease(request)
@@ -121,7 +126,8 @@ struct RestoreCLIProcessTests {
             return response
         }
         var hostConfiguration = ServiceHost.Configuration(
-            service: RestoreAPI.serviceName, brokerEndpoint: system.busEndpoint, instanceId: "fake-coordinator")
+            service: RestoreAPI.serviceName, brokerEndpoint: system.busEndpoint,
+            security: system.security(as: "restore-coordinator"), instanceId: "fake-coordinator")
         hostConfiguration.heartbeatIntervalMs = Int64(system.heartbeatMs)
         let host = ServiceHost(configuration: hostConfiguration, router: router, logger: quietLogger)
         let hostTask = Task { try await host.run() }
@@ -134,7 +140,7 @@ struct RestoreCLIProcessTests {
                 "cli", "--dir", replacement.path, "--user", "alice", "--reboot-delay-ms", "700",
                 "--presence-interval-ms", "300",
             ],
-            environment: system.environment)
+            environment: try system.environment(asDevice: originalFacts.name))
         try await cli.waitForOutput("> ")
         cli.send("restore remote-manager-backup backup \(Self.fileName)")
         try await cli.waitForOutput("user alice is logged out", timeout: .seconds(30))

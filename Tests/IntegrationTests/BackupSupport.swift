@@ -108,6 +108,7 @@ struct BackupSystem {
         let specPath = system.logDirectory + "/fleet.json"
         let encoder = JSONEncoder()
         try encoder.encode(spec).write(to: URL(fileURLWithPath: specPath))
+        try system.addDeviceKeys(spec.devices.map(\.name))
         result.fleet = try system.start(
             "device-agent", ["fleet", "--dir", system.logDirectory + "/fleet", "--spec", specPath, "--register"])
         try await system.waitUntilServing(InventoryService.serviceName)

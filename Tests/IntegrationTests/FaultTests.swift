@@ -145,6 +145,7 @@ struct FaultTests {
             ]
             let specPath = system.logDirectory + "/fleet.json"
             try JSONEncoder().encode(spec).write(to: URL(fileURLWithPath: specPath))
+            try system.addDeviceKeys(spec.devices.map(\.name))
             let fleet = try system.start(
                 "device-agent", ["fleet", "--dir", system.logDirectory + "/fleet", "--spec", specPath, "--register"])
             try await system.waitUntilServing(InventoryService.serviceName)

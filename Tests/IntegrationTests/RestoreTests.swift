@@ -30,11 +30,15 @@ struct RestoreTests {
         return dir
     }
 
-    static func cli(_ system: BackupSystem, _ dir: String, rebootDelayMs: Int = 1500) throws -> PipedProcess {
+    /// The replacement's CLI, holding the bus key of the device it replaces (as an RMA'd appliance is
+    /// given the original's identity: docs/security.md).
+    static func cli(_ system: BackupSystem, _ dir: String, replacing device: String, rebootDelayMs: Int = 1500) throws
+        -> PipedProcess
+    {
         try PipedProcess(
             Binaries.path("device-agent"),
             ["cli", "--dir", dir, "--user", "rma-tech", "--reboot-delay-ms", "\(rebootDelayMs)", "--presence-interval-ms", "500"],
-            environment: system.system.environment)
+            environment: try system.system.environment(asDevice: device))
     }
 
     /// Stops the fleet (the faulty devices disconnect, R12) and starts a restore coordinator.
@@ -79,12 +83,12 @@ struct RestoreTests {
             #expect(export.exitCode == 0, "\(export)")
             let url = try #require(try Rampart_Links_V1_ExportBackupLinksResponse(jsonString: export.stdout).links.first?.url)
 
-            let cliA = try Self.cli(system, dirA)
+            let cliA = try Self.cli(system, dirA, replacing: "hz-a")
             try await cliA.waitForOutput("> ")
             cliA.send("restore remote-manager-backup backup \(primary.fileName)")
             try await cliA.waitForOutput("restore: lease ", timeout: .seconds(30))
 
-            let cliB = try Self.cli(system, dirB)
+            let cliB = try Self.cli(system, dirB, replacing: "hz-b")
             try await cliB.waitForOutput("> ")
             cliB.send("restore remote-manager-backup url \(url)")
             try await cliB.waitForOutput("HA peer hz-a", timeout: .seconds(30))
@@ -158,12 +162,12 @@ struct RestoreTests {
                 #expect(extracted.exitCode == 0, "\(extracted)")
                 dirs[node] = dir
             }
-            let data = try Self.cli(system, try #require(dirs["cz-n2"]))
+            let data = try Self.cli(system, try #require(dirs["cz-n2"]), replacing: "cz-n2")
             try await data.waitForOutput("> ")
             data.send("restore remote-manager-backup backup cz-n2.tar")
             try await data.waitForOutput("restore the control node first", timeout: .seconds(30))
 
-            let control = try Self.cli(system, try #require(dirs["cz-n1"]))
+            let control = try Self.cli(system, try #require(dirs["cz-n1"]), replacing: "cz-n1")
             try await control.waitForOutput("> ")
             control.send("restore remote-manager-backup backup cz-n1.tar")
             try await control.waitForOutput("restore: complete", timeout: .seconds(60))
@@ -198,11 +202,11 @@ struct RestoreTests {
                 dirs.append(dir)
             }
             // A reboots for a long time, renewing its lease meanwhile; then it dies.
-            let first = try Self.cli(system, dirs[0], rebootDelayMs: 120_000)
+            let first = try Self.cli(system, dirs[0], replacing: "hk-a", rebootDelayMs: 120_000)
             try await first.waitForOutput("> ")
             first.send("restore remote-manager-backup backup hk-a.tar")
             try await first.waitForOutput("the device reboots in", timeout: .seconds(60))
-            let second = try Self.cli(system, dirs[1])
+            let second = try Self.cli(system, dirs[1], replacing: "hk-b")
             try await second.waitForOutput("> ")
             second.send("restore remote-manager-backup backup hk-b.tar")
             try await second.waitForOutput("HA peer hk-a", timeout: .seconds(30))

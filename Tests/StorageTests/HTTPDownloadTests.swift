@@ -241,7 +241,7 @@ struct HTTPDownloadTests {
             #expect(got.body.count < 64)
         }
         // The production verifier with no bus behind it: its short deadline ends the wait.
-        let client = BusClient(endpoint: "tcp://127.0.0.1:\(FreePort.next())", caller: "storage-tests")
+        let client = BusClient(endpoint: "tcp://127.0.0.1:\(FreePort.next())", security: .plain, caller: "storage-tests")
         defer { client.close() }
         let busVerifier = BusLinkVerifier(client: client, timeout: .milliseconds(300))
         try await withDownloadServer(storage, verifier: busVerifier) { base, _ in

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -74,7 +75,50 @@ const uint8_t *bus_frame_data(BusMessage *message, int index) {
 
 size_t bus_frame_size(BusMessage *message, int index) { return zmq_msg_size(&message->frames[index]); }
 
-int bus_client_open(BusClient *client, void *context, const char *endpoint, const char *program) {
+int bus_key_load(const char *path, BusKey *key, char *error, size_t error_size) {
+    memset(key, 0, sizeof *key);
+    struct stat info;
+    if (stat(path, &info) != 0) {
+        snprintf(error, error_size, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (info.st_mode & 077) {
+        snprintf(error, error_size, "%s: a key file must be readable by its owner only; run: chmod 600 %s", path, path);
+        return -1;
+    }
+    FILE *file = fopen(path, "r");
+    if (file == NULL) {
+        snprintf(error, error_size, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[512];
+    while (fgets(line, sizeof line, file) != NULL) {
+        char name[32], value[128];
+        if (line[0] == '#' || sscanf(line, " %31[a-z-] = %127s", name, value) != 2 || strlen(value) != 40) continue;
+        if (strcmp(name, "public-key") == 0) memcpy(key->public_key, value, 41);
+        if (strcmp(name, "secret-key") == 0) memcpy(key->secret_key, value, 41);
+        if (strcmp(name, "broker-key") == 0) memcpy(key->broker_key, value, 41);
+    }
+    fclose(file);
+    if (!key->public_key[0] || !key->secret_key[0] || !key->broker_key[0]) {
+        snprintf(error, error_size, "%s: needs public-key, secret-key and broker-key of 40 characters", path);
+        return -1;
+    }
+    key->present = 1;
+    return 0;
+}
+
+int bus_key_apply(void *socket, const BusKey *key) {
+    if (key == NULL || !key->present) return 0;
+    /* Z85 text of 40 characters: libzmq takes it with its terminating NUL (41 bytes). */
+    if (zmq_setsockopt(socket, ZMQ_CURVE_SERVERKEY, key->broker_key, 41) != 0 ||
+        zmq_setsockopt(socket, ZMQ_CURVE_PUBLICKEY, key->public_key, 41) != 0 ||
+        zmq_setsockopt(socket, ZMQ_CURVE_SECRETKEY, key->secret_key, 41) != 0)
+        return -1;
+    return 0;
+}
+
+int bus_client_open(BusClient *client, void *context, const char *endpoint, const char *program, const BusKey *key) {
     memset(client, 0, sizeof *client);
     client->next_id = 1;
     char host[64] = "localhost";
@@ -87,7 +131,7 @@ int bus_client_open(BusClient *client, void *context, const char *endpoint, cons
     int64_t max_size = BUS_MAX_FRAME;
     if (zmq_setsockopt(client->socket, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
         zmq_setsockopt(client->socket, ZMQ_MAXMSGSIZE, &max_size, sizeof max_size) != 0 ||
-        zmq_connect(client->socket, endpoint) != 0) {
+        bus_key_apply(client->socket, key) != 0 || zmq_connect(client->socket, endpoint) != 0) {
         int saved = errno;
         zmq_close(client->socket);
         client->socket = NULL;

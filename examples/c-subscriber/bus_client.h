@@ -39,6 +39,20 @@ void bus_message_close(BusMessage *message);
 const uint8_t *bus_frame_data(BusMessage *message, int index);
 size_t bus_frame_size(BusMessage *message, int index);
 
+/* A Rampart bus key file (`rampart keys init`, docs/security.md): the bus talks only CURVE, unless it
+ * runs --insecure-plain on loopback. */
+typedef struct {
+    int present; /* 0: no key (plain bus) */
+    char public_key[41], secret_key[41], broker_key[41];
+} BusKey;
+
+/* Loads the key file at `path` ("name = value" lines). Refuses a file others may read. Returns 0, or -1
+ * with `error` filled for a person. */
+int bus_key_load(const char *path, BusKey *key, char *error, size_t error_size);
+
+/* Makes `socket` a CURVE client with `key`, before it connects (nothing when key->present is 0). */
+int bus_key_apply(void *socket, const BusKey *key);
+
 typedef struct {
     void *socket;     /* DEALER connected to the broker */
     uint64_t next_id; /* request ids: 1, 2, 3, ... never reused on this socket */
@@ -46,7 +60,7 @@ typedef struct {
 } BusClient;
 
 /* Opens a DEALER on `context` and connects it to `endpoint`. Returns 0, or -1 with errno set. */
-int bus_client_open(BusClient *client, void *context, const char *endpoint, const char *program);
+int bus_client_open(BusClient *client, void *context, const char *endpoint, const char *program, const BusKey *key);
 
 /* Closes the socket (linger 0: nothing waits). */
 void bus_client_close(BusClient *client);

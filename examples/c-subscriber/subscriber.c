@@ -398,7 +398,19 @@ int main(int argc, char **argv) {
         return EXIT_FAILURE_LOCAL;
     }
     s.output.fd = -1;
-    if (bus_client_open(&s.bus, context, bus_endpoint, "c-subscriber") != 0) {
+    /* The bus key ($RAMPART_KEY, made by `rampart keys init`); without one the bus must run plain. */
+    BusKey key;
+    memset(&key, 0, sizeof key);
+    const char *key_path = getenv("RAMPART_KEY");
+    if (key_path != NULL && key_path[0] != '\0') {
+        char key_error[512];
+        if (bus_key_load(key_path, &key, key_error, sizeof key_error) != 0) {
+            fprintf(stderr, "fatal: %s\n", key_error);
+            exit_code = EXIT_UNAVAILABLE;
+            goto done;
+        }
+    }
+    if (bus_client_open(&s.bus, context, bus_endpoint, "c-subscriber", &key) != 0) {
         fprintf(stderr, "fatal: cannot connect to %s: %s\n", bus_endpoint, zmq_strerror(errno));
         exit_code = EXIT_USAGE;
         goto done;
@@ -443,7 +455,8 @@ int main(int argc, char **argv) {
     if (s.sub == NULL || zmq_setsockopt(s.sub, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
         zmq_setsockopt(s.sub, ZMQ_RCVHWM, &high_water, sizeof high_water) != 0 ||
         zmq_setsockopt(s.sub, ZMQ_MAXMSGSIZE, &max_size, sizeof max_size) != 0 ||
-        zmq_setsockopt(s.sub, ZMQ_SUBSCRIBE, "", 0) != 0 || zmq_connect(s.sub, s.endpoint) != 0) {
+        zmq_setsockopt(s.sub, ZMQ_SUBSCRIBE, "", 0) != 0 || bus_key_apply(s.sub, &key) != 0 ||
+        zmq_connect(s.sub, s.endpoint) != 0) {
         fprintf(stderr, "fatal: cannot subscribe to %s: %s\n", s.endpoint, zmq_strerror(errno));
         exit_code = EXIT_UNAVAILABLE;
         goto done;

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import socket
 import sys
 import time
@@ -50,11 +51,39 @@ class RPCError(Exception):
         self.answered_by = answered_by
 
 
+def load_key(path: str) -> dict[str, str]:
+    """Reads a Rampart bus key file (`rampart keys init`): `name = value` lines. Refuses one others may read."""
+    if os.stat(path).st_mode & 0o077:
+        raise PermissionError(f"{path}: a key file must be readable by its owner only; run: chmod 600 {path}")
+    values: dict[str, str] = {}
+    with open(path, encoding="utf-8") as file:
+        for line in file:
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                name, value = line.split("=", 1)
+                values[name.strip()] = value.strip()
+    for needed in ("public-key", "secret-key", "broker-key"):
+        if len(values.get(needed, "")) != 40:
+            raise ValueError(f"{path}: no valid '{needed}'")
+    return values
+
+
+def apply_key(sock: zmq.Socket[bytes], key: dict[str, str] | None) -> None:
+    """Makes `sock` a CURVE client with `key` (before connect): the bus talks only CURVE (docs/security.md)."""
+    if key is None:
+        return
+    sock.curve_publickey = key["public-key"].encode()
+    sock.curve_secretkey = key["secret-key"].encode()
+    sock.curve_serverkey = key["broker-key"].encode()
+
+
 class BusClient:
-    """Calls services over one DEALER socket, one call at a time. Use it as a context manager."""
+    """Calls services over one DEALER socket, one call at a time. Use it as a context manager.
+
+    `key_file`: this client's bus key (default: $RAMPART_KEY); without one the bus must run --insecure-plain."""
 
     def __init__(self, endpoint: str, *, timeout: float = 5.0, context: zmq.Context[zmq.Socket[bytes]] | None = None,
-                 program: str = "python-example") -> None:
+                 program: str = "python-example", key_file: str | None = None) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
         self.context = context or zmq.Context.instance()
@@ -63,6 +92,9 @@ class BusClient:
         self._socket = self.context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME)
+        key_file = key_file or os.environ.get("RAMPART_KEY") or None
+        self.key = load_key(key_file) if key_file else None
+        apply_key(self._socket, self.key)
         self._socket.connect(endpoint)
 
     def __enter__(self) -> BusClient:
@@ -148,6 +180,7 @@ class EventFollower:
         self._catch_up_due = since is not None and info.last_seq > since
         self._sub = client.context.socket(zmq.SUB)
         self._sub.setsockopt(zmq.LINGER, 0)
+        apply_key(self._sub, client.key)
         self._sub.setsockopt(zmq.RCVHWM, 100_000)
         self._sub.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME)
         self._sub.setsockopt(zmq.SUBSCRIBE, b"")  # everything, heartbeats too: a seq jump is then a real gap

@@ -64,11 +64,12 @@ struct BackupWorkerCommand: AsyncParsableCommand {
         }
         let pool = PostgresPool(
             connectionString: database.connectionString, size: max(database.poolSize, concurrency + 2), logger: logger)
+        let security = try bus.security(defaultKey: "services/backup-worker.key", logger: logger)
         var host = ServiceHost.Configuration(
-            service: BackupService.serviceName, brokerEndpoint: bus.endpoint, instanceId: instanceId)
+            service: BackupService.serviceName, brokerEndpoint: bus.endpoint, security: security, instanceId: instanceId)
         host.heartbeatIntervalMs = bus.heartbeatMs
         let workerId = host.instanceId
-        let client = BusClient(endpoint: bus.endpoint, caller: workerId, logger: logger)
+        let client = BusClient(endpoint: bus.endpoint, security: security, caller: workerId, logger: logger)
         var runner = JobRunner.Configuration(workerId: workerId)
         runner.concurrency = concurrency
         runner.leaseSeconds = leaseSeconds

@@ -28,6 +28,24 @@ public struct BackupService: Sendable {
         public static let deleteSchedule = prefix + "DeleteSchedule"
     }
 
+    /// Who may call what (docs/security.md): starting, cancelling, pruning and schedule changes are
+    /// operator work and audited; reading is for everyone but devices.
+    public static let policy = AccessPolicy([
+        Method.startBackup: .operate,
+        Method.getJob: .read,
+        Method.listJobs: .read,
+        Method.cancelJob: .operate,
+        Method.listBackups: .read,
+        Method.getBackup: .read,
+        Method.pruneBackups: .operate,
+        Method.createSchedule: .operate,
+        Method.listSchedules: .read,
+        Method.getSchedule: .read,
+        Method.updateSchedule: .operate,
+        Method.setSchedulePaused: .operate,
+        Method.deleteSchedule: .operate,
+    ])
+
     private let pool: PostgresPool
     private let planner: Planner
     private let pruner: Pruner
@@ -67,7 +85,7 @@ public struct BackupService: Sendable {
 
     /// The handlers, ready for a `ServiceHost`.
     public func router() -> ServiceRouter {
-        var router = ServiceRouter()
+        var router = ServiceRouter(serviceName: Self.serviceName, policy: Self.policy)
         router.register(Method.startBackup) { (request: Rampart_Backup_V1_StartBackupRequest, context) in
             guard request.idempotencyKey.count <= 200 else { throw RPCError.invalidArgument("idempotency key too long") }
             var response = Rampart_Backup_V1_JobResponse()

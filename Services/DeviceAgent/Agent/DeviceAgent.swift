@@ -25,6 +25,14 @@ public final class DeviceAgent: Sendable {
     /// The bus service of device `deviceId`: "device/<device-id>".
     public static func serviceName(deviceId: String) -> String { "device/\(deviceId)" }
 
+    /// Who may call a device (docs/security.md): backup workers (services) and admins.
+    public static let policy = AccessPolicy([
+        Method.describe: .serviceOnly,
+        Method.startExport: .serviceOnly,
+        Method.readExport: .serviceOnly,
+        Method.finishExport: .serviceOnly,
+    ])
+
     /// Largest chunk ReadExport returns (1 MiB, DESIGN §2).
     public static let maxChunk = 1 << 20
 
@@ -74,7 +82,7 @@ public final class DeviceAgent: Sendable {
 
     /// The handlers, ready for a `ServiceHost`.
     public func router() -> ServiceRouter {
-        var router = ServiceRouter()
+        var router = ServiceRouter(serviceName: "device/\(deviceId)", policy: Self.policy)
         router.register(Method.describe) { [self] (_: Rampart_Device_V1_DescribeRequest, _) in describe() }
         router.register(Method.startExport) { [self] (request: Rampart_Device_V1_StartExportRequest, context) in
             try await startExport(request, logger: context.logger)

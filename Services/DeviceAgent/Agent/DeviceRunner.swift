@@ -13,6 +13,8 @@ public struct DeviceRunner: Service {
     public struct Configuration: Sendable {
         /// The broker.
         public var busEndpoint: String
+        /// The device's bus key (role `device`, named as the device), or plain.
+        public var security: BusSecurity
         /// Heartbeat with the broker, ms.
         public var heartbeatMs: Int64 = 2500
         /// Register in inventory when not found.
@@ -27,7 +29,10 @@ public struct DeviceRunner: Service {
         public var capacity: UInt32 = 8
 
         /// Defaults for a device on the broker at `busEndpoint`.
-        public init(busEndpoint: String) { self.busEndpoint = busEndpoint }
+        public init(busEndpoint: String, security: BusSecurity) {
+            self.busEndpoint = busEndpoint
+            self.security = security
+        }
     }
 
     private let folder: DeviceFolder
@@ -77,6 +82,7 @@ public struct DeviceRunner: Service {
         let agent = DeviceAgent(folder: folder, deviceId: device.id, managerId: managerId, options: configuration.options)
         var hostConfiguration = ServiceHost.Configuration(
             service: DeviceAgent.serviceName(deviceId: device.id), brokerEndpoint: configuration.busEndpoint,
+            security: configuration.security,
             instanceId: "device-agent-\(folder.facts.name)")
         hostConfiguration.capacity = configuration.capacity
         hostConfiguration.heartbeatIntervalMs = configuration.heartbeatMs

@@ -14,14 +14,18 @@ public struct FleetRunner: Service {
     private let spec: FleetSpec
     private let base: DeviceRunner.Configuration
     private let client: BusClient
+    private let deviceSecurity: @Sendable (String) throws -> BusSecurity
     private let logger: Logger
     private let concurrency: Int
 
-    /// A fleet of `spec` under `directory`; each device runs with `base` plus its own failure switches.
+    /// A fleet of `spec` under `directory`; each device runs with `base` plus its own failure switches
+    /// and its own bus key (`deviceSecurity(name)`). `client` (an operator's key) registers what is
+    /// missing when `base.register` is set.
     public init(
-        directory: String, spec: FleetSpec, base: DeviceRunner.Configuration, client: BusClient, logger: Logger,
-        concurrency: Int = 16
+        directory: String, spec: FleetSpec, base: DeviceRunner.Configuration, client: BusClient,
+        deviceSecurity: @escaping @Sendable (String) throws -> BusSecurity, logger: Logger, concurrency: Int = 16
     ) {
+        self.deviceSecurity = deviceSecurity
         self.directory = directory
         self.spec = spec
         self.base = base
@@ -53,11 +57,17 @@ public struct FleetRunner: Service {
         let started = ContinuousClock.now
         let folders = try await Self.prepare(directory: directory, spec: spec)
         logger.notice("device folders ready", metadata: ["devices": "\(folders.count)", "elapsed": "\(ContinuousClock.now - started)"])
+        // Each device talks with its own key; a missing key stops the fleet before anything connects.
+        let securities = try folders.map { try deviceSecurity($0.facts.name) }
+        let clients = zip(folders, securities).map { folder, security in
+            BusClient(endpoint: base.busEndpoint, security: security, caller: "device-agent@\(folder.facts.name)", logger: logger)
+        }
+        defer { for client in clients { client.close() } }
         let resolved = try await cancelWhenGracefulShutdown { [self] in
-            try await Self.boundedMap(folders, concurrency: concurrency) { [self] folder in
+            try await Self.boundedMap(Array(zip(folders, clients)), concurrency: concurrency) { [self] folder, deviceClient in
                 let device = try await DeviceRunner.resolve(
                     facts: folder.facts, register: base.register, managerId: base.managerId, client: client, logger: logger)
-                await DeviceRunner.reportPresence(device.id, true, client: client, logger: logger)
+                await DeviceRunner.reportPresence(device.id, true, client: deviceClient, logger: logger)
                 return device
             }
         }
@@ -66,13 +76,14 @@ public struct FleetRunner: Service {
         if Task.isShuttingDownGracefully { return }
         let byName = Dictionary(uniqueKeysWithValues: spec.devices.map { ($0.name, $0) })
         try await withThrowingDiscardingTaskGroup { group in
-            for (folder, device) in zip(folders, resolved) {
+            for ((folder, device), (security, deviceClient)) in zip(zip(folders, resolved), zip(securities, clients)) {
                 var configuration = base
+                configuration.security = security
                 let entry = byName[folder.facts.name]
                 configuration.options.failExport = entry?.failExport ?? false
                 configuration.options.slowExportMs = entry?.slowExportMs ?? 0
                 let runner = DeviceRunner(
-                    folder: folder, configuration: configuration, client: client, logger: logger, known: device)
+                    folder: folder, configuration: configuration, client: deviceClient, logger: logger, known: device)
                 group.addTask { try await runner.run() }
             }
             logger.notice("fleet serving", metadata: ["devices": "\(folders.count)", "elapsed": "\(ContinuousClock.now - started)"])

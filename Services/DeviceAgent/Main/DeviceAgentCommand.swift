@@ -99,13 +99,15 @@ extension DeviceAgentCommand {
                 logger.notice("recovered an interrupted restore", metadata: ["outcome": "\(recovery)"])
             }
             let folder = try DeviceFolder.open(dir)
-            var configuration = DeviceRunner.Configuration(busEndpoint: bus.endpoint)
+            let security = try bus.security(defaultKey: "devices/\(folder.facts.name).key", logger: logger)
+            var configuration = DeviceRunner.Configuration(busEndpoint: bus.endpoint, security: security)
             configuration.heartbeatMs = bus.heartbeatMs
             configuration.register = register
             configuration.managerId = defaultManagerId
             configuration.presenceIntervalMs = presenceIntervalMs
             configuration.options = DeviceAgent.Options(failExport: failExport, slowExportMs: slowExportMs)
-            let client = BusClient(endpoint: bus.endpoint, caller: "device-agent@\(folder.facts.name)", logger: logger)
+            let client = BusClient(
+                endpoint: bus.endpoint, security: security, caller: "device-agent@\(folder.facts.name)", logger: logger)
             defer { client.close() }
             let runner = DeviceRunner(folder: folder, configuration: configuration, client: client, logger: logger)
             let group = ServiceGroup(
@@ -172,7 +174,9 @@ extension DeviceAgentCommand {
             let logger = log.bootstrap("rampart.device-agent.cli")
             // A console reader that goes away must not kill the device (write errors are ignored instead).
             signal(SIGPIPE, SIG_IGN)
-            var configuration = DeviceCLI.Configuration(busEndpoint: bus.endpoint)
+            let name = try DeviceFolder.open(dir).facts.name
+            var configuration = DeviceCLI.Configuration(
+                busEndpoint: bus.endpoint, security: try bus.security(defaultKey: "devices/\(name).key", logger: logger))
             configuration.heartbeatMs = bus.heartbeatMs
             configuration.user = user
             configuration.rebootDelayMs = rebootDelayMs
@@ -251,15 +255,27 @@ extension DeviceAgentCommand {
                 print("prepared \(folders.count) device folders in \(dir)")
                 return
             }
-            var base = DeviceRunner.Configuration(busEndpoint: bus.endpoint)
+            // The fleet registers what is missing as an operator would (its --key, or operators/admin.key of
+            // --keys); each device then talks with its own key, devices/<name>.key of --keys.
+            let security = try bus.security(defaultKey: "operators/admin.key", logger: logger)
+            let keysDirectory = bus.keysDirectory
+            guard security == .plain || keysDirectory != nil else {
+                throw ValidationError("a fleet needs --keys DIR (or RAMPART_KEYS): each device uses DIR/devices/<name>.key")
+            }
+            let deviceSecurity: @Sendable (String) throws -> BusSecurity = { name in
+                guard let keysDirectory else { return .plain }
+                return .curve(try BusKeyFile.load(KeyFolder(path: keysDirectory).keyPath(role: .device, name: name)))
+            }
+            var base = DeviceRunner.Configuration(busEndpoint: bus.endpoint, security: security)
             base.heartbeatMs = bus.heartbeatMs
             base.register = register
             base.managerId = defaultManagerId
             base.presenceIntervalMs = presenceIntervalMs
-            let client = BusClient(endpoint: bus.endpoint, caller: "device-agent-fleet", logger: logger)
+            let client = BusClient(endpoint: bus.endpoint, security: security, caller: "device-agent-fleet", logger: logger)
             defer { client.close() }
             let runner = FleetRunner(
-                directory: dir, spec: fleet, base: base, client: client, logger: logger, concurrency: concurrency)
+                directory: dir, spec: fleet, base: base, client: client, deviceSecurity: deviceSecurity, logger: logger,
+                concurrency: concurrency)
             let group = ServiceGroup(
                 configuration: .init(
                     services: [.init(service: runner)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -28,8 +28,9 @@ struct InventoryCommand: AsyncParsableCommand {
             try InventoryService.migrate(connection: connection, logger: logger)
         }
         let pool = PostgresPool(connectionString: database.connectionString, size: database.poolSize, logger: logger)
+        let security = try bus.security(defaultKey: "services/inventory.key", logger: logger)
         var host = ServiceHost.Configuration(
-            service: InventoryService.serviceName, brokerEndpoint: bus.endpoint, instanceId: instanceId)
+            service: InventoryService.serviceName, brokerEndpoint: bus.endpoint, security: security, instanceId: instanceId)
         host.capacity = capacity
         host.heartbeatIntervalMs = bus.heartbeatMs
         let service = ServiceHost(configuration: host, router: InventoryService(pool: pool).router(), logger: logger)

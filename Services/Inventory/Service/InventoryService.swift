@@ -33,6 +33,28 @@ public struct InventoryService: Sendable {
         public static let backupSupport = prefix + "BackupSupport"
     }
 
+    /// Who may call what (docs/security.md). Devices register and report only themselves.
+    public static let policy = AccessPolicy([
+        Method.registerDevice: .deviceOwn,
+        Method.getDevice: MethodPolicy(roles: [.admin, .operator, .viewer, .service, .device]),
+        Method.listDevices: .read,
+        Method.updateDevice: .administer,
+        Method.unregisterDevice: .administer,
+        Method.reportPresence: MethodPolicy.deviceOwn.notAudited,
+        Method.setOutOfDate: .operate,
+        Method.createHaPair: .administer,
+        Method.getHaPair: .read,
+        Method.listHaPairs: .read,
+        Method.updateHaPair: .administer,
+        Method.deleteHaPair: .administer,
+        Method.createCluster: .administer,
+        Method.getCluster: .read,
+        Method.listClusters: .read,
+        Method.updateCluster: .administer,
+        Method.deleteCluster: .administer,
+        Method.backupSupport: .read,
+    ])
+
     private let pool: PostgresPool
 
     /// The service over `pool`.
@@ -77,7 +99,7 @@ public struct InventoryService: Sendable {
 
     /// The handlers, ready for a `ServiceHost`.
     public func router() -> ServiceRouter {
-        var router = ServiceRouter()
+        var router = ServiceRouter(serviceName: Self.serviceName, policy: Self.policy)
         registerDevices(&router)
         registerPairs(&router)
         registerClusters(&router)
@@ -89,19 +111,23 @@ public struct InventoryService: Sendable {
     private func registerDevices(_ router: inout ServiceRouter) {
         router.register(Method.registerDevice) { (request: Rampart_Inventory_V1_RegisterDeviceRequest, context) in
             let device = request.device
+            try context.requireOwnDevice(device.name)
             try InventoryRules.validateDevice(device)
+            context.audit.note("name", device.name)
             return try await pool.serve { connection in
                 let id = try InventoryStore.insertDevice(device, on: connection)
+                context.audit.subject = id
                 var response = Rampart_Inventory_V1_DeviceResponse()
                 response.device = try InventoryStore.device(id, on: connection)
                 try Self.emit("inventory.device.registered", response.device, context, on: connection)
                 return response
             }
         }
-        router.register(Method.getDevice) { (request: Rampart_Inventory_V1_GetDeviceRequest, _) in
+        router.register(Method.getDevice) { (request: Rampart_Inventory_V1_GetDeviceRequest, context) in
             try await pool.serve { connection in
                 var response = Rampart_Inventory_V1_DeviceResponse()
                 response.device = try InventoryStore.device(request.device, on: connection)
+                try context.requireOwnDevice(response.device.name)
                 return response
             }
         }
@@ -146,6 +172,7 @@ public struct InventoryService: Sendable {
         router.register(Method.reportPresence) { (request: Rampart_Inventory_V1_ReportPresenceRequest, context) in
             try await pool.serve { connection in
                 let device = try InventoryStore.device(request.device, on: connection)
+                try context.requireOwnDevice(device.name)
                 let changed = try InventoryStore.setPresence(id: device.id, connected: request.connected, on: connection)
                 var response = Rampart_Inventory_V1_DeviceResponse()
                 response.device = try InventoryStore.device(device.id, on: connection)

@@ -63,11 +63,12 @@ struct LinkSignerCommand: AsyncParsableCommand {
             logger.warning("the clock is offset by a file: for tests only", metadata: ["file": "\(clockOffsetFile ?? "")"])
         }
         let pool = PostgresPool(connectionString: database.connectionString, size: database.poolSize, logger: logger)
+        let security = try bus.security(defaultKey: "services/link-signer.key", logger: logger)
         var host = ServiceHost.Configuration(
-            service: LinksAPI.serviceName, brokerEndpoint: bus.endpoint, instanceId: instanceId)
+            service: LinksAPI.serviceName, brokerEndpoint: bus.endpoint, security: security, instanceId: instanceId)
         host.capacity = capacity
         host.heartbeatIntervalMs = bus.heartbeatMs
-        let client = BusClient(endpoint: bus.endpoint, caller: host.instanceId, logger: logger)
+        let client = BusClient(endpoint: bus.endpoint, security: security, caller: host.instanceId, logger: logger)
         let service = LinkSignerService(
             configuration: LinkSignerConfiguration(baseURL: baseURL), pool: pool, masterKey: key, client: client,
             clock: LinkClock(offsetFile: clockOffsetFile), logger: logger)

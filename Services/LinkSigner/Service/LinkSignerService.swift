@@ -64,9 +64,19 @@ public struct LinkSignerService: Sendable {
             metadata: ["active": "\(loaded.ring.active.id)", "keys": "\(loaded.rows.count)"])
     }
 
+    /// Who may call what (docs/security.md): exports are operator work, key rotation administration,
+    /// both audited; checking a link is storage's call.
+    public static let policy = AccessPolicy([
+        LinksAPI.Method.exportBackupLinks: .operate,
+        LinksAPI.Method.verifyLink: .serviceOnly,
+        LinksAPI.Method.listKeys: .read,
+        LinksAPI.Method.rotateKey: .administer,
+        LinksAPI.Method.listExports: .read,
+    ])
+
     /// The handlers, ready for a `ServiceHost`.
     public func router() -> ServiceRouter {
-        var router = ServiceRouter()
+        var router = ServiceRouter(serviceName: LinksAPI.serviceName, policy: Self.policy)
         router.register(LinksAPI.Method.exportBackupLinks) { (request: Rampart_Links_V1_ExportBackupLinksRequest, context) in
             try await export(request, context)
         }

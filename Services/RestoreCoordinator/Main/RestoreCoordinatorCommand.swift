@@ -44,11 +44,12 @@ struct RestoreCoordinatorCommand: AsyncParsableCommand {
             try RestoreCoordinatorService.migrate(connection: connection, logger: logger)
         }
         let pool = PostgresPool(connectionString: database.connectionString, size: database.poolSize, logger: logger)
+        let security = try bus.security(defaultKey: "services/restore-coordinator.key", logger: logger)
         var host = ServiceHost.Configuration(
-            service: RestoreAPI.serviceName, brokerEndpoint: bus.endpoint, instanceId: instanceId)
+            service: RestoreAPI.serviceName, brokerEndpoint: bus.endpoint, security: security, instanceId: instanceId)
         host.capacity = capacity
         host.heartbeatIntervalMs = bus.heartbeatMs
-        let client = BusClient(endpoint: bus.endpoint, caller: host.instanceId, logger: logger)
+        let client = BusClient(endpoint: bus.endpoint, security: security, caller: host.instanceId, logger: logger)
         var configuration = RestoreConfiguration(managerId: managerId)
         configuration.leaseTTL = .seconds(leaseSeconds)
         let service = RestoreCoordinatorService(configuration: configuration, pool: pool, client: client, logger: logger)

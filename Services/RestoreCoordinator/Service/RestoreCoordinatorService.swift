@@ -45,9 +45,25 @@ public struct RestoreCoordinatorService: Sendable {
         try Migrator.migrate(schema: "restore", migrations: RestoreMigrations.all, connection: connection, logger: logger)
     }
 
+    /// Who may call what (docs/security.md): a device asks and reports only for itself (checked
+    /// against its key's name); forced releases, checklists and deploys are operator work; all audited.
+    public static let policy = AccessPolicy([
+        RestoreAPI.Method.requestLease: .deviceOwn,
+        RestoreAPI.Method.reportStep: .deviceOwn,
+        RestoreAPI.Method.reportRejoined: .deviceOwn,
+        RestoreAPI.Method.reportFailed: .deviceOwn,
+        RestoreAPI.Method.releaseLease: .operate,
+        RestoreAPI.Method.getLease: .read,
+        RestoreAPI.Method.listLeases: .read,
+        RestoreAPI.Method.getChecklist: .read,
+        RestoreAPI.Method.completeItem: .operate,
+        RestoreAPI.Method.deploy: .operate,
+        RestoreAPI.Method.resumeHaSync: .operate,
+    ])
+
     /// The handlers, ready for a `ServiceHost`.
     public func router() -> ServiceRouter {
-        var router = ServiceRouter()
+        var router = ServiceRouter(serviceName: RestoreAPI.serviceName, policy: Self.policy)
         router.register(RestoreAPI.Method.requestLease) { (request: Rampart_Restore_V1_RequestLeaseRequest, context) in
             try await requestLease(request, context)
         }
@@ -113,6 +129,11 @@ public struct RestoreCoordinatorService: Sendable {
             throw RPCError.invalidArgument("manifest_json is not a backup manifest: \(error)")
         }
         let situation = try await situation(manifest: manifest, facts: request.facts)
+        // A device key restores only the device it is named for (the replacement gets the original's key).
+        try context.requireOwnDevice(situation.device.name)
+        context.audit.subject = situation.device.id
+        context.audit.note("archive", request.archiveFileName)
+        context.audit.note("replacement_serial", request.facts.serial)
         var reasons = RestoreChecks.refusals(situation)
         if reasons.isEmpty, let wait = RestoreChecks.controlNodeWait(situation) { reasons.append(wait) }
         let device = situation.device
@@ -308,6 +329,20 @@ public struct RestoreCoordinatorService: Sendable {
         return .success((lease, row))
     }
 
+    /// A refusal when a device key reports on a lease of another device (docs/security.md).
+    static func notOwn(_ lease: Rampart_Restore_V1_Lease, _ context: RequestContext) -> RPCError? {
+        context.audit.subject = lease.deviceID
+        context.audit.note("lease", lease.id)
+        do {
+            try context.requireOwnDevice(lease.deviceName)
+            return nil
+        } catch let error as RPCError {
+            return error
+        } catch {
+            return RPCError.permissionDenied("\(error)")
+        }
+    }
+
     func reportStep(
         _ request: Rampart_Restore_V1_ReportStepRequest, _ context: RequestContext
     ) async throws -> Rampart_Restore_V1_LeaseResponse {
@@ -320,6 +355,7 @@ public struct RestoreCoordinatorService: Sendable {
             switch try checkedLease(request.leaseID, request.fencingToken, now: now, on: connection) {
             case .failure(let error): return .failure(error)
             case .success(let (lease, _)):
+                if let refusal = Self.notOwn(lease, context) { return .failure(refusal) }
                 let expires = now.addingTimeInterval(TimeInterval(ttl.components.seconds))
                 let rows = try connection.query(
                     """
@@ -349,6 +385,7 @@ public struct RestoreCoordinatorService: Sendable {
             switch try checkedLease(request.leaseID, request.fencingToken, now: now, on: connection) {
             case .failure(let error): return .failure(error)
             case .success(let (lease, _)):
+                if let refusal = Self.notOwn(lease, context) { return .failure(refusal) }
                 return .success(
                     try end(lease, state: "failed", reason: request.reason.isEmpty ? "failed on the device" : request.reason,
                         by: "", now: now, topic: "restore.lease.failed", on: connection))
@@ -368,6 +405,7 @@ public struct RestoreCoordinatorService: Sendable {
         let current = try await pool.serve { connection in
             try checkedLease(request.leaseID, request.fencingToken, now: now, on: connection).map(\.0)
         }.get()
+        if let refusal = Self.notOwn(current, context) { throw refusal }
         var lookup = Rampart_Inventory_V1_GetDeviceRequest()
         lookup.device = current.deviceID
         let device = try await inventory(InventoryService.Method.getDevice, lookup, as: Rampart_Inventory_V1_DeviceResponse.self)

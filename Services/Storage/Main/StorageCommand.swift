@@ -64,14 +64,16 @@ struct StorageCommand: AsyncParsableCommand {
         let storage = StorageService(
             configuration: StorageConfiguration(directory: dir), pool: pool, masterKey: key, logger: logger)
         try storage.prepareDirectories()
+        let security = try bus.security(defaultKey: "services/storage.key", logger: logger)
         var host = ServiceHost.Configuration(
-            service: StorageService.serviceName, brokerEndpoint: bus.endpoint, instanceId: instanceId)
+            service: StorageService.serviceName, brokerEndpoint: bus.endpoint, security: security, instanceId: instanceId)
         host.capacity = capacity
         host.heartbeatIntervalMs = bus.heartbeatMs
         let service = ServiceHost(configuration: host, router: storage.router(), logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: service)]
         // Signed download links (L2) over HTTP; each request is checked by link-signer over the bus.
-        let linkClient = BusClient(endpoint: bus.endpoint, caller: StorageService.serviceName, logger: logger)
+        let linkClient = BusClient(
+            endpoint: bus.endpoint, security: security, caller: StorageService.serviceName, logger: logger)
         if httpPort == 0 {
             logger.info("HTTP downloads disabled (--http-port 0)")
         } else {

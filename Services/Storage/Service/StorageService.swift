@@ -48,6 +48,20 @@ public struct StorageService: Sendable {
         public static let verify = prefix + "Verify"
     }
 
+    /// Who may call what (docs/security.md): uploads only from services (backup workers); reading a
+    /// backup's bytes (it holds private keys, B12) never by viewers or devices.
+    public static let policy = AccessPolicy([
+        Method.beginUpload: .serviceOnly,
+        Method.uploadChunk: .serviceOnly,
+        Method.commitUpload: .serviceOnly.auditedToo,
+        Method.abortUpload: .serviceOnly,
+        Method.statObject: .read,
+        Method.readObject: MethodPolicy.operate.notAudited,
+        Method.listObjects: .read,
+        Method.deleteObject: .administer,
+        Method.verify: .read,
+    ])
+
     let configuration: StorageConfiguration
     let pool: PostgresPool
     let masterKey: MasterKey
@@ -80,7 +94,7 @@ public struct StorageService: Sendable {
 
     /// The handlers, ready for a `ServiceHost`.
     public func router() -> ServiceRouter {
-        var router = ServiceRouter()
+        var router = ServiceRouter(serviceName: Self.serviceName, policy: Self.policy)
         router.register(Method.beginUpload) { (request: Rampart_Storage_V1_BeginUploadRequest, context) in
             try await beginUpload(request, context)
         }

@@ -46,6 +46,8 @@ public struct DeviceCLI: Service {
     public struct Configuration: Sendable {
         /// The broker.
         public var busEndpoint: String
+        /// The device's bus key (role `device`), or plain.
+        public var security: BusSecurity
         /// Heartbeat with the broker, ms.
         public var heartbeatMs: Int64 = 2500
         /// The logged-in user.
@@ -64,7 +66,10 @@ public struct DeviceCLI: Service {
         public var hooks = ConfigSwap.Hooks()
 
         /// Defaults for a device on the broker at `busEndpoint`.
-        public init(busEndpoint: String) { self.busEndpoint = busEndpoint }
+        public init(busEndpoint: String, security: BusSecurity) {
+            self.busEndpoint = busEndpoint
+            self.security = security
+        }
     }
 
     private let directory: String
@@ -107,10 +112,10 @@ public struct DeviceCLI: Service {
 
         // The CLI session's bus connection (the restore coordinator), and the device's own after its reboot.
         let sessionClient = BusClient(
-            endpoint: configuration.busEndpoint, caller: "device-cli:\(configuration.user)@\(facts.name)",
+            endpoint: configuration.busEndpoint, security: configuration.security, caller: "device-cli:\(configuration.user)@\(facts.name)",
             logger: logger)
         let deviceClient = BusClient(
-            endpoint: configuration.busEndpoint, caller: "device-agent@\(facts.name)", logger: logger)
+            endpoint: configuration.busEndpoint, security: configuration.security, caller: "device-agent@\(facts.name)", logger: logger)
         defer {
             sessionClient.close()
             deviceClient.close()
@@ -126,7 +131,8 @@ public struct DeviceCLI: Service {
             await DeviceRunner.reportPresence(restored.device.id, false, client: deviceClient, logger: logger)
             return
         }
-        var runnerConfiguration = DeviceRunner.Configuration(busEndpoint: configuration.busEndpoint)
+        var runnerConfiguration = DeviceRunner.Configuration(
+            busEndpoint: configuration.busEndpoint, security: configuration.security)
         runnerConfiguration.heartbeatMs = configuration.heartbeatMs
         runnerConfiguration.presenceIntervalMs = configuration.presenceIntervalMs
         runnerConfiguration.managerId = configuration.managerId

@@ -139,8 +139,42 @@ public nonisolated struct Rampart_Bus_V1_RequestHeader: Sendable {
   /// Absolute deadline, milliseconds since the Unix epoch (UTC). 0: none (the broker applies its default).
   public var deadlineUnixMs: Int64 = 0
 
-  /// Caller identity, trace id, ... ("caller", "trace-id").
+  /// Self-declared caller name, trace id, ... ("caller", "trace-id"). Not trusted: see `caller`.
   public var metadata: Dictionary<String,String> = [:]
+
+  /// Who is calling, as the broker authenticated it: the CURVE public key the ZAP handler admitted
+  /// and the name and role it is registered with (docs/security.md). Set by the broker only; whatever
+  /// a client puts here is replaced. Absent when the bus runs in plain (unauthenticated) mode.
+  public var caller: Rampart_Bus_V1_Caller {
+    get {_caller ?? Rampart_Bus_V1_Caller()}
+    set {_caller = newValue}
+  }
+  /// Returns true if `caller` has been explicitly set.
+  public var hasCaller: Bool {self._caller != nil}
+  /// Clears the value of `caller`. Subsequent reads from it will return its default value.
+  public mutating func clearCaller() {self._caller = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _caller: Rampart_Bus_V1_Caller? = nil
+}
+
+/// An authenticated caller (see RequestHeader.caller).
+public nonisolated struct Rampart_Bus_V1_Caller: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Z85-encoded CURVE public key (40 characters).
+  public var key: String = String()
+
+  /// The name the key was made for ("alice", "inventory", "fw-1").
+  public var name: String = String()
+
+  /// "admin", "operator", "viewer", "device" or "service".
+  public var role: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -352,7 +386,7 @@ nonisolated extension Rampart_Bus_V1_StatusCode: SwiftProtobuf._ProtoNameProvidi
 
 nonisolated extension Rampart_Bus_V1_RequestHeader: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RequestHeader"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}method\0\u{3}deadline_unix_ms\0\u{1}metadata\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}method\0\u{3}deadline_unix_ms\0\u{1}metadata\0\u{1}caller\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -364,12 +398,17 @@ nonisolated extension Rampart_Bus_V1_RequestHeader: SwiftProtobuf.Message, Swift
       case 2: try { try decoder.decodeSingularStringField(value: &self.method) }()
       case 3: try { try decoder.decodeSingularInt64Field(value: &self.deadlineUnixMs) }()
       case 4: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.metadata) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._caller) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if self.requestID != 0 {
       try visitor.visitSingularUInt64Field(value: self.requestID, fieldNumber: 1)
     }
@@ -382,6 +421,9 @@ nonisolated extension Rampart_Bus_V1_RequestHeader: SwiftProtobuf.Message, Swift
     if !self.metadata.isEmpty {
       try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.metadata, fieldNumber: 4)
     }
+    try { if let v = self._caller {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -390,6 +432,47 @@ nonisolated extension Rampart_Bus_V1_RequestHeader: SwiftProtobuf.Message, Swift
     if lhs.method != rhs.method {return false}
     if lhs.deadlineUnixMs != rhs.deadlineUnixMs {return false}
     if lhs.metadata != rhs.metadata {return false}
+    if lhs._caller != rhs._caller {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Bus_V1_Caller: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Caller"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{1}name\0\u{1}role\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.key) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.role) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.key.isEmpty {
+      try visitor.visitSingularStringField(value: self.key, fieldNumber: 1)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 2)
+    }
+    if !self.role.isEmpty {
+      try visitor.visitSingularStringField(value: self.role, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Bus_V1_Caller, rhs: Rampart_Bus_V1_Caller) -> Bool {
+    if lhs.key != rhs.key {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.role != rhs.role {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

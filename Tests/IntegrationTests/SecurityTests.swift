@@ -1,0 +1,202 @@
+import Foundation
+import InventoryService
+import Logging
+import RampartBus
+import RampartProto
+import RampartTesting
+import Testing
+import ZeroMQ
+
+/// Issue 6 items 1 and 2 over real processes: CURVE on every tcp endpoint, keys admitted by the bus's
+/// ZAP handler, roles enforced by each service (docs/security.md).
+@Suite("Security: CURVE, ZAP and roles over real processes (issue 6)", .serialized)
+struct SecurityTests {
+    /// A key with the system's broker key that the bus has never admitted.
+    static func strangerKey(_ system: RunningSystem) throws -> String {
+        let keys = try #require(system.keys)
+        let broker = try BusKeyFile.load(keys.brokerKeyPath)
+        let path = system.logDirectory + "/mallory.key"
+        try BusKeyFile(name: "mallory", role: "admin", keys: try CurveKeyPair.generate(), brokerKey: broker.keys.publicKey)
+            .write(to: path)
+        return path
+    }
+
+    static func waitUntil(_ timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try await condition() { return true }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return false
+    }
+
+    @Test("issue 6 item 1: an unknown key gets no data at all (calls and events); a plain client gets nothing either")
+    func unknownKeyGetsNothing() async throws {
+        let system = try RunningSystem()
+        defer { system.stop() }
+        try system.start("inventory")
+        try await system.waitUntilServing(InventoryService.serviceName)
+        let stranger = try Self.strangerKey(system)
+        var environment = system.environment
+        environment["RAMPART_KEY"] = stranger
+        let denied = try await ChildProcess.run(
+            Binaries.path("rampart"), ["devices", "list", "--timeout", "1"], environment: environment)
+        #expect(denied.exitCode == 5, "\(denied)")
+        #expect(denied.stderr.contains("nothing has been heard from the bus"), "\(denied)")
+        #expect(denied.stdout.isEmpty)
+
+        // Raw sockets: a stranger's CURVE DEALER and a plain one send a well-formed request and a
+        // stranger's SUB waits for events while an admin registers a device: not one byte comes back.
+        let request = FrameCodec.clientRequest(
+            service: InventoryService.serviceName, header: {
+                var header = Rampart_Bus_V1_RequestHeader()
+                header.requestID = 1
+                header.method = InventoryService.Method.listDevices
+                return header
+            }(), payload: Data())
+        let strangerKey = try BusKeyFile.load(stranger)
+        let curveDealer = try ZMQSocket(.dealer)
+        try BusSecurity.curve(strangerKey).apply(to: curveDealer)
+        try curveDealer.connect(system.busEndpoint)
+        let plainDealer = try ZMQSocket(.dealer)
+        try plainDealer.connect(system.busEndpoint)
+        let sub = try ZMQSocket(.sub)
+        try sub.subscribe("")
+        try BusSecurity.curve(strangerKey).apply(to: sub)
+        try sub.connect(system.eventsEndpoint)
+        try curveDealer.send(request, dontWait: true)
+        try plainDealer.send(request, dontWait: true)
+        let admin = system.client()
+        defer { admin.close() }
+        let registered = try await system.rampart(
+            "devices", "register", "fw-sec-1", "--serial", "SEC0001", "--model", "FPR-3120", "--platform", "physical",
+            "--software", "7.4.1", "--management-ip", "10.9.0.1")
+        #expect(registered.exitCode == 0, "\(registered)")
+        var received = 0
+        let until = Date().addingTimeInterval(2)
+        while Date() < until {
+            for socket in [curveDealer, plainDealer, sub] where try socket.receive(dontWait: true) != nil { received += 1 }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(received == 0)
+        // The admin's own event subscription sees the registration (the stream itself works).
+        let tail = try await system.rampart("events", "tail", "--since", "0", "--count", "1", "--topic", "inventory.device.registered")
+        #expect(tail.exitCode == 0 && tail.stdout.contains("fw-sec-1"), "\(tail)")
+        #expect(system.bus.log.contains("bus connection refused"), "the refusal is logged")
+    }
+
+    @Test("issue 6 item 1: a key revoked while connected is refused from its next request on; a key added works at once")
+    func revokeWhileConnected() async throws {
+        let system = try RunningSystem()
+        defer { system.stop() }
+        try system.start("inventory")
+        try await system.waitUntilServing(InventoryService.serviceName)
+        let keys = try #require(system.keys)
+        try keys.add([(.operator, "temp")])
+        let client = system.client(as: "temp")
+        defer { client.close() }
+        let _: Rampart_Inventory_V1_ListDevicesResponse = try await client.call(
+            service: InventoryService.serviceName, method: InventoryService.Method.listDevices,
+            Rampart_Inventory_V1_ListDevicesRequest())
+        #expect(try keys.revoke(name: "temp") == 1)
+        let refused = try await Self.waitUntil {
+            do {
+                let _: Rampart_Inventory_V1_ListDevicesResponse = try await client.call(
+                    service: InventoryService.serviceName, method: InventoryService.Method.listDevices,
+                    Rampart_Inventory_V1_ListDevicesRequest())
+                return false
+            } catch let error as RPCError {
+                return error.code == .permissionDenied && error.message.contains("no longer authorized")
+            }
+        }
+        #expect(refused, "the same connection is refused once the key is revoked")
+    }
+
+    @Test("issue 6 item 2: a viewer reads but changes nothing, an operator cannot administer inventory, each refusal is PERMISSION_DENIED (exit 4)")
+    func rolesOverProcesses() async throws {
+        let system = try RunningSystem()
+        defer { system.stop() }
+        try system.start("inventory")
+        try await system.waitUntilServing(InventoryService.serviceName)
+        let register = [
+            "devices", "register", "fw-sec-2", "--serial", "SEC0002", "--model", "FPR-3120", "--platform", "physical",
+            "--software", "7.4.1", "--management-ip", "10.9.0.2",
+        ]
+        for name in ["viewer", "operator"] {
+            let result = try await system.rampart(as: name, register)
+            #expect(result.exitCode == 4, "\(name): \(result)")
+            #expect(result.stderr.contains("PERMISSION_DENIED") && result.stderr.contains("role '\(name)'"), "\(result)")
+        }
+        let listed = try await system.rampart(as: "viewer", ["devices", "list", "--output", "json"])
+        #expect(listed.exitCode == 0, "\(listed)")
+        #expect(!listed.stdout.contains("fw-sec-2"), "nothing was registered")
+        let admin = try await system.rampart(as: "admin", register)
+        #expect(admin.exitCode == 0, "\(admin)")
+
+        // A device key acts only for its own device.
+        try system.addDeviceKeys(["fw-sec-3"])
+        let device = system.client(as: "fw-sec-3")
+        defer { device.close() }
+        var presence = Rampart_Inventory_V1_ReportPresenceRequest()
+        presence.device = "fw-sec-2"
+        presence.connected = true
+        await #expect(throws: RPCError.self) {
+            let _: Rampart_Inventory_V1_DeviceResponse = try await device.call(
+                service: InventoryService.serviceName, method: InventoryService.Method.reportPresence, presence)
+        }
+        let shown = try await system.rampart("devices", "show", "fw-sec-2", "--output", "json")
+        #expect(!shown.stdout.contains("\"connected\":true") && !shown.stdout.contains("\"connected\": true"), "\(shown)")
+    }
+
+    @Test("issue 6 item 2: only service keys register services: an operator's key serving inventory is refused by the broker")
+    func registrationNeedsServiceKey() async throws {
+        let system = try RunningSystem()
+        defer { system.stop() }
+        let keys = try #require(system.keys)
+        var environment = system.environment
+        environment["RAMPART_KEY"] = keys.keyPath(role: .operator, name: "operator")
+        let rogue = try ChildProcess(
+            Binaries.path("inventory"), ["--instance-id", "rogue"], environment: environment,
+            logPath: system.logDirectory + "/rogue.log")
+        defer { rogue.stop() }
+        #expect(try await Self.waitUntil { system.bus.log.contains("service registration refused") })
+        let status = try await system.rampart("bus", "status", "--output", "json")
+        #expect(!status.stdout.contains("rogue"), "\(status)")
+    }
+
+    @Test("issue 6 item 1: a key file others may read is refused at start, naming the fix")
+    func worldReadableKeyRefused() async throws {
+        let system = try RunningSystem()
+        defer { system.stop() }
+        let keys = try #require(system.keys)
+        let path = keys.keyPath(role: .service, name: "inventory")
+        chmod(path, 0o644)
+        let result = try await ChildProcess.run(Binaries.path("inventory"), [], environment: system.environment)
+        #expect(result.exitCode != 0)
+        #expect((result.stderr + result.stdout).contains("chmod 600"), "\(result)")
+    }
+
+    @Test("issue 6 item 1: plain mode only when asked for, only on loopback, and said loudly")
+    func plainOnlyOnLoopback() async throws {
+        let database = try TestDatabase.create()
+        let exposed = try await ChildProcess.run(
+            Binaries.path("bus"),
+            ["--insecure-plain", "--listen", "tcp://0.0.0.0:\(FreePort.next())", "--publish", "tcp://127.0.0.1:\(FreePort.next())",
+             "--database", database])
+        #expect(exposed.exitCode != 0)
+        #expect((exposed.stderr + exposed.stdout).contains("only on loopback"), "\(exposed)")
+        let unasked = try await ChildProcess.run(
+            Binaries.path("bus"), ["--listen", "tcp://127.0.0.1:\(FreePort.next())", "--database", database],
+            environment: ["RAMPART_KEYS": "", "RAMPART_INSECURE_PLAIN": ""])
+        #expect(unasked.exitCode != 0)
+        #expect((unasked.stderr + unasked.stdout).contains("no broker key"), "\(unasked)")
+
+        let system = try RunningSystem(plain: true)
+        defer { system.stop() }
+        try system.start("inventory")
+        try await system.waitUntilServing(InventoryService.serviceName)
+        #expect(system.bus.log.contains("INSECURE"), "\(system.bus.log)")
+        let listed = try await system.rampart("devices", "list")
+        #expect(listed.exitCode == 0, "\(listed)")
+    }
+}
