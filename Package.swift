@@ -56,6 +56,12 @@ let package = Package(
             ],
             path: "Shared/RampartBus", swiftSettings: strict),
 
+        // The append-only audit log (issue 6 item 3): records, PostgreSQL storage, filters, API names.
+        .target(
+            name: "RampartAudit",
+            dependencies: ["Postgres", "RampartProto", .product(name: "Logging", package: "swift-log")],
+            path: "Shared/RampartAudit", swiftSettings: strict),
+
         // Backup archives: tar, manifest.json, gzip bundles, safe extraction (DESIGN §4).
         .target(
             name: "RampartArchive",
@@ -233,6 +239,8 @@ let package = Package(
             path: "Tests/BackupWorkerTests"),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"], path: "Tests/ZeroMQTests"),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "RampartTesting"], path: "Tests/PostgresTests"),
+        .testTarget(
+            name: "AuditTests", dependencies: ["RampartAudit", "Postgres", "RampartTesting"], path: "Tests/AuditTests"),
         .testTarget(
             name: "BusTests", dependencies: ["RampartBus", "RampartTesting"], path: "Tests/BusTests"),
         .testTarget(
