@@ -97,7 +97,7 @@ let package = Package(
         // Executables, one folder each under Services/.
         .executableTarget(
             name: "Bus",
-            dependencies: ["RampartCore", "RampartBus"],
+            dependencies: ["RampartCore", "RampartBus", "RampartAudit", "RampartProto"],
             path: "Services/Bus", swiftSettings: strict),
         .target(
             name: "InventoryService",

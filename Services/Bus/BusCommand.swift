@@ -1,12 +1,13 @@
 import ArgumentParser
 import Logging
 import Postgres
+import RampartAudit
 import RampartBus
 import RampartCore
 import ServiceLifecycle
 
 /// `bus`: the broker (request routing by service name, heartbeats), the event publisher and the
-/// journal service, in one process.
+/// journal service, in one process; also the `audit` service that reads the audit log.
 @main
 struct BusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -36,6 +37,7 @@ struct BusCommand: AsyncParsableCommand {
         let logger = log.bootstrap("rampart.bus")
         try await Startup.withDatabase(database.connectionString, logger: logger) { connection in
             try EventOutbox.migrate(connection: connection, logger: logger)
+            try AuditLog.migrate(connection: connection, logger: logger)
         }
         let internalEndpoint = "inproc://rampart-broker"
         let broker = Broker(
@@ -54,9 +56,16 @@ struct BusCommand: AsyncParsableCommand {
                     .replacingOccurrences(of: "0.0.0.0", with: "127.0.0.1")
             },
             logger: logger)
+        var auditHost = ServiceHost.Configuration(service: AuditAPI.serviceName, brokerEndpoint: internalEndpoint)
+        auditHost.heartbeatIntervalMs = heartbeatMs
+        let audit = ServiceHost(
+            configuration: auditHost, router: AuditService.router(log: AuditLog(pool: pool, logger: logger)),
+            logger: logger)
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: broker), .init(service: publisher), .init(service: journal)],
+                services: [
+                    .init(service: broker), .init(service: publisher), .init(service: journal), .init(service: audit),
+                ],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         await pool.close()
