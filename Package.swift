@@ -135,7 +135,7 @@ let package = Package(
         .target(
             name: "StorageHTTP",
             dependencies: [
-                "StorageService", "RampartBus", "RampartProto", "RampartLinks",
+                "StorageService", "RampartBus", "RampartProto", "RampartLinks", "RampartAudit",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -144,7 +144,7 @@ let package = Package(
         .executableTarget(
             name: "Storage",
             dependencies: [
-                "StorageService", "StorageHTTP", "RampartCore",
+                "StorageService", "StorageHTTP", "RampartCore", "RampartAudit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Services/Storage/Main", swiftSettings: strict),
@@ -223,7 +223,7 @@ let package = Package(
         .testTarget(name: "CryptoTests", dependencies: ["RampartCrypto"], path: "Tests/CryptoTests"),
         .testTarget(name: "LinksTests", dependencies: ["RampartLinks"], path: "Tests/LinksTests"),
         .testTarget(
-            name: "StorageTests", dependencies: ["StorageService", "StorageHTTP", "RampartTesting"],
+            name: "StorageTests", dependencies: ["StorageService", "StorageHTTP", "RampartAudit", "RampartTesting"],
             path: "Tests/StorageTests"),
         .testTarget(
             name: "RestoreCoordinatorTests", dependencies: ["RestoreCoordinatorService", "RampartArchive", "RampartTesting"],

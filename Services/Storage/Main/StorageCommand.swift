@@ -1,6 +1,7 @@
 import ArgumentParser
 import Logging
 import Postgres
+import RampartAudit
 import RampartBus
 import RampartCore
 import RampartCrypto
@@ -59,6 +60,7 @@ struct StorageCommand: AsyncParsableCommand {
         logger.info("master key loaded", metadata: ["key-id": "\(key.id)", "dir": "\(dir)"])
         try await Startup.withDatabase(database.connectionString, logger: logger) { connection in
             try StorageService.migrate(connection: connection, logger: logger)
+            try AuditLog.migrate(connection: connection, logger: logger)
         }
         let pool = PostgresPool(connectionString: database.connectionString, size: database.poolSize, logger: logger)
         let storage = StorageService(
@@ -78,7 +80,8 @@ struct StorageCommand: AsyncParsableCommand {
             logger.info("starting HTTP downloads", metadata: ["address": "http://\(httpHost):\(httpPort)"])
             let http = StorageHTTPServer(
                 configuration: .init(host: httpHost, port: httpPort), storage: storage,
-                verifier: BusLinkVerifier(client: linkClient), logger: logger)
+                verifier: BusLinkVerifier(client: linkClient), audit: AuditLog(pool: pool, logger: logger),
+                logger: logger)
             // A port already taken (another instance on this host) leaves the bus service running: the
             // failure is logged by the server and the group goes on without HTTP.
             services.append(.init(service: http, failureTerminationBehavior: .ignore))
