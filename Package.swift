@@ -196,7 +196,7 @@ let package = Package(
             name: "Rampart",
             dependencies: [
                 "RampartBus", "RampartProto", "RampartCore", "InventoryService", "BackupWorkerService", "RampartArchive",
-            "RampartLinks", "RampartAPI", "RestoreCoordinatorService",
+            "RampartLinks", "RampartAPI", "RestoreCoordinatorService", "RampartAudit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -250,7 +250,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "RampartBus", "RampartProto", "RampartTesting", "ZeroMQ", "InventoryService", "BackupWorkerService",
-                "RampartArchive", "Postgres", "RampartLinks", "RampartAPI",
+                "RampartArchive", "Postgres", "RampartLinks", "RampartAPI", "RampartAudit",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

@@ -18,6 +18,7 @@ struct RampartCommand: AsyncParsableCommand {
         subcommands: [
             DevicesCommand.self, HaPairsCommand.self, ClustersCommand.self, BackupCommand.self, JobsCommand.self,
             BackupsCommand.self, SchedulesCommand.self, LinksCommand.self, RestoreCommand.self, DeployCommand.self, HaCommand.self, StorageCommand.self, EventsCommand.self, BusStatusCommand.self,
+            AuditCommand.self,
         ])
 }
 
