@@ -50,14 +50,19 @@ public struct AuditFilter: Sendable, Hashable {
 
     /// Throws `AuditFilterError`, with a message for people, when a field is out of range.
     public func validate() throws(AuditFilterError) {
-        guard sinceUnixMs >= 0 else { throw AuditFilterError("since_unix_ms must not be negative (got \(sinceUnixMs))") }
-        guard untilUnixMs >= 0 else { throw AuditFilterError("until_unix_ms must not be negative (got \(untilUnixMs))") }
+        guard sinceUnixMs >= 0 else {
+            throw AuditFilterError("since_unix_ms must not be negative (got \(sinceUnixMs))")
+        }
+        guard untilUnixMs >= 0 else {
+            throw AuditFilterError("until_unix_ms must not be negative (got \(untilUnixMs))")
+        }
         if sinceUnixMs > 0, untilUnixMs > 0, sinceUnixMs >= untilUnixMs {
             throw AuditFilterError(
                 "since_unix_ms (\(sinceUnixMs)) must be before until_unix_ms (\(untilUnixMs)): the window is empty")
         }
         guard (1...Self.maxLimit).contains(limit) else {
-            throw AuditFilterError("limit must be between 1 and \(Self.maxLimit) (0 means \(Self.defaultLimit)); got \(limit)")
+            throw AuditFilterError(
+                "limit must be between 1 and \(Self.maxLimit) (0 means \(Self.defaultLimit)); got \(limit)")
         }
         guard afterId <= UInt64(Int64.max) else { throw AuditFilterError("after_id \(afterId) is out of range") }
         for (name, value) in [("caller", caller), ("method_prefix", methodPrefix)] {

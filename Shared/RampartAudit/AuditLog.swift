@@ -145,7 +145,8 @@ public struct AuditLog: AuditSink {
                     logger.error("audit record not written; retrying once", metadata: metadata)
                     try? await Task.sleep(for: retryDelay)
                 } else {
-                    logger.error("audit record lost: the database did not take it; it is only in this log", metadata: metadata)
+                    logger.error(
+                        "audit record lost: the database did not take it; it is only in this log", metadata: metadata)
                 }
             }
         }

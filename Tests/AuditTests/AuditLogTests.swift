@@ -176,16 +176,20 @@ struct AuditLogTests {
         }
     }
 
-    @Test("issue 6 item 3: a record appended by a cancelled task is still written")
+    @Test("issue 6 item 3: a record appended by a cancelled task (a shutdown) is still written, after waiting its turn")
     func cancelledCaller() async throws {
-        let database = try AuditDatabase.make()
+        let database = try AuditDatabase.make(poolSize: 1)
         defer { Task { await database.pool.close() } }
+        // The only connection is busy, so the append has to wait for it: a cancelled wait would give up.
+        let busy = Task { try await database.pool.withConnection { _ in Thread.sleep(forTimeInterval: 0.3) } }
+        try await Task.sleep(for: .milliseconds(50))
         let log = database.log
         let task = Task {
             withUnsafeCurrentTask { $0?.cancel() }
             await log.append(Self.records[1])
         }
         await task.value
+        try await busy.value
         #expect(try await database.all().map(\.record) == [Self.records[1]])
     }
 }

@@ -11,11 +11,11 @@ struct AuditDatabase {
     let pool: PostgresPool
     let log: AuditLog
 
-    static func make(logger: Logger = Logger(label: "audit-tests")) throws -> AuditDatabase {
+    static func make(poolSize: Int = 2, logger: Logger = Logger(label: "audit-tests")) throws -> AuditDatabase {
         let connectionString = try TestDatabase.create()
         let connection = try PostgresConnection(connectionString: connectionString)
         try AuditLog.migrate(connection: connection, logger: logger)
-        let pool = PostgresPool(connectionString: connectionString, size: 2, logger: logger)
+        let pool = PostgresPool(connectionString: connectionString, size: poolSize, logger: logger)
         return AuditDatabase(connectionString: connectionString, pool: pool, log: AuditLog(pool: pool, logger: logger))
     }
 

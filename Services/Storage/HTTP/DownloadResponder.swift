@@ -164,7 +164,8 @@ struct DownloadResponder: HTTPResponder {
             reader = try await storage.openRange(info, range: range)
         } catch let error as ObjectReadError {
             await trail.record(
-                error.kind == .damaged ? .dataLoss : .internal, httpStatus: 500, message: "storage error: \(error.kind)")
+                error.kind == .damaged ? .dataLoss : .internal, httpStatus: 500,
+                message: "storage error: \(error.kind)")
             return outcome.storageFailure(error, objectId: info.objectID)
         } catch {
             await trail.record(.internal, httpStatus: 500, message: "storage error")
