@@ -9,6 +9,8 @@ public struct AuditFilter: Sendable, Hashable {
     public static let maxLimit = 1000
     /// Longest `caller` and `methodPrefix` accepted, in characters.
     public static let maxTextLength = 512
+    /// The latest time accepted: 9999-12-31T23:59:59.999Z.
+    public static let maxUnixMs: Int64 = 253_402_300_799_999
 
     /// Entries recorded at or after this time, ms since the epoch; 0 = no lower bound.
     public var sinceUnixMs: Int64
@@ -55,6 +57,9 @@ public struct AuditFilter: Sendable, Hashable {
         }
         guard untilUnixMs >= 0 else {
             throw AuditFilterError("until_unix_ms must not be negative (got \(untilUnixMs))")
+        }
+        guard sinceUnixMs <= Self.maxUnixMs, untilUnixMs <= Self.maxUnixMs else {
+            throw AuditFilterError("since_unix_ms and until_unix_ms must be before the year 10000")
         }
         if sinceUnixMs > 0, untilUnixMs > 0, sinceUnixMs >= untilUnixMs {
             throw AuditFilterError(

@@ -105,6 +105,8 @@ struct AuditLogTests {
             (AuditFilter(sinceUnixMs: 1000, untilUnixMs: 1000), "must be before"),
             (AuditFilter(sinceUnixMs: -1), "negative"),
             (AuditFilter(untilUnixMs: -5), "negative"),
+            (AuditFilter(sinceUnixMs: Int64.max), "year 10000"),
+            (AuditFilter(untilUnixMs: AuditFilter.maxUnixMs + 1), "year 10000"),
             (AuditFilter(limit: 1001), "between 1 and 1000"),
             (AuditFilter(limit: 0), "between 1 and 1000"),
             (AuditFilter(caller: "a\u{0}b"), "NUL"),
