@@ -56,6 +56,12 @@ let package = Package(
             ],
             path: "Shared/RampartBus", swiftSettings: strict),
 
+        // The append-only audit log (issue 6 item 3): records, PostgreSQL storage, filters, API names.
+        .target(
+            name: "RampartAudit",
+            dependencies: ["Postgres", "RampartProto", "RampartBus", .product(name: "Logging", package: "swift-log")],
+            path: "Shared/RampartAudit", swiftSettings: strict),
+
         // Backup archives: tar, manifest.json, gzip bundles, safe extraction (DESIGN §4).
         .target(
             name: "RampartArchive",
@@ -91,7 +97,7 @@ let package = Package(
         // Executables, one folder each under Services/.
         .executableTarget(
             name: "Bus",
-            dependencies: ["RampartCore", "RampartBus"],
+            dependencies: ["RampartCore", "RampartBus", "RampartAudit", "RampartProto"],
             path: "Services/Bus", swiftSettings: strict),
         .target(
             name: "InventoryService",
@@ -102,7 +108,7 @@ let package = Package(
             path: "Services/Inventory/Service", swiftSettings: strict),
         .executableTarget(
             name: "Inventory",
-            dependencies: ["InventoryService", "RampartCore"],
+            dependencies: ["InventoryService", "RampartCore", "RampartAudit"],
             path: "Services/Inventory/Main", swiftSettings: strict),
         .target(
             name: "DeviceAgentCore",
@@ -129,7 +135,7 @@ let package = Package(
         .target(
             name: "StorageHTTP",
             dependencies: [
-                "StorageService", "RampartBus", "RampartProto", "RampartLinks",
+                "StorageService", "RampartBus", "RampartProto", "RampartLinks", "RampartAudit",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -138,7 +144,7 @@ let package = Package(
         .executableTarget(
             name: "Storage",
             dependencies: [
-                "StorageService", "StorageHTTP", "RampartCore",
+                "StorageService", "StorageHTTP", "RampartCore", "RampartAudit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Services/Storage/Main", swiftSettings: strict),
@@ -154,7 +160,7 @@ let package = Package(
         .executableTarget(
             name: "LinkSigner",
             dependencies: [
-                "LinkSignerService", "RampartCore", "RampartCrypto", "RampartLinks",
+                "LinkSignerService", "RampartCore", "RampartCrypto", "RampartLinks", "RampartAudit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Services/LinkSigner/Main", swiftSettings: strict),
@@ -169,7 +175,7 @@ let package = Package(
             path: "Services/BackupWorker/Service", swiftSettings: strict),
         .executableTarget(
             name: "BackupWorker",
-            dependencies: ["BackupWorkerService", "RampartCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["BackupWorkerService", "RampartCore", "RampartAudit", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Services/BackupWorker/Main", swiftSettings: strict),
         .target(
             name: "RestoreCoordinatorService",
@@ -182,7 +188,7 @@ let package = Package(
         .executableTarget(
             name: "RestoreCoordinator",
             dependencies: [
-                "RestoreCoordinatorService", "RampartCore", "RampartAPI",
+                "RestoreCoordinatorService", "RampartCore", "RampartAPI", "RampartAudit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Services/RestoreCoordinator/Main", swiftSettings: strict),
@@ -190,7 +196,7 @@ let package = Package(
             name: "Rampart",
             dependencies: [
                 "RampartBus", "RampartProto", "RampartCore", "InventoryService", "BackupWorkerService", "RampartArchive",
-            "RampartLinks", "RampartAPI", "RestoreCoordinatorService",
+            "RampartLinks", "RampartAPI", "RestoreCoordinatorService", "RampartAudit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -217,7 +223,7 @@ let package = Package(
         .testTarget(name: "CryptoTests", dependencies: ["RampartCrypto"], path: "Tests/CryptoTests"),
         .testTarget(name: "LinksTests", dependencies: ["RampartLinks"], path: "Tests/LinksTests"),
         .testTarget(
-            name: "StorageTests", dependencies: ["StorageService", "StorageHTTP", "RampartTesting"],
+            name: "StorageTests", dependencies: ["StorageService", "StorageHTTP", "RampartAudit", "RampartTesting"],
             path: "Tests/StorageTests"),
         .testTarget(
             name: "RestoreCoordinatorTests", dependencies: ["RestoreCoordinatorService", "RampartArchive", "RampartTesting"],
@@ -234,6 +240,8 @@ let package = Package(
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"], path: "Tests/ZeroMQTests"),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "RampartTesting"], path: "Tests/PostgresTests"),
         .testTarget(
+            name: "AuditTests", dependencies: ["RampartAudit", "Postgres", "RampartTesting"], path: "Tests/AuditTests"),
+        .testTarget(
             name: "BusTests", dependencies: ["RampartBus", "RampartTesting"], path: "Tests/BusTests"),
         .testTarget(
             name: "InventoryTests", dependencies: ["InventoryService", "RampartTesting"],
@@ -242,7 +250,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "RampartBus", "RampartProto", "RampartTesting", "ZeroMQ", "InventoryService", "BackupWorkerService",
-                "RampartArchive", "Postgres", "RampartLinks", "RampartAPI",
+                "RampartArchive", "Postgres", "RampartLinks", "RampartAPI", "RampartAudit",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

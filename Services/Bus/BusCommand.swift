@@ -1,12 +1,13 @@
 import ArgumentParser
 import Logging
 import Postgres
+import RampartAudit
 import RampartBus
 import RampartCore
 import ServiceLifecycle
 
 /// `bus`: the broker (request routing by service name, heartbeats), the event publisher and the
-/// journal service, in one process.
+/// journal service, in one process; also the `audit` service that reads the audit log.
 @main
 struct BusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -75,15 +76,17 @@ struct BusCommand: AsyncParsableCommand {
         defer { zap?.stop() }
         try await Startup.withDatabase(database.connectionString, logger: logger) { connection in
             try EventOutbox.migrate(connection: connection, logger: logger)
+            try AuditLog.migrate(connection: connection, logger: logger)
         }
         let internalEndpoint = "inproc://rampart-broker"
+        let pool = PostgresPool(connectionString: database.connectionString, size: database.poolSize, logger: logger)
+        let auditLog = AuditLog(pool: pool, logger: logger)
         let broker = Broker(
             endpoints: [listen, internalEndpoint], security: security,
-            configuration: .init(heartbeatIntervalMs: heartbeatMs), logger: logger)
+            configuration: .init(heartbeatIntervalMs: heartbeatMs), auditor: auditLog.auditor, logger: logger)
         let publisher = EventPublisher(
             connectionString: database.connectionString, endpoint: publish, secretKey: security.secretKey, logger: logger)
         let advertised = advertiseEvents
-        let pool = PostgresPool(connectionString: database.connectionString, size: database.poolSize, logger: logger)
         var journalHost = ServiceHost.Configuration(
             service: BusProtocol.journalService, brokerEndpoint: internalEndpoint, security: security.instanceSecurity)
         journalHost.heartbeatIntervalMs = heartbeatMs
@@ -92,11 +95,19 @@ struct BusCommand: AsyncParsableCommand {
             router: JournalService.router(pool: pool) {
                 advertised ?? (publisher.boundEndpoint ?? "").replacingOccurrences(of: "*", with: "127.0.0.1")
                     .replacingOccurrences(of: "0.0.0.0", with: "127.0.0.1")
-            },
+            }.auditing(into: auditLog),
+            logger: logger)
+        var auditHost = ServiceHost.Configuration(
+            service: AuditAPI.serviceName, brokerEndpoint: internalEndpoint, security: security.instanceSecurity)
+        auditHost.heartbeatIntervalMs = heartbeatMs
+        let audit = ServiceHost(
+            configuration: auditHost, router: AuditService.router(log: auditLog),
             logger: logger)
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: broker), .init(service: publisher), .init(service: journal)],
+                services: [
+                    .init(service: broker), .init(service: publisher), .init(service: journal), .init(service: audit),
+                ],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         await pool.close()

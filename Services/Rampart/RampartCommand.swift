@@ -19,6 +19,7 @@ struct RampartCommand: AsyncParsableCommand {
         subcommands: [
             DevicesCommand.self, HaPairsCommand.self, ClustersCommand.self, BackupCommand.self, JobsCommand.self,
             BackupsCommand.self, SchedulesCommand.self, LinksCommand.self, RestoreCommand.self, DeployCommand.self, HaCommand.self, StorageCommand.self, EventsCommand.self, BusStatusCommand.self, KeysCommand.self,
+            AuditCommand.self,
         ])
 }
 

@@ -76,11 +76,15 @@ public struct AuditEvent: Sendable {
     public var outcome: Rampart_Bus_V1_StatusCode
     public var message: String
     public var details: [String: String]
+    /// The caller's key was authorized once and is no longer: `caller` holds only the key (its name
+    /// and role are gone with it).
+    public var keyRevoked: Bool
 
     public init(
         time: Date, caller: CallerIdentity, service: String, method: String, subject: String,
-        outcome: Rampart_Bus_V1_StatusCode, message: String, details: [String: String]
+        outcome: Rampart_Bus_V1_StatusCode, message: String, details: [String: String], keyRevoked: Bool = false
     ) {
+        self.keyRevoked = keyRevoked
         self.time = time
         self.caller = caller
         self.service = service

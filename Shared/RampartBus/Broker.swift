@@ -15,6 +15,7 @@ public final class Broker: Service, Sendable {
     private let security: BrokerSecurity
     private let configuration: BrokerStateMachine.Configuration
     private let logger: Logger
+    private let auditor: Auditor?
     private let control = LoopControl()
     private let bound = Mutex<String?>(nil)
 
@@ -22,15 +23,27 @@ public final class Broker: Service, Sendable {
     /// a tcp port `*` picks a free one). Clients and instances may connect to any of them.
     /// With `.curve`, tcp peers must complete a CURVE handshake with a key the ZAP handler admits
     /// (start a `ZAPHandler` first), and each request reaches its service with the caller's identity.
+    /// `auditor` records what the broker itself refuses (revoked keys, services a key may not serve).
     public init(
         endpoints: [String], security: BrokerSecurity, configuration: BrokerStateMachine.Configuration = .init(),
-        logger: Logger
+        auditor: Auditor? = nil, logger: Logger
     ) {
         precondition(!endpoints.isEmpty, "a broker needs an endpoint")
         self.endpoints = endpoints
         self.security = security
         self.configuration = configuration
         self.logger = logger
+        self.auditor = auditor
+    }
+
+    /// Hands a refusal to the auditor without holding up the routing thread.
+    private func recordRefusal(key: String, identity: CallerIdentity?, service: String, method: String, message: String) {
+        guard let auditor else { return }
+        let event = AuditEvent(
+            time: Date(), caller: identity ?? CallerIdentity(key: key, name: "", role: .viewer), service: "bus",
+            method: method, subject: service, outcome: .permissionDenied, message: message, details: [:],
+            keyRevoked: identity == nil)
+        Task { await auditor(event) }
     }
 
     /// The first endpoint as actually bound, once `run()` has bound it.
@@ -94,6 +107,7 @@ public final class Broker: Service, Sendable {
                                 requestId: header.requestID, status: .permissionDenied,
                                 message: "this bus key (\(revokedKey.prefix(8))…) is no longer authorized", answeredBy: "broker")
                             perform([.reply(client: client, service: service, header: reply, payload: Data())], on: socket)
+                            recordRefusal(key: revokedKey, identity: nil, service: service, method: header.method, message: reply.message)
                             continue
                         }
                         if let identity { header.caller = identity.proto } else { header.clearCaller() }
@@ -115,6 +129,9 @@ public final class Broker: Service, Sendable {
                                     "name": "\(identity?.name ?? "-")", "reason": "\(refusal)",
                                 ])
                             perform([.disconnect(worker: worker)], on: socket)
+                            recordRefusal(
+                                key: identity?.key ?? revokedKey ?? "", identity: identity, service: service,
+                                method: "serve \(service)", message: refusal)
                             continue
                         }
                         perform(state.receive(.workerReady(worker: worker, service: service, info: info), now: now), on: socket)

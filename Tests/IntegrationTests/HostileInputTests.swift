@@ -2,6 +2,7 @@ import BackupWorkerService
 import Foundation
 import InventoryService
 import RampartAPI
+import RampartAudit
 import RampartBus
 import RampartLinks
 import RampartProto
@@ -133,6 +134,19 @@ struct HostileInputTests {
             #expect(outcome.malformedAnswers >= outcome.malformedSent / 2, "\(outcome)")
             print("hostile input: \(outcome)")
 
+            // The audit service (issue 6 item 3) gets a run of its own, so the seeded sequence above (whose
+            // valid requests may delete devices the checks below use) stays what it was.
+            let auditOutcome = try await Task.detached {
+                var fuzzer = Fuzzer(
+                    endpoint: endpoint, targets: [(AuditAPI.serviceName, [AuditAPI.Method.list])], seed: Self.seed + 1)
+                return try fuzzer.run(Self.messages / 10)
+            }.value
+            print("hostile input, audit service: \(auditOutcome)")
+            #expect(auditOutcome.wrong.isEmpty, "\(auditOutcome.wrong.count) wrong replies: \(auditOutcome.wrong.prefix(10))")
+            #expect(auditOutcome.internal.isEmpty, "INTERNAL for bad input: \(auditOutcome.internal.prefix(10))")
+            #expect(auditOutcome.unanswered * 100 <= auditOutcome.expected, "\(auditOutcome)")
+            #expect(running.bus.isRunning)
+
             // Memory stays bounded: a liveness bound, not a leak detector.
             for process in processes {
                 let after = Self.rssKiB(process.pid) ?? 0
@@ -152,6 +166,8 @@ struct HostileInputTests {
             #expect(links.exitCode == 0, "\(links)")
             let leases = try await running.rampart("restore", "status")
             #expect(leases.exitCode == 0, "\(leases)")
+            let audit = try await running.rampart("audit", "--limit", "5")
+            #expect(audit.exitCode == 0, "\(audit)")
         }
     }
 

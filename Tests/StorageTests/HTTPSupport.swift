@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Postgres
+import RampartAudit
 import RampartBus
 import RampartProto
 import RampartTesting
@@ -57,14 +58,15 @@ final class TestLinkVerifier: LinkVerifier {
 /// Runs a `StorageHTTPServer` over `storage` on a free port of 127.0.0.1 in a `ServiceGroup` while `body`
 /// runs with the base URL ("http://127.0.0.1:PORT"), then shuts the group down gracefully.
 func withDownloadServer(
-    _ storage: StorageHarness, verifier: any LinkVerifier, drainTimeout: Duration = .seconds(10),
+    _ storage: StorageHarness, verifier: any LinkVerifier, audit: any AuditSink = RecordingAuditSink(),
+    drainTimeout: Duration = .seconds(10),
     _ body: (_ base: String, _ group: ServiceGroup) async throws -> Void
 ) async throws {
     let logger = Logger(label: "storage-http-tests")
     let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
     let server = StorageHTTPServer(
         configuration: .init(host: "127.0.0.1", port: 0, drainTimeout: drainTimeout), storage: storage.service,
-        verifier: verifier, logger: logger, onListening: { _, port in continuation.yield(port) })
+        verifier: verifier, audit: audit, logger: logger, onListening: { _, port in continuation.yield(port) })
     let group = ServiceGroup(configuration: .init(services: [server], logger: logger))
     try await withThrowingTaskGroup(of: Void.self) { tasks in
         tasks.addTask { try await group.run() }
@@ -78,6 +80,26 @@ func withDownloadServer(
         }
         await group.triggerGracefulShutdown()
         try await tasks.waitForAll()
+    }
+}
+
+/// An audit sink that keeps what it was given, so tests can look at the records.
+final class RecordingAuditSink: AuditSink {
+    private let stored = Mutex<[AuditRecord]>([])
+
+    /// Every record appended so far, in order.
+    var records: [AuditRecord] { stored.withLock { $0 } }
+
+    func append(_ record: AuditRecord) async { stored.withLock { $0.append(record) } }
+
+    /// Waits (up to 10 s) until `count` records arrived: a download's record follows its last byte.
+    func wait(for count: Int) async throws -> [AuditRecord] {
+        for _ in 0..<1000 {
+            let now = records
+            if now.count >= count { return now }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw TestFailure("expected \(count) audit records, got \(records.count): \(records)")
     }
 }
 

@@ -3,6 +3,7 @@ import BackupWorkerService
 import Foundation
 import Logging
 import Postgres
+import RampartAudit
 import RampartBus
 import RampartCore
 import ServiceLifecycle
@@ -61,6 +62,7 @@ struct BackupWorkerCommand: AsyncParsableCommand {
         let logger = log.bootstrap("rampart.backup-worker")
         try await Startup.withDatabase(database.connectionString, logger: logger) { connection in
             try BackupService.migrate(connection: connection, logger: logger)
+            try AuditLog.migrate(connection: connection, logger: logger)
         }
         let pool = PostgresPool(
             connectionString: database.connectionString, size: max(database.poolSize, concurrency + 2), logger: logger)
@@ -79,7 +81,8 @@ struct BackupWorkerCommand: AsyncParsableCommand {
         let pruner = Pruner(pool: pool, client: client, policy: policy, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: ServiceHost(
-                configuration: host, router: BackupService(pool: pool, client: client, pruner: pruner).router(),
+                configuration: host, router: BackupService(pool: pool, client: client, pruner: pruner).router()
+                    .auditing(into: AuditLog(pool: pool, logger: logger)),
                 logger: logger)),
             .init(service: JobRunner(configuration: runner, pool: pool, client: client, logger: logger)),
             .init(service: Scheduler(pool: pool, client: client, interval: .milliseconds(scheduleIntervalMs), logger: logger)),

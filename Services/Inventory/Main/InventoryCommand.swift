@@ -2,6 +2,7 @@ import ArgumentParser
 import InventoryService
 import Logging
 import Postgres
+import RampartAudit
 import RampartBus
 import RampartCore
 import ServiceLifecycle
@@ -26,6 +27,7 @@ struct InventoryCommand: AsyncParsableCommand {
         let logger = log.bootstrap("rampart.inventory")
         try await Startup.withDatabase(database.connectionString, logger: logger) { connection in
             try InventoryService.migrate(connection: connection, logger: logger)
+            try AuditLog.migrate(connection: connection, logger: logger)
         }
         let pool = PostgresPool(connectionString: database.connectionString, size: database.poolSize, logger: logger)
         let security = try bus.security(defaultKey: "services/inventory.key", logger: logger)
@@ -33,7 +35,8 @@ struct InventoryCommand: AsyncParsableCommand {
             service: InventoryService.serviceName, brokerEndpoint: bus.endpoint, security: security, instanceId: instanceId)
         host.capacity = capacity
         host.heartbeatIntervalMs = bus.heartbeatMs
-        let service = ServiceHost(configuration: host, router: InventoryService(pool: pool).router(), logger: logger)
+        let service = ServiceHost(configuration: host, router: InventoryService(pool: pool).router().auditing(into: AuditLog(pool: pool, logger: logger)),
+            logger: logger)
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

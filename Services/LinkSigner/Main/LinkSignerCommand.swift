@@ -3,6 +3,7 @@ import Foundation
 import LinkSignerService
 import Logging
 import Postgres
+import RampartAudit
 import RampartBus
 import RampartCore
 import RampartCrypto
@@ -75,6 +76,7 @@ struct LinkSignerCommand: AsyncParsableCommand {
         do {
             try await Startup.withDatabase(database.connectionString, logger: logger) { connection in
                 try LinkSignerService.migrate(connection: connection, logger: logger)
+                try AuditLog.migrate(connection: connection, logger: logger)
                 try service.prepareKeys(on: connection)
             }
         } catch let error as RPCError {
@@ -84,7 +86,12 @@ struct LinkSignerCommand: AsyncParsableCommand {
         logger.info("signing links", metadata: ["base-url": "\(baseURL)", "master-key": "\(key.id)"])
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: ServiceHost(configuration: host, router: service.router(), logger: logger))],
+                services: [
+                    .init(
+                        service: ServiceHost(
+                            configuration: host, router: service.router().auditing(into: AuditLog(pool: pool, logger: logger)),
+                            logger: logger))
+                ],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         client.close()

@@ -2,6 +2,7 @@ import ArgumentParser
 import Logging
 import Postgres
 import RampartAPI
+import RampartAudit
 import RampartBus
 import RampartCore
 import RestoreCoordinatorService
@@ -42,6 +43,7 @@ struct RestoreCoordinatorCommand: AsyncParsableCommand {
         let logger = log.bootstrap("rampart.restore-coordinator")
         try await Startup.withDatabase(database.connectionString, logger: logger) { connection in
             try RestoreCoordinatorService.migrate(connection: connection, logger: logger)
+            try AuditLog.migrate(connection: connection, logger: logger)
         }
         let pool = PostgresPool(connectionString: database.connectionString, size: database.poolSize, logger: logger)
         let security = try bus.security(defaultKey: "services/restore-coordinator.key", logger: logger)
@@ -57,7 +59,10 @@ struct RestoreCoordinatorCommand: AsyncParsableCommand {
         let group = ServiceGroup(
             configuration: .init(
                 services: [
-                    .init(service: ServiceHost(configuration: host, router: service.router(), logger: logger)),
+                    .init(
+                        service: ServiceHost(
+                            configuration: host, router: service.router().auditing(into: AuditLog(pool: pool, logger: logger)),
+                            logger: logger)),
                     .init(service: ExpiryService(expiry: LeaseExpiry(service: service))),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

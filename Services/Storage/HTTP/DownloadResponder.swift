@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import RampartAudit
 import RampartBus
 import RampartLinks
 import RampartProto
@@ -28,12 +29,14 @@ struct DownloadRequestContext: Hummingbird.RequestContext {
 
 /// Answers every HTTP request of the download endpoint (L2): GET and HEAD on `/v1/backups/…` only; the
 /// link is checked by a `LinkVerifier` before anything about the object is looked at; the object is
-/// streamed decrypted, frame by frame, with one ~1 MiB batch read ahead of the one being sent.
+/// streamed decrypted, frame by frame, with one ~1 MiB batch read ahead of the one being sent. Every
+/// GET or HEAD of a download path is audited (issue 6 item 3): served, refused, not found or failed.
 struct DownloadResponder: HTTPResponder {
     typealias Context = DownloadRequestContext
 
     let storage: StorageService
     let verifier: any LinkVerifier
+    let audit: any AuditSink
 
     /// How long clients are told to wait when the link cannot be checked right now.
     static let retryAfterSeconds = 5
@@ -56,6 +59,8 @@ struct DownloadResponder: HTTPResponder {
             response.headers[.allow] = "GET, HEAD"
             return response
         }
+        let trail = DownloadAudit(
+            sink: audit, method: request.method.rawValue, path: path, query: query, remote: context.remote)
 
         // 1. The link.
         var check = Rampart_Links_V1_VerifyLinkRequest()
@@ -70,18 +75,23 @@ struct DownloadResponder: HTTPResponder {
             case .permissionDenied:
                 let reason = Self.printable(error.message, limit: 200)
                 let text = reason.isEmpty ? "forbidden" : "forbidden: \(reason)"
+                await trail.record(.permissionDenied, httpStatus: 403, message: reason.isEmpty ? "refused" : reason)
                 return outcome.refused(.forbidden, text, reason: reason.isEmpty ? "refused" : reason)
             case .notFound:
-                return outcome.refused(
-                    .notFound, "not found", reason: "backup gone: \(Self.printable(error.message, limit: 200))")
+                let reason = "backup gone: \(Self.printable(error.message, limit: 200))"
+                await trail.record(.notFound, httpStatus: 404, message: reason)
+                return outcome.refused(.notFound, "not found", reason: reason)
             default:
+                await trail.record(.unavailable, httpStatus: 503, message: "the link could not be checked")
                 return outcome.unavailable(reason: "link check failed: \(error)")
             }
         } catch is CancellationError {
             throw CancellationError()
         } catch {
+            await trail.record(.unavailable, httpStatus: 503, message: "the link could not be checked")
             return outcome.unavailable(reason: "link check failed: \(error)")
         }
+        trail.verified(link)
         outcome.logger[metadataKey: "backup"] = "\(link.backupID)"
         outcome.logger[metadataKey: "object"] = "\(link.objectID)"
 
@@ -90,17 +100,24 @@ struct DownloadResponder: HTTPResponder {
         do {
             info = try await storage.objectInfo(id: link.objectID)
         } catch {
+            await trail.record(.unavailable, httpStatus: 503, message: "the object could not be looked up")
             return outcome.unavailable(reason: "object lookup failed: \(error)")
         }
         guard let info else {
-            return outcome.refused(.notFound, "not found", reason: "the link's object is not in storage")
+            let reason = "the link's object is not in storage"
+            await trail.record(.notFound, httpStatus: 404, message: reason)
+            return outcome.refused(.notFound, "not found", reason: reason)
         }
         guard info.fileName == link.fileName else {
-            return outcome.refused(.notFound, "not found", reason: "the object's file name differs from the link's")
+            let reason = "the object's file name differs from the link's"
+            await trail.record(.notFound, httpStatus: 404, message: reason)
+            return outcome.refused(.notFound, "not found", reason: reason)
         }
         guard link.size == 0 || link.size == info.size, link.sha256.isEmpty || link.sha256.lowercased() == info.objectID
         else {
-            return outcome.refused(.notFound, "not found", reason: "the link describes other content than the object")
+            let reason = "the link describes other content than the object"
+            await trail.record(.notFound, httpStatus: 404, message: reason)
+            return outcome.refused(.notFound, "not found", reason: reason)
         }
 
         // 3. What to send.
@@ -131,6 +148,7 @@ struct DownloadResponder: HTTPResponder {
             rangeText = "\(bytes.lowerBound)-\(bytes.upperBound)"
             headers[.contentRange] = "bytes \(bytes.lowerBound)-\(bytes.upperBound)/\(info.size)"
         case .unsatisfiable:
+            await trail.record(.outOfRange, httpStatus: 416, message: "range not satisfiable")
             var response = outcome.refused(
                 .rangeNotSatisfiable, "range not satisfiable", reason: "range not satisfiable")
             response.headers[.contentRange] = "bytes */\(info.size)"
@@ -145,12 +163,17 @@ struct DownloadResponder: HTTPResponder {
         do {
             reader = try await storage.openRange(info, range: range)
         } catch let error as ObjectReadError {
+            await trail.record(
+                error.kind == .damaged ? .dataLoss : .internal, httpStatus: 500,
+                message: "storage error: \(error.kind)")
             return outcome.storageFailure(error, objectId: info.objectID)
         } catch {
+            await trail.record(.internal, httpStatus: 500, message: "storage error")
             return outcome.storageFailure(ObjectReadError(.io, "\(error)"), objectId: info.objectID)
         }
         if request.method == .head {
             reader.close()
+            await trail.record(.ok, httpStatus: status.code, message: "headers sent", range: rangeText)
             outcome.log(.info, "download headers sent", status: status, bytes: 0)
             return Response(status: status, headers: headers, body: ResponseBody())
         }
@@ -190,12 +213,18 @@ struct DownloadResponder: HTTPResponder {
                 record.bytes = sent
                 record.status = "incomplete"
                 await Self.record(record, storage: storage, logger: outcome.logger)
+                let damaged = (error as? ObjectReadError)?.kind == .damaged
+                await trail.record(
+                    damaged ? .dataLoss : .cancelled, httpStatus: status.code,
+                    message: damaged ? "cut off: the stored object is damaged" : "cut off before the end",
+                    bytes: sent, range: rangeText)
                 throw error
             }
             reader.close()
             outcome.log(.info, "download sent", status: status, bytes: sent, extra: ["range": "\(rangeText)"])
             record.bytes = sent
             await Self.record(record, storage: storage, logger: outcome.logger)
+            await trail.record(.ok, httpStatus: status.code, message: "sent", bytes: sent, range: rangeText)
         }
         return Response(status: status, headers: headers, body: body)
     }

@@ -1,13 +1,15 @@
 import Hummingbird
 import Logging
 import NIOCore
+import RampartAudit
 import ServiceLifecycle
 import StorageService
 
 /// The storage's HTTP endpoint for signed download links (L2): `GET`/`HEAD /v1/backups/<backup id>/<file
 /// name>?<signature>`. Every request is checked by a `LinkVerifier` (in production `link-signer` over
 /// the bus) before a byte of the object is read; the object is streamed decrypted frame by frame, with
-/// Range support, and each download is recorded as a `storage.download` event.
+/// Range support, and each download is recorded as a `storage.download` event. Every request for a
+/// download path, served or refused, is appended to the audit log (issue 6 item 3).
 ///
 /// A ServiceLifecycle `Service`: run it in the storage's `ServiceGroup`. On graceful shutdown it stops
 /// accepting connections, lets downloads in flight finish for up to `Configuration.drainTimeout`, then
@@ -34,18 +36,21 @@ public struct StorageHTTPServer: Service {
     public let configuration: Configuration
     private let storage: StorageService
     private let verifier: any LinkVerifier
+    private let audit: any AuditSink
     private let logger: Logger
     private let onListening: @Sendable (_ host: String, _ port: Int) async -> Void
 
-    /// A server of `storage`'s objects, checking links with `verifier`; `onListening` is told the bound
-    /// address once the socket listens.
+    /// A server of `storage`'s objects, checking links with `verifier` and auditing every download request
+    /// to `audit`; `onListening` is told the bound address once the socket listens.
     public init(
-        configuration: Configuration, storage: StorageService, verifier: any LinkVerifier, logger: Logger,
+        configuration: Configuration, storage: StorageService, verifier: any LinkVerifier, audit: any AuditSink,
+        logger: Logger,
         onListening: @escaping @Sendable (_ host: String, _ port: Int) async -> Void = { _, _ in }
     ) {
         self.configuration = configuration
         self.storage = storage
         self.verifier = verifier
+        self.audit = audit
         self.logger = logger
         self.onListening = onListening
     }
@@ -55,7 +60,7 @@ public struct StorageHTTPServer: Service {
         let logger = logger
         let onListening = onListening
         let application = Application(
-            responder: DownloadResponder(storage: storage, verifier: verifier),
+            responder: DownloadResponder(storage: storage, verifier: verifier, audit: audit),
             // Idle keep-alive connections and stalled request heads are closed after a minute; a response
             // in progress is never timed out by this.
             server: .http1(configuration: .init(idleTimeout: .seconds(60))),

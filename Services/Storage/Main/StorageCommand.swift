@@ -1,6 +1,7 @@
 import ArgumentParser
 import Logging
 import Postgres
+import RampartAudit
 import RampartBus
 import RampartCore
 import RampartCrypto
@@ -59,6 +60,7 @@ struct StorageCommand: AsyncParsableCommand {
         logger.info("master key loaded", metadata: ["key-id": "\(key.id)", "dir": "\(dir)"])
         try await Startup.withDatabase(database.connectionString, logger: logger) { connection in
             try StorageService.migrate(connection: connection, logger: logger)
+            try AuditLog.migrate(connection: connection, logger: logger)
         }
         let pool = PostgresPool(connectionString: database.connectionString, size: database.poolSize, logger: logger)
         let storage = StorageService(
@@ -69,7 +71,8 @@ struct StorageCommand: AsyncParsableCommand {
             service: StorageService.serviceName, brokerEndpoint: bus.endpoint, security: security, instanceId: instanceId)
         host.capacity = capacity
         host.heartbeatIntervalMs = bus.heartbeatMs
-        let service = ServiceHost(configuration: host, router: storage.router(), logger: logger)
+        let audit = AuditLog(pool: pool, logger: logger)
+        let service = ServiceHost(configuration: host, router: storage.router().auditing(into: audit), logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: service)]
         // Signed download links (L2) over HTTP; each request is checked by link-signer over the bus.
         let linkClient = BusClient(
@@ -80,7 +83,8 @@ struct StorageCommand: AsyncParsableCommand {
             logger.info("starting HTTP downloads", metadata: ["address": "http://\(httpHost):\(httpPort)"])
             let http = StorageHTTPServer(
                 configuration: .init(host: httpHost, port: httpPort), storage: storage,
-                verifier: BusLinkVerifier(client: linkClient), logger: logger)
+                verifier: BusLinkVerifier(client: linkClient), audit: audit,
+                logger: logger)
             // A port already taken (another instance on this host) leaves the bus service running: the
             // failure is logged by the server and the group goes on without HTTP.
             services.append(.init(service: http, failureTerminationBehavior: .ignore))

@@ -1,0 +1,28 @@
+import RampartAudit
+import RampartBus
+import RampartProto
+
+/// The `audit` service (issue 6 item 3): reads the append-only audit log for `rampart audit`. Hosted
+/// inside the bus process over the inproc endpoint, like `bus.journal`; writes happen in the services.
+enum AuditService {
+    /// Who may read the audit log: admins and viewers (auditors); reading it is itself recorded.
+    static let policy = AccessPolicy([AuditAPI.Method.list: MethodPolicy(roles: [.admin, .viewer], audited: true)])
+
+    /// The router serving `rampart.audit.v1.Audit/List` from `log`.
+    static func router(log: AuditLog) -> ServiceRouter {
+        var router = ServiceRouter(serviceName: AuditAPI.serviceName, policy: policy)
+        router.register(AuditAPI.Method.list) { (request: Rampart_Audit_V1_ListAuditRequest, _) in
+            let page: AuditLog.Page
+            do {
+                page = try await database { try await log.list(try AuditFilter(request)) }
+            } catch let error as AuditFilterError {
+                throw RPCError.invalidArgument(error.message)
+            }
+            var response = Rampart_Audit_V1_ListAuditResponse()
+            response.entries = page.entries.map(\.proto)
+            response.more = page.more
+            return response
+        }
+        return router.auditing(into: log)
+    }
+}
