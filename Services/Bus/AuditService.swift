@@ -5,8 +5,9 @@ import RampartProto
 /// The `audit` service (issue 6 item 3): reads the append-only audit log for `rampart audit`. Hosted
 /// inside the bus process over the inproc endpoint, like `bus.journal`; writes happen in the services.
 enum AuditService {
-    /// Who may read the audit log: admins and viewers (auditors); reading it is itself recorded.
-    static let policy = AccessPolicy([AuditAPI.Method.list: MethodPolicy(roles: [.admin, .viewer], audited: true)])
+    /// Who may read the audit log: admins and viewers (auditors). A refused read is recorded, like
+    /// every refused call; allowed reads are not (they would fill the log with its own reading).
+    static let policy = AccessPolicy([AuditAPI.Method.list: MethodPolicy(roles: [.admin, .viewer])])
 
     /// The router serving `rampart.audit.v1.Audit/List` from `log`.
     static func router(log: AuditLog) -> ServiceRouter {

@@ -38,7 +38,10 @@ struct BusCommand: AsyncParsableCommand {
     @Flag(
         name: .customLong("insecure-plain"),
         help: "No CURVE: no authentication, no encryption; loopback only (env RAMPART_INSECURE_PLAIN=1).")
-    var insecurePlain: Bool = Environment.value("RAMPART_INSECURE_PLAIN") == "1"
+    var insecurePlainFlag = false
+
+    /// Plain mode was asked for, by the flag or by RAMPART_INSECURE_PLAIN=1.
+    var insecurePlain: Bool { insecurePlainFlag || Environment.value("RAMPART_INSECURE_PLAIN") == "1" }
 
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var log: LogOptions
@@ -62,7 +65,7 @@ struct BusCommand: AsyncParsableCommand {
         let file = try BusKeyFile.load(keyPath)
         guard file.role == BusKeyFile.brokerRole else { throw BusKeyError("\(keyPath) is not a broker key (role \(file.role))") }
         let authorized = try AuthorizedKeysSource(path: authorizedPath, logger: logger)
-        let zap = ZAPHandler(logger: logger) { request in BusAdmission.decide(request, keys: authorized.current) }
+        let zap = ZAPHandler(logger: logger) { request in BusAdmission.decide(request, keys: authorized.current(maxAgeMs: 0)) }
         logger.info(
             "CURVE on every tcp endpoint",
             metadata: ["broker-key": "\(file.keys.publicKey)", "authorized-keys": "\(authorized.current.entries.count)"])

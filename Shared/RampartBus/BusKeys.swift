@@ -329,11 +329,15 @@ public final class AuthorizedKeysSource: Sendable {
         state = Mutex(State(keys: keys, stamp: Self.stamp(path), checkedAt: unixMillis()))
     }
 
-    /// The current list, re-read first when the file changed.
-    public var current: AuthorizedKeys {
+    /// The current list, re-read first when the file changed (looked at every `recheckMs` at most).
+    public var current: AuthorizedKeys { current(maxAgeMs: recheckMs) }
+
+    /// The current list, the file looked at first unless that was done less than `maxAgeMs` ago. The
+    /// ZAP handler passes 0: a new connection is rare next to requests, and a key just added works at once.
+    public func current(maxAgeMs: Int64) -> AuthorizedKeys {
         let now = unixMillis()
         let (keys, recheck) = state.withLock { state -> (AuthorizedKeys, Bool) in
-            guard now - state.checkedAt >= recheckMs else { return (state.keys, false) }
+            guard now - state.checkedAt >= maxAgeMs else { return (state.keys, false) }
             state.checkedAt = now
             return (state.keys, true)
         }

@@ -34,7 +34,10 @@ public struct BusOptions: ParsableArguments, Sendable {
     @Flag(
         name: .customLong("insecure-plain"),
         help: "Talk to the bus without CURVE: no authentication, no encryption. Loopback only (env RAMPART_INSECURE_PLAIN=1).")
-    public var insecurePlain: Bool = Environment.value("RAMPART_INSECURE_PLAIN") == "1"
+    public var insecurePlainFlag = false
+
+    /// Plain mode was asked for, by the flag or by RAMPART_INSECURE_PLAIN=1.
+    public var insecurePlain: Bool { insecurePlainFlag || Environment.value("RAMPART_INSECURE_PLAIN") == "1" }
 
     public init() {}
 

@@ -55,14 +55,32 @@ struct AuditTests {
             #expect(refused.method == "GET " + path, "the signature stays out of the log")
             #expect(refused.details["http-status"] == "403" && refused.details["bytes"] == "0")
 
+            // The operator's own audited calls, recorded by the services with the authenticated key: the
+            // backup started and the links exported (issue 6 item 2: who did what, from which key).
+            let admin = try #require(try system.system.keys?.list().first { $0.name == "admin" })
+            let everything = try await audit(system, "--since", "10m")
+            let started = everything.filter { $0.method == "rampart.backup.v1.Backup/StartBackup" }
+            #expect(started.count == 1 && started.first?.subject == job.id && started.first?.details["targets"] == "fw-audit", "\(everything)")
+            let exports = everything.filter { $0.method == "rampart.links.v1.Links/ExportBackupLinks" }
+            #expect(exports.count == 1, "\(everything)")
+            for entry in started + exports {
+                #expect(entry.callerName == "admin" && entry.callerRole == "admin" && entry.callerKey == admin.key)
+                #expect(entry.outcome == .ok)
+            }
+
             // Filters and paging through the CLI.
-            #expect(try await audit(system, "--refused").map(\.id) == [refused.id])
+            // Refused: the download (storage) and the link check behind it (link-signer, by path only).
+            let refusals = try await audit(system, "--refused")
+            #expect(refusals.count == 2 && refusals.contains { $0.id == refused.id }, "\(everything)")
+            let check = try #require(refusals.first { $0.service == "link-signer" })
+            #expect(check.method == "rampart.links.v1.Links/VerifyLink" && check.callerName == "storage")
+            #expect(check.details["path"] == path && !check.details.values.contains { $0.contains("sig=") })
             #expect(Set(try await audit(system, "--caller", "link:" + link.keyID).map(\.id)) == [served.id, refused.id])
             #expect(try await audit(system, "--caller", "nobody").isEmpty)
-            #expect(try await audit(system, "--since", "10m").count == 2)
+            #expect(Set(everything.map(\.id)).isSuperset(of: [served.id, refused.id]))
             #expect(try await audit(system, "--until", "10m").isEmpty)
             let paged = try await audit(system, "--limit", "1", "--all")
-            #expect(paged.map(\.id) == entries.map(\.id))
+            #expect(paged.map(\.id) == everything.map(\.id))
             let firstPage = try await system.system.rampart("audit", "--limit", "1", "--output", "json")
             let page = try Rampart_Audit_V1_ListAuditResponse(jsonString: firstPage.stdout)
             #expect(page.entries.count == 1 && page.more, "\(firstPage)")

@@ -86,8 +86,10 @@ struct ExamplesTests {
         try await withBackupSystem(spec) { system in
             let client = system.system.client()
             defer { client.close() }
-            // A publisher of our own stands in for the bus's PUB socket; the journal stays the real one.
-            let publisher = try FakePublisher()
+            // A publisher of our own stands in for the bus's PUB socket (with the broker's key, as the
+            // subscriber expects); the journal stays the real one.
+            let brokerKey = try system.system.keys.map { try BusKeyFile.load($0.brokerKeyPath).keys.secretKey }
+            let publisher = try FakePublisher(curveSecretKey: brokerKey)
             defer { publisher.stop() }
             let info: Rampart_Bus_V1_JournalInfoResponse = try await client.call(
                 service: BusProtocol.journalService, method: JournalService.infoMethod,
@@ -148,7 +150,7 @@ struct ExamplesTests {
         try await withBackupSystem(spec) { system in
             let good = try await ChildProcess.run(
                 python, [Examples.backupPair, "good", "--output", "json", "--wait", "60"],
-                environment: system.system.environment)
+                environment: system.system.environment(as: "operator"))
             #expect(good.exitCode == 0, "\(good)")
             let report = try JSONDecoder().decode(PythonReport.self, from: Data(good.stdout.utf8))
             #expect(report.job.state == "SUCCEEDED")
@@ -164,7 +166,7 @@ struct ExamplesTests {
 
             let bad = try await ChildProcess.run(
                 python, [Examples.backupPair, "bad", "--output", "json", "--wait", "60"],
-                environment: system.system.environment)
+                environment: system.system.environment(as: "operator"))
             #expect(bad.exitCode == 8, "a failed backup exits 8: \(bad)")
             #expect(bad.stderr.contains("FAILED") && bad.stderr.contains("simulated export failure"), "\(bad)")
             let failed = try JSONDecoder().decode(PythonReport.self, from: Data(bad.stdout.utf8))
@@ -260,7 +262,7 @@ struct CSubscriberRuns {
         let log = system.logDirectory + "/c-subscriber-\(UUID().uuidString.prefix(6)).log"
         var arguments = ["--prefix", "backup.", "--state", statePath, "--out", outPath]
         if !extra.contains("--since") { arguments += ["--since", "0"] }
-        return try ChildProcess(binary, arguments + extra, environment: system.environment, logPath: log)
+        return try ChildProcess(binary, arguments + extra, environment: system.environment(as: "viewer"), logPath: log)
     }
 
     /// The complete lines printed so far, over every run.
@@ -305,7 +307,12 @@ final class FakePublisher: @unchecked Sendable {
     private let ready = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
 
-    init() throws {
+    private let curveSecretKey: String?
+
+    /// A publisher; with `curveSecretKey`, a CURVE server with that key (no ZAP handler runs in the
+    /// test process, so libzmq admits any client key).
+    init(curveSecretKey: String? = nil) throws {
+        self.curveSecretKey = curveSecretKey
         Thread.detachNewThread { [self] in run() }
         ready.wait()
         if let failure = lock.withLock({ failure }) { throw failure }
@@ -329,6 +336,7 @@ final class FakePublisher: @unchecked Sendable {
         let socket: ZMQSocket
         do {
             socket = try ZMQSocket(.xpub)
+            if let curveSecretKey { try socket.makeCurveServer(secretKey: curveSecretKey, domain: BrokerSecurity.eventsDomain) }
             try socket.bind("tcp://127.0.0.1:*")
             lock.withLock { boundEndpoint = socket.lastEndpoint }
         } catch {

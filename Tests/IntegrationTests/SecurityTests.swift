@@ -21,6 +21,13 @@ struct SecurityTests {
         return path
     }
 
+    /// The audit log as `rampart audit` (an admin) shows it, filtered by `arguments`.
+    static func audit(_ system: RunningSystem, _ arguments: String...) async throws -> [Rampart_Audit_V1_AuditEntry] {
+        let result = try await system.rampart(["audit"] + arguments + ["--output", "json"])
+        #expect(result.exitCode == 0, "\(result)")
+        return try Rampart_Audit_V1_ListAuditResponse(jsonString: result.stdout).entries
+    }
+
     static func waitUntil(_ timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
@@ -98,6 +105,7 @@ struct SecurityTests {
         let _: Rampart_Inventory_V1_ListDevicesResponse = try await client.call(
             service: InventoryService.serviceName, method: InventoryService.Method.listDevices,
             Rampart_Inventory_V1_ListDevicesRequest())
+        let temp = try #require(try keys.list().first { $0.name == "temp" }).key
         #expect(try keys.revoke(name: "temp") == 1)
         let refused = try await Self.waitUntil {
             do {
@@ -110,6 +118,14 @@ struct SecurityTests {
             }
         }
         #expect(refused, "the same connection is refused once the key is revoked")
+        // The broker records the refusal: the key, no name or role any more (issue 6 item 3).
+        var recorded: [Rampart_Audit_V1_AuditEntry] = []
+        #expect(
+            try await Self.waitUntil {
+                recorded = try await Self.audit(system, "--refused", "--caller", temp)
+                return !recorded.isEmpty
+            }, "the revoked key's refusal is in the audit log")
+        #expect(recorded.allSatisfy { $0.service == "bus" && $0.callerRole.isEmpty && $0.details["key"] == "revoked" }, "\(recorded)")
     }
 
     @Test("issue 6 item 2: a viewer reads but changes nothing, an operator cannot administer inventory, each refusal is PERMISSION_DENIED (exit 4)")
@@ -132,6 +148,22 @@ struct SecurityTests {
         #expect(!listed.stdout.contains("fw-sec-2"), "nothing was registered")
         let admin = try await system.rampart(as: "admin", register)
         #expect(admin.exitCode == 0, "\(admin)")
+
+        // Each refusal and the admin's registration are in the audit log, with the key that made them
+        // (issue 6 item 3). Only admins and viewers read it.
+        let keys = try #require(system.keys)
+        let entries = try await Self.audit(system, "--method", InventoryService.Method.registerDevice)
+        for name in ["viewer", "operator", "admin"] {
+            let entry = try #require(entries.first { $0.callerName == name }, "\(name): \(entries)")
+            let key = try #require(try keys.list().first { $0.name == name }).key
+            #expect(entry.callerKey == key && entry.callerRole == name && entry.service == "inventory", "\(entry)")
+            #expect(entry.outcome == (name == "admin" ? .ok : .permissionDenied), "\(entry)")
+        }
+        #expect(entries.first { $0.callerName == "admin" }?.subject.isEmpty == false, "the new device's id")
+        let viewerReads = try await system.rampart(as: "viewer", ["audit", "--output", "json"])
+        #expect(viewerReads.exitCode == 0, "\(viewerReads)")
+        let operatorReads = try await system.rampart(as: "operator", ["audit"])
+        #expect(operatorReads.exitCode == 4, "an operator may not read the audit log: \(operatorReads)")
 
         // A device key acts only for its own device.
         try system.addDeviceKeys(["fw-sec-3"])
@@ -162,6 +194,13 @@ struct SecurityTests {
         #expect(try await Self.waitUntil { system.bus.log.contains("service registration refused") })
         let status = try await system.rampart("bus", "status", "--output", "json")
         #expect(!status.stdout.contains("rogue"), "\(status)")
+        var recorded: [Rampart_Audit_V1_AuditEntry] = []
+        #expect(
+            try await Self.waitUntil {
+                recorded = try await Self.audit(system, "--refused", "--caller", "operator")
+                return !recorded.isEmpty
+            }, "the broker's refusal is in the audit log")
+        #expect(recorded.first?.method == "serve inventory" && recorded.first?.service == "bus", "\(recorded)")
     }
 
     @Test("issue 6 item 1: a key file others may read is refused at start, naming the fix")

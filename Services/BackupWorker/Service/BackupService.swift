@@ -88,10 +88,12 @@ public struct BackupService: Sendable {
         var router = ServiceRouter(serviceName: Self.serviceName, policy: Self.policy)
         router.register(Method.startBackup) { (request: Rampart_Backup_V1_StartBackupRequest, context) in
             guard request.idempotencyKey.count <= 200 else { throw RPCError.invalidArgument("idempotency key too long") }
+            context.audit.note("targets", request.targets.prefix(20).map(Self.auditLabel).joined(separator: " "))
             var response = Rampart_Backup_V1_JobResponse()
             response.job = try await startJob(
                 targets: request.targets, origin: "on-demand", requestedBy: context.caller,
                 idempotencyKey: request.idempotencyKey.isEmpty ? nil : request.idempotencyKey)
+            context.audit.subject = response.job.id
             return response
         }
         router.register(Method.getJob) { (request: Rampart_Backup_V1_GetJobRequest, _) in
@@ -110,7 +112,8 @@ public struct BackupService: Sendable {
             }
         }
         router.register(Method.cancelJob) { (request: Rampart_Backup_V1_CancelJobRequest, context) in
-            try await pool.serve { connection in
+            context.audit.subject = request.jobID
+            return try await pool.serve { connection in
                 try BackupStore.cancel(jobId: request.jobID, requestedBy: context.caller, on: connection)
                 var response = Rampart_Backup_V1_JobResponse()
                 response.job = try BackupStore.job(request.jobID, on: connection)
@@ -134,9 +137,22 @@ public struct BackupService: Sendable {
             }
         }
         router.register(Method.pruneBackups) { (request: Rampart_Backup_V1_PruneBackupsRequest, context) in
-            try await pruner.prune(owner: request.owner.isEmpty ? nil : request.owner, dryRun: request.dryRun, caller: context.caller)
+            context.audit.subject = request.owner
+            if request.dryRun { context.audit.note("dry_run", "true") }
+            return try await pruner.prune(owner: request.owner.isEmpty ? nil : request.owner, dryRun: request.dryRun, caller: context.caller)
         }
         ScheduleHandlers(pool: pool).register(&router)
         return router
+    }
+
+    /// A target as the audit log shows it, the way the CLI takes it ("pair:edge", "all").
+    static func auditLabel(_ target: Rampart_Backup_V1_Target) -> String {
+        switch target.kind {
+        case .device: "device:\(target.ref)"
+        case .haPair: "pair:\(target.ref)"
+        case .cluster: "cluster:\(target.ref)"
+        case .allDevices: "all"
+        case .unspecified, .UNRECOGNIZED: target.ref
+        }
     }
 }

@@ -95,13 +95,17 @@ enum ScheduleStore {
 struct ScheduleHandlers: Sendable {
     let pool: PostgresPool
 
-    private static func emit(_ topic: String, _ schedule: Rampart_Backup_V1_Schedule, _ caller: String, on connection: PostgresConnection)
-        throws
-    {
+    /// Emits the schedule change and names it in the call's audit record.
+    private static func emit(
+        _ topic: String, _ schedule: Rampart_Backup_V1_Schedule, _ context: RequestContext, on connection: PostgresConnection
+    ) throws {
+        context.audit.subject = schedule.id
+        context.audit.note("schedule", schedule.name)
+        context.audit.note("change", String(topic.split(separator: ".").last ?? ""))
         try BackupStore.emit(
             topic, subject: schedule.id,
             ["schedule": schedule.name, "cron": schedule.cron, "time_zone": schedule.timeZone,
-             "paused": "\(schedule.paused)", "caller": caller], on: connection)
+             "paused": "\(schedule.paused)", "caller": context.caller], on: connection)
     }
 
     func register(_ router: inout ServiceRouter) {
@@ -125,7 +129,7 @@ struct ScheduleHandlers: Sendable {
                 }
                 var response = Rampart_Backup_V1_ScheduleResponse()
                 response.schedule = try ScheduleStore.one(id, on: connection).schedule
-                try Self.emit("backup.schedule.created", response.schedule, context.caller, on: connection)
+                try Self.emit("backup.schedule.created", response.schedule, context, on: connection)
                 return response
             }
         }
@@ -166,7 +170,7 @@ struct ScheduleHandlers: Sendable {
                 }
                 var response = Rampart_Backup_V1_ScheduleResponse()
                 response.schedule = try ScheduleStore.one(schedule.id, on: connection).schedule
-                try Self.emit("backup.schedule.updated", response.schedule, context.caller, on: connection)
+                try Self.emit("backup.schedule.updated", response.schedule, context, on: connection)
                 return response
             }
         }
@@ -183,7 +187,7 @@ struct ScheduleHandlers: Sendable {
                 var response = Rampart_Backup_V1_ScheduleResponse()
                 response.schedule = try ScheduleStore.one(schedule.id, on: connection).schedule
                 try Self.emit(request.paused ? "backup.schedule.paused" : "backup.schedule.resumed", response.schedule,
-                              context.caller, on: connection)
+                              context, on: connection)
                 return response
             }
         }
@@ -191,7 +195,7 @@ struct ScheduleHandlers: Sendable {
             try await pool.serve { connection in
                 let schedule = try ScheduleStore.one(request.schedule, on: connection).schedule
                 try connection.execute("DELETE FROM backup.schedules WHERE id = \(schedule.id)::uuid")
-                try Self.emit("backup.schedule.deleted", schedule, context.caller, on: connection)
+                try Self.emit("backup.schedule.deleted", schedule, context, on: connection)
                 var response = Rampart_Backup_V1_DeleteScheduleResponse()
                 response.scheduleID = schedule.id
                 return response

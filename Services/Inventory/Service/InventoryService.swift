@@ -139,6 +139,7 @@ public struct InventoryService: Sendable {
             }
         }
         router.register(Method.updateDevice) { (request: Rampart_Inventory_V1_UpdateDeviceRequest, context) in
+            context.audit.subject = request.device
             guard !request.fields.isEmpty else { throw RPCError.invalidArgument("no field to update was named") }
             return try await pool.serve { connection in
                 let current = try Self.lockDevices([request.device], on: connection)[0]
@@ -155,7 +156,8 @@ public struct InventoryService: Sendable {
             }
         }
         router.register(Method.unregisterDevice) { (request: Rampart_Inventory_V1_UnregisterDeviceRequest, context) in
-            try await pool.serve { connection in
+            context.audit.subject = request.device
+            return try await pool.serve { connection in
                 let device = try Self.lockDevices([request.device], on: connection)[0]
                 if !device.haPairID.isEmpty || !device.clusterID.isEmpty {
                     throw RPCError.failedPrecondition(
@@ -184,7 +186,8 @@ public struct InventoryService: Sendable {
             }
         }
         router.register(Method.setOutOfDate) { (request: Rampart_Inventory_V1_SetOutOfDateRequest, context) in
-            try await pool.serve { connection in
+            context.audit.subject = request.device
+            return try await pool.serve { connection in
                 let device = try InventoryStore.device(request.device, on: connection)
                 let changed = try InventoryStore.setOutOfDate(id: device.id, outOfDate: request.outOfDate, on: connection)
                 var response = Rampart_Inventory_V1_DeviceResponse()
@@ -238,6 +241,7 @@ public struct InventoryService: Sendable {
 
     private func registerPairs(_ router: inout ServiceRouter) {
         router.register(Method.createHaPair) { (request: Rampart_Inventory_V1_CreateHaPairRequest, context) in
+            context.audit.subject = request.name
             try InventoryRules.validateName(request.name, what: "HA pair")
             guard !request.primary.isEmpty, !request.secondary.isEmpty else {
                 throw RPCError.invalidArgument("an HA pair needs a primary and a secondary device")
@@ -266,6 +270,7 @@ public struct InventoryService: Sendable {
             }
         }
         router.register(Method.updateHaPair) { (request: Rampart_Inventory_V1_UpdateHaPairRequest, context) in
+            context.audit.subject = request.pair
             if !request.name.isEmpty { try InventoryRules.validateName(request.name, what: "HA pair") }
             return try await pool.serve { connection in
                 var pair = try InventoryStore.pair(request.pair, on: connection)
@@ -294,7 +299,8 @@ public struct InventoryService: Sendable {
             }
         }
         router.register(Method.deleteHaPair) { (request: Rampart_Inventory_V1_DeleteHaPairRequest, context) in
-            try await pool.serve { connection in
+            context.audit.subject = request.pair
+            return try await pool.serve { connection in
                 let pair = try InventoryStore.pair(request.pair, on: connection)
                 try InventoryStore.deletePair(id: pair.id, on: connection)
                 try Self.emit(
@@ -320,6 +326,7 @@ public struct InventoryService: Sendable {
 
     private func registerClusters(_ router: inout ServiceRouter) {
         router.register(Method.createCluster) { (request: Rampart_Inventory_V1_CreateClusterRequest, context) in
+            context.audit.subject = request.name
             try InventoryRules.validateName(request.name, what: "cluster")
             try InventoryRules.validateClusterShape(control: request.control, data: request.data)
             return try await pool.serve { connection in
@@ -346,6 +353,7 @@ public struct InventoryService: Sendable {
             }
         }
         router.register(Method.updateCluster) { (request: Rampart_Inventory_V1_UpdateClusterRequest, context) in
+            context.audit.subject = request.cluster
             if !request.name.isEmpty { try InventoryRules.validateName(request.name, what: "cluster") }
             return try await pool.serve { connection in
                 let cluster = try InventoryStore.cluster(request.cluster, on: connection)
@@ -391,7 +399,8 @@ public struct InventoryService: Sendable {
             }
         }
         router.register(Method.deleteCluster) { (request: Rampart_Inventory_V1_DeleteClusterRequest, context) in
-            try await pool.serve { connection in
+            context.audit.subject = request.cluster
+            return try await pool.serve { connection in
                 let cluster = try InventoryStore.cluster(request.cluster, on: connection)
                 try InventoryStore.deleteCluster(id: cluster.id, on: connection)
                 try Self.emit(

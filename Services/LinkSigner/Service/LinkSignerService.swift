@@ -168,6 +168,10 @@ public struct LinkSignerService: Sendable {
             metadata: [
                 "export": "\(exportId)", "selector": "\(description)", "links": "\(links.count)", "caller": "\(caller)",
             ])
+        context.audit.subject = exportId.uuidString.lowercased()
+        context.audit.note("selector", description)
+        context.audit.note("links", "\(count)")
+        context.audit.note("backup_ids", backupIds.prefix(50).joined(separator: ","))
         var response = Rampart_Links_V1_ExportBackupLinksResponse()
         response.exportID = exportId.uuidString.lowercased()
         response.links = links
@@ -190,6 +194,8 @@ public struct LinkSignerService: Sendable {
         _ request: Rampart_Links_V1_VerifyLinkRequest, _ context: RequestContext
     ) async throws -> Rampart_Links_V1_VerifyLinkResponse {
         let now = clock.now()
+        // A refused link is recorded (every PERMISSION_DENIED is): by its path, never its signature.
+        context.audit.note("path", String(request.path.prefix(512)))
         var loaded = try await keys.current(pool: pool)
         var outcome = check(request, now: now, ring: loaded.ring)
         if case .failure(.unknownKey) = outcome {
@@ -262,6 +268,8 @@ public struct LinkSignerService: Sendable {
             return rotated
         }
         keys.invalidate()
+        context.audit.subject = active.id
+        context.audit.note("retired", retired.id)
         context.logger.notice(
             "rotated the link-signing key", metadata: ["active": "\(active.id)", "retired": "\(retired.id)", "caller": "\(caller)"])
         var response = Rampart_Links_V1_RotateKeyResponse()

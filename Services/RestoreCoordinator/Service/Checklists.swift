@@ -109,6 +109,8 @@ struct Checklists: Sendable {
     func complete(
         _ request: Rampart_Restore_V1_CompleteItemRequest, _ context: RequestContext
     ) async throws -> Rampart_Restore_V1_ChecklistResponse {
+        context.audit.subject = request.device
+        context.audit.note("item", request.key)
         let device = try await device(request.device)
         let caller = context.caller
         let key = request.key
@@ -140,6 +142,8 @@ struct Checklists: Sendable {
 
     /// R13: deploy clears the out-of-date flag; a device not out of date needs `force`.
     func deploy(_ request: Rampart_Restore_V1_DeployRequest, _ context: RequestContext) async throws -> Rampart_Restore_V1_DeployResponse {
+        context.audit.subject = request.device
+        if request.force { context.audit.note("force", "true") }
         let device = try await device(request.device)
         guard device.outOfDate || request.force else {
             throw RPCError.failedPrecondition(
@@ -178,6 +182,7 @@ struct Checklists: Sendable {
     func resumeHaSync(
         _ request: Rampart_Restore_V1_ResumeHaSyncRequest, _ context: RequestContext
     ) async throws -> Rampart_Restore_V1_ResumeHaSyncResponse {
+        context.audit.subject = request.pair
         guard !request.pair.isEmpty else { throw RPCError.invalidArgument("name an HA pair (id or name)") }
         var lookup = Rampart_Inventory_V1_GetHaPairRequest()
         lookup.pair = request.pair

@@ -454,6 +454,8 @@ public struct RestoreCoordinatorService: Sendable {
     ) async throws -> Rampart_Restore_V1_LeaseResponse {
         let reason = request.reason.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !reason.isEmpty else { throw RPCError.invalidArgument("a forced release needs a reason (it is audited)") }
+        context.audit.note("lease", request.leaseID)
+        context.audit.note("reason", reason)
         let id = try Self.leaseId(request.leaseID)
         let caller = context.caller
         let now = Date()
@@ -466,6 +468,7 @@ public struct RestoreCoordinatorService: Sendable {
                 try end(lease, state: "released", reason: reason, by: caller, now: now, topic: "restore.lease.released",
                     on: connection))
         }.get()
+        context.audit.subject = lease.deviceID
         context.logger.notice(
             "restore lease released by force", metadata: ["lease": "\(lease.id)", "by": "\(caller)", "reason": "\(reason)"])
         var response = Rampart_Restore_V1_LeaseResponse()

@@ -194,6 +194,7 @@ extension StorageService {
     func deleteObject(
         _ request: Rampart_Storage_V1_DeleteObjectRequest, _ context: RequestContext
     ) async throws -> Rampart_Storage_V1_DeleteObjectResponse {
+        context.audit.subject = request.objectID
         let id = try StorageRules.sha256(request.objectID, field: "object_id")
         let path = configuration.objectPath(id)
         let trash = "\(configuration.trashDirectory)/\(id).\(UUID().uuidString.lowercased())"

@@ -248,6 +248,8 @@ extension StorageService {
     func commitUpload(
         _ request: Rampart_Storage_V1_CommitUploadRequest, _ context: RequestContext
     ) async throws -> Rampart_Storage_V1_ObjectInfo {
+        context.audit.subject = request.sha256
+        context.audit.note("upload", request.uploadID)
         let id = try StorageRules.uploadId(request.uploadID)
         let expected = try StorageRules.sha256(request.sha256, field: "sha256")
         let logger = context.logger
