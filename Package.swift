@@ -216,7 +216,7 @@ let package = Package(
         // Helpers only tests use: throwaway databases, process launching, free ports.
         .target(
             name: "RampartTesting",
-            dependencies: ["Postgres", "RampartBus"],
+            dependencies: ["Postgres", "RampartBus", .product(name: "Logging", package: "swift-log")],
             path: "Shared/RampartTesting", swiftSettings: strict),
 
         .testTarget(name: "ArchiveTests", dependencies: ["RampartArchive"], path: "Tests/ArchiveTests"),

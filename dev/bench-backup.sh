@@ -24,6 +24,9 @@ export RAMPART_DATABASE_URL=$(PG_FAST=1 "$root/dev/pg.sh" start "$work/pg" $((30
 export RAMPART_BUS="tcp://127.0.0.1:$((40000 + RANDOM % 10000))"
 export RAMPART_EVENTS_LISTEN="tcp://127.0.0.1:$((50000 + RANDOM % 10000))"
 export RAMPART_LOG_LEVEL=warning
+# CURVE keys for every process (docs/security.md); the CLI and bus-bench call as operators/admin.
+"$bin/rampart" keys init "$work/keys" >/dev/null
+export RAMPART_KEYS="$work/keys"
 bg() { "$@" >>"$work/$(basename "$1").log" 2>&1 & pids+=($!); }
 until_ok() { for _ in $(seq 600); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "timed out: $*" >&2; exit 1; }
 
@@ -34,6 +37,9 @@ bg "$bin/storage" --dir "$work/storage"
 until_ok "$bin/rampart" devices list --timeout 1
 echo "preparing $devices devices with $size of configuration each" >&2
 "$bin/device-agent" fleet --dir "$work/fleet" --generate --standalone "$devices" --config-size "$size" --prepare-only >&2
+# shellcheck disable=SC2046 # one argument per device name
+"$bin/rampart" keys add "$RAMPART_KEYS" --role device \
+    $(python3 -c 'import json,sys; print(" ".join(d["name"] for d in json.load(open(sys.argv[1]))["devices"]))' "$work/fleet/fleet.json") >/dev/null
 connected() { [ "$("$bin/rampart" devices list --output json --timeout 5 | grep -o '"connected":true' | wc -l)" -ge "$devices" ]; }
 
 run() {

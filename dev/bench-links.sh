@@ -30,6 +30,9 @@ export RAMPART_EVENTS_LISTEN="tcp://127.0.0.1:$((50000 + RANDOM % 10000))"
 export RAMPART_STORAGE_HTTP_PORT=$((20000 + RANDOM % 10000))
 export RAMPART_LINK_BASE_URL="http://127.0.0.1:$RAMPART_STORAGE_HTTP_PORT"
 export RAMPART_LOG_LEVEL=warning
+# CURVE keys for every process (docs/security.md); the CLI and bus-bench call as operators/admin.
+"$bin/rampart" keys init "$work/keys" --device bench-fw >/dev/null
+export RAMPART_KEYS="$work/keys"
 bg() { "$@" >>"$work/$(basename "$1").log" 2>&1 & pids+=($!); }
 until_ok() { for _ in $(seq 600); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "timed out: $*" >&2; exit 1; }
 

@@ -45,6 +45,9 @@ export RAMPART_BUS="tcp://127.0.0.1:$((40000 + RANDOM % 10000))"
 export RAMPART_EVENTS_LISTEN="tcp://127.0.0.1:$((50000 + RANDOM % 10000))"
 export RAMPART_STORAGE_HTTP_PORT=0
 export RAMPART_LOG_LEVEL=warning
+# CURVE keys for every process (docs/security.md); the CLI and bus-bench call as operators/admin.
+"$bin/rampart" keys init "$work/keys" --device rb-fw >/dev/null
+export RAMPART_KEYS="$work/keys"
 bg() { "$@" >>"$work/$(basename "$1").log" 2>&1 & pids+=($!); }
 until_ok() { for _ in $(seq 600); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "timed out: $*" >&2; exit 1; }
 
@@ -123,9 +126,11 @@ for n in range(1, restores + 1):
                     "--management-ip", f"198.51.100.{n + 10}"], check=True, stdout=subprocess.DEVNULL)
     with open(f"{work}/{file_name}", "rb") as source, open(f"{folder}/backups/{file_name}", "wb") as target:
         target.write(source.read())
+    # A replacement talks to the bus with the key of the device it replaces (docs/security.md).
     proc = subprocess.Popen([agent, "cli", "--dir", folder, "--user", "bench", "--reboot-delay-ms", "0",
                              "--presence-interval-ms", "500"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=open(f"{work}/cli-{n}.log", "wb"))
+                            stderr=open(f"{work}/cli-{n}.log", "wb"),
+                            env=dict(os.environ, RAMPART_KEY=f"{work}/keys/devices/rb-fw.key"))
     try:
         buffer = read_until(proc, b"", b"> ", time.monotonic() + 30)
         seen = {}

@@ -21,6 +21,9 @@ trap cleanup EXIT
 export RAMPART_DATABASE_URL=$(PG_FAST=1 "$root/dev/pg.sh" start "$work/pg" $((30000 + RANDOM % 10000)) 2>/dev/null | tail -n 1)
 export RAMPART_BUS="tcp://127.0.0.1:$((40000 + RANDOM % 10000))"
 export RAMPART_LOG_LEVEL=warning
+# CURVE keys for every process (docs/security.md); the CLI and bus-bench call as operators/admin.
+"$bin/rampart" keys init "$work/keys" >/dev/null
+export RAMPART_KEYS="$work/keys"
 "$bin/bus" --listen "$RAMPART_BUS" --publish "tcp://127.0.0.1:$((50000 + RANDOM % 10000))" >"$work/bus.log" 2>&1 &
 pids+=($!)
 "$bin/storage" --dir "$work/storage" >"$work/storage.log" 2>&1 &

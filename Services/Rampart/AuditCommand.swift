@@ -24,7 +24,7 @@ struct AuditCommand: AsyncParsableCommand {
     @Option(help: "Entries per page (1-1000).") var limit: UInt32 = UInt32(AuditFilter.defaultLimit)
     @Option(name: .customLong("after-id"), help: "Start after this entry id (the last ID of the previous page).")
     var afterId: UInt64 = 0
-    @Flag(help: "Follow the pages to the end.") var all = false
+    @Flag(help: "Follow the pages to the end (of the entries there when the command started).") var all = false
     @OptionGroup var options: ClientOptions
 
     func validate() throws {
@@ -59,7 +59,11 @@ struct AuditCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        var request = try request(now: Date())
+        let now = Date()
+        var request = try request(now: now)
+        // --all ends with what was there when the command started: the log grows while it is read
+        // (every refused call is an entry), and without an end the paging could follow it forever.
+        if all, until == nil { request.untilUnixMs = max(Int64(now.timeIntervalSince1970 * 1000) + 1, request.sinceUnixMs + 1) }
         var collected = Rampart_Audit_V1_ListAuditResponse()
         try await options.withClient { client in
             while true {
@@ -67,7 +71,7 @@ struct AuditCommand: AsyncParsableCommand {
                     client, AuditAPI.serviceName, AuditAPI.Method.list, request, idempotent: true)
                 collected.entries += page.entries
                 collected.more = page.more
-                guard all, page.more, let last = page.entries.last else { break }
+                guard all, page.more, let last = page.entries.last, last.id > request.afterID else { break }
                 request.afterID = last.id
             }
         }

@@ -12,7 +12,7 @@ struct RampartCommand: AsyncParsableCommand {
         abstract: "Back up and restore the configuration of a fleet of firewall devices.",
         discussion: """
             Every command talks to the services through the bus (--bus or RAMPART_BUS).
-            Exit codes: 0 ok, 1 other failure, 3 not found, 4 refused (exists / precondition), \
+            Exit codes: 0 ok, 1 other failure, 3 not found, 4 refused (exists / precondition / not allowed), \
             5 bus or service unavailable or too slow, 6 invalid argument, 7/8/9 a waited-for job partially \
             succeeded / failed / was cancelled, 10 damaged storage, 11 data loss, 64 bad usage.
             """,

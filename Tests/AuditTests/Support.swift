@@ -30,40 +30,6 @@ struct AuditDatabase {
     }
 }
 
-/// What a `RecordingLogHandler` saw; shared by every copy of the handler.
-final class LogRecord: Sendable {
-    struct Entry: Sendable {
-        var level: Logger.Level
-        var message: String
-        var metadata: [String: String]
-    }
-
-    private let entries = Mutex<[Entry]>([])
-
-    var all: [Entry] { entries.withLock { $0 } }
-
-    func append(_ entry: Entry) { entries.withLock { $0.append(entry) } }
-}
-
-/// A log handler that keeps what was logged, so tests can look at it.
-struct RecordingLogHandler: LogHandler {
-    let record: LogRecord
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        var merged: [String: String] = [:]
-        for (key, value) in metadata { merged[key] = "\(value)" }
-        for (key, value) in event.metadata ?? [:] { merged[key] = "\(value)" }
-        record.append(LogRecord.Entry(level: event.level, message: "\(event.message)", metadata: merged))
-    }
-}
-
 /// Runs blocking work on a thread of its own, so it never occupies Swift's cooperative pool.
 func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { continuation in

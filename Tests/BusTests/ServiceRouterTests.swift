@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import RampartBus
 import RampartProto
+import RampartTesting
 import Testing
 
 private let replayMethod = "rampart.test.v1.Journal/Replay"

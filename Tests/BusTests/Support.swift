@@ -38,43 +38,6 @@ func replyHeader(id: UInt64, status: Rampart_Bus_V1_StatusCode = .ok, message: S
     FrameCodec.replyHeader(requestId: id, status: status, message: message, answeredBy: by)
 }
 
-/// What a `RecordingLogHandler` saw; shared by every copy of the handler.
-final class LogRecord: Sendable {
-    struct Entry: Sendable {
-        var level: Logger.Level
-        var message: String
-        var metadata: [String: String]
-    }
-
-    private let entries = Mutex<[Entry]>([])
-
-    var all: [Entry] { entries.withLock { $0 } }
-
-    func append(_ entry: Entry) { entries.withLock { $0.append(entry) } }
-
-    /// Everything logged, messages and metadata values, as one text to search.
-    var text: String { all.map { "\($0.message) \($0.metadata.values.sorted())" }.joined(separator: "\n") }
-}
-
-/// A log handler that keeps what was logged, so tests can look at it.
-struct RecordingLogHandler: LogHandler {
-    let record: LogRecord
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        var merged: [String: String] = [:]
-        for (key, value) in metadata { merged[key] = "\(value)" }
-        for (key, value) in event.metadata ?? [:] { merged[key] = "\(value)" }
-        record.append(LogRecord.Entry(level: event.level, message: "\(event.message)", metadata: merged))
-    }
-}
-
 /// A logger whose output lands in `record`.
 func recordingLogger(_ record: LogRecord) -> Logger {
     Logger(label: "bus-tests") { _ in RecordingLogHandler(record: record) }

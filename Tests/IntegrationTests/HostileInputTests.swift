@@ -108,9 +108,10 @@ struct HostileInputTests {
 
             let targets = Self.methods(deviceIds: deviceIds)
             let endpoint = running.busEndpoint
+            let security = running.security(as: "admin")
             let started = ContinuousClock.now
             let outcome = try await Task.detached {
-                var fuzzer = Fuzzer(endpoint: endpoint, targets: targets, seed: Self.seed)
+                var fuzzer = Fuzzer(endpoint: endpoint, security: security, targets: targets, seed: Self.seed)
                 return try fuzzer.run(Self.messages)
             }.value
             let elapsed = ContinuousClock.now - started
@@ -138,7 +139,7 @@ struct HostileInputTests {
             // valid requests may delete devices the checks below use) stays what it was.
             let auditOutcome = try await Task.detached {
                 var fuzzer = Fuzzer(
-                    endpoint: endpoint, targets: [(AuditAPI.serviceName, [AuditAPI.Method.list])], seed: Self.seed + 1)
+                    endpoint: endpoint, security: security, targets: [(AuditAPI.serviceName, [AuditAPI.Method.list])], seed: Self.seed + 1)
                 return try fuzzer.run(Self.messages / 10)
             }.value
             print("hostile input, audit service: \(auditOutcome)")
@@ -256,14 +257,18 @@ struct Fuzzer {
     static let linger: Int32 = 17
 
     let endpoint: String
+    /// How the fuzzer's sockets talk to the bus: an admin key, so garbage reaches every handler
+    /// rather than stopping at the role check.
+    let security: BusSecurity
     let targets: [(service: String, methods: [String])]
     var rng: SplitMix64
     var nextId: UInt64 = 1 << 40
     var pending: [UInt64: (Expect, String)] = [:]
     var outcome = FuzzOutcome()
 
-    init(endpoint: String, targets: [(service: String, methods: [String])], seed: UInt64) {
+    init(endpoint: String, security: BusSecurity, targets: [(service: String, methods: [String])], seed: UInt64) {
         self.endpoint = endpoint
+        self.security = security
         self.targets = targets
         self.rng = SplitMix64(seed: seed)
     }
@@ -275,10 +280,12 @@ struct Fuzzer {
         defer { socket.close() }
         try socket.setOption(Self.linger, 0)
         try socket.setHighWaterMarks(send: 100_000, receive: 100_000)
+        try security.apply(to: socket)
         try socket.connect(endpoint)
         let worker = try ZMQSocket(.dealer)  // worker commands from a connection that never said READY
         defer { worker.close() }
         try worker.setOption(Self.linger, 0)
+        try security.apply(to: worker)
         try worker.connect(endpoint)
 
         for index in 0..<count {
@@ -521,6 +528,7 @@ struct Fuzzer {
         let big = try ZMQSocket(.dealer)
         defer { big.close() }
         try big.setOption(Self.linger, 1000)
+        try security.apply(to: big)
         try big.connect(endpoint)
         let limit = Int(BusProtocol.maxMessageSize)
         let target = pick(targets.filter { $0.service != BusProtocol.brokerService })
@@ -535,6 +543,7 @@ struct Fuzzer {
         let socket = try ZMQSocket(.dealer)
         defer { socket.close() }
         try socket.setOption(Self.linger, 1000)
+        try security.apply(to: socket)
         try socket.connect(endpoint)
         try socket.send(FrameCodec.clientRequest(service: target.service, header: header, payload: under))
         var poller = ZMQPoller()
