@@ -322,31 +322,29 @@ enum RestoreLeases {
             let elapsed = milliseconds(since: t0)
             tally.decisions.append(elapsed)
             tally.granted.append(elapsed)
+            /// One follow-up call on the lease: its latency in ms, or nil (the failure counted under `label`).
+            func timed(_ label: String, _ method: String, _ message: some SwiftProtobuf.Message) async -> Double? {
+                let start = BusBench.now()
+                do {
+                    let _: Rampart_Restore_V1_LeaseResponse = try await client.call(
+                        service: RestoreAPI.serviceName, method: method, message, timeout: timeout)
+                    return milliseconds(since: start)
+                } catch {
+                    tally.errors["\(label): \(error)".prefix(120).description, default: 0] += 1
+                    return nil
+                }
+            }
             var step = Rampart_Restore_V1_ReportStepRequest()
             step.leaseID = lease.id
             step.fencingToken = lease.fencingToken
             step.step = RestoreAPI.Step.applying
             step.detail = "bus-bench"
-            let t1 = BusBench.now()
-            do {
-                let _: Rampart_Restore_V1_LeaseResponse = try await client.call(
-                    service: RestoreAPI.serviceName, method: RestoreAPI.Method.reportStep, step, timeout: timeout)
-                tally.steps.append(milliseconds(since: t1))
-            } catch {
-                tally.errors["ReportStep: \(error)".prefix(120).description, default: 0] += 1
-            }
+            if let ms = await timed("ReportStep", RestoreAPI.Method.reportStep, step) { tally.steps.append(ms) }
             var failed = Rampart_Restore_V1_ReportFailedRequest()
             failed.leaseID = lease.id
             failed.fencingToken = lease.fencingToken
             failed.reason = "bus-bench: released at once"
-            let t2 = BusBench.now()
-            do {
-                let _: Rampart_Restore_V1_LeaseResponse = try await client.call(
-                    service: RestoreAPI.serviceName, method: RestoreAPI.Method.reportFailed, failed, timeout: timeout)
-                tally.ends.append(milliseconds(since: t2))
-            } catch {
-                tally.errors["ReportFailed: \(error)".prefix(120).description, default: 0] += 1
-            }
+            if let ms = await timed("ReportFailed", RestoreAPI.Method.reportFailed, failed) { tally.ends.append(ms) }
         } catch let error as RPCError where error.code == .failedPrecondition {
             let elapsed = milliseconds(since: t0)
             tally.decisions.append(elapsed)

@@ -1,4 +1,5 @@
 import BackupWorkerService
+import Crypto
 import Foundation
 import InventoryService
 import RampartBus
@@ -103,6 +104,14 @@ extension RunningSystem {
         guard result.exitCode == 0 else { throw FaultFailure(description: "download of \(backup.fileName): \(result)") }
         return try Data(contentsOf: URL(fileURLWithPath: path))
     }
+
+    /// Downloads each backup and expects its bytes to hash to the SHA-256 on its record.
+    func expectIntact(_ backups: [Rampart_Backup_V1_Backup], sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        for backup in backups {
+            let bytes = try await downloaded(backup, into: logDirectory)
+            #expect(SHA256.hash(data: bytes).hexString == backup.sha256, "\(backup.fileName)", sourceLocation: sourceLocation)
+        }
+    }
 }
 
 extension Rampart_Backup_V1_JobState {
@@ -204,4 +213,9 @@ private func runSync(_ executable: String, _ arguments: [String]) -> (code: Int3
     while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
     let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
     return ((status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f), text)
+}
+
+extension Digest {
+    /// Lower-case hex.
+    var hexString: String { map { String(format: "%02x", $0) }.joined() }
 }

@@ -1,5 +1,4 @@
 import BackupWorkerService
-import Crypto
 import Foundation
 import InventoryService
 import RampartBus
@@ -104,10 +103,7 @@ struct FaultTests {
             #expect(finished.state == .succeeded, "\(finished)")
             let stored = try await system.backups(job: job.id)
             #expect(stored.count == 1 && stored.first?.ownerName == "fw-busy", "\(stored)")
-            for record in stored {
-                let bytes = try await system.downloaded(record, into: system.logDirectory)
-                #expect(SHA256.hash(data: bytes).hexString == record.sha256)
-            }
+            try await system.expectIntact(stored)
             // And new work runs on the restarted bus.
             let later = try await system.startJob("fw-later")
             #expect(try await system.finishedJob(later.id).state == .succeeded)
@@ -200,10 +196,7 @@ struct FaultTests {
                 (try? await system.backups(job: before.id), "no answer")
             }
             #expect(storedAfter.map(\.id) == storedBefore.map(\.id))
-            for record in storedAfter {
-                let bytes = try await system.downloaded(record, into: system.logDirectory)
-                #expect(SHA256.hash(data: bytes).hexString == record.sha256)
-            }
+            try await system.expectIntact(storedAfter)
             let after = try await eventually("a backup can be started again", timeout: .seconds(180), every: .seconds(1)) {
                 (try? await system.startJob("fw-pg-2"), "backup start refused")
             }
@@ -253,10 +246,7 @@ struct FaultTests {
             #expect(objects.first?.size == stored.first?.size)
             let onDisk = filesUnder(backup.storageDir + "/objects").keys.filter { $0.hasSuffix(".obj") }
             #expect(onDisk.map { ($0 as NSString).lastPathComponent } == stored.map { $0.objectID + ".obj" }, "\(onDisk)")
-            for record in stored {
-                let bytes = try await system.downloaded(record, into: system.logDirectory)
-                #expect(SHA256.hash(data: bytes).hexString == record.sha256)
-            }
+            try await system.expectIntact(stored)
             let verify = try await system.rampart("storage", "verify", "--timeout", "60")
             #expect(verify.exitCode == 0, "\(verify)")
         } catch {
@@ -452,9 +442,4 @@ struct FaultTests {
             throw error
         }
     }
-}
-
-extension Digest {
-    /// Lower-case hex.
-    var hexString: String { map { String(format: "%02x", $0) }.joined() }
 }

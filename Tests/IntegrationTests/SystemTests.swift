@@ -125,9 +125,12 @@ struct SystemTests {
     func survivesGarbage() async throws {
         try await withSystem { system in
             let endpoint = system.busEndpoint
+            let security = system.security(as: "admin")  // garbage from an admitted key reaches the broker's decoder
             try await Task.detached {
                 var rng = SplitMix64(seed: 0x5EED)
                 let socket = try ZMQSocket(.dealer)
+                defer { socket.close() }
+                try security.apply(to: socket)
                 try socket.connect(endpoint)
                 let valid = FrameCodec.clientRequest(
                     service: InventoryService.serviceName,
@@ -169,6 +172,10 @@ struct SystemTests {
             #expect(good.exitCode == 0, "\(good)")
             let status = try await system.rampart("bus", "status")
             #expect(status.exitCode == 0 && status.stdout.contains("inventory"), "\(status)")
+            // The garbage did reach the broker (over CURVE, from an admitted key) and was counted there.
+            let counted = try await system.rampart("bus", "status", "--output", "json")
+            let broker = try Rampart_Bus_V1_BrokerStatusResponse(jsonString: counted.stdout)
+            #expect(broker.malformedFrames >= 1000, "\(counted)")
         }
     }
 }

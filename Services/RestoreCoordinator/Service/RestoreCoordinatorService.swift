@@ -226,31 +226,27 @@ public struct RestoreCoordinatorService: Sendable {
 
     /// Inventory's view of the backup's device, its pair or cluster; refuses when the device is gone.
     func situation(manifest: BackupManifest, facts: Rampart_Restore_V1_DeviceFacts) async throws -> RestoreChecks.Situation {
-        // A pair's or a cluster's member: one call gives the deployment and its devices, this one included.
-        if !manifest.haPairId.isEmpty {
-            var request = Rampart_Inventory_V1_GetHaPairRequest()
-            request.pair = manifest.haPairId
-            if let response = try await unlessNotFound({
-                try await inventory(InventoryService.Method.getHaPair, request, as: Rampart_Inventory_V1_HaPairResponse.self)
-            }), let device = response.devices.first(where: { $0.id == manifest.deviceId && $0.haPairID == response.pair.id }) {
-                var situation = RestoreChecks.Situation(
-                    manifest: manifest, facts: facts, device: device, managerId: configuration.managerId)
-                situation.pair = response.pair
-                return situation
-            }
+        func situation(
+            _ device: Rampart_Inventory_V1_Device, pair: Rampart_Inventory_V1_HaPair? = nil,
+            cluster: Rampart_Inventory_V1_ClusterResponse? = nil
+        ) -> RestoreChecks.Situation {
+            var situation = RestoreChecks.Situation(
+                manifest: manifest, facts: facts, device: device, managerId: configuration.managerId)
+            situation.pair = pair
+            situation.cluster = cluster?.cluster
+            situation.clusterDevices = cluster?.devices ?? []
+            return situation
         }
-        if !manifest.clusterId.isEmpty {
-            var request = Rampart_Inventory_V1_GetClusterRequest()
-            request.cluster = manifest.clusterId
-            if let response = try await unlessNotFound({
-                try await inventory(InventoryService.Method.getCluster, request, as: Rampart_Inventory_V1_ClusterResponse.self)
-            }), let device = response.devices.first(where: { $0.id == manifest.deviceId && $0.clusterID == response.cluster.id }) {
-                var situation = RestoreChecks.Situation(
-                    manifest: manifest, facts: facts, device: device, managerId: configuration.managerId)
-                situation.cluster = response.cluster
-                situation.clusterDevices = response.devices
-                return situation
-            }
+        // A pair's or a cluster's member: one call gives the deployment and its devices, this one included.
+        if !manifest.haPairId.isEmpty, let response = try await haPair(manifest.haPairId),
+            let device = response.devices.first(where: { $0.id == manifest.deviceId && $0.haPairID == response.pair.id })
+        {
+            return situation(device, pair: response.pair)
+        }
+        if !manifest.clusterId.isEmpty, let response = try await cluster(manifest.clusterId),
+            let device = response.devices.first(where: { $0.id == manifest.deviceId && $0.clusterID == response.cluster.id })
+        {
+            return situation(device, cluster: response)
         }
         // A standalone device, or one whose deployment changed since the backup: the device first.
         var lookup = Rampart_Inventory_V1_GetDeviceRequest()
@@ -263,26 +259,27 @@ public struct RestoreCoordinatorService: Sendable {
             throw RPCError.failedPrecondition(
                 "the backup's device \(manifest.deviceName) (\(manifest.deviceId)) is not registered: a backup restores only the appliance it was taken from (R5), and a device is never unregistered to restore it (R14)")
         }
-        var situation = RestoreChecks.Situation(
-            manifest: manifest, facts: facts, device: device, managerId: configuration.managerId)
-        if !device.haPairID.isEmpty {
-            var request = Rampart_Inventory_V1_GetHaPairRequest()
-            request.pair = device.haPairID
-            situation.pair = try await unlessNotFound({
-                try await inventory(InventoryService.Method.getHaPair, request, as: Rampart_Inventory_V1_HaPairResponse.self)
-            })?.pair
+        let pairResponse = try await device.haPairID.isEmpty ? nil : haPair(device.haPairID)
+        let clusterResponse = try await device.clusterID.isEmpty ? nil : cluster(device.clusterID)
+        return situation(device, pair: pairResponse?.pair, cluster: clusterResponse)
+    }
+
+    /// HA pair `id` with its devices, or nil when inventory has no such pair.
+    func haPair(_ id: String) async throws -> Rampart_Inventory_V1_HaPairResponse? {
+        var request = Rampart_Inventory_V1_GetHaPairRequest()
+        request.pair = id
+        return try await unlessNotFound {
+            try await inventory(InventoryService.Method.getHaPair, request, as: Rampart_Inventory_V1_HaPairResponse.self)
         }
-        if !device.clusterID.isEmpty {
-            var request = Rampart_Inventory_V1_GetClusterRequest()
-            request.cluster = device.clusterID
-            if let response = try await unlessNotFound({
-                try await inventory(InventoryService.Method.getCluster, request, as: Rampart_Inventory_V1_ClusterResponse.self)
-            }) {
-                situation.cluster = response.cluster
-                situation.clusterDevices = response.devices
-            }
+    }
+
+    /// Cluster `id` with its devices, or nil when inventory has no such cluster.
+    func cluster(_ id: String) async throws -> Rampart_Inventory_V1_ClusterResponse? {
+        var request = Rampart_Inventory_V1_GetClusterRequest()
+        request.cluster = id
+        return try await unlessNotFound {
+            try await inventory(InventoryService.Method.getCluster, request, as: Rampart_Inventory_V1_ClusterResponse.self)
         }
-        return situation
     }
 
     /// `body`'s answer, or nil when it is NOT_FOUND; any other failure (UNAVAILABLE…) is thrown, never
