@@ -360,11 +360,18 @@ struct RestoreCoordinatorTests {
             let noReason = try await system.system.rampart("restore", "release", lease.id, "--reason", " ")
             #expect(noReason.exitCode == 6, "\(noReason)")
             let released = try await system.system.rampart(
-                "restore", "release", lease.id, "--reason", "replacement was DOA", "--output", "json")
+                as: "operator", ["restore", "release", lease.id, "--reason", "replacement was DOA", "--output", "json"])
             #expect(released.exitCode == 0, "\(released)")
             let ended = try Rampart_Restore_V1_LeaseResponse(jsonString: released.stdout).lease
             #expect(ended.state == .released && ended.endReason == "replacement was DOA")
-            #expect(ended.releasedBy.hasPrefix("rampart-cli@"))
+            #expect(ended.releasedBy == "operator", "the name of the key that released it")
+            // Audited with the key, the lease and the reason (issue 6 item 3).
+            let audit = try await system.system.rampart("audit", "--method", RestoreAPI.Method.releaseLease, "--output", "json")
+            let entries = try Rampart_Audit_V1_ListAuditResponse(jsonString: audit.stdout).entries
+            #expect(entries.map(\.outcome) == [.invalidArgument, .ok], "the release without a reason too: \(entries)")
+            let entry = try #require(entries.last, "\(audit)")
+            #expect(entry.callerName == "operator" && entry.callerRole == "operator" && entry.outcome == .ok, "\(entry)")
+            #expect(entry.details["lease"] == lease.id && entry.details["reason"] == "replacement was DOA", "\(entry)")
             _ = try await request(client, try #require(held["hl-b"]))
             let events = try await system.system.rampart(
                 "events", "tail", "--since", "0", "--topic", "restore.lease.released", "--count", "1", "--output", "json")

@@ -6,8 +6,9 @@ import RampartTesting
 import Testing
 
 /// Starts a system (bus + `inventories` inventory instances), runs `body`, and always stops it.
-func withSystem(inventories: Int = 1, _ body: (RunningSystem) async throws -> Void) async throws {
-    let system = try RunningSystem()
+/// `plain`: without CURVE (callers then name themselves; see docs/security.md).
+func withSystem(inventories: Int = 1, plain: Bool = false, _ body: (RunningSystem) async throws -> Void) async throws {
+    let system = try RunningSystem(plain: plain)
     defer { system.stop() }
     for _ in 0..<inventories { try system.start("inventory") }
     try await system.waitUntilServing(BusProtocol.journalService)
