@@ -27,13 +27,24 @@ struct BusCommand: AsyncParsableCommand {
     var heartbeatMs: Int64 = Environment.value("RAMPART_HEARTBEAT_MS").flatMap { Int64($0) } ?? 2500
 
     @Option(name: .customLong("key"), help: "The broker's key file (env RAMPART_BROKER_KEY; default DIR/broker.key of --keys).")
-    var keyFile: String? = Environment.value("RAMPART_BROKER_KEY")
+    var keyFileFlag: String?
 
-    @Option(help: "The authorized keys file (env RAMPART_AUTHORIZED_KEYS; default DIR/authorized_keys of --keys).")
-    var authorizedKeys: String? = Environment.value("RAMPART_AUTHORIZED_KEYS")
+    /// The flag, or else $RAMPART_BROKER_KEY.
+    var keyFile: String? { keyFileFlag ?? Environment.value("RAMPART_BROKER_KEY") }
+
+    @Option(
+        name: .customLong("authorized-keys"),
+        help: "The authorized keys file (env RAMPART_AUTHORIZED_KEYS; default DIR/authorized_keys of --keys).")
+    var authorizedKeysFlag: String?
+
+    /// The flag, or else $RAMPART_AUTHORIZED_KEYS.
+    var authorizedKeys: String? { authorizedKeysFlag ?? Environment.value("RAMPART_AUTHORIZED_KEYS") }
 
     @Option(name: .customLong("keys"), help: "A key folder made by `rampart keys init` (env RAMPART_KEYS).")
-    var keysDirectory: String? = Environment.value("RAMPART_KEYS")
+    var keysDirectoryFlag: String?
+
+    /// The flag, or else $RAMPART_KEYS.
+    var keysDirectory: String? { keysDirectoryFlag ?? Environment.value("RAMPART_KEYS") }
 
     @Flag(
         name: .customLong("insecure-plain"),

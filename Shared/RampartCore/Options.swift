@@ -24,12 +24,18 @@ public struct BusOptions: ParsableArguments, Sendable {
     public var heartbeatMs: Int64 = Environment.value("RAMPART_HEARTBEAT_MS").flatMap { Int64($0) } ?? 2500
 
     @Option(name: .customLong("key"), help: "This process's bus key file, made by `rampart keys init` (env RAMPART_KEY).")
-    public var keyFile: String? = Environment.value("RAMPART_KEY")
+    public var keyFileFlag: String?
+
+    /// The flag, or else $RAMPART_KEY.
+    public var keyFile: String? { keyFileFlag ?? Environment.value("RAMPART_KEY") }
 
     @Option(
         name: .customLong("keys"),
         help: "A key folder made by `rampart keys init`; this process uses its own key in it (env RAMPART_KEYS).")
-    public var keysDirectory: String? = Environment.value("RAMPART_KEYS")
+    public var keysDirectoryFlag: String?
+
+    /// The flag, or else $RAMPART_KEYS.
+    public var keysDirectory: String? { keysDirectoryFlag ?? Environment.value("RAMPART_KEYS") }
 
     @Flag(
         name: .customLong("insecure-plain"),

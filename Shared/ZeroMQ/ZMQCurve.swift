@@ -22,7 +22,7 @@ public struct CurveKeyPair: Sendable, Hashable {
         var publicKey = [CChar](repeating: 0, count: 41)
         var secretKey = [CChar](repeating: 0, count: 41)
         guard zmq_curve_keypair(&publicKey, &secretKey) == 0 else { throw CurveError("zmq_curve_keypair failed: libzmq has no CURVE") }
-        return try CurveKeyPair(publicKey: String(cString: publicKey), secretKey: String(cString: secretKey))
+        return try CurveKeyPair(publicKey: Curve.text(publicKey), secretKey: Curve.text(secretKey))
     }
 }
 
@@ -53,7 +53,7 @@ public enum Curve {
         precondition(bytes.count == 32, "a CURVE key is 32 bytes")
         var text = [CChar](repeating: 0, count: 41)
         _ = zmq_z85_encode(&text, bytes, 32)
-        return String(cString: text)
+        return Curve.text(text)
     }
 
     /// The public key that belongs to `secret`.
@@ -62,7 +62,12 @@ public enum Curve {
         var publicKey = [CChar](repeating: 0, count: 41)
         let result = secret.withCString { zmq_curve_public(&publicKey, $0) }
         guard result == 0 else { throw CurveError("zmq_curve_public failed: libzmq has no CURVE") }
-        return String(cString: publicKey)
+        return text(publicKey)
+    }
+
+    /// The text of a NUL-terminated C buffer (a Z85 key libzmq wrote).
+    static func text(_ buffer: [CChar]) -> String {
+        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     private static let z85Alphabet = Set(

@@ -131,8 +131,7 @@ func filesUnder(_ folder: String) -> [String: Int] {
         let path = folder + "/" + relative
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue {
-            let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? -1
-            found[relative] = size ?? -1
+            found[relative] = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? -1
         }
     }
     return found

@@ -117,7 +117,7 @@ struct LinksTests {
             try system.setClockOffset(expires - now - 2)
             _ = try await verify(client, link.url)
             try system.setClockOffset(expires - now + 1)
-            try await expectRefused("link expired") { try await verify(client, link.url) }
+            try await expectRefused("link expired") { _ = try await verify(client, link.url) }
         }
     }
 
@@ -148,11 +148,11 @@ struct LinksTests {
             // Past the old link's lifetime: expired, though its key still verifies for a while.
             let now = Date().timeIntervalSince1970
             try system.setClockOffset(Double(old.expiresUnixMs) / 1000 - now + 1)
-            try await expectRefused("link expired") { try await verify(client, old.url) }
+            try await expectRefused("link expired") { _ = try await verify(client, old.url) }
             // Past the retired key's window: the key itself is gone; the new key still verifies its links
             // until they expire.
             try system.setClockOffset(Double(rotation.retired.verifiesUntilUnixMs) / 1000 - now + 1)
-            try await expectRefused("unknown key") { try await verify(client, old.url) }
+            try await expectRefused("unknown key") { _ = try await verify(client, old.url) }
         }
     }
 
