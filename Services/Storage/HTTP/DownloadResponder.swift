@@ -190,13 +190,18 @@ struct DownloadResponder: HTTPResponder {
             do {
                 // Batch n is sent while batch n+1 is read and decrypted off the event loop; the writer
                 // suspends while the client is slow (back-pressure), so at most two batches are in memory.
-                var current = try await reader.next()
-                while let batch = current {
+                var current = try await reader.nextPieces()
+                while let pieces = current {
                     try Task.checkCancellation()  // the server is cut off after its drain timeout
-                    async let upcoming = reader.next()
-                    if !batch.isEmpty {
-                        try await writer.write(ByteBuffer(bytes: batch))
-                        sent += UInt64(batch.count)
+                    async let upcoming = reader.nextPieces()
+                    let count = pieces.reduce(0) { $0 + $1.count }
+                    if count > 0 {
+                        // The decrypted frames go straight into the outgoing buffer: one copy.
+                        var buffer = ByteBuffer()
+                        buffer.reserveCapacity(count)
+                        for piece in pieces { buffer.writeBytes(piece) }
+                        try await writer.write(buffer)
+                        sent += UInt64(count)
                     }
                     current = try await upcoming
                 }

@@ -91,6 +91,7 @@ public final class ObjectRangeReader: @unchecked Sendable {
         let whole = range.lowerBound == 0 && range.upperBound == layout.plaintextSize
         let identity = (try? opened.file.identity).map { "\(info.objectID):\($0)" }
         self.hasher = whole && !(identity.map(verified.contains) ?? false) ? SHA256() : nil
+        if frames.count > 1 { opened.file.adviseSequential() }
     }
 
     deinit {
@@ -103,6 +104,17 @@ public final class ObjectRangeReader: @unchecked Sendable {
     /// The next batch of plaintext (possibly empty for an empty object), or nil after the end of the
     /// range. Throws `ObjectReadError`; after a failure nothing more is read.
     public func next() async throws -> Data? {
+        guard let pieces = try await nextPieces() else { return nil }
+        if pieces.count == 1 { return pieces[0] }
+        var data = Data(capacity: pieces.reduce(0) { $0 + $1.count })
+        for piece in pieces { data.append(piece) }
+        return data
+    }
+
+    /// The next batch as the plaintext of its frames, in order, not joined (each piece is a frame, or
+    /// the part of one inside the range): a caller that copies them into its own buffer anyway (an
+    /// HTTP body) saves a copy. An empty array for an empty object; nil after the end of the range.
+    public func nextPieces() async throws -> [Data]? {
         guard !finished, !closed else { return nil }
         do {
             return try await offloaded { [self] in try self.readBatch() }
@@ -119,19 +131,21 @@ public final class ObjectRangeReader: @unchecked Sendable {
         opened.file.close()
     }
 
-    private func readBatch() throws -> Data {
+    private func readBatch() throws -> [Data] {
         let first = nextFrame
         let last = min(lastFrame, first + batchFrames - 1)
         let layout = opened.layout
         var frameStart = layout.plaintextOffset(of: first)
-        var data = Data(capacity: Int(min(UInt64(1 << 21), range.upperBound - range.lowerBound)))
+        var pieces: [Data] = []
+        pieces.reserveCapacity(Int(last - first + 1))
         try ObjectStore.readFrames(opened, first...last) { plain in
             hasher?.update(data: plain)
             let from = max(range.lowerBound, frameStart)
             let to = min(range.upperBound, frameStart + UInt64(plain.count))
             if from < to {
                 let base = plain.startIndex
-                data.append(plain[(base + Int(from - frameStart))..<(base + Int(to - frameStart))])
+                let whole = from == frameStart && to == frameStart + UInt64(plain.count)
+                pieces.append(whole ? plain : plain[(base + Int(from - frameStart))..<(base + Int(to - frameStart))])
             }
             frameStart += UInt64(plain.count)
         }
@@ -146,7 +160,7 @@ public final class ObjectRangeReader: @unchecked Sendable {
                 if let identity = try? opened.file.identity { verified.insert("\(info.objectID):\(identity)") }
             }
         }
-        return data
+        return pieces
     }
 }
 

@@ -71,22 +71,28 @@ struct FileHandleFD {
 
     /// Reads up to `count` bytes at `offset` (fewer only at the end of the file).
     func read(_ count: Int, at offset: UInt64) throws -> Data {
-        var data = Data(count: count)
-        let got = try data.withUnsafeMutableBytes { buffer -> Int in
-            var done = 0
-            while done < count {
-                let n = pread(fd, buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw FileIOError(operation: "read", path: path, code: errno)
-                }
-                if n == 0 { break }
-                done += n
+        guard count > 0 else { return Data() }
+        // Read into memory that is not zeroed first (Data(count:) would clear it only to overwrite it).
+        guard let memory = malloc(count) else { throw FileIOError(operation: "read", path: path, code: ENOMEM) }
+        var done = 0
+        while done < count {
+            let n = pread(fd, memory + done, count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                let code = errno
+                free(memory)
+                throw FileIOError(operation: "read", path: path, code: code)
             }
-            return done
+            if n == 0 { break }
+            done += n
         }
-        if got < count { data.removeSubrange(got...) }
-        return data
+        return Data(bytesNoCopy: memory, count: done, deallocator: .free)
+    }
+
+    /// Tells the kernel the file will be read from start to end, so it reads further ahead. Advice
+    /// only: a kernel that ignores it changes nothing.
+    func adviseSequential() {
+        _ = posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_SEQUENTIAL))
     }
 
     func truncate(to length: UInt64) throws {
