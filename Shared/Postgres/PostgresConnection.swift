@@ -4,6 +4,13 @@ import Foundation
 /// One libpq connection. Not thread-safe: use it from one thread at a time (`PostgresPool` does this for you).
 public final class PostgresConnection {
     private var handle: OpaquePointer?
+    /// Statements prepared in this session, by text and parameter types: their names. Emptied when the
+    /// session is new (`reset()`).
+    private var prepared: [PreparedKey: String] = [:]
+    /// Statements prepared in this session so far (names are never reused within it).
+    private var preparedCount = 0
+    /// At most this many statements are prepared per session; others run unprepared.
+    static let maxPrepared = 512
 
     /// Connects (PQconnectdbParams); throws `.connection` with libpq's message on failure.
     ///
@@ -40,6 +47,17 @@ public final class PostgresConnection {
         // Server notices (e.g. "relation already exists, skipping") would go to stderr: ignore them.
         PQsetNoticeProcessor(connection, { _, _ in }, nil)
         handle = connection
+        startSession()
+    }
+
+    /// Session settings: prepared statements are planned with their values each time (as unprepared
+    /// ones are), so filters such as `(x = '' OR column = x)` keep their index plans; preparing saves
+    /// the parsing and analysis only. (A server without the setting, before PostgreSQL 12, ignores it.)
+    private func startSession() {
+        prepared = [:]
+        preparedCount = 0
+        guard let handle else { return }
+        PQclear(PQexec(handle, "SET plan_cache_mode TO force_custom_plan"))
     }
 
     deinit {
@@ -63,6 +81,7 @@ public final class PostgresConnection {
     public func reset() {
         guard let handle else { return }
         PQreset(handle)
+        startSession()
     }
 
     /// Closes the connection now (PQfinish); later calls fail with `.connection`.
@@ -88,11 +107,41 @@ public final class PostgresConnection {
         let formats = sql.binds.map { Int32($0.isBinary ? 1 : 0) }
         // Binary parameters are bytea (OID 17), so they never get mistaken for text; the server infers the rest.
         let types = sql.binds.map { $0.isBinary ? Oid(17) : Oid(0) }
+        let name = try preparedName(sql.text, types: types, on: handle)
         let result = withPointers(to: storage) { pointers in
-            PQexecParams(handle, sql.text, Int32(sql.binds.count), types, pointers, lengths, formats, 0)
+            if let name {
+                PQexecPrepared(handle, name, Int32(sql.binds.count), pointers, lengths, formats, 0)
+            } else {
+                PQexecParams(handle, sql.text, Int32(sql.binds.count), types, pointers, lengths, formats, 0)
+            }
         }
         defer { PQclear(result) }
-        return try rows(of: result)
+        do {
+            return try rows(of: result)
+        } catch let error as PostgresError where name != nil && error.sqlState == "0A000" {
+            // "cached plan must not change result type": a table changed under the prepared statement
+            // (a migration by a newer process). Prepare it afresh next time.
+            prepared[PreparedKey(text: sql.text, types: types)] = nil
+            if !isInTransaction, let name { PQclear(PQexec(handle, "DEALLOCATE \(name)")) }
+            throw error
+        }
+    }
+
+    /// The name of `text` prepared in this session (preparing it now when needed), or nil to run it
+    /// unprepared (too many prepared already, or an aborted transaction, where the statement then
+    /// fails as it would have). A statement the server refuses to prepare throws its error, as running
+    /// it would have.
+    private func preparedName(_ text: String, types: [Oid], on handle: OpaquePointer) throws -> String? {
+        let key = PreparedKey(text: text, types: types)
+        if let name = prepared[key] { return name }
+        guard prepared.count < Self.maxPrepared, PQtransactionStatus(handle) != PQTRANS_INERROR else { return nil }
+        preparedCount += 1
+        let name = "rampart_\(preparedCount)"
+        let result = PQprepare(handle, name, text, Int32(types.count), types)
+        defer { PQclear(result) }
+        _ = try rows(of: result)
+        prepared[key] = name
+        return name
     }
 
     /// Runs one statement and returns the number of rows it affected (PQcmdTuples).
@@ -221,6 +270,12 @@ extension StringProtocol {
         while let first = scalars.first, first.isWhitespace { scalars = scalars.dropFirst() }
         return String(scalars)
     }
+}
+
+/// A statement as prepared: its text and the types of its parameters.
+private struct PreparedKey: Hashable {
+    var text: String
+    var types: [Oid]
 }
 
 /// A connection belongs to one thread at a time: share a `PostgresPool` instead.
