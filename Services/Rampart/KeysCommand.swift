@@ -27,7 +27,9 @@ struct KeysCommand: ParsableCommand {
 
         func run() throws {
             let parsed = try operators.map(KeysCommand.parseOperator)
-            let folder = try KeyFolder.initialize(at: dir, operators: parsed.isEmpty ? [("admin", .admin)] : parsed, devices: devices)
+            let folder = try KeysCommand.refusing {
+                try KeyFolder.initialize(at: dir, operators: parsed.isEmpty ? [("admin", .admin)] : parsed, devices: devices)
+            }
             let entries = try folder.list()
             print("made \(entries.count) keys in \(dir) (broker key: \(try BusKeyFile.load(folder.brokerKeyPath).keys.publicKey))")
             print("start the bus with --keys \(dir); give each process its own key file with --key FILE")
@@ -46,7 +48,7 @@ struct KeysCommand: ParsableCommand {
         }
 
         func run() throws {
-            let paths = try KeyFolder(path: dir).add(names.map { (role, $0) })
+            let paths = try KeysCommand.refusing { try KeyFolder(path: dir).add(names.map { (role, $0) }) }
             for path in paths { print(path) }
         }
     }
@@ -59,7 +61,7 @@ struct KeysCommand: ParsableCommand {
         @Argument(help: "The key's name.") var name: String
 
         func run() throws {
-            let removed = try KeyFolder(path: dir).revoke(name: name)
+            let removed = try KeysCommand.refusing { try KeyFolder(path: dir).revoke(name: name) }
             guard removed > 0 else {
                 printError("NOT_FOUND: no key named '\(name)' in \(dir)")
                 throw ExitCode(3)
@@ -75,7 +77,7 @@ struct KeysCommand: ParsableCommand {
         @Option(help: "table or json.") var output: OutputFormat = .table
 
         func run() throws {
-            let entries = try KeyFolder(path: dir).list()
+            let entries = try KeysCommand.refusing { try KeyFolder(path: dir).list() }
             if output == .json {
                 let rows = entries.map { ["role": $0.role.rawValue, "name": $0.name, "public_key": $0.key] }
                 let data = try JSONSerialization.data(withJSONObject: rows, options: [.sortedKeys])
@@ -85,6 +87,17 @@ struct KeysCommand: ParsableCommand {
             var table = Table("ROLE", "NAME", "PUBLIC KEY")
             for entry in entries { table.add(entry.role.rawValue, entry.name, entry.key) }
             print(table.render())
+        }
+    }
+
+    /// `body`'s result; a key folder that refuses (a name taken or invalid, not a key folder, a file
+    /// others may read) is said on stderr and exits 4, like any refusal.
+    static func refusing<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as BusKeyError {
+            printError("refused: \(error)")
+            throw ExitCode(4)
         }
     }
 

@@ -239,3 +239,50 @@ struct SecurityTests {
         #expect(listed.exitCode == 0, "\(listed)")
     }
 }
+
+/// `rampart keys` as an operator uses it (issue 6 item 1): the files, the list, adding, revoking, refusals.
+@Suite("Security: rampart keys init, add, list, revoke (issue 6 item 1)")
+struct KeysCommandTests {
+    @Test("issue 6 item 1: rampart keys makes 0600 key files, lists them, adds and revokes; refusals exit 4, a missing key 3")
+    func keysCommand() async throws {
+        let dir = NSTemporaryDirectory() + "rampart-keys-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let rampart = Binaries.path("rampart")
+        let made = try await ChildProcess.run(rampart, ["keys", "init", dir, "--operator", "alice:operator", "--device", "fw-1"])
+        #expect(made.exitCode == 0, "\(made)")
+        for path in ["broker.key", "services/inventory.key", "operators/alice.key", "devices/fw-1.key"] {
+            let mode = try #require(try FileManager.default.attributesOfItem(atPath: dir + "/" + path)[.posixPermissions] as? Int)
+            #expect(mode == 0o600, "\(path): \(String(mode, radix: 8))")
+        }
+
+        struct Row: Decodable, Equatable { var role: String; var name: String }
+        func listed() async throws -> [Row] {
+            let result = try await ChildProcess.run(rampart, ["keys", "list", dir, "--output", "json"])
+            #expect(result.exitCode == 0, "\(result)")
+            return try JSONDecoder().decode([Row].self, from: Data(result.stdout.utf8))
+        }
+        let before = try await listed()
+        #expect(before.contains(Row(role: "operator", name: "alice")) && before.contains(Row(role: "device", name: "fw-1")))
+        #expect(before.contains(Row(role: "service", name: "restore-coordinator")))
+        #expect(!before.contains { $0.name == "broker" }, "the broker's own key is not a client key")
+
+        let added = try await ChildProcess.run(rampart, ["keys", "add", dir, "--role", "viewer", "bob"])
+        #expect(added.exitCode == 0 && added.stdout.contains("operators/bob.key"), "\(added)")
+        #expect(try await listed().contains(Row(role: "viewer", name: "bob")))
+        let again = try await ChildProcess.run(rampart, ["keys", "add", dir, "--role", "viewer", "bob"])
+        #expect(again.exitCode == 4 && again.stderr.contains("bob"), "a name taken: \(again)")
+        let badName = try await ChildProcess.run(rampart, ["keys", "add", dir, "--role", "device", "../etc"])
+        #expect(badName.exitCode == 4 && badName.stderr.contains("not a valid key name"), "\(badName)")
+        let twice = try await ChildProcess.run(rampart, ["keys", "init", dir])
+        #expect(twice.exitCode == 4 && twice.stderr.contains("already"), "\(twice)")
+        let badRole = try await ChildProcess.run(rampart, ["keys", "add", dir, "--role", "root", "eve"])
+        #expect(badRole.exitCode == 64, "\(badRole)")
+
+        let revoked = try await ChildProcess.run(rampart, ["keys", "revoke", dir, "bob"])
+        #expect(revoked.exitCode == 0, "\(revoked)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/operators/bob.key"), "the revoked key's file is gone")
+        #expect(!(try await listed()).contains { $0.name == "bob" })
+        let missing = try await ChildProcess.run(rampart, ["keys", "revoke", dir, "bob"])
+        #expect(missing.exitCode == 3, "\(missing)")
+    }
+}
