@@ -99,7 +99,8 @@ struct BusCommand: AsyncParsableCommand {
             endpoints: [listen, internalEndpoint], security: security,
             configuration: .init(heartbeatIntervalMs: heartbeatMs), auditor: auditLog.auditor, logger: logger)
         let publisher = EventPublisher(
-            connectionString: database.connectionString, endpoint: publish, secretKey: security.secretKey, logger: logger)
+            connectionString: database.connectionString, endpoint: publish, secretKey: security.secretKey,
+            authorized: security.authorized, logger: logger)
         let advertised = advertiseEvents
         var journalHost = ServiceHost.Configuration(
             service: BusProtocol.journalService, brokerEndpoint: internalEndpoint, security: security.instanceSecurity)

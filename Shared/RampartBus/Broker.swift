@@ -249,7 +249,7 @@ public enum BrokerSecurity: Sendable {
         }
     }
 
-    var authorized: AuthorizedKeysSource? {
+    public var authorized: AuthorizedKeysSource? {
         if case .curve(_, let authorized) = self { return authorized }
         return nil
     }

@@ -313,6 +313,7 @@ public final class AuthorizedKeysSource: Sendable {
         var keys: AuthorizedKeys
         var stamp: [Int]
         var checkedAt: Int64
+        var removals: UInt64 = 0
     }
 
     public let path: String
@@ -347,6 +348,8 @@ public final class AuthorizedKeysSource: Sendable {
         do {
             let fresh = try AuthorizedKeys.load(path)
             state.withLock {
+                let kept = Set(fresh.entries.map(\.key))
+                if $0.keys.entries.contains(where: { !kept.contains($0.key) }) { $0.removals += 1 }
                 $0.keys = fresh
                 $0.stamp = stamp
             }
@@ -358,6 +361,10 @@ public final class AuthorizedKeysSource: Sendable {
             return keys
         }
     }
+
+    /// How many reloads so far removed a key (a revocation): those who hold a connection admitted
+    /// before must be made to reconnect (the event stream does; the broker checks every request).
+    public var removals: UInt64 { state.withLock { $0.removals } }
 
     private static func stamp(_ path: String) -> [Int] {
         var info = stat()

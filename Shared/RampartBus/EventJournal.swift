@@ -79,6 +79,7 @@ public final class EventPublisher: Service, Sendable {
     private let connectionString: String
     private let endpoint: String
     private let secretKey: String?
+    private let authorized: AuthorizedKeysSource?
     private let pollIntervalMs: Int
     private let logger: Logger
     private let control = LoopControl()
@@ -87,8 +88,15 @@ public final class EventPublisher: Service, Sendable {
     /// A publisher binding `endpoint` and reading the database at `connectionString`.
     /// `secretKey`: the broker's CURVE secret key; with it, subscribers must complete a CURVE handshake
     /// with a key the ZAP handler admits under `BrokerSecurity.eventsDomain`. nil: plain.
-    public init(connectionString: String, endpoint: String, secretKey: String?, pollIntervalMs: Int = 20, logger: Logger) {
+    /// `authorized`: when a key is revoked, the PUB socket is closed and bound again, so every
+    /// subscriber reconnects through the ZAP handler and a revoked one gets nothing more (the others
+    /// fill the gap from the journal, as after any reconnect).
+    public init(
+        connectionString: String, endpoint: String, secretKey: String?, authorized: AuthorizedKeysSource? = nil,
+        pollIntervalMs: Int = 20, logger: Logger
+    ) {
         self.secretKey = secretKey
+        self.authorized = authorized
         self.connectionString = connectionString
         self.endpoint = endpoint
         self.pollIntervalMs = pollIntervalMs
@@ -107,14 +115,21 @@ public final class EventPublisher: Service, Sendable {
         }
     }
 
-    private func loop() throws {
+    private func openSocket(_ endpoint: String) throws -> ZMQSocket {
         let socket = try ZMQSocket(.pub)
         try socket.setHighWaterMarks(send: 100_000, receive: 1000)
         if let secretKey { try socket.makeCurveServer(secretKey: secretKey, domain: BrokerSecurity.eventsDomain) }
         try socket.bind(endpoint)
+        return socket
+    }
+
+    private func loop() throws {
+        var socket = try openSocket(endpoint)
+        defer { socket.close() }
         let actual = socket.lastEndpoint
         bound.withLock { $0 = actual }
         logger.info("publishing events", metadata: ["endpoint": "\(actual)"])
+        var removals = authorized?.removals ?? 0
 
         var connection: PostgresConnection?
         var lastSeq: UInt64 = 0
@@ -128,6 +143,25 @@ public final class EventPublisher: Service, Sendable {
                 let backoff = failures == 0 ? pollIntervalMs : min(pollIntervalMs << min(failures, 6), 2000)
                 try poller.poll(timeoutMilliseconds: backoff)
                 control.wakeup.drain()
+            }
+            if let authorized {
+                _ = authorized.current  // re-reads the file when it changed (at most every 0.5 s)
+                if authorized.removals != removals {
+                    removals = authorized.removals
+                    socket.close()
+                    // libzmq releases the port in its I/O thread, a moment after close: retry briefly.
+                    var attempt = 0
+                    while true {
+                        do {
+                            socket = try openSocket(actual)
+                            break
+                        } catch where attempt < 100 {
+                            attempt += 1
+                            usleep(20_000)
+                        }
+                    }
+                    logger.notice("event stream restarted: a key was revoked, every subscriber reconnects through ZAP")
+                }
             }
             do {
                 if connection == nil || connection?.isHealthy == false {

@@ -128,6 +128,48 @@ struct SecurityTests {
         #expect(recorded.allSatisfy { $0.service == "bus" && $0.callerRole.isEmpty && $0.details["key"] == "revoked" }, "\(recorded)")
     }
 
+    @Test("issue 6 item 1: a key revoked while subscribed to events gets nothing more; other subscribers go on")
+    func revokedSubscriberCutOff() async throws {
+        let system = try RunningSystem()
+        defer { system.stop() }
+        try await system.waitUntilServing(BusProtocol.journalService)
+        let keys = try #require(system.keys)
+        try keys.add([(.viewer, "watcher")])
+        func subscriber(as name: String) throws -> ZMQSocket {
+            let socket = try ZMQSocket(.sub)
+            try socket.subscribe("")
+            try system.security(as: name).apply(to: socket)
+            try socket.connect(system.eventsEndpoint)
+            return socket
+        }
+        let watcher = try subscriber(as: "watcher")
+        let viewer = try subscriber(as: "viewer")
+        defer {
+            watcher.close()
+            viewer.close()
+        }
+        /// Messages (heartbeats come once a second) each socket receives within `seconds`.
+        func counts(_ seconds: Double) async throws -> (watcher: Int, viewer: Int) {
+            var result = (watcher: 0, viewer: 0)
+            let until = Date().addingTimeInterval(seconds)
+            while Date() < until {
+                while try watcher.receive(dontWait: true) != nil { result.watcher += 1 }
+                while try viewer.receive(dontWait: true) != nil { result.viewer += 1 }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            return result
+        }
+        let before = try await counts(2.5)
+        #expect(before.watcher >= 1 && before.viewer >= 1, "both receive heartbeats while admitted: \(before)")
+
+        #expect(try keys.revoke(name: "watcher") == 1)
+        #expect(try await Self.waitUntil { system.bus.log.contains("event stream restarted") }, "\(system.bus.log)")
+        _ = try await counts(1.5)  // what was queued before the restart, and the viewer's reconnection
+        let after = try await counts(3)
+        #expect(after.watcher == 0, "the revoked key gets nothing more: \(after)")
+        #expect(after.viewer >= 1, "the others reconnect and go on: \(after)")
+    }
+
     @Test("issue 6 item 2: a viewer reads but changes nothing, an operator cannot administer inventory, each refusal is PERMISSION_DENIED (exit 4)")
     func rolesOverProcesses() async throws {
         let system = try RunningSystem()
