@@ -213,17 +213,8 @@ public enum KeyFileMode {
 /// a key folder). Only public keys, but whoever can write it can admit anyone: it must be mode 0600
 /// too.
 public struct AuthorizedKeys: Sendable, Equatable {
-    public struct Entry: Sendable, Equatable {
-        public var role: BusRole
-        public var name: String
-        public var key: String
-
-        public init(role: BusRole, name: String, key: String) {
-            self.role = role
-            self.name = name
-            self.key = key
-        }
-    }
+    /// One admitted key: the identity its callers have.
+    public typealias Entry = CallerIdentity
 
     public private(set) var entries: [Entry]
     private var byKey: [String: Int]
@@ -256,9 +247,7 @@ public struct AuthorizedKeys: Sendable, Equatable {
 
     /// The identity a public key is admitted as, or nil.
     public func identity(forKey key: String) -> CallerIdentity? {
-        guard let index = byKey[key] else { return nil }
-        let entry = entries[index]
-        return CallerIdentity(key: entry.key, name: entry.name, role: entry.role)
+        byKey[key].map { entries[$0] }
     }
 
     /// The file's text.
@@ -277,7 +266,7 @@ public struct AuthorizedKeys: Sendable, Equatable {
                 throw BusKeyError("\(path):\(number + 1): expected 'ROLE NAME PUBLIC-KEY' with ROLE one of admin, operator, viewer, device, service")
             }
             do {
-                try result.add(Entry(role: role, name: fields[1], key: fields[2]))
+                try result.add(Entry(key: fields[2], name: fields[1], role: role))
             } catch let error as BusKeyError {
                 throw BusKeyError("\(path):\(number + 1): \(error.description)")
             }

@@ -68,7 +68,7 @@ public struct KeyFolder: Sendable {
                     throw BusKeyError("'\(name)' is not a valid key name (1–64 letters, digits, . _ - @)")
                 }
                 let file = BusKeyFile(name: name, role: role.rawValue, keys: try CurveKeyPair.generate(), brokerKey: broker.keys.publicKey)
-                try authorized.add(AuthorizedKeys.Entry(role: role, name: name, key: file.keys.publicKey))
+                try authorized.add(AuthorizedKeys.Entry(key: file.keys.publicKey, name: name, role: role))
                 let path = keyPath(role: role, name: name)
                 guard !FileManager.default.fileExists(atPath: path) else { throw BusKeyError("\(path) exists already") }
                 files.append((path, file))
