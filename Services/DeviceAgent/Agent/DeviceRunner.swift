@@ -172,19 +172,22 @@ public struct DeviceRunner: Service {
         }
     }
 
-    /// Reports presence; failures are logged, never thrown (the next report will tell).
+    /// Reports presence; failures are logged, never thrown (the next report will tell). The call runs
+    /// to its answer (or its timeout) even when the caller is cancelled: a report abandoned in flight
+    /// could still reach inventory after the shutdown's "disconnected" and leave the device shown
+    /// connected (R12 would then refuse its replacement).
     public static func reportPresence(_ deviceId: String, _ connected: Bool, client: BusClient, logger: Logger) async {
         var request = Rampart_Inventory_V1_ReportPresenceRequest()
         request.device = deviceId
         request.connected = connected
-        do {
-            let _: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-                service: InventoryService.serviceName, method: InventoryService.Method.reportPresence, request,
-                timeout: .seconds(connected ? 5 : 2), idempotent: true)
-        } catch let error as RPCError where error.code == .cancelled {
-            logger.debug("presence report cancelled", metadata: ["connected": "\(connected)"])
-        } catch {
-            logger.warning("presence not reported", metadata: ["connected": "\(connected)", "error": "\(error)"])
-        }
+        await Task {
+            do {
+                let _: Rampart_Inventory_V1_DeviceResponse = try await client.call(
+                    service: InventoryService.serviceName, method: InventoryService.Method.reportPresence, request,
+                    timeout: .seconds(connected ? 5 : 2), idempotent: true)
+            } catch {
+                logger.warning("presence not reported", metadata: ["connected": "\(connected)", "error": "\(error)"])
+            }
+        }.value
     }
 }
