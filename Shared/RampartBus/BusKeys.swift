@@ -315,8 +315,11 @@ public final class AuthorizedKeysSource: Sendable {
         self.path = path
         self.recheckMs = recheckMs
         self.logger = logger
+        // The stamp before the read: a file replaced in between (`rampart keys add` while the bus
+        // starts) then differs from it at the next check and is read again, instead of never.
+        let stamp = Self.stamp(path)
         let keys = try AuthorizedKeys.load(path)
-        state = Mutex(State(keys: keys, stamp: Self.stamp(path), checkedAt: unixMillis()))
+        state = Mutex(State(keys: keys, stamp: stamp, checkedAt: unixMillis()))
     }
 
     /// The current list, re-read first when the file changed (looked at every `recheckMs` at most).
