@@ -5,6 +5,8 @@
 #      for it through link-signer, and dev/bench-download.sh times curl on that URL (storage: link-signer
 #      VerifyLink, then the decrypting stream) against reading the same plain bytes.
 #   dev/bench-links.sh [SIZE (200MiB)]
+# BENCH_PROFILE=FILE: afterwards, `perf record -g` of the storage process while it serves 20 warm
+# downloads of the URL, written to FILE (read it with `perf report -i FILE`).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -40,6 +42,7 @@ bg "$bin/bus" --listen "$RAMPART_BUS" --publish "$RAMPART_EVENTS_LISTEN"
 until_ok "$bin/rampart" bus status --timeout 1
 bg "$bin/inventory"
 bg "$bin/storage" --dir "$work/storage"
+storage_pid=$!
 bg "$bin/link-signer" --master-key "$work/link-signer.key"
 bg "$bin/backup-worker" --prune-interval-seconds 0
 until_ok "$bin/rampart" links keys list --timeout 1
@@ -57,3 +60,13 @@ end=$(date +%s.%N)
 python3 -c "import sys; print(f'one export through link-signer (CLI start included): {float(sys.argv[2])-float(sys.argv[1]):.3f} s')" "$start" "$end"
 echo "== download over a signed URL"
 "$root/dev/bench-download.sh" "$url" "$work/plain.tar"
+
+if [ -n "${BENCH_PROFILE:-}" ]; then
+    echo "== perf record -g of storage during 20 warm downloads -> $BENCH_PROFILE"
+    perf record -g -F 4999 -p "$storage_pid" -o "$BENCH_PROFILE" -- sleep 1000 >/dev/null 2>&1 &
+    perf_pid=$!
+    sleep 1
+    for _ in $(seq 20); do curl -s -S -f -o /dev/null "$url"; done
+    kill -INT "$perf_pid"
+    wait "$perf_pid" || true
+fi

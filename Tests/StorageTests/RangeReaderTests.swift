@@ -29,4 +29,30 @@ struct RangeReaderTests {
         #expect(!part.checksWholeObject)
         #expect(try await readAll(part) == content[100..<5000])
     }
+
+    @Test("L2: ranges across batch boundaries come out exact while the next batch is read ahead; closing mid-read ends it")
+    func rangesAcrossBatches() async throws {
+        let content = testBytes(5 * (1 << 20) + 12_345, seed: 42)
+        let storage = try StorageHarness.make()
+        defer { Task { await storage.close() } }
+        let info = try await storage.store(content, name: "fw-1_20261127T000000Z.tar")
+        let size = UInt64(content.count)
+        let mib: UInt64 = 1 << 20
+        let ranges: [Range<UInt64>] = [
+            0..<size, 1..<(size - 1), (mib - 1)..<(3 * mib + 1), 65_535..<65_537, (size - 10)..<size, (2 * mib)..<(4 * mib),
+        ]
+        for range in ranges {
+            let reader = try await storage.service.openRange(info, range: range)
+            #expect(try await readAll(reader) == content[Int(range.lowerBound)..<Int(range.upperBound)], "\(range)")
+        }
+        // Closed after the first batch, while the second one's sealed bytes are being read ahead.
+        let reader = try await storage.service.openRange(info, range: 0..<size)
+        let first = try await reader.next()
+        #expect(first == content.prefix(Int(mib)))
+        reader.close()
+        #expect(try await reader.next() == nil)
+        // The file is still readable afterwards (the read ahead ended on its own descriptor).
+        let again = try await storage.service.openRange(info, range: 0..<size)
+        #expect(try await readAll(again) == content)
+    }
 }

@@ -47,8 +47,19 @@ struct StorageCommand: AsyncParsableCommand {
         guard !httpHost.isEmpty else { throw ValidationError("--http-host must not be empty") }
     }
 
+    /// Storage allocates and frees buffers of about 1 MiB per batch of every upload and download. glibc
+    /// would hand such blocks back to the kernel on free (mmap'ed blocks, heap tops above the trim
+    /// threshold) and take them again, page fault by page fault, on the next batch: 18 % of storage's
+    /// CPU during downloads (docs/benchmarks.md, issue 4). Blocks up to 16 MiB come from the heap and
+    /// up to 64 MiB of freed memory stays there for reuse.
+    static func keepBatchMemory() {
+        _ = glibcMallopt(-3, 16 << 20)  // M_MMAP_THRESHOLD (<malloc.h>)
+        _ = glibcMallopt(-1, 64 << 20)  // M_TRIM_THRESHOLD
+    }
+
     func run() async throws {
         let logger = log.bootstrap("rampart.storage")
+        Self.keepBatchMemory()
         let keyPath = masterKey ?? dir + "/master.key"
         let key: MasterKey
         do {
@@ -96,3 +107,7 @@ struct StorageCommand: AsyncParsableCommand {
         await pool.close()
     }
 }
+
+/// glibc's `int mallopt(int param, int value)` from <malloc.h>, which the Glibc module does not export.
+@_silgen_name("mallopt")
+private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32

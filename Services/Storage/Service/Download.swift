@@ -55,7 +55,8 @@ public struct ObjectReadError: Error, CustomStringConvertible, Sendable {
 /// whole before, the plaintext is also hashed and the call that reads the last frame fails with
 /// `.damaged` unless the SHA-256 equals the object's id, so a caller that sends each batch only after
 /// fetching the next never sends the last byte of a wrong object. Once verified (here or by
-/// ReadObject), later reads rely on each frame's authentication.
+/// ReadObject), later reads rely on each frame's authentication. The sealed bytes of the next batch
+/// are read while the current one is decrypted (at most two batches of sealed bytes in memory).
 ///
 /// Not for concurrent use: each call to ``next()`` must end before the next one starts (a download
 /// streams its batches in order); ``close()`` comes after the last call.
@@ -70,6 +71,8 @@ public final class ObjectRangeReader: @unchecked Sendable {
     private let batchFrames: UInt64
     private let lastFrame: UInt64
     private var nextFrame: UInt64
+    /// The read of the next batch's sealed bytes, started when this batch was handed out.
+    private var pendingRead: Task<Data, any Error>?
     private var finished = false
     private var closed = false
     private var hasher: SHA256?
@@ -114,31 +117,52 @@ public final class ObjectRangeReader: @unchecked Sendable {
     /// The next batch as the plaintext of its frames, in order, not joined (each piece is a frame, or
     /// the part of one inside the range): a caller that copies them into its own buffer anyway (an
     /// HTTP body) saves a copy. An empty array for an empty object; nil after the end of the range.
+    ///
+    /// Reading is one batch ahead: while this batch is decrypted (and, in a download, the previous one
+    /// is sent), the sealed bytes of the next are already being read, so a read from the disk overlaps
+    /// the work instead of waiting in front of it.
     public func nextPieces() async throws -> [Data]? {
         guard !finished, !closed else { return nil }
+        let frames = nextFrame...min(lastFrame, nextFrame + batchFrames - 1)
         do {
-            return try await offloaded { [self] in try self.readBatch() }
+            let sealed: Data
+            if let pending = pendingRead {
+                pendingRead = nil
+                sealed = try await pending.value
+            } else {
+                sealed = try await offloaded { [self] in try ObjectStore.readSealed(opened, frames) }
+            }
+            nextFrame = frames.upperBound + 1
+            if frames.upperBound < lastFrame {
+                let following = nextFrame...min(lastFrame, nextFrame + batchFrames - 1)
+                pendingRead = Task { try await offloaded { [self] in try ObjectStore.readSealed(opened, following) } }
+            }
+            return try await offloaded { [self] in try self.openBatch(frames, sealed: sealed) }
         } catch {
             finished = true
             throw ObjectReadError.from(error)
         }
     }
 
-    /// Closes the file; later calls to ``next()`` return nil.
+    /// Closes the file (once a read ahead in flight has ended); later calls to ``next()`` return nil.
     public func close() {
         guard !closed else { return }
         closed = true
-        opened.file.close()
+        let file = opened.file
+        if let pending = pendingRead {
+            pendingRead = nil
+            Task { _ = try? await pending.value; file.close() }
+        } else {
+            file.close()
+        }
     }
 
-    private func readBatch() throws -> [Data] {
-        let first = nextFrame
-        let last = min(lastFrame, first + batchFrames - 1)
+    private func openBatch(_ frames: ClosedRange<UInt64>, sealed: Data) throws -> [Data] {
         let layout = opened.layout
-        var frameStart = layout.plaintextOffset(of: first)
+        var frameStart = layout.plaintextOffset(of: frames.lowerBound)
         var pieces: [Data] = []
-        pieces.reserveCapacity(Int(last - first + 1))
-        try ObjectStore.readFrames(opened, first...last) { plain in
+        pieces.reserveCapacity(frames.count)
+        try ObjectStore.openFrames(opened, frames, sealed: sealed) { plain in
             hasher?.update(data: plain)
             let from = max(range.lowerBound, frameStart)
             let to = min(range.upperBound, frameStart + UInt64(plain.count))
@@ -149,8 +173,7 @@ public final class ObjectRangeReader: @unchecked Sendable {
             }
             frameStart += UInt64(plain.count)
         }
-        nextFrame = last + 1
-        if last == lastFrame {
+        if frames.upperBound == lastFrame {
             finished = true
             if let hasher {
                 let digest = hasher.finalize().hexString

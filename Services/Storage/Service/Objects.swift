@@ -76,11 +76,25 @@ enum ObjectStore {
 
     /// Reads frames `range` in one read and hands each one's plaintext to `body`.
     static func readFrames(_ opened: Opened, _ range: ClosedRange<UInt64>, _ body: (Data) throws -> Void) throws {
+        try openFrames(opened, range, sealed: try readSealed(opened, range), body)
+    }
+
+    /// The sealed bytes of frames `range`, in one read; throws `ObjectDamage` when the file is shorter.
+    static func readSealed(_ opened: Opened, _ range: ClosedRange<UInt64>) throws -> Data {
         let layout = opened.layout
         let start = layout.sealedOffset(of: range.lowerBound)
         let end = layout.sealedOffset(of: range.upperBound) + UInt64(layout.sealedLength(of: range.upperBound))
         let sealed = try opened.file.read(Int(end - start), at: start)
         guard sealed.count == Int(end - start) else { throw ObjectDamage(reason: "its file changed while being read") }
+        return sealed
+    }
+
+    /// Authenticates and decrypts frames `range` from `sealed` (as ``readSealed(_:_:)`` returned them),
+    /// handing each one's plaintext to `body` in order.
+    static func openFrames(
+        _ opened: Opened, _ range: ClosedRange<UInt64>, sealed: Data, _ body: (Data) throws -> Void
+    ) throws {
+        let layout = opened.layout
         var position = sealed.startIndex
         for frame in range {
             let length = layout.sealedLength(of: frame)
