@@ -17,8 +17,8 @@ public func frameCodecFuzz(_ bytes: UnsafePointer<UInt8>?, _ count: Int) -> Int3
             fatalError("a decoded client request does not survive re-encoding: \(frames.map(\.count))")
         }
         let reply = FrameCodec.replyHeader(requestId: header.requestID, status: .invalidArgument, message: "x", answeredBy: "fuzz")
-        let sent = FrameCodec.replyToClient(client: client, service: service, header: FrameCodec.serialize(reply), payload: Data())
-        guard let (name, decoded, _) = FrameCodec.decodeClientReply(Array(sent.dropFirst())), name == service,
+        let sent = FrameCodec.replyToClient(client: client, header: reply, payload: Data())
+        guard let (decoded, _) = FrameCodec.decodeClientReply(Array(sent.dropFirst())),
             decoded.requestID == header.requestID
         else { fatalError("a reply to a decoded request does not decode") }
     case .success, .failure:
@@ -26,7 +26,7 @@ public func frameCodecFuzz(_ bytes: UnsafePointer<UInt8>?, _ count: Int) -> Int3
     }
     // The same frames as a service instance would see them (no routing id).
     if case .request(let client, let header, let payload) = FrameCodec.decodeAtWorker(frames) {
-        let forwarded = FrameCodec.toWorker(Data([1]), .request, [client, FrameCodec.serialize(header), payload])
+        let forwarded = FrameCodec.requestToWorker(Data([1]), client: client, header: header, payload: payload)
         guard case .request(client, _, payload) = FrameCodec.decodeAtWorker(Array(forwarded.dropFirst())) else {
             fatalError("a decoded REQUEST does not survive re-encoding")
         }

@@ -41,9 +41,10 @@ frame-codec)
         "$OLDPWD/Shared/RampartProto/rampart/bus/v1/bus.pb.swift")
     swiftc "${flags[@]}" -module-name FrameCodecFuzz -I "$out/lib" -L "$out/lib" -lRampartProto -lSwiftProtobuf \
         Shared/RampartBus/Frames.swift Fuzz/FrameCodecFuzz.swift -o "$out/fuzz"
-    # Seeds: a client request and a READY, frames split at "\n|\n".
-    printf '\x01\n|\n\n|\nRB1C\n|\ninventory\n|\n\x08\x01\x12\x05a.B/C\n|\n' >"$out/corpus/seed-request"
-    printf '\x01\n|\n\n|\nRB1W\n|\n\x01\n|\ninventory\n|\n\x10\x40' >"$out/corpus/seed-ready"
+    # Seeds (protocol 2): a client request, a READY and a REPLY, frames split at "\n|\n".
+    printf '\x01\n|\nRB2C\x08\x01\x12\x05a.B/C\x32\x09inventory\n|\n' >"$out/corpus/seed-request"
+    printf '\x01\n|\nRB2W\x01\x10\x40\x1a\x09inventory' >"$out/corpus/seed-ready"
+    printf '\x01\n|\nRB2W\x03\x08\x01\x2a\x01c\n|\n' >"$out/corpus/seed-reply"
     ;;
 archive-reader)
     if [[ ! -f "$out/lib/libCrypto.a" ]]; then

@@ -202,14 +202,13 @@ public final class Broker: Service, Sendable {
             let frames: [Data]
             switch action {
             case .dispatch(let worker, let client, let header, let payload):
-                frames = FrameCodec.toWorker(worker, .request, [client, FrameCodec.serialize(header), payload])
-            case .reply(let client, let service, let header, let payload):
-                frames = FrameCodec.replyToClient(
-                    client: client, service: service, header: FrameCodec.serialize(header), payload: payload)
+                frames = FrameCodec.requestToWorker(worker, client: client, header: header, payload: payload)
+            case .reply(let client, _, let header, let payload):
+                frames = FrameCodec.replyToClient(client: client, header: header, payload: payload)
             case .heartbeat(let worker):
-                frames = FrameCodec.toWorker(worker, .heartbeat)
+                frames = FrameCodec.signalToWorker(worker, .heartbeat)
             case .disconnect(let worker):
-                frames = FrameCodec.toWorker(worker, .disconnect)
+                frames = FrameCodec.signalToWorker(worker, .disconnect)
             }
             do {
                 try socket.send(frames, dontWait: true)

@@ -171,7 +171,7 @@ public final class BusClient: Sendable {
             }
             if poller.isReadable(socketIndex) {
                 while let frames = try socket.receive(dontWait: true) {
-                    guard let (_, header, payload) = FrameCodec.decodeClientReply(frames) else {
+                    guard let (header, payload) = FrameCodec.decodeClientReply(frames) else {
                         logger.warning("malformed reply dropped")
                         continue
                     }

@@ -2,23 +2,27 @@ import Foundation
 import RampartProto
 import SwiftProtobuf
 
-/// The bus wire protocol (docs/protocol.md): plain routing frames around protobuf messages.
+/// The bus wire protocol, version 2 (docs/protocol.md §3): every message is one or two frames. The
+/// first frame is a 4-byte tag (and, on the instance side, a command byte) followed by a serialized
+/// protobuf header; the second, when there is one, is the method's payload, never decoded by the
+/// broker. Few frames matter: with CURVE libzmq encrypts every frame as a message of its own.
 ///
 /// Client (DEALER) <-> broker (ROUTER):
-///   request  ["", "RB1C", service, RequestHeader, payload]
-///   reply    ["", "RB1C", service, ReplyHeader, payload]
+///   request  ["RB2C" ‖ RequestHeader(service, …), payload]
+///   reply    ["RB2C" ‖ ReplyHeader, payload]
 /// Service instance (DEALER) <-> broker:
-///   READY      ["", "RB1W", 0x01, service, WorkerInfo]        instance -> broker
-///   REQUEST    ["", "RB1W", 0x02, client, RequestHeader, payload] broker -> instance
-///   REPLY      ["", "RB1W", 0x03, client, ReplyHeader, payload]   instance -> broker
-///   HEARTBEAT  ["", "RB1W", 0x04]                              both ways
-///   DISCONNECT ["", "RB1W", 0x05]                              both ways
-/// The ROUTER sees one more frame in front: the peer's routing id.
+///   READY      ["RB2W" 0x01 ‖ WorkerInfo(service, …)]            instance -> broker
+///   REQUEST    ["RB2W" 0x02 ‖ RequestHeader(route, …), payload]  broker -> instance
+///   REPLY      ["RB2W" 0x03 ‖ ReplyHeader(route, …), payload]    instance -> broker
+///   HEARTBEAT  ["RB2W" 0x04]                                     both ways
+///   DISCONNECT ["RB2W" 0x05]                                     both ways
+/// The ROUTER sees one more frame in front: the peer's routing id. `route` carries a client's routing
+/// id through the instance and back.
 public enum BusProtocol {
     /// Tag of client messages.
-    public static let clientTag = Data("RB1C".utf8)
+    public static let clientTag = Data("RB2C".utf8)
     /// Tag of service-instance messages.
-    public static let workerTag = Data("RB1W".utf8)
+    public static let workerTag = Data("RB2W".utf8)
     /// The largest single frame the broker and instances accept (bytes; libzmq's ZMQ_MAXMSGSIZE is per
     /// frame); a larger frame drops the sender's connection without a reply.
     public static let maxMessageSize: Int64 = 16 << 20
@@ -35,8 +39,6 @@ public enum WorkerCommand: UInt8, Sendable {
     case reply = 3
     case heartbeat = 4
     case disconnect = 5
-
-    var frame: Data { Data([rawValue]) }
 }
 
 /// A message the broker received, decoded from its frames (routing id first).
@@ -68,120 +70,158 @@ public enum FrameCodec {
 
     /// Decodes what a ROUTER received (routing id first) into a broker message, or explains why not.
     public static func decodeAtBroker(_ frames: [Data]) -> Result<BrokerInbound, MalformedMessage> {
-        guard frames.count >= 3, let peer = frames.first, !peer.isEmpty else {
-            return .failure(MalformedMessage(reason: "fewer than 3 frames"))
+        guard frames.count >= 2, let peer = frames.first, !peer.isEmpty else {
+            return .failure(MalformedMessage(reason: "fewer than 2 frames"))
         }
-        guard frames[1].isEmpty else { return .failure(MalformedMessage(reason: "missing empty delimiter frame")) }
-        let tag = frames[2]
-        if tag == BusProtocol.clientTag {
-            guard frames.count >= 4, let service = serviceName(frames[3]) else {
-                return .failure(MalformedMessage(reason: "client request without a valid service name"))
+        let head = frames[1]
+        if hasPrefix(head, BusProtocol.clientTag) {
+            guard let header = try? Rampart_Bus_V1_RequestHeader(serializedBytes: head.dropFirst(4)) else {
+                return .failure(MalformedMessage(reason: "request header is not a valid RequestHeader"))
             }
-            var replyTo = MalformedMessage.ReplyTo(client: peer, service: service)
-            guard frames.count == 6 else {
+            guard let service = validServiceName(header.service) else {
                 return .failure(
-                    MalformedMessage(reason: "client request has \(frames.count - 1) frames, expected 5", replyTo: replyTo))
+                    MalformedMessage(
+                        reason: "request header names no valid service (1–\(maxServiceName) bytes)",
+                        replyTo: .init(client: peer, service: "", requestId: header.requestID)))
             }
-            guard let header = try? Rampart_Bus_V1_RequestHeader(serializedBytes: frames[4]) else {
-                return .failure(MalformedMessage(reason: "request header is not a valid RequestHeader", replyTo: replyTo))
+            let replyTo = MalformedMessage.ReplyTo(client: peer, service: service, requestId: header.requestID)
+            guard frames.count == 3 else {
+                return .failure(
+                    MalformedMessage(reason: "client request has \(frames.count - 1) frames, expected 2", replyTo: replyTo))
             }
-            replyTo.requestId = header.requestID
             guard !header.method.isEmpty else {
                 return .failure(MalformedMessage(reason: "request header names no method", replyTo: replyTo))
             }
-            return .success(.clientRequest(client: peer, service: service, header: header, payload: frames[5]))
+            return .success(.clientRequest(client: peer, service: service, header: header, payload: frames[2]))
         }
-        guard tag == BusProtocol.workerTag else {
+        guard hasPrefix(head, BusProtocol.workerTag) else {
             return .failure(MalformedMessage(reason: "unknown protocol tag"))
         }
-        guard frames.count >= 4, frames[3].count == 1, let command = WorkerCommand(rawValue: frames[3][frames[3].startIndex])
-        else {
+        guard head.count >= 5, let command = WorkerCommand(rawValue: head[head.startIndex + 4]) else {
             return .failure(MalformedMessage(reason: "unknown worker command"))
         }
+        let body = head.dropFirst(5)
         switch command {
         case .ready:
-            guard frames.count == 6, let service = serviceName(frames[4]),
-                let info = try? Rampart_Bus_V1_WorkerInfo(serializedBytes: frames[5])
+            guard frames.count == 2, let info = try? Rampart_Bus_V1_WorkerInfo(serializedBytes: body),
+                let service = validServiceName(info.service)
             else { return .failure(MalformedMessage(reason: "malformed READY")) }
             return .success(.workerReady(worker: peer, service: service, info: info))
         case .reply:
-            guard frames.count == 7, !frames[4].isEmpty,
-                let header = try? Rampart_Bus_V1_ReplyHeader(serializedBytes: frames[5])
+            guard frames.count == 3, var header = try? Rampart_Bus_V1_ReplyHeader(serializedBytes: body),
+                !header.route.isEmpty
             else { return .failure(MalformedMessage(reason: "malformed REPLY")) }
-            return .success(.workerReply(worker: peer, client: frames[4], header: header, payload: frames[6]))
+            let client = header.route
+            header.route = Data()
+            return .success(.workerReply(worker: peer, client: client, header: header, payload: frames[2]))
         case .heartbeat:
-            return frames.count == 4
+            return frames.count == 2 && body.isEmpty
                 ? .success(.workerHeartbeat(worker: peer)) : .failure(MalformedMessage(reason: "malformed HEARTBEAT"))
         case .disconnect:
-            return frames.count == 4
+            return frames.count == 2 && body.isEmpty
                 ? .success(.workerDisconnect(worker: peer)) : .failure(MalformedMessage(reason: "malformed DISCONNECT"))
         case .request:
             return .failure(MalformedMessage(reason: "REQUEST is sent by the broker, not to it"))
         }
     }
 
-    private static func serviceName(_ frame: Data) -> String? {
-        guard !frame.isEmpty, frame.count <= maxServiceName, let name = String(data: frame, encoding: .utf8) else {
-            return nil
-        }
-        return name
+    private static func validServiceName(_ name: String) -> String? {
+        let bytes = name.utf8.count
+        return bytes > 0 && bytes <= maxServiceName ? name : nil
+    }
+
+    private static func hasPrefix(_ frame: Data, _ tag: Data) -> Bool {
+        frame.count >= tag.count && frame.prefix(tag.count).elementsEqual(tag)
+    }
+
+    /// `prefix` followed by `message` serialized, in one frame.
+    static func head(_ prefix: Data, _ message: some SwiftProtobuf.Message) -> Data {
+        var frame = prefix
+        frame.append(serialize(message))
+        return frame
     }
 
     // MARK: client side
 
-    /// The frames a client sends (DEALER: no routing id).
+    /// The frames a client sends (DEALER: no routing id); `header.service` is set to `service`.
     public static func clientRequest(service: String, header: Rampart_Bus_V1_RequestHeader, payload: Data) -> [Data] {
-        [Data(), BusProtocol.clientTag, Data(service.utf8), serialize(header), payload]
+        var header = header
+        header.service = service
+        return [head(BusProtocol.clientTag, header), payload]
     }
 
-    /// Decodes a reply a client received: (service, header, payload).
-    public static func decodeClientReply(_ frames: [Data]) -> (String, Rampart_Bus_V1_ReplyHeader, Data)? {
-        guard frames.count == 5, frames[0].isEmpty, frames[1] == BusProtocol.clientTag,
-            let service = String(data: frames[2], encoding: .utf8),
-            let header = try? Rampart_Bus_V1_ReplyHeader(serializedBytes: frames[3])
+    /// Decodes a reply a client received: (header, payload).
+    public static func decodeClientReply(_ frames: [Data]) -> (Rampart_Bus_V1_ReplyHeader, Data)? {
+        guard frames.count == 2, hasPrefix(frames[0], BusProtocol.clientTag),
+            let header = try? Rampart_Bus_V1_ReplyHeader(serializedBytes: frames[0].dropFirst(4))
         else { return nil }
-        return (service, header, frames[4])
+        return (header, frames[1])
     }
 
     /// The frames the broker sends a client (routing id first).
-    public static func replyToClient(client: Data, service: String, header: Data, payload: Data) -> [Data] {
-        [client, Data(), BusProtocol.clientTag, Data(service.utf8), header, payload]
+    public static func replyToClient(client: Data, header: Rampart_Bus_V1_ReplyHeader, payload: Data) -> [Data] {
+        [client, head(BusProtocol.clientTag, header), payload]
     }
 
     // MARK: worker side
 
-    /// A command from a service instance (DEALER: no routing id).
-    public static func workerCommand(_ command: WorkerCommand, _ rest: [Data] = []) -> [Data] {
-        [Data(), BusProtocol.workerTag, command.frame] + rest
+    /// The command prefix of a service-instance frame: the tag and the command byte.
+    private static func workerPrefix(_ command: WorkerCommand) -> Data {
+        var prefix = BusProtocol.workerTag
+        prefix.append(command.rawValue)
+        return prefix
     }
 
-    /// The frames the broker sends a service instance (routing id first).
-    public static func toWorker(_ worker: Data, _ command: WorkerCommand, _ rest: [Data] = []) -> [Data] {
-        [worker, Data(), BusProtocol.workerTag, command.frame] + rest
+    /// READY from a service instance (DEALER: no routing id).
+    public static func workerReady(_ info: Rampart_Bus_V1_WorkerInfo) -> [Data] {
+        [head(workerPrefix(.ready), info)]
+    }
+
+    /// REPLY from a service instance: `header.route` must be the request's.
+    public static func workerReply(_ header: Rampart_Bus_V1_ReplyHeader, payload: Data) -> [Data] {
+        [head(workerPrefix(.reply), header), payload]
+    }
+
+    /// HEARTBEAT or DISCONNECT from a service instance.
+    public static func workerSignal(_ command: WorkerCommand) -> [Data] {
+        [workerPrefix(command)]
+    }
+
+    /// REQUEST from the broker to a service instance (routing id first); `header.route` is set to `client`.
+    public static func requestToWorker(
+        _ worker: Data, client: Data, header: Rampart_Bus_V1_RequestHeader, payload: Data
+    ) -> [Data] {
+        var header = header
+        header.route = client
+        return [worker, head(workerPrefix(.request), header), payload]
+    }
+
+    /// HEARTBEAT or DISCONNECT from the broker to a service instance (routing id first).
+    public static func signalToWorker(_ worker: Data, _ command: WorkerCommand) -> [Data] {
+        [worker, workerPrefix(command)]
     }
 
     /// What a service instance received from the broker.
     public enum WorkerInbound: Sendable, Equatable {
         case request(client: Data, header: Rampart_Bus_V1_RequestHeader, payload: Data)
-        case malformedRequest(client: Data, reason: String)
         case heartbeat
         case disconnect
     }
 
-    /// Decodes what a service instance received, or nil when it is not understood.
+    /// Decodes what a service instance received, or nil when it is not understood (a REQUEST whose
+    /// header cannot be read carries no route to answer on, so it is dropped like any garbage).
     public static func decodeAtWorker(_ frames: [Data]) -> WorkerInbound? {
-        guard frames.count >= 3, frames[0].isEmpty, frames[1] == BusProtocol.workerTag, frames[2].count == 1,
-            let command = WorkerCommand(rawValue: frames[2][frames[2].startIndex])
+        guard let head = frames.first, head.count >= 5, hasPrefix(head, BusProtocol.workerTag),
+            let command = WorkerCommand(rawValue: head[head.startIndex + 4])
         else { return nil }
         switch command {
         case .request:
-            guard frames.count == 6, !frames[3].isEmpty else { return nil }
-            guard let header = try? Rampart_Bus_V1_RequestHeader(serializedBytes: frames[4]) else {
-                return .malformedRequest(client: frames[3], reason: "request header is not a valid RequestHeader")
-            }
-            return .request(client: frames[3], header: header, payload: frames[5])
-        case .heartbeat: return .heartbeat
-        case .disconnect: return .disconnect
+            guard frames.count == 2, let header = try? Rampart_Bus_V1_RequestHeader(serializedBytes: head.dropFirst(5)),
+                !header.route.isEmpty
+            else { return nil }
+            return .request(client: header.route, header: header, payload: frames[1])
+        case .heartbeat: return frames.count == 1 && head.count == 5 ? .heartbeat : nil
+        case .disconnect: return frames.count == 1 && head.count == 5 ? .disconnect : nil
         case .ready, .reply: return nil
         }
     }

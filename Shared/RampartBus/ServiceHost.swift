@@ -64,12 +64,12 @@ public final class ServiceHost: Service, Sendable {
                 await withTaskGroup(of: Void.self) { handlers in
                     for await incoming in stream {
                         handlers.addTask { [self] in
-                            let (header, payload) = await router.handle(
+                            var (header, payload) = await router.handle(
                                 header: incoming.header, payload: incoming.payload,
                                 instanceId: configuration.instanceId, logger: logger,
                                 authenticated: configuration.security != .plain)
-                            mailbox.push(
-                                FrameCodec.workerCommand(.reply, [incoming.client, FrameCodec.serialize(header), payload]))
+                            header.route = incoming.client
+                            mailbox.push(FrameCodec.workerReply(header, payload: payload))
                         }
                     }
                 }
@@ -92,8 +92,8 @@ public final class ServiceHost: Service, Sendable {
         var info = Rampart_Bus_V1_WorkerInfo()
         info.instanceID = configuration.instanceId
         info.capacity = configuration.capacity
-        try socket.send(
-            FrameCodec.workerCommand(.ready, [Data(configuration.service.utf8), FrameCodec.serialize(info)]))
+        info.service = configuration.service
+        try socket.send(FrameCodec.workerReady(info))
         return socket
     }
 
@@ -114,7 +114,7 @@ public final class ServiceHost: Service, Sendable {
             }
             if draining && handlersDone.load(ordering: .sequentiallyConsistent) {
                 for frames in mailbox.takeAll() { _ = try? socket.send(frames, dontWait: true) }
-                _ = try? socket.send(FrameCodec.workerCommand(.disconnect), dontWait: true)
+                _ = try? socket.send(FrameCodec.workerSignal(.disconnect), dontWait: true)
                 socket.close()
                 logger.info("stopped serving")
                 return
@@ -138,20 +138,15 @@ public final class ServiceHost: Service, Sendable {
                     switch FrameCodec.decodeAtWorker(frames) {
                     case .request(let client, let header, let payload):
                         if draining {
-                            let reply = FrameCodec.replyHeader(
+                            var reply = FrameCodec.replyHeader(
                                 requestId: header.requestID, status: .unavailable,
                                 message: "instance \(configuration.instanceId) is shutting down",
                                 answeredBy: configuration.instanceId)
-                            _ = try? socket.send(
-                                FrameCodec.workerCommand(.reply, [client, FrameCodec.serialize(reply), Data()]))
+                            reply.route = client
+                            _ = try? socket.send(FrameCodec.workerReply(reply, payload: Data()))
                         } else {
                             requests.yield(Incoming(client: client, header: header, payload: payload))
                         }
-                    case .malformedRequest(let client, let reason):
-                        let reply = FrameCodec.replyHeader(
-                            requestId: 0, status: .invalidArgument, message: "malformed request: \(reason)",
-                            answeredBy: configuration.instanceId)
-                        _ = try? socket.send(FrameCodec.workerCommand(.reply, [client, FrameCodec.serialize(reply), Data()]))
                     case .heartbeat:
                         break
                     case .disconnect:
@@ -172,7 +167,7 @@ public final class ServiceHost: Service, Sendable {
                 heardAt = unixMillis()
             }
             if now >= nextHeartbeat {
-                _ = try? socket.send(FrameCodec.workerCommand(.heartbeat), dontWait: true)
+                _ = try? socket.send(FrameCodec.workerSignal(.heartbeat), dontWait: true)
                 nextHeartbeat = now + interval
             }
         }

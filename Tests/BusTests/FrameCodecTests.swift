@@ -7,19 +7,27 @@ import Testing
 /// The routing id a ROUTER puts in front of what a peer sent.
 private let peer = Data("peer-1")
 
-@Suite("FrameCodec: bus wire frames (DESIGN §2)")
+/// `prefix` followed by `message` serialized: the first frame of every bus message (docs/protocol.md §3).
+private func head(_ prefix: Data, _ body: Data) -> Data { prefix + body }
+/// The first bytes of a service-instance frame: the tag and the command byte.
+private func command(_ byte: UInt8) -> Data { BusProtocol.workerTag + Data([byte]) }
+
+@Suite("FrameCodec: bus wire frames, protocol 2 (DESIGN §2, docs/protocol.md §3)")
 struct FrameCodecRoundTripTests {
-    @Test("a client request built by clientRequest decodes at the broker to the same service, header and payload")
+    @Test("a client request is two frames, RB2C ‖ RequestHeader and the payload, and decodes at the broker unchanged")
     func clientRequestRoundTrip() throws {
-        let header = requestHeader(
+        var header = requestHeader(
             id: 42, method: "rampart.inventory.v1.Inventory/ListDevices", deadline: 1_700_000_000_123,
             metadata: ["caller": "cli@host", "trace-id": "t-1"])
         let payload = Data([0, 1, 2, 255])
         let sent = FrameCodec.clientRequest(service: "inventory", header: header, payload: payload)
-        #expect(sent.count == 5)
-        #expect(sent[0].isEmpty)
-        #expect(sent[1] == BusProtocol.clientTag)
+        #expect(sent.count == 2)
+        #expect(sent[0].prefix(4) == BusProtocol.clientTag)
+        #expect(sent[1] == payload)
+        let wire = try Rampart_Bus_V1_RequestHeader(serializedBytes: sent[0].dropFirst(4))
+        #expect(wire.service == "inventory")
 
+        header.service = "inventory"
         let decoded = FrameCodec.decodeAtBroker([peer] + sent)
         #expect(
             decoded == .success(.clientRequest(client: peer, service: "inventory", header: header, payload: payload)))
@@ -27,79 +35,90 @@ struct FrameCodecRoundTripTests {
 
     @Test("a client request with an empty payload frame keeps the empty payload")
     func clientRequestEmptyPayload() {
-        let header = requestHeader(id: 1)
+        var header = requestHeader(id: 1)
         let decoded = FrameCodec.decodeAtBroker(
             [peer] + FrameCodec.clientRequest(service: "s", header: header, payload: Data()))
+        header.service = "s"
         #expect(decoded == .success(.clientRequest(client: peer, service: "s", header: header, payload: Data())))
     }
 
-    @Test("READY from a service instance decodes to workerReady with its service and WorkerInfo")
+    @Test("READY is one frame, RB2W 01 ‖ WorkerInfo, and decodes to workerReady with the service it names")
     func readyRoundTrip() {
-        let info = workerInfo("inventory-1", capacity: 8)
-        let sent = FrameCodec.workerCommand(.ready, [Data("inventory"), FrameCodec.serialize(info)])
+        let info = workerInfo("inventory-1", capacity: 8, service: "inventory")
+        let sent = FrameCodec.workerReady(info)
+        #expect(sent.count == 1 && sent[0].prefix(5) == command(1))
         #expect(
             FrameCodec.decodeAtBroker([peer] + sent)
                 == .success(.workerReady(worker: peer, service: "inventory", info: info)))
     }
 
-    @Test("REPLY from a service instance decodes to workerReply naming the client, header and payload")
+    @Test("REPLY carries the client in the header's route; the broker takes it out before the reply goes on")
     func replyRoundTrip() {
-        let header = replyHeader(id: 7, status: .notFound, message: "no device fw9", by: "inventory-1")
+        var header = replyHeader(id: 7, status: .notFound, message: "no device fw9", by: "inventory-1")
         let client = Data([0, 0x80, 0, 0x41, 0xA7])
-        let sent = FrameCodec.workerCommand(.reply, [client, FrameCodec.serialize(header), Data("body")])
+        header.route = client
+        let sent = FrameCodec.workerReply(header, payload: Data("body"))
+        #expect(sent.count == 2 && sent[0].prefix(5) == command(3))
+        header.route = Data()
         #expect(
             FrameCodec.decodeAtBroker([peer] + sent)
                 == .success(.workerReply(worker: peer, client: client, header: header, payload: Data("body"))))
     }
 
-    @Test("HEARTBEAT and DISCONNECT from a service instance decode at the broker")
+    @Test("HEARTBEAT and DISCONNECT are one 5-byte frame and decode at the broker and at an instance")
     func heartbeatAndDisconnect() {
+        #expect(FrameCodec.workerSignal(.heartbeat) == [command(4)])
         #expect(
-            FrameCodec.decodeAtBroker([peer] + FrameCodec.workerCommand(.heartbeat))
+            FrameCodec.decodeAtBroker([peer] + FrameCodec.workerSignal(.heartbeat))
                 == .success(.workerHeartbeat(worker: peer)))
         #expect(
-            FrameCodec.decodeAtBroker([peer] + FrameCodec.workerCommand(.disconnect))
+            FrameCodec.decodeAtBroker([peer] + FrameCodec.workerSignal(.disconnect))
                 == .success(.workerDisconnect(worker: peer)))
+        #expect(FrameCodec.decodeAtWorker(Array(FrameCodec.signalToWorker(peer, .heartbeat).dropFirst())) == .heartbeat)
+        #expect(FrameCodec.decodeAtWorker(Array(FrameCodec.signalToWorker(peer, .disconnect).dropFirst())) == .disconnect)
     }
 
     @Test("a broker reply built by replyToClient decodes at the client (routing id stripped by the ROUTER)")
     func clientReplyRoundTrip() throws {
         let header = replyHeader(id: 9, status: .unavailable, message: "no instance", by: "broker")
-        let frames = FrameCodec.replyToClient(
-            client: peer, service: "inventory", header: FrameCodec.serialize(header), payload: Data("p"))
-        #expect(frames.first == peer)
-        let (service, decodedHeader, payload) = try #require(FrameCodec.decodeClientReply(Array(frames.dropFirst())))
-        #expect(service == "inventory")
+        let frames = FrameCodec.replyToClient(client: peer, header: header, payload: Data("p"))
+        #expect(frames.count == 3 && frames.first == peer)
+        let (decodedHeader, payload) = try #require(FrameCodec.decodeClientReply(Array(frames.dropFirst())))
         #expect(decodedHeader == header)
         #expect(payload == Data("p"))
     }
 
-    @Test("a REQUEST built by toWorker decodes at the service instance with client, header and payload")
+    @Test("a REQUEST to an instance names the client in the header's route and keeps header and payload")
     func workerRequestRoundTrip() {
-        let header = requestHeader(id: 3, deadline: 99)
+        var header = requestHeader(id: 3, deadline: 99)
         let client = Data("client-a")
-        let frames = FrameCodec.toWorker(Data("w1"), .request, [client, FrameCodec.serialize(header), Data("x")])
-        #expect(frames.first == Data("w1"))
+        let frames = FrameCodec.requestToWorker(Data("w1"), client: client, header: header, payload: Data("x"))
+        #expect(frames.count == 3 && frames.first == Data("w1") && frames[1].prefix(5) == command(2))
+        header.route = client
         #expect(
             FrameCodec.decodeAtWorker(Array(frames.dropFirst()))
                 == .request(client: client, header: header, payload: Data("x")))
     }
 
-    @Test("HEARTBEAT and DISCONNECT from the broker decode at the service instance")
-    func workerHeartbeatAndDisconnect() {
-        #expect(FrameCodec.decodeAtWorker(Array(FrameCodec.toWorker(peer, .heartbeat).dropFirst())) == .heartbeat)
-        #expect(FrameCodec.decodeAtWorker(Array(FrameCodec.toWorker(peer, .disconnect).dropFirst())) == .disconnect)
+    @Test("a route a client put in its own request header is replaced by the broker's")
+    func clientRouteReplaced() throws {
+        var header = requestHeader(id: 4)
+        header.route = Data("someone-else")
+        let frames = FrameCodec.requestToWorker(Data("w1"), client: Data("real"), header: header, payload: Data())
+        guard case .request(let client, let decoded, _) = FrameCodec.decodeAtWorker(Array(frames.dropFirst())) else {
+            Issue.record("REQUEST not decoded")
+            return
+        }
+        #expect(client == Data("real") && decoded.route == Data("real"))
     }
 
     @Test("frames that are slices of a larger buffer (non-zero startIndex) decode like fresh Data")
     func slicedFrames() {
-        let buffer = Data([9, 9, 9]) + Data([WorkerCommand.heartbeat.rawValue])
-        let command = buffer[3...]
-        #expect(command.startIndex == 3)
-        #expect(
-            FrameCodec.decodeAtBroker([peer, Data(), BusProtocol.workerTag, command])
-                == .success(.workerHeartbeat(worker: peer)))
-        #expect(FrameCodec.decodeAtWorker([Data(), BusProtocol.workerTag, command]) == .heartbeat)
+        let buffer = Data([9, 9, 9]) + command(4)
+        let sliced = buffer[3...]
+        #expect(sliced.startIndex == 3)
+        #expect(FrameCodec.decodeAtBroker([peer, sliced]) == .success(.workerHeartbeat(worker: peer)))
+        #expect(FrameCodec.decodeAtWorker([sliced]) == .heartbeat)
     }
 }
 
@@ -109,95 +128,101 @@ struct MalformedCase: Sendable, CustomTestStringConvertible {
     var frames: [Data]
     /// Words the reason must contain.
     var reason: String
-    /// The service a client can be answered on, when it can be.
+    /// The service a client can be answered on, when it can be ("" when the service was not valid).
     var replyToService: String?
 
     var testDescription: String { name }
 }
 
+private func requestHead(service: String = "inventory", method: String = "rampart.test.v1.Test/Echo") -> Data {
+    var header = requestHeader(id: 1, method: method)
+    header.service = service
+    return head(BusProtocol.clientTag, FrameCodec.serialize(header))
+}
+
+private let goodRequest = requestHead()
 private let goodHeader = FrameCodec.serialize(requestHeader(id: 1))
-private let goodReply = FrameCodec.serialize(replyHeader(id: 1))
-private let goodInfo = FrameCodec.serialize(workerInfo("i", capacity: 1))
+private let goodReply: Data = {
+    var header = replyHeader(id: 1)
+    header.route = Data("c")
+    return FrameCodec.serialize(header)
+}()
+private let goodInfo = FrameCodec.serialize(workerInfo("i", capacity: 1, service: "s"))
 /// A RequestHeader/ReplyHeader that cannot be decoded: field 2 (a string) claims 16 bytes but holds 1.
 private let truncatedProto = Data([0x12, 0x10, 0x61])
 private let tag = BusProtocol.clientTag
-private let wtag = BusProtocol.workerTag
 
 private let malformedAtBroker: [MalformedCase] = [
-    MalformedCase(name: "no frames", frames: [], reason: "fewer than 3 frames"),
-    MalformedCase(name: "two frames", frames: [peer, Data()], reason: "fewer than 3 frames"),
+    MalformedCase(name: "no frames", frames: [], reason: "fewer than 2 frames"),
+    MalformedCase(name: "routing id only", frames: [peer], reason: "fewer than 2 frames"),
+    MalformedCase(name: "empty routing id", frames: [Data(), goodRequest, Data()], reason: "fewer than 2 frames"),
     MalformedCase(
-        name: "empty routing id", frames: [Data(), Data(), tag, Data("s"), goodHeader, Data()],
-        reason: "fewer than 3 frames"),
-    MalformedCase(
-        name: "missing empty delimiter", frames: [peer, tag, Data("s"), goodHeader, Data(), Data()],
-        reason: "missing empty delimiter"),
-    MalformedCase(
-        name: "unknown protocol tag", frames: [peer, Data(), Data("RB2C"), Data("s"), goodHeader, Data()],
+        name: "protocol 1 (empty delimiter first)", frames: [peer, Data(), Data("RB1C"), Data("s"), goodHeader, Data()],
         reason: "unknown protocol tag"),
+    MalformedCase(name: "unknown protocol tag", frames: [peer, Data("RB3C") + goodHeader, Data()], reason: "unknown protocol tag"),
+    MalformedCase(name: "tag cut short", frames: [peer, Data("RB2"), Data()], reason: "unknown protocol tag"),
     MalformedCase(
-        name: "client tag without service", frames: [peer, Data(), tag], reason: "without a valid service name"),
-    MalformedCase(
-        name: "client empty service name", frames: [peer, Data(), tag, Data(), goodHeader, Data()],
-        reason: "without a valid service name"),
+        name: "client request without a service", frames: [peer, head(tag, goodHeader), Data()],
+        reason: "names no valid service", replyToService: ""),
     MalformedCase(
         name: "client service name longer than 256 bytes",
-        frames: [peer, Data(), tag, Data(String(repeating: "s", count: 257)), goodHeader, Data()],
-        reason: "without a valid service name"),
+        frames: [peer, requestHead(service: String(repeating: "s", count: 257)), Data()],
+        reason: "names no valid service", replyToService: ""),
     MalformedCase(
-        name: "client service name not UTF-8", frames: [peer, Data(), tag, Data([0xFF, 0xFE]), goodHeader, Data()],
-        reason: "without a valid service name"),
+        name: "client request without payload frame", frames: [peer, goodRequest],
+        reason: "has 1 frames, expected 2", replyToService: "inventory"),
     MalformedCase(
-        name: "client request without payload frame", frames: [peer, Data(), tag, Data("inventory"), goodHeader],
-        reason: "has 4 frames, expected 5", replyToService: "inventory"),
+        name: "client request with an extra frame", frames: [peer, goodRequest, Data(), Data()],
+        reason: "has 3 frames, expected 2", replyToService: "inventory"),
     MalformedCase(
-        name: "client request with an extra frame",
-        frames: [peer, Data(), tag, Data("inventory"), goodHeader, Data(), Data()], reason: "has 6 frames, expected 5",
-        replyToService: "inventory"),
+        name: "client request with undecodable header", frames: [peer, head(tag, truncatedProto), Data()],
+        reason: "not a valid RequestHeader"),
     MalformedCase(
-        name: "client request with undecodable header",
-        frames: [peer, Data(), tag, Data("inventory"), truncatedProto, Data()],
-        reason: "not a valid RequestHeader", replyToService: "inventory"),
-    MalformedCase(
-        name: "client request with empty method",
-        frames: [peer, Data(), tag, Data("inventory"), FrameCodec.serialize(requestHeader(id: 5, method: "")), Data()],
+        name: "client request with empty method", frames: [peer, requestHead(method: ""), Data()],
         reason: "names no method", replyToService: "inventory"),
-    MalformedCase(name: "worker tag without command", frames: [peer, Data(), wtag], reason: "unknown worker command"),
-    MalformedCase(name: "worker command 0", frames: [peer, Data(), wtag, Data([0])], reason: "unknown worker command"),
-    MalformedCase(name: "worker command 9", frames: [peer, Data(), wtag, Data([9])], reason: "unknown worker command"),
+    MalformedCase(name: "worker tag without command", frames: [peer, BusProtocol.workerTag], reason: "unknown worker command"),
+    MalformedCase(name: "worker command 0", frames: [peer, command(0)], reason: "unknown worker command"),
+    MalformedCase(name: "worker command 9", frames: [peer, command(9)], reason: "unknown worker command"),
+    MalformedCase(name: "READY with an extra frame", frames: [peer, command(1) + goodInfo, Data()], reason: "malformed READY"),
     MalformedCase(
-        name: "worker command of two bytes", frames: [peer, Data(), wtag, Data([4, 0])],
-        reason: "unknown worker command"),
-    MalformedCase(
-        name: "worker empty command frame", frames: [peer, Data(), wtag, Data()], reason: "unknown worker command"),
-    MalformedCase(
-        name: "READY without WorkerInfo", frames: [peer, Data(), wtag, Data([1]), Data("s")], reason: "malformed READY"),
-    MalformedCase(
-        name: "READY with empty service", frames: [peer, Data(), wtag, Data([1]), Data(), goodInfo],
+        name: "READY without a service", frames: [peer, command(1) + FrameCodec.serialize(workerInfo("i", capacity: 1))],
         reason: "malformed READY"),
+    MalformedCase(name: "READY with undecodable WorkerInfo", frames: [peer, command(1) + truncatedProto], reason: "malformed READY"),
+    MalformedCase(name: "REPLY without payload", frames: [peer, command(3) + goodReply], reason: "malformed REPLY"),
     MalformedCase(
-        name: "READY with undecodable WorkerInfo", frames: [peer, Data(), wtag, Data([1]), Data("s"), truncatedProto],
-        reason: "malformed READY"),
-    MalformedCase(
-        name: "REPLY without payload", frames: [peer, Data(), wtag, Data([3]), Data("c"), goodReply],
+        name: "REPLY without a route", frames: [peer, command(3) + FrameCodec.serialize(replyHeader(id: 1)), Data()],
         reason: "malformed REPLY"),
-    MalformedCase(
-        name: "REPLY with empty client", frames: [peer, Data(), wtag, Data([3]), Data(), goodReply, Data()],
-        reason: "malformed REPLY"),
-    MalformedCase(
-        name: "REPLY with undecodable header",
-        frames: [peer, Data(), wtag, Data([3]), Data("c"), truncatedProto, Data()],
-        reason: "malformed REPLY"),
-    MalformedCase(
-        name: "HEARTBEAT with an extra frame", frames: [peer, Data(), wtag, Data([4]), Data()],
-        reason: "malformed HEARTBEAT"),
-    MalformedCase(
-        name: "DISCONNECT with an extra frame", frames: [peer, Data(), wtag, Data([5]), Data("x")],
-        reason: "malformed DISCONNECT"),
-    MalformedCase(
-        name: "REQUEST sent to the broker", frames: [peer, Data(), wtag, Data([2]), Data("c"), goodHeader, Data()],
-        reason: "sent by the broker"),
+    MalformedCase(name: "REPLY with undecodable header", frames: [peer, command(3) + truncatedProto, Data()], reason: "malformed REPLY"),
+    MalformedCase(name: "HEARTBEAT with an extra frame", frames: [peer, command(4), Data()], reason: "malformed HEARTBEAT"),
+    MalformedCase(name: "HEARTBEAT with a body", frames: [peer, command(4) + Data([0])], reason: "malformed HEARTBEAT"),
+    MalformedCase(name: "DISCONNECT with an extra frame", frames: [peer, command(5), Data("x")], reason: "malformed DISCONNECT"),
+    MalformedCase(name: "REQUEST sent to the broker", frames: [peer, command(2) + goodHeader, Data()], reason: "sent by the broker"),
 ]
+
+private let refusedAtWorkerCases: [(String, [Data])] = {
+    var cases: [(String, [Data])] = []
+    cases.append(("no frames", []))
+    cases.append(("protocol 1", [Data(), BusProtocol.workerTag, Data([4])]))
+    cases.append(("client tag", [tag + Data([4])]))
+    cases.append(("unknown command", [command(7)]))
+    cases.append(("heartbeat with a body", [command(4) + Data([4])]))
+    cases.append(("READY sent to an instance", [command(1) + goodInfo]))
+    cases.append(("REPLY sent to an instance", [command(3) + goodReply, Data()]))
+    cases.append(("REQUEST without payload", [command(2) + goodReply]))
+    cases.append(("REQUEST without a route", [command(2) + goodHeader, Data()]))
+    cases.append(("REQUEST with an undecodable header", [command(2) + truncatedProto, Data()]))
+    return cases
+}()
+
+private let refusedAtClientCases: [(String, [Data])] = {
+    var cases: [(String, [Data])] = []
+    cases.append(("one frame", [tag + goodReply]))
+    cases.append(("three frames", [tag + goodReply, Data(), Data()]))
+    cases.append(("protocol 1", [Data(), Data("RB1C"), Data("s"), goodReply, Data()]))
+    cases.append(("worker tag", [command(3) + goodReply, Data()]))
+    cases.append(("undecodable header", [tag + truncatedProto, Data()]))
+    return cases
+}()
 
 @Suite("FrameCodec: malformed frame sets are refused, never guessed at")
 struct FrameCodecMalformedTests {
@@ -211,9 +236,10 @@ struct FrameCodecMalformedTests {
         }
         #expect(error.reason.contains(bad.reason), "reason was '\(error.reason)'")
         if let service = bad.replyToService {
-            let replyTo = try #require(error.replyTo, "a client that named its service must be answered")
+            let replyTo = try #require(error.replyTo, "a client whose header could be read must be answered")
             #expect(replyTo.client == peer)
             #expect(replyTo.service == service)
+            #expect(replyTo.requestId == 1)
         } else {
             #expect(error.replyTo == nil)
         }
@@ -221,42 +247,14 @@ struct FrameCodecMalformedTests {
 
     @Test(
         "decodeAtWorker returns nil for frames an instance cannot act on",
-        arguments: [
-            ("no frames", [Data]()),
-            ("missing delimiter", [wtag, Data([4]), Data()]),
-            ("client tag", [Data(), tag, Data([4])]),
-            ("unknown command", [Data(), wtag, Data([7])]),
-            ("two-byte command", [Data(), wtag, Data([4, 4])]),
-            ("READY sent to an instance", [Data(), wtag, Data([1]), Data("s"), goodInfo]),
-            ("REPLY sent to an instance", [Data(), wtag, Data([3]), Data("c"), goodReply, Data()]),
-            ("REQUEST without payload", [Data(), wtag, Data([2]), Data("c"), goodHeader]),
-            ("REQUEST with empty client", [Data(), wtag, Data([2]), Data(), goodHeader, Data()]),
-        ])
+        arguments: refusedAtWorkerCases)
     func refusedAtWorker(_ name: String, _ frames: [Data]) {
         #expect(FrameCodec.decodeAtWorker(frames) == nil, "\(name)")
     }
 
-    @Test("decodeAtWorker turns a REQUEST with an undecodable header into malformedRequest naming the client")
-    func malformedRequestAtWorker() {
-        let decoded = FrameCodec.decodeAtWorker([Data(), wtag, Data([2]), Data("client-b"), truncatedProto, Data()])
-        guard case .malformedRequest(let client, let reason) = decoded else {
-            Issue.record("expected malformedRequest, got \(String(describing: decoded))")
-            return
-        }
-        #expect(client == Data("client-b"))
-        #expect(reason.contains("RequestHeader"))
-    }
-
     @Test(
-        "decodeClientReply returns nil for anything but [\"\", RB1C, service, ReplyHeader, payload]",
-        arguments: [
-            ("four frames", [Data(), tag, Data("s"), goodReply]),
-            ("six frames", [Data(), tag, Data("s"), goodReply, Data(), Data()]),
-            ("no delimiter", [Data("x"), tag, Data("s"), goodReply, Data()]),
-            ("worker tag", [Data(), wtag, Data("s"), goodReply, Data()]),
-            ("service not UTF-8", [Data(), tag, Data([0xC3]), goodReply, Data()]),
-            ("undecodable header", [Data(), tag, Data("s"), truncatedProto, Data()]),
-        ])
+        "decodeClientReply returns nil for anything but [RB2C ‖ ReplyHeader, payload]",
+        arguments: refusedAtClientCases)
     func refusedAtClient(_ name: String, _ frames: [Data]) {
         #expect(FrameCodec.decodeClientReply(frames) == nil, "\(name)")
     }
@@ -266,24 +264,24 @@ struct FrameCodecMalformedTests {
 struct FrameCodecFuzzTests {
     /// Well-formed frame sets as the broker and an instance receive them.
     static func validBrokerInputs() -> [[Data]] {
-        [
+        var reply = replyHeader(id: 5)
+        reply.route = Data("client")
+        return [
             [peer]
                 + FrameCodec.clientRequest(
                     service: "inventory", header: requestHeader(id: 77, deadline: 5), payload: Data("payload")),
-            [peer]
-                + FrameCodec.workerCommand(
-                    .ready, [Data("inventory"), FrameCodec.serialize(workerInfo("inv-1", capacity: 4))]),
-            [peer] + FrameCodec.workerCommand(.reply, [Data("client"), goodReply, Data("answer")]),
-            [peer] + FrameCodec.workerCommand(.heartbeat),
-            [peer] + FrameCodec.workerCommand(.disconnect),
+            [peer] + FrameCodec.workerReady(workerInfo("inv-1", capacity: 4, service: "inventory")),
+            [peer] + FrameCodec.workerReply(reply, payload: Data("answer")),
+            [peer] + FrameCodec.workerSignal(.heartbeat),
+            [peer] + FrameCodec.workerSignal(.disconnect),
         ]
     }
 
     static func validWorkerInputs() -> [[Data]] {
         [
-            Array(FrameCodec.toWorker(peer, .request, [Data("client"), goodHeader, Data("payload")]).dropFirst()),
-            Array(FrameCodec.toWorker(peer, .heartbeat).dropFirst()),
-            Array(FrameCodec.toWorker(peer, .disconnect).dropFirst()),
+            Array(FrameCodec.requestToWorker(peer, client: Data("client"), header: requestHeader(id: 1), payload: Data("p")).dropFirst()),
+            Array(FrameCodec.signalToWorker(peer, .heartbeat).dropFirst()),
+            Array(FrameCodec.signalToWorker(peer, .disconnect).dropFirst()),
         ]
     }
 
@@ -291,7 +289,7 @@ struct FrameCodecFuzzTests {
         switch rng.next() % 6 {
         case 0: return Data()
         case 1: return BusProtocol.clientTag
-        case 2: return BusProtocol.workerTag
+        case 2: return BusProtocol.workerTag + Data([UInt8(rng.next() % 7)])
         case 3: return Data([UInt8(rng.next() % 7)])
         default:
             let count = Int(rng.next() % 40)
@@ -334,32 +332,32 @@ struct FrameCodecFuzzTests {
             switch FrameCodec.decodeAtBroker(brokerFrames) {
             case .success(let message):
                 accepted += 1
-                #expect(brokerFrames.count >= 4 && brokerFrames[1].isEmpty, "round \(round): \(brokerFrames)")
+                #expect(brokerFrames.count >= 2 && brokerFrames[1].count >= 4, "round \(round): \(brokerFrames)")
                 switch message {
                 case .clientRequest(let client, let service, let header, _):
                     #expect(
-                        brokerFrames.count == 6 && client == brokerFrames[0] && !service.isEmpty
-                            && !header.method.isEmpty)
+                        brokerFrames.count == 3 && client == brokerFrames[0] && !service.isEmpty
+                            && !header.method.isEmpty && brokerFrames[1].prefix(4) == BusProtocol.clientTag)
                 case .workerReady(let worker, let service, _):
-                    #expect(brokerFrames.count == 6 && worker == brokerFrames[0] && !service.isEmpty)
+                    #expect(brokerFrames.count == 2 && worker == brokerFrames[0] && !service.isEmpty)
                 case .workerReply(_, let client, _, _):
-                    #expect(brokerFrames.count == 7 && !client.isEmpty)
+                    #expect(brokerFrames.count == 3 && !client.isEmpty)
                 case .workerHeartbeat, .workerDisconnect:
-                    #expect(brokerFrames.count == 4)
+                    #expect(brokerFrames.count == 2 && brokerFrames[1].count == 5)
                 }
             case .failure(let error):
                 refused += 1
                 #expect(!error.reason.isEmpty)
                 if let replyTo = error.replyTo {
-                    #expect(replyTo.client == brokerFrames[0] && brokerFrames[2] == BusProtocol.clientTag)
+                    #expect(replyTo.client == brokerFrames[0] && brokerFrames[1].prefix(4) == BusProtocol.clientTag)
                 }
             }
 
             let workerFrames = Self.mutate(worker[round % worker.count], &rng)
             if let inbound = FrameCodec.decodeAtWorker(workerFrames) {
-                #expect(workerFrames.count >= 3 && workerFrames[0].isEmpty && workerFrames[1] == BusProtocol.workerTag)
+                #expect(workerFrames[0].prefix(4) == BusProtocol.workerTag)
                 if case .request(let client, _, _) = inbound {
-                    #expect(workerFrames.count == 6 && !client.isEmpty)
+                    #expect(workerFrames.count == 2 && !client.isEmpty)
                 }
             }
         }

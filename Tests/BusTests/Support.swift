@@ -24,10 +24,11 @@ func requestHeader(
 }
 
 /// A worker's READY announcement.
-func workerInfo(_ instance: String, capacity: UInt32) -> Rampart_Bus_V1_WorkerInfo {
+func workerInfo(_ instance: String, capacity: UInt32, service: String = "") -> Rampart_Bus_V1_WorkerInfo {
     var info = Rampart_Bus_V1_WorkerInfo()
     info.instanceID = instance
     info.capacity = capacity
+    info.service = service
     return info
 }
 

@@ -145,14 +145,13 @@ struct SystemTests {
                     switch index % 4 {
                     case 0:  // random frames
                         frames = (0..<Int.random(in: 1...6, using: &rng)).map { _ in rng.bytes(Int.random(in: 0...40, using: &rng)) }
-                    case 1:  // a valid request cut short
-                        frames = Array(valid.prefix(Int.random(in: 1...4, using: &rng)))
-                    case 2:  // valid routing to the inventory, random header or payload
+                    case 1:  // a valid request cut short: its payload frame missing, or its head cut
+                        frames = [valid[0].prefix(Int.random(in: 0...valid[0].count, using: &rng))]
+                    case 2:  // a valid header to the inventory, random payload
                         frames = valid
-                        frames[Int.random(in: 3...4, using: &rng)] = rng.bytes(Int.random(in: 0...64, using: &rng))
-                    default:  // worker commands from nowhere
-                        frames = FrameCodec.workerCommand(WorkerCommand(rawValue: UInt8.random(in: 1...5, using: &rng))!)
-                            + [rng.bytes(8)]
+                        frames[1] = rng.bytes(Int.random(in: 0...64, using: &rng))
+                    default:  // worker commands from nowhere, with bytes after them
+                        frames = [BusProtocol.workerTag + Data([UInt8.random(in: 1...5, using: &rng)]), rng.bytes(8)]
                     }
                     if index % 4 == 2 {
                         var header = Rampart_Bus_V1_RequestHeader()
@@ -160,7 +159,7 @@ struct SystemTests {
                         header.method = [InventoryService.Method.registerDevice, InventoryService.Method.updateDevice,
                                          "no.such/Method"][index % 3]
                         header.deadlineUnixMs = unixMillis() + 5000
-                        frames[3] = FrameCodec.serialize(header)
+                        frames[0] = FrameCodec.clientRequest(service: InventoryService.serviceName, header: header, payload: Data())[0]
                     }
                     try socket.send(frames)
                 }

@@ -49,8 +49,8 @@ struct RouterDealerTests {
         try dealer.setOption(5 /* ZMQ_ROUTING_ID */, bytes: Array("dealer-7".utf8))
         try dealer.connect(endpoint)
 
-        let request = [Data(), Data("RB1C".utf8), Data("inventory".utf8), Data([0, 1, 2, 255])]
-        let reply = [Data(), Data("RB1C".utf8), Data("answer".utf8)]
+        let request = [Data(), Data("RB2C".utf8), Data("inventory".utf8), Data([0, 1, 2, 255])]
+        let reply = [Data(), Data("RB2C".utf8), Data("answer".utf8)]
         let (atRouter, atDealer) = try roundTrip(router: router, dealer: dealer, request: request, reply: reply)
         #expect(atRouter == [Data("dealer-7".utf8)] + request)
         #expect(atDealer == reply)

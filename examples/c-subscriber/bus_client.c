@@ -1,6 +1,7 @@
-/* See bus_client.h. Frames of a call (docs/protocol.md §3.1):
- *   sent:     ""  "RB1C"  service  RequestHeader  payload
- *   received: ""  "RB1C"  service  ReplyHeader    payload (empty unless status is OK) */
+/* See bus_client.h. Frames of a call (docs/protocol.md §3.1, protocol 2):
+ *   sent:     "RB2C" RequestHeader (with service)   payload
+ *   received: "RB2C" ReplyHeader                    payload (empty unless status is OK)
+ * The first frame is the 4-byte tag immediately followed by the serialized header. */
 #define _GNU_SOURCE
 #include "bus_client.h"
 
@@ -15,7 +16,7 @@
 
 #include "rampart/bus/v1/bus.pb-c.h"
 
-static const char TAG[4] = {'R', 'B', '1', 'C'};
+static const char TAG[4] = {'R', 'B', '2', 'C'};
 
 int64_t bus_now_ms(void) {
     struct timespec now;
@@ -159,10 +160,14 @@ static void trace_id(char out[37]) {
              b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
-static uint8_t *pack(const ProtobufCMessage *message, size_t *size) {
-    *size = protobuf_c_message_get_packed_size(message);
+/* `prefix` (prefix_size bytes) followed by `message` serialized, in a new buffer of *size bytes. */
+static uint8_t *pack(const void *prefix, size_t prefix_size, const ProtobufCMessage *message, size_t *size) {
+    size_t packed = protobuf_c_message_get_packed_size(message);
+    *size = prefix_size + packed;
     uint8_t *buffer = malloc(*size ? *size : 1);
-    if (buffer != NULL) protobuf_c_message_pack(message, buffer);
+    if (buffer == NULL) return NULL;
+    memcpy(buffer, prefix, prefix_size);
+    protobuf_c_message_pack(message, buffer + prefix_size);
     return buffer;
 }
 
@@ -184,22 +189,20 @@ static int send_request(BusClient *client, const char *service, const char *meth
     header.deadline_unix_ms = deadline;
     header.n_metadata = 2;
     header.metadata = metadata;
-    size_t header_size;
-    uint8_t *header_bytes = pack(&header.base, &header_size);
-    if (header_bytes == NULL) {
+    header.service = (char *)service;
+    size_t head_size;
+    uint8_t *head = pack(TAG, sizeof TAG, &header.base, &head_size);
+    if (head == NULL) {
         snprintf(message, message_size, "out of memory");
         return -1;
     }
     /* Never block: a DEALER queues while the broker is away; a full queue means it is not coming back soon. */
-    int rc = zmq_send(client->socket, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    int rc = zmq_send(client->socket, head, head_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) == (int)head_size ? 0 : -1;
     if (rc == 0) {
         /* The first part went: the rest of the message is accepted too. */
-        zmq_send(client->socket, TAG, sizeof TAG, ZMQ_SNDMORE);
-        zmq_send(client->socket, service, strlen(service), ZMQ_SNDMORE);
-        zmq_send(client->socket, header_bytes, header_size, ZMQ_SNDMORE);
         rc = zmq_send(client->socket, payload, payload_size, 0) == (int)payload_size ? 0 : -1;
     }
-    free(header_bytes);
+    free(head);
     if (rc != 0) {
         snprintf(message, message_size, "cannot send to the bus: %s", zmq_strerror(errno));
         return -1;
@@ -230,14 +233,15 @@ static int wait_reply(BusClient *client, const char *service, uint64_t id, int64
         if (ready == 0) continue;
         BusMessage reply;
         if (bus_receive(client->socket, &reply, ZMQ_DONTWAIT) != 0) continue;
-        if (reply.total != 5 || bus_frame_size(&reply, 0) != 0 || bus_frame_size(&reply, 1) != sizeof TAG ||
-            memcmp(bus_frame_data(&reply, 1), TAG, sizeof TAG) != 0) {
-            fprintf(stderr, "bad reply frame dropped: %d frames, not \"\" RB1C service header payload\n", reply.total);
+        if (reply.total != 2 || bus_frame_size(&reply, 0) < sizeof TAG ||
+            memcmp(bus_frame_data(&reply, 0), TAG, sizeof TAG) != 0) {
+            fprintf(stderr, "bad reply frame dropped: %d frames, not RB2C+header payload\n", reply.total);
             bus_message_close(&reply);
             continue;
         }
         Rampart__Bus__V1__ReplyHeader *header =
-            rampart__bus__v1__reply_header__unpack(NULL, bus_frame_size(&reply, 3), bus_frame_data(&reply, 3));
+            rampart__bus__v1__reply_header__unpack(NULL, bus_frame_size(&reply, 0) - sizeof TAG,
+                                                   bus_frame_data(&reply, 0) + sizeof TAG);
         if (header == NULL) {
             fprintf(stderr, "bad reply frame dropped: undecodable ReplyHeader\n");
             bus_message_close(&reply);
@@ -253,7 +257,7 @@ static int wait_reply(BusClient *client, const char *service, uint64_t id, int64
         }
         int status = (int)header->status;
         if (status == BUS_OK) {
-            *response = protobuf_c_message_unpack(response_type, NULL, bus_frame_size(&reply, 4), bus_frame_data(&reply, 4));
+            *response = protobuf_c_message_unpack(response_type, NULL, bus_frame_size(&reply, 1), bus_frame_data(&reply, 1));
             if (*response == NULL) {
                 status = BUS_INTERNAL;
                 snprintf(message, message_size, "undecodable %s from '%s'", response_type->name, header->answered_by);
@@ -274,7 +278,7 @@ int bus_call(BusClient *client, const char *service, const char *method, const P
     message[0] = '\0';
     int64_t deadline = bus_now_ms() + timeout_ms;
     size_t payload_size;
-    uint8_t *payload = pack(request, &payload_size);
+    uint8_t *payload = pack("", 0, request, &payload_size);
     if (payload == NULL) {
         snprintf(message, message_size, "out of memory");
         return BUS_INTERNAL;

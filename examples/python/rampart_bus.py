@@ -21,7 +21,7 @@ from google.protobuf.message import DecodeError, Message
 
 from rampart.bus.v1 import bus_pb2
 
-CLIENT_TAG = b"RB1C"
+CLIENT_TAG = b"RB2C"  # protocol 2: the first frame is this tag followed by the header (§3)
 JOURNAL_SERVICE = "bus.journal"
 INFO_METHOD = "rampart.bus.v1.Journal/Info"
 REPLAY_METHOD = "rampart.bus.v1.Journal/Replay"
@@ -118,12 +118,13 @@ class BusClient:
         backoff = 0.05
         while True:
             request_id = next(self._ids)
-            header = bus_pb2.RequestHeader(request_id=request_id, method=method, deadline_unix_ms=deadline_ms)
+            header = bus_pb2.RequestHeader(request_id=request_id, method=method, deadline_unix_ms=deadline_ms,
+                                           service=service)
             header.metadata["caller"] = self.caller
             header.metadata["trace-id"] = str(uuid.uuid4())
             try:
                 self._socket.send_multipart(
-                    [b"", CLIENT_TAG, service.encode(), header.SerializeToString(), payload], flags=zmq.NOBLOCK)
+                    [CLIENT_TAG + header.SerializeToString(), payload], flags=zmq.NOBLOCK)
             except zmq.Again:
                 raise RPCError(bus_pb2.UNAVAILABLE, "the bus does not take requests (queue full)", "client") from None
             header_reply, body = self._wait_reply(request_id, deadline, service)
@@ -146,17 +147,17 @@ class BusClient:
             if not self._socket.poll(max(1, int(left * 1000)), zmq.POLLIN):
                 continue
             frames = self._socket.recv_multipart()
-            if len(frames) != 5 or frames[0] != b"" or frames[1] != CLIENT_TAG:
+            if len(frames) != 2 or not frames[0].startswith(CLIENT_TAG):
                 print(f"bad reply frame dropped: {len(frames)} frames", file=sys.stderr)
                 continue
             header = bus_pb2.ReplyHeader()
             try:
-                header.ParseFromString(frames[3])
+                header.ParseFromString(frames[0][len(CLIENT_TAG):])
             except DecodeError:
                 print("bad reply frame dropped: undecodable ReplyHeader", file=sys.stderr)
                 continue
             if header.request_id == request_id:
-                return header, frames[4]
+                return header, frames[1]
             # A late reply to an earlier request, or request id 0 (the broker could not parse one of ours).
         raise RPCError(bus_pb2.DEADLINE_EXCEEDED,
                        f"no answer from {service!r} before the deadline (is the bus at {self.endpoint} running?)",

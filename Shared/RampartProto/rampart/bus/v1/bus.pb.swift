@@ -154,6 +154,13 @@ public nonisolated struct Rampart_Bus_V1_RequestHeader: Sendable {
   /// Clears the value of `caller`. Subsequent reads from it will return its default value.
   public mutating func clearCaller() {self._caller = nil}
 
+  /// The service to route to ("inventory"); required in a client's request (docs/protocol.md §3).
+  public var service: String = String()
+
+  /// The requesting client's routing id, opaque. Set by the broker on a REQUEST to an instance (whatever a
+  /// client puts here is replaced); the instance copies it into its REPLY's header.
+  public var route: Data = Data()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -197,6 +204,10 @@ public nonisolated struct Rampart_Bus_V1_ReplyHeader: Sendable {
   /// Which process answered: a service instance id, or "broker" when the broker answered itself.
   public var answeredBy: String = String()
 
+  /// On a REPLY from an instance: the `route` of the request it answers. The broker removes it before the
+  /// reply reaches the client.
+  public var route: Data = Data()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -213,6 +224,9 @@ public nonisolated struct Rampart_Bus_V1_WorkerInfo: Sendable {
 
   /// How many requests it accepts at once; the broker never sends more. 0 means 1.
   public var capacity: UInt32 = 0
+
+  /// The service this instance serves ("inventory"), 1–256 bytes of UTF-8.
+  public var service: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -386,7 +400,7 @@ nonisolated extension Rampart_Bus_V1_StatusCode: SwiftProtobuf._ProtoNameProvidi
 
 nonisolated extension Rampart_Bus_V1_RequestHeader: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RequestHeader"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}method\0\u{3}deadline_unix_ms\0\u{1}metadata\0\u{1}caller\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}method\0\u{3}deadline_unix_ms\0\u{1}metadata\0\u{1}caller\0\u{1}service\0\u{1}route\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -399,6 +413,8 @@ nonisolated extension Rampart_Bus_V1_RequestHeader: SwiftProtobuf.Message, Swift
       case 3: try { try decoder.decodeSingularInt64Field(value: &self.deadlineUnixMs) }()
       case 4: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.metadata) }()
       case 5: try { try decoder.decodeSingularMessageField(value: &self._caller) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.service) }()
+      case 7: try { try decoder.decodeSingularBytesField(value: &self.route) }()
       default: break
       }
     }
@@ -424,6 +440,12 @@ nonisolated extension Rampart_Bus_V1_RequestHeader: SwiftProtobuf.Message, Swift
     try { if let v = self._caller {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
     } }()
+    if !self.service.isEmpty {
+      try visitor.visitSingularStringField(value: self.service, fieldNumber: 6)
+    }
+    if !self.route.isEmpty {
+      try visitor.visitSingularBytesField(value: self.route, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -433,6 +455,8 @@ nonisolated extension Rampart_Bus_V1_RequestHeader: SwiftProtobuf.Message, Swift
     if lhs.deadlineUnixMs != rhs.deadlineUnixMs {return false}
     if lhs.metadata != rhs.metadata {return false}
     if lhs._caller != rhs._caller {return false}
+    if lhs.service != rhs.service {return false}
+    if lhs.route != rhs.route {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -480,7 +504,7 @@ nonisolated extension Rampart_Bus_V1_Caller: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Rampart_Bus_V1_ReplyHeader: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ReplyHeader"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}status\0\u{1}message\0\u{3}answered_by\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}status\0\u{1}message\0\u{3}answered_by\0\u{1}route\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -492,6 +516,7 @@ nonisolated extension Rampart_Bus_V1_ReplyHeader: SwiftProtobuf.Message, SwiftPr
       case 2: try { try decoder.decodeSingularEnumField(value: &self.status) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.message) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.answeredBy) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.route) }()
       default: break
       }
     }
@@ -510,6 +535,9 @@ nonisolated extension Rampart_Bus_V1_ReplyHeader: SwiftProtobuf.Message, SwiftPr
     if !self.answeredBy.isEmpty {
       try visitor.visitSingularStringField(value: self.answeredBy, fieldNumber: 4)
     }
+    if !self.route.isEmpty {
+      try visitor.visitSingularBytesField(value: self.route, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -518,6 +546,7 @@ nonisolated extension Rampart_Bus_V1_ReplyHeader: SwiftProtobuf.Message, SwiftPr
     if lhs.status != rhs.status {return false}
     if lhs.message != rhs.message {return false}
     if lhs.answeredBy != rhs.answeredBy {return false}
+    if lhs.route != rhs.route {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -525,7 +554,7 @@ nonisolated extension Rampart_Bus_V1_ReplyHeader: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Rampart_Bus_V1_WorkerInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WorkerInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}instance_id\0\u{1}capacity\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}instance_id\0\u{1}capacity\0\u{1}service\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -535,6 +564,7 @@ nonisolated extension Rampart_Bus_V1_WorkerInfo: SwiftProtobuf.Message, SwiftPro
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.instanceID) }()
       case 2: try { try decoder.decodeSingularUInt32Field(value: &self.capacity) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.service) }()
       default: break
       }
     }
@@ -547,12 +577,16 @@ nonisolated extension Rampart_Bus_V1_WorkerInfo: SwiftProtobuf.Message, SwiftPro
     if self.capacity != 0 {
       try visitor.visitSingularUInt32Field(value: self.capacity, fieldNumber: 2)
     }
+    if !self.service.isEmpty {
+      try visitor.visitSingularStringField(value: self.service, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Rampart_Bus_V1_WorkerInfo, rhs: Rampart_Bus_V1_WorkerInfo) -> Bool {
     if lhs.instanceID != rhs.instanceID {return false}
     if lhs.capacity != rhs.capacity {return false}
+    if lhs.service != rhs.service {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
