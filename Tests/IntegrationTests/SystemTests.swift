@@ -78,6 +78,49 @@ struct SystemTests {
         }
     }
 
+    @Test("R12: a presence report that arrives late never overrides a newer one; an operator's report always applies")
+    func presenceReportsInOrder() async throws {
+        try await withSystem { system in
+            let register = try await system.rampart(deviceArguments("fw-late", serial: "LATE1", ip: "10.0.9.1"))
+            #expect(register.exitCode == 0, "\(register)")
+            let client = system.client()
+            defer { client.close() }
+            func report(_ connected: Bool, _ sequence: UInt64) async throws -> Bool {
+                var request = Rampart_Inventory_V1_ReportPresenceRequest()
+                request.device = "fw-late"
+                request.connected = connected
+                request.sequence = sequence
+                let response: Rampart_Inventory_V1_DeviceResponse = try await client.call(
+                    service: InventoryService.serviceName, method: InventoryService.Method.reportPresence, request)
+                return response.device.connected
+            }
+            #expect(try await report(true, 200), "the first numbered report applies")
+            #expect(try await report(false, 100), "a lower number came late: still connected")
+            #expect(try await report(false, 200) == true, "the same number again (a retry) changes nothing")
+            #expect(try await report(false, 300) == false, "a higher number applies")
+            #expect(try await report(true, 250) == false, "a late 'connected' cannot undo the newer 'disconnected'")
+            // An operator's report (sequence 0) always applies and restarts the order.
+            let operatorReport = try await system.rampart("devices", "presence", "fw-late", "connected")
+            #expect(operatorReport.exitCode == 0, "\(operatorReport)")
+            #expect(try await report(false, 5) == false, "after an operator's report the agent's next report applies")
+            var tooLarge = Rampart_Inventory_V1_ReportPresenceRequest()
+            tooLarge.device = "fw-late"
+            tooLarge.sequence = UInt64(Int64.max) + 1
+            await #expect(throws: RPCError.self) {
+                let _: Rampart_Inventory_V1_DeviceResponse = try await client.call(
+                    service: InventoryService.serviceName, method: InventoryService.Method.reportPresence, tooLarge)
+            }
+            // Only applied reports are events: registered, connected (200), disconnected (300), connected
+            // (operator), disconnected (5).
+            let events = try await collectEvents(system, since: 0, count: 5)
+            #expect(
+                events.map(\.topic) == [
+                    "inventory.device.registered", "inventory.device.connected", "inventory.device.disconnected",
+                    "inventory.device.connected", "inventory.device.disconnected",
+                ])
+        }
+    }
+
     @Test("Bus: a service with no instance answers UNAVAILABLE from the broker, not at the deadline")
     func unavailableAtOnce() async throws {
         try await withSystem(inventories: 0) { system in

@@ -180,6 +180,7 @@ public struct DeviceRunner: Service {
         var request = Rampart_Inventory_V1_ReportPresenceRequest()
         request.device = deviceId
         request.connected = connected
+        request.sequence = PresenceSequence.next()
         await Task {
             do {
                 let _: Rampart_Inventory_V1_DeviceResponse = try await client.call(

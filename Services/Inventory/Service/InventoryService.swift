@@ -173,12 +173,21 @@ public struct InventoryService: Sendable {
         }
         router.register(Method.reportPresence) { (request: Rampart_Inventory_V1_ReportPresenceRequest, context) in
             try await pool.serve { connection in
+                guard let sequence = Int64(exactly: request.sequence) else {
+                    throw RPCError.invalidArgument("sequence \(request.sequence) is above the largest allowed (\(Int64.max))")
+                }
                 let device = try InventoryStore.device(request.device, on: connection)
                 try context.requireOwnDevice(device.name)
-                let changed = try InventoryStore.setPresence(id: device.id, connected: request.connected, on: connection)
+                let update = try InventoryStore.setPresence(
+                    id: device.id, connected: request.connected, sequence: sequence, on: connection)
+                if update == .stale {
+                    context.logger.notice(
+                        "late presence report ignored: a newer one was applied",
+                        metadata: ["device": "\(device.name)", "connected": "\(request.connected)", "sequence": "\(sequence)"])
+                }
                 var response = Rampart_Inventory_V1_DeviceResponse()
                 response.device = try InventoryStore.device(device.id, on: connection)
-                if changed {
+                if update == .changed {
                     let topic = request.connected ? "inventory.device.connected" : "inventory.device.disconnected"
                     try Self.emit(topic, response.device, context, on: connection)
                 }

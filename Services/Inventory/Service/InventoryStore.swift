@@ -99,16 +99,30 @@ enum InventoryStore {
         try connection.execute("DELETE FROM inventory.devices WHERE id = \(id)::uuid")
     }
 
-    /// Records presence; returns whether `connected` changed.
-    static func setPresence(id: String, connected: Bool, on connection: PostgresConnection) throws -> Bool {
+    /// Records a presence report numbered `sequence` unless one with a higher number was recorded before
+    /// (0: unordered, always recorded; it restarts the order).
+    static func setPresence(
+        id: String, connected: Bool, sequence: Int64, on connection: PostgresConnection
+    ) throws -> PresenceUpdate {
         let rows = try connection.query(
             """
-            UPDATE inventory.devices d SET connected = \(connected), last_seen = now()
+            UPDATE inventory.devices d SET connected = \(connected), last_seen = now(), presence_sequence = \(sequence)::bigint
             FROM (SELECT connected AS was FROM inventory.devices WHERE id = \(id)::uuid FOR UPDATE) old
-            WHERE d.id = \(id)::uuid
+            WHERE d.id = \(id)::uuid AND (\(sequence)::bigint = 0 OR d.presence_sequence < \(sequence)::bigint)
             RETURNING old.was
             """)
-        return try rows.first?.decode("was", as: Bool.self) != connected
+        guard let row = rows.first else { return .stale }
+        return try row.decode("was", as: Bool.self) == connected ? .unchanged : .changed
+    }
+
+    /// What a presence report did.
+    enum PresenceUpdate: Equatable {
+        /// Applied; the device's connected state changed.
+        case changed
+        /// Applied (last seen, sequence); the state was already that.
+        case unchanged
+        /// Not applied: a report with a higher sequence was applied before (this one came late).
+        case stale
     }
 
     /// Sets the out-of-date flag; returns whether it changed.

@@ -48,5 +48,10 @@ enum InventoryMigrations {
                 );
                 CREATE UNIQUE INDEX cluster_nodes_one_control ON inventory.cluster_nodes (cluster_id) WHERE role = 'control';
                 """),
+        Migration(
+            version: 2, name: "presence report order",
+            sql: """
+                ALTER TABLE inventory.devices ADD COLUMN presence_sequence bigint NOT NULL DEFAULT 0;
+                """),
     ]
 }

@@ -230,6 +230,7 @@ public enum RestoredDevice {
         var presence = Rampart_Inventory_V1_ReportPresenceRequest()
         presence.device = device.id
         presence.connected = true
+        presence.sequence = PresenceSequence.next()  // the same number on every retry: applied once
         let connected: Rampart_Inventory_V1_Device = try await retrying(
             "presence report", until: deadline, logger: logger
         ) {

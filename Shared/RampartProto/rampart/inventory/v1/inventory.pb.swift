@@ -594,6 +594,13 @@ public nonisolated struct Rampart_Inventory_V1_ReportPresenceRequest: Sendable {
 
   public var connected: Bool = false
 
+  /// Orders the reports of one reporter: a device agent numbers its reports with a value that only
+  /// grows (microseconds since the Unix epoch, or the previous value + 1 when the clock did not move on).
+  /// Inventory applies a report only when its sequence is above the last one applied, so a report
+  /// delivered late (after its caller's deadline, or a retry) never overrides a newer one. 0: not
+  /// ordered (an operator's `rampart devices presence`), always applied and resets the order.
+  public var sequence: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1597,7 +1604,7 @@ nonisolated extension Rampart_Inventory_V1_UnregisterDeviceResponse: SwiftProtob
 
 nonisolated extension Rampart_Inventory_V1_ReportPresenceRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ReportPresenceRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}device\0\u{1}connected\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}device\0\u{1}connected\0\u{1}sequence\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1607,6 +1614,7 @@ nonisolated extension Rampart_Inventory_V1_ReportPresenceRequest: SwiftProtobuf.
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.device) }()
       case 2: try { try decoder.decodeSingularBoolField(value: &self.connected) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.sequence) }()
       default: break
       }
     }
@@ -1619,12 +1627,16 @@ nonisolated extension Rampart_Inventory_V1_ReportPresenceRequest: SwiftProtobuf.
     if self.connected != false {
       try visitor.visitSingularBoolField(value: self.connected, fieldNumber: 2)
     }
+    if self.sequence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.sequence, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Rampart_Inventory_V1_ReportPresenceRequest, rhs: Rampart_Inventory_V1_ReportPresenceRequest) -> Bool {
     if lhs.device != rhs.device {return false}
     if lhs.connected != rhs.connected {return false}
+    if lhs.sequence != rhs.sequence {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
