@@ -93,37 +93,139 @@ public final class PostgresConnection {
     /// Runs one statement (PQexecParams) and returns its rows as text values.
     public func query(_ sql: SQL) throws -> PostgresRows {
         let handle = try liveHandle()
-        for (position, bind) in sql.binds.enumerated() where !bind.isBinary && bind.value?.contains(0) == true {
-            // As the server would answer such text: 22021 (character_not_in_repertoire), a data exception.
-            throw PostgresError(
-                kind: .query, sqlState: "22021", message: "parameter $\(position + 1) contains a NUL character")
-        }
-        // Text values must be NUL-terminated; binary values are passed with their length.
-        let storage: [[UInt8]?] = sql.binds.map { bind in
-            guard let value = bind.value else { return nil }
-            return bind.isBinary ? value : value + [0]
-        }
-        let lengths = sql.binds.map { Int32($0.value?.count ?? 0) }
-        let formats = sql.binds.map { Int32($0.isBinary ? 1 : 0) }
-        // Binary parameters are bytea (OID 17), so they never get mistaken for text; the server infers the rest.
-        let types = sql.binds.map { $0.isBinary ? Oid(17) : Oid(0) }
-        let name = try preparedName(sql.text, types: types, on: handle)
-        let result = withPointers(to: storage) { pointers in
+        let bound = try Bound(sql)
+        let name = try preparedName(sql.text, types: bound.types, on: handle)
+        let result = bound.withParameters { pointers in
             if let name {
-                PQexecPrepared(handle, name, Int32(sql.binds.count), pointers, lengths, formats, 0)
+                PQexecPrepared(handle, name, bound.count, pointers, bound.lengths, bound.formats, 0)
             } else {
-                PQexecParams(handle, sql.text, Int32(sql.binds.count), types, pointers, lengths, formats, 0)
+                PQexecParams(handle, sql.text, bound.count, bound.types, pointers, bound.lengths, bound.formats, 0)
             }
         }
         defer { PQclear(result) }
         do {
             return try rows(of: result)
         } catch let error as PostgresError where name != nil && error.sqlState == "0A000" {
-            // "cached plan must not change result type": a table changed under the prepared statement
-            // (a migration by a newer process). Prepare it afresh next time.
-            prepared[PreparedKey(text: sql.text, types: types)] = nil
-            if !isInTransaction, let name { PQclear(PQexec(handle, "DEALLOCATE \(name)")) }
+            forgetPrepared(sql.text, types: bound.types, name: name, on: handle)
             throw error
+        }
+    }
+
+    /// Runs `statements` in one round trip to the server (libpq pipeline mode): they are sent together,
+    /// the server runs them one after the other, in order (each sees what the ones before it did), and
+    /// their rows come back in order. For a handful of small statements whose texts do not depend on
+    /// each other's results, such as the reads or the writes of one transaction's step.
+    ///
+    /// When a statement fails, the ones after it are not run and its error is thrown. Inside a
+    /// transaction (`transaction(_:)`) that aborts the transaction, as the failing statement alone
+    /// would have. Outside one, the pipeline ends at a single sync point, so the server runs all of
+    /// its statements in one implicit transaction: a failure leaves nothing of the pipeline behind.
+    public func pipeline(_ statements: [SQL]) throws -> [PostgresRows] {
+        guard !statements.isEmpty else { return [] }
+        let handle = try liveHandle()
+        let bound = try statements.map(Bound.init)
+        // Preparing is a round trip of its own, once per statement text and session: done before the
+        // pipeline, so the pipeline itself only executes.
+        let names = try zip(statements, bound).map { sql, bound in
+            try preparedName(sql.text, types: bound.types, on: handle)
+        }
+        guard PQenterPipelineMode(handle) == 1 else {
+            throw PostgresError(kind: .query, message: "cannot enter pipeline mode: " + Self.errorMessage(of: handle))
+        }
+        var sent = 0
+        for (index, sql) in statements.enumerated() {
+            let statement = bound[index]
+            let accepted = statement.withParameters { pointers in
+                if let name = names[index] {
+                    PQsendQueryPrepared(handle, name, statement.count, pointers, statement.lengths, statement.formats, 0)
+                } else {
+                    PQsendQueryParams(
+                        handle, sql.text, statement.count, statement.types, pointers, statement.lengths, statement.formats, 0)
+                }
+            }
+            guard accepted == 1 else { break }
+            sent += 1
+        }
+        let synced = PQpipelineSync(handle) == 1
+        // Every result is read, even after a failure, so the connection leaves pipeline mode idle.
+        var results: [PostgresRows] = []
+        var failure: PostgresError?
+        for index in 0..<sent {
+            while let result = PQgetResult(handle) {
+                defer { PQclear(result) }
+                guard failure == nil else { continue }  // PGRES_PIPELINE_ABORTED after the failure
+                do {
+                    results.append(try rows(of: result))
+                } catch let error as PostgresError {
+                    if names[index] != nil && error.sqlState == "0A000" {
+                        forgetPrepared(statements[index].text, types: bound[index].types, name: nil, on: handle)
+                    }
+                    failure = error
+                }
+            }
+        }
+        if synced {
+            // The sync point: PGRES_PIPELINE_SYNC (a connection lost meanwhile gives NULL).
+            if let result = PQgetResult(handle) { PQclear(result) }
+        }
+        let exited = PQexitPipelineMode(handle) == 1
+        if let failure { throw failure }
+        guard sent == statements.count, synced, exited, results.count == statements.count else {
+            throw PostgresError(kind: .connection, message: Self.errorMessage(of: handle))
+        }
+        return results
+    }
+
+    /// Forgets a prepared statement whose table changed under it ("cached plan must not change result
+    /// type", SQLSTATE 0A000, after a migration by a newer process): it is prepared afresh next time.
+    private func forgetPrepared(_ text: String, types: [Oid], name: String?, on handle: OpaquePointer) {
+        prepared[PreparedKey(text: text, types: types)] = nil
+        if !isInTransaction, let name { PQclear(PQexec(handle, "DEALLOCATE \(name)")) }
+    }
+
+    /// A statement's parameters as libpq takes them.
+    private struct Bound {
+        /// Values: text NUL-terminated, binary with their length.
+        var storage: [[UInt8]?]
+        var lengths: [Int32]
+        var formats: [Int32]
+        /// Binary parameters are bytea (OID 17), so they never get mistaken for text; the server infers the rest.
+        var types: [Oid]
+        var count: Int32 { Int32(storage.count) }
+
+        init(_ sql: SQL) throws {
+            for (position, bind) in sql.binds.enumerated() where !bind.isBinary && bind.value?.contains(0) == true {
+                // As the server would answer such text: 22021 (character_not_in_repertoire), a data exception.
+                throw PostgresError(
+                    kind: .query, sqlState: "22021", message: "parameter $\(position + 1) contains a NUL character")
+            }
+            storage = sql.binds.map { bind in
+                guard let value = bind.value else { return nil }
+                return bind.isBinary ? value : value + [0]
+            }
+            lengths = sql.binds.map { Int32($0.value?.count ?? 0) }
+            formats = sql.binds.map { Int32($0.isBinary ? 1 : 0) }
+            types = sql.binds.map { $0.isBinary ? Oid(17) : Oid(0) }
+        }
+
+        /// `body` with a pointer to each value (nil for NULL), valid during the call.
+        func withParameters<R>(_ body: ([UnsafePointer<CChar>?]) -> R) -> R {
+            var pointers: [UnsafePointer<CChar>?] = []
+            pointers.reserveCapacity(storage.count)
+            func recurse(_ index: Int) -> R {
+                guard index < storage.count else { return body(pointers) }
+                guard let value = storage[index] else {
+                    pointers.append(nil)
+                    return recurse(index + 1)
+                }
+                return value.withUnsafeBufferPointer { buffer in
+                    buffer.withMemoryRebound(to: CChar.self) { chars in
+                        pointers.append(chars.baseAddress ?? UnsafePointer(bitPattern: 1))
+                        return recurse(index + 1)
+                    }
+                }
+            }
+            return recurse(0)
         }
     }
 
@@ -182,25 +284,6 @@ public final class PostgresConnection {
     private func liveHandle() throws -> OpaquePointer {
         guard let handle else { throw PostgresError(kind: .connection, message: "the connection is closed") }
         return handle
-    }
-
-    private func withPointers<R>(to values: [[UInt8]?], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
-        var pointers: [UnsafePointer<CChar>?] = []
-        pointers.reserveCapacity(values.count)
-        func recurse(_ index: Int) -> R {
-            guard index < values.count else { return body(pointers) }
-            guard let value = values[index] else {
-                pointers.append(nil)
-                return recurse(index + 1)
-            }
-            return value.withUnsafeBufferPointer { buffer in
-                buffer.withMemoryRebound(to: CChar.self) { chars in
-                    pointers.append(chars.baseAddress ?? UnsafePointer(bitPattern: 1))
-                    return recurse(index + 1)
-                }
-            }
-        }
-        return recurse(0)
     }
 
     private func rows(of result: OpaquePointer?) throws -> PostgresRows {

@@ -63,12 +63,16 @@ public enum EventOutbox {
 
     /// Records `event` from `source` on `connection`; call inside the transaction of the state change.
     public static func append(_ event: OutboxEvent, source: String, on connection: PostgresConnection) throws {
+        try connection.execute(appending(event, source: source))
+    }
+
+    /// The statement that records `event` from `source`, for a pipeline of the state change's statements.
+    public static func appending(_ event: OutboxEvent, source: String) throws -> SQL {
         let attributes = try String(decoding: JSONEncoder.sorted.encode(event.attributes), as: UTF8.self)
-        try connection.execute(
-            """
+        return """
             INSERT INTO events.outbox (topic, source, subject, attributes, data_type, data)
             VALUES (\(event.topic), \(source), \(event.subject), \(attributes)::jsonb, \(event.dataType), \(event.data))
-            """)
+            """
     }
 }
 

@@ -64,37 +64,60 @@ enum LeaseStore {
 
     /// Ends every active lease whose time is up (in `scope`, or everywhere); returns them, ended.
     static func expireOverdue(now: Date, scope: String?, on connection: PostgresConnection) throws -> [Rampart_Restore_V1_Lease] {
-        let rows = try connection.query(
-            """
-            UPDATE restore.leases SET state = 'expired', ended_at = \(now),
-                end_reason = 'the device went silent: no report since ' || to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
-            WHERE state = 'active' AND expires_at < \(now) AND (\(scope ?? "") = '' OR scope = \(scope ?? ""))
-            RETURNING \(unsafeRaw: columns)
-            """)
-        let leases = try rows.map(lease(from:))
-        for lease in leases {
-            try step(lease.id, "expired", lease.endReason, on: connection)
-            try emit("restore.lease.expired", lease, ["reason": lease.endReason], on: connection)
-        }
+        let (leases, records) = try expired(connection.query(expiring(now: now, scope: scope)))
+        if !records.isEmpty { _ = try connection.pipeline(records) }
         return leases
     }
 
+    /// The statement that ends every active lease whose time is up (in `scope`, or everywhere when
+    /// nil), returning them; ``expired(_:)`` turns its rows into the leases and the statements that
+    /// record their step and event.
+    static func expiring(now: Date, scope: String?) -> SQL {
+        """
+        UPDATE restore.leases SET state = 'expired', ended_at = \(now),
+            end_reason = 'the device went silent: no report since ' || to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+        WHERE state = 'active' AND expires_at < \(now) AND (\(scope ?? "") = '' OR scope = \(scope ?? ""))
+        RETURNING \(unsafeRaw: columns)
+        """
+    }
+
+    /// The leases ``expiring(now:scope:)`` ended, and the statements recording each one's step and event.
+    static func expired(_ rows: PostgresRows) throws -> (leases: [Rampart_Restore_V1_Lease], records: [SQL]) {
+        let leases = try rows.map(lease(from:))
+        let records = try leases.flatMap { lease in
+            [
+                stepping(lease.id, "expired", lease.endReason),
+                try emitting("restore.lease.expired", lease, ["reason": lease.endReason]),
+            ]
+        }
+        return (leases, records)
+    }
+
     static func step(_ leaseId: String, _ step: String, _ detail: String, on connection: PostgresConnection) throws {
-        _ = try connection.execute(
-            "INSERT INTO restore.lease_steps (lease_id, step, detail) VALUES (\(leaseId)::uuid, \(step), \(detail))")
+        _ = try connection.execute(stepping(leaseId, step, detail))
+    }
+
+    /// The statement that records step `step` of lease `leaseId`.
+    static func stepping(_ leaseId: String, _ step: String, _ detail: String) -> SQL {
+        "INSERT INTO restore.lease_steps (lease_id, step, detail) VALUES (\(leaseId)::uuid, \(step), \(detail))"
     }
 
     static func emit(
         _ topic: String, _ lease: Rampart_Restore_V1_Lease, _ extra: [String: String] = [:], on connection: PostgresConnection
     ) throws {
+        _ = try connection.execute(emitting(topic, lease, extra))
+    }
+
+    /// The statement that records event `topic` about `lease` (its attributes, `extra`, and the lease itself).
+    static func emitting(_ topic: String, _ lease: Rampart_Restore_V1_Lease, _ extra: [String: String] = [:]) throws -> SQL {
         var attributes = [
             "device_id": lease.deviceID, "device_name": lease.deviceName, "lease_id": lease.id,
             "fencing_token": "\(lease.fencingToken)", "step": lease.step,
         ]
         attributes.merge(extra) { _, new in new }
-        try EventOutbox.append(
+        return try EventOutbox.appending(
             OutboxEvent(topic: topic, subject: lease.deviceID, attributes: attributes, message: lease),
-            source: "restore-coordinator", on: connection)
+            source: "restore-coordinator")
     }
 }
 

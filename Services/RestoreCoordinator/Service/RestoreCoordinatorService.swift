@@ -146,30 +146,39 @@ public struct RestoreCoordinatorService: Sendable {
         let refusedEarly = reasons
         let outcome = try await pool.serve { connection -> Result<Rampart_Restore_V1_Lease, RPCError> in
             var reasons = refusedEarly
+            // Statements that only write, sent together in one round trip once the decision is made.
+            var writes: [SQL] = []
             if reasons.isEmpty {
-                // One decision per scope at a time; the unique index is the backstop.
-                _ = try connection.query("SELECT pg_advisory_xact_lock(hashtext(\("restore:" + scope)))")
-                _ = try LeaseStore.expireOverdue(now: now, scope: scope, on: connection)
-                if let active = try connection.query(
-                    "SELECT \(unsafeRaw: LeaseStore.columns) FROM restore.leases WHERE scope = \(scope) AND state = 'active'"
-                ).first.map(LeaseStore.lease(from:)) {
+                // One decision per scope at a time (the unique index is the backstop). The lock, the expiry
+                // of a lease whose device went silent and the scope's active lease go in one round trip:
+                // the server runs them in order, so the two reads start after the lock is granted and see
+                // every decision committed before it.
+                let read = try connection.pipeline([
+                    "SELECT pg_advisory_xact_lock(hashtext(\("restore:" + scope)))",
+                    LeaseStore.expiring(now: now, scope: scope),
+                    "SELECT \(unsafeRaw: LeaseStore.columns) FROM restore.leases WHERE scope = \(scope) AND state = 'active'",
+                ])
+                writes += try LeaseStore.expired(read[1]).records
+                if let active = try read[2].first.map(LeaseStore.lease(from:)) {
                     reasons.append(Self.busyReason(active, for: device))
                 }
             }
             guard reasons.isEmpty else {
-                _ = try connection.execute(
+                writes.append(
                     """
                     INSERT INTO restore.requests (device_id, replacement_serial, archive_file_name, granted, reasons)
                     VALUES (\(device.id), \(request.facts.serial), \(request.archiveFileName), false, \(reasons))
                     """)
-                try EventOutbox.append(
-                    OutboxEvent(
-                        topic: "restore.lease.refused", subject: device.id,
-                        attributes: [
-                            "device_name": device.name, "replacement_serial": request.facts.serial,
-                            "reasons": reasons.joined(separator: "; "), "caller": caller,
-                        ]),
-                    source: RestoreAPI.serviceName, on: connection)
+                writes.append(
+                    try EventOutbox.appending(
+                        OutboxEvent(
+                            topic: "restore.lease.refused", subject: device.id,
+                            attributes: [
+                                "device_name": device.name, "replacement_serial": request.facts.serial,
+                                "reasons": reasons.joined(separator: "; "), "caller": caller,
+                            ]),
+                        source: RestoreAPI.serviceName))
+                _ = try connection.pipeline(writes)
                 return .failure(RPCError.failedPrecondition("restore of \(device.name) refused: " + reasons.joined(separator: "; ")))
             }
             let id = UUID()
@@ -186,16 +195,17 @@ public struct RestoreCoordinatorService: Sendable {
                 RETURNING \(unsafeRaw: LeaseStore.columns)
                 """)
             let lease = try LeaseStore.lease(from: rows.first!)
-            _ = try connection.execute(
+            writes.append(
                 """
                 INSERT INTO restore.requests (device_id, replacement_serial, archive_file_name, granted, lease_id)
                 VALUES (\(device.id), \(request.facts.serial), \(request.archiveFileName), true, \(id))
                 """)
-            try LeaseStore.step(lease.id, RestoreAPI.Step.granted, "replacement \(request.facts.serial)", on: connection)
-            try LeaseStore.emit(
-                "restore.lease.granted", lease,
-                ["replacement_serial": request.facts.serial, "archive": request.archiveFileName, "caller": caller],
-                on: connection)
+            writes.append(LeaseStore.stepping(lease.id, RestoreAPI.Step.granted, "replacement \(request.facts.serial)"))
+            writes.append(
+                try LeaseStore.emitting(
+                    "restore.lease.granted", lease,
+                    ["replacement_serial": request.facts.serial, "archive": request.archiveFileName, "caller": caller]))
+            _ = try connection.pipeline(writes)
             return .success(lease)
         }
         switch outcome {
