@@ -50,14 +50,18 @@ public final class PostgresConnection {
         startSession()
     }
 
-    /// Session settings: prepared statements are planned with their values each time (as unprepared
-    /// ones are), so filters such as `(x = '' OR column = x)` keep their index plans; preparing saves
-    /// the parsing and analysis only. (A server without the setting, before PostgreSQL 12, ignores it.)
+    /// Session settings: prepared statements use PostgreSQL's own choice between a plan made for each
+    /// execution's values and one generic plan (`plan_cache_mode = auto`, set in case the server's
+    /// configuration says otherwise): after five executions the generic plan is kept only when its
+    /// estimated cost is no worse than that of the plans made for the values, so a lookup by key stops
+    /// being planned again and again, while filters such as `(x = '' OR column = x)`, whose generic plan
+    /// cannot use an index, keep their plans per value (docs/decisions.md). (A server before
+    /// PostgreSQL 12 has no setting and behaves as `auto`.)
     private func startSession() {
         prepared = [:]
         preparedCount = 0
         guard let handle else { return }
-        PQclear(PQexec(handle, "SET plan_cache_mode TO force_custom_plan"))
+        PQclear(PQexec(handle, "SET plan_cache_mode TO auto"))
     }
 
     deinit {

@@ -25,10 +25,30 @@ struct PreparedStatementTests {
         #expect(texts.contains { $0.hasPrefix("SELECT name FROM items") })
     }
 
-    @Test("the session plans each execution with its values (plan_cache_mode = force_custom_plan)")
-    func customPlans() throws {
+    @Test("a lookup by key gets a generic plan; an optional filter keeps plans made for its values (plan_cache_mode = auto)")
+    func planChoice() throws {
         let mode: String = try #require(try connection.query("SHOW plan_cache_mode").first).decode("plan_cache_mode")
-        #expect(mode == "force_custom_plan")
+        #expect(mode == "auto")
+        try connection.executeScript(
+            unsafeRawSQL: """
+                INSERT INTO items SELECT n, 'item-' || n FROM generate_series(1, 20000) n;
+                CREATE INDEX items_name ON items (name);
+                ANALYZE items;
+                """)
+        for id in 1...10 {
+            #expect(try connection.query("SELECT name FROM items WHERE id = \(id)").count == 1)
+            let name = "item-\(id * 7)"
+            #expect(try connection.query("SELECT id FROM items WHERE (\(name) = '' OR name = \(name))").count == 1)
+        }
+        let plans = try connection.query("SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements")
+        func counts(_ prefix: String) throws -> (generic: Int, custom: Int) {
+            let row = try #require(plans.first { (try? $0.decode("statement", as: String.self).hasPrefix(prefix)) == true })
+            return (try row.decode("generic_plans"), try row.decode("custom_plans"))
+        }
+        let byKey = try counts("SELECT name FROM items WHERE id")
+        #expect(byKey.generic >= 4, "a key lookup stops being planned per execution: \(byKey)")
+        let optional = try counts("SELECT id FROM items WHERE (")
+        #expect(optional.generic == 0 && optional.custom == 10, "the optional filter keeps its index plans: \(optional)")
     }
 
     @Test("a statement the server refuses fails with the server's own error, also inside a transaction")
