@@ -41,10 +41,17 @@ public final class Wakeup: @unchecked Sendable {
     }
 
     /// Empties the pipe; call on the polling thread before it looks at what it was woken for.
+    ///
+    /// The pipe is emptied first and the flag cleared after. The other order lost wakeups: a signal
+    /// landing between the clearing and the read set the flag again and had its byte read away, so the
+    /// flag said "a byte is in the pipe" while none was, and every later signal skipped its write; the
+    /// socket thread then slept until its poll timed out (a 2.3 s stall of a service instance's
+    /// replies, seen in `bus-bench`; `PollerTests.noLostWakeup`). In this order a signal that skips its
+    /// write (the flag still set) came before the clearing, so what it announced is already there when
+    /// the caller looks after `drain()` returns; any later signal finds the flag clear and writes.
     public func drain() {
-        // Always read: a signal may have set the flag before this and written after it.
-        pending.store(false, ordering: .sequentiallyConsistent)
         var buffer = [UInt8](repeating: 0, count: 256)
         while read(readDescriptor, &buffer, buffer.count) > 0 {}
+        pending.store(false, ordering: .sequentiallyConsistent)
     }
 }

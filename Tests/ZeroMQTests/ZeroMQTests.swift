@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 @testable import ZeroMQ
@@ -149,6 +150,46 @@ struct PollerTests {
         #expect(try poller.poll(timeoutMilliseconds: 10_000) == 1)
         #expect(poller.isReadable(index))
         #expect(Date().timeIntervalSince(started) < 5)
+    }
+
+    @Test("no signal is lost: work handed over while the poller drains is always seen or wakes the next poll")
+    func noLostWakeup() throws {
+        // Two producers hand over 100,000 items one at a time (queue, then signal), as handler tasks
+        // hand replies to a socket thread; the consumer polls, drains, then takes the queue. A signal
+        // that lands inside drain() must not leave the Wakeup believing a byte is in the pipe when none
+        // is: then later signals write nothing and their items wait for the poll's timeout.
+        let wakeup = Wakeup()
+        let queue = Mutex<[Int]>([])
+        let perProducer = 50_000
+        let done = Atomic<Int>(0)
+        for producer in 0..<2 {
+            Thread.detachNewThread {
+                for item in 0..<perProducer {
+                    queue.withLock { $0.append(producer * perProducer + item) }
+                    wakeup.signal()
+                }
+                done.add(1, ordering: .sequentiallyConsistent)
+            }
+        }
+        var poller = ZMQPoller()
+        poller.add(fileDescriptor: wakeup.readDescriptor)
+        var taken = 0
+        var stalls = 0
+        while taken < 2 * perProducer {
+            if try poller.poll(timeoutMilliseconds: 2000) == 0 {
+                // Woken by nothing although items are queued: a lost wakeup.
+                if !queue.withLock({ $0.isEmpty }) { stalls += 1 }
+            }
+            wakeup.drain()
+            taken += queue.withLock { queue in
+                defer { queue.removeAll(keepingCapacity: true) }
+                return queue.count
+            }
+            #expect(stalls == 0)
+            if stalls > 0 { break }
+        }
+        #expect(stalls == 0, "items waited for the poll's timeout: a signal was lost")
+        #expect(taken == 2 * perProducer || stalls > 0)
     }
 
     @Test("signalling far more often than the pipe holds never blocks, and one drain empties it")
