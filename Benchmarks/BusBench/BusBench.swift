@@ -143,8 +143,9 @@ struct BusBench {
     static func report(_ name: String, _ m: Measurement) {
         print(
             String(
-                format: "%@: %.0f requests/s, mean %.1f µs, p50 %.1f µs, p99 %.1f µs", name,
-                Double(m.latencies.count) / m.seconds, m.mean, m.percentile(0.5), m.percentile(0.99)))
+                format: "%@: %.0f requests/s, mean %.1f µs, p50 %.1f µs, p99 %.1f µs, max %.1f µs", name,
+                Double(m.latencies.count) / m.seconds, m.mean, m.percentile(0.5), m.percentile(0.99),
+                m.latencies.max() ?? 0))
     }
 
     static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }

@@ -6,7 +6,7 @@ import Synchronization
 import ZeroMQ
 
 /// Serves a `ServiceRouter` on the bus as one instance of `service`: connects to the broker,
-/// announces itself (READY with its capacity), runs requests concurrently as child tasks, and keeps
+/// announces itself (READY with its capacity), runs requests concurrently, each in its own task, and keeps
 /// the broker's heartbeat; reconnects when the broker goes silent or forgets it.
 public final class ServiceHost: Service, Sendable {
     /// Settings of one instance.
@@ -39,7 +39,15 @@ public final class ServiceHost: Service, Sendable {
     private let router: ServiceRouter
     private let logger: Logger
     private let control = LoopControl()
-    private let handlersDone = Atomic<Bool>(false)
+    /// The tasks of the requests being handled, by a number of their own.
+    private let handlers = Mutex(Handlers())
+
+    private struct Handlers {
+        var running: [UInt64: Task<Void, Never>] = [:]
+        var nextId: UInt64 = 0
+        /// Set when `run()` was cancelled: requests still being started are cancelled at once.
+        var cancelled = false
+    }
 
     /// An instance of `configuration.service` serving `router`.
     public init(configuration: Configuration, router: ServiceRouter, logger: Logger) {
@@ -50,37 +58,55 @@ public final class ServiceHost: Service, Sendable {
         self.logger = logger
     }
 
-    /// Serves until cancelled or gracefully shut down; requests already running finish first.
+    /// Serves until cancelled or gracefully shut down; requests already running finish first (when
+    /// cancelled, they are cancelled too, and the instance waits for them to end).
     public func run() async throws {
-        let (stream, continuation) = AsyncStream<Incoming>.makeStream()
         let mailbox = Mailbox(wakeup: control.wakeup)
-        try await withGracefulShutdownHandler {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { [self] in
-                    try await runOnDedicatedThread(name: "svc-\(configuration.service)", control: control) { [self] in
-                        try loop(requests: continuation, mailbox: mailbox)
-                    }
+        try await withTaskCancellationHandler {
+            try await withGracefulShutdownHandler {
+                try await runOnDedicatedThread(name: "svc-\(configuration.service)", control: control) { [self] in
+                    try loop(mailbox: mailbox)
                 }
-                await withTaskGroup(of: Void.self) { handlers in
-                    for await incoming in stream {
-                        handlers.addTask { [self] in
-                            var (header, payload) = await router.handle(
-                                header: incoming.header, payload: incoming.payload,
-                                instanceId: configuration.instanceId, logger: logger,
-                                authenticated: configuration.security != .plain)
-                            header.route = incoming.client
-                            mailbox.push(FrameCodec.workerReply(header, payload: payload))
-                        }
-                    }
-                }
-                handlersDone.store(true, ordering: .sequentiallyConsistent)
-                control.wakeup.signal()
-                try await group.waitForAll()
+            } onGracefulShutdown: { [control] in
+                control.stop()
             }
-        } onGracefulShutdown: { [control] in
-            control.stop()
+        } onCancel: { [self] in
+            let running = handlers.withLock { handlers in
+                handlers.cancelled = true
+                return Array(handlers.running.values)
+            }
+            for task in running { task.cancel() }
         }
     }
+
+    /// Runs one request in a task of its own, started straight from the socket thread, and hands its
+    /// reply to the socket thread. (Requests went through an AsyncStream to a task group before: a hop
+    /// more per request, about a fifth of the pipelined throughput; docs/benchmarks.md, issue 2.)
+    private func start(_ incoming: Incoming, mailbox: Mailbox) {
+        handlers.withLock { handlers in
+            let id = handlers.nextId
+            handlers.nextId += 1
+            // Created under the lock, so the task's own removal (below) always finds it.
+            let task = Task { [self] in
+                var (header, payload) = await router.handle(
+                    header: incoming.header, payload: incoming.payload,
+                    instanceId: configuration.instanceId, logger: logger,
+                    authenticated: configuration.security != .plain)
+                header.route = incoming.client
+                mailbox.push(FrameCodec.workerReply(header, payload: payload))
+                let idle = self.handlers.withLock { handlers in
+                    handlers.running[id] = nil
+                    return handlers.running.isEmpty
+                }
+                if idle { control.wakeup.signal() }  // a draining loop waits for the last one
+            }
+            handlers.running[id] = task
+            if handlers.cancelled { task.cancel() }
+        }
+    }
+
+    /// Whether no request is being handled.
+    private var isIdle: Bool { handlers.withLock { $0.running.isEmpty } }
 
     private func connect() throws -> ZMQSocket {
         let socket = try ZMQSocket(.dealer)
@@ -97,8 +123,7 @@ public final class ServiceHost: Service, Sendable {
         return socket
     }
 
-    private func loop(requests: AsyncStream<Incoming>.Continuation, mailbox: Mailbox) throws {
-        defer { requests.finish() }
+    private func loop(mailbox: Mailbox) throws {
         var socket = try connect()
         logger.info(
             "serving", metadata: ["service": "\(configuration.service)", "broker": "\(configuration.brokerEndpoint)"])
@@ -110,9 +135,8 @@ public final class ServiceHost: Service, Sendable {
         while true {
             if control.isStopRequested && !draining {
                 draining = true
-                requests.finish()
             }
-            if draining && handlersDone.load(ordering: .sequentiallyConsistent) {
+            if draining && isIdle {
                 for frames in mailbox.takeAll() { _ = try? socket.send(frames, dontWait: true) }
                 _ = try? socket.send(FrameCodec.workerSignal(.disconnect), dontWait: true)
                 socket.close()
@@ -145,7 +169,7 @@ public final class ServiceHost: Service, Sendable {
                             reply.route = client
                             _ = try? socket.send(FrameCodec.workerReply(reply, payload: Data()))
                         } else {
-                            requests.yield(Incoming(client: client, header: header, payload: payload))
+                            start(Incoming(client: client, header: header, payload: payload), mailbox: mailbox)
                         }
                     case .heartbeat:
                         break
