@@ -85,11 +85,12 @@ struct SystemTests {
             #expect(register.exitCode == 0, "\(register)")
             let client = system.client()
             defer { client.close() }
-            func report(_ connected: Bool, _ sequence: UInt64) async throws -> Bool {
+            func report(_ connected: Bool, _ sequence: UInt64, by reporter: String = "agent-1") async throws -> Bool {
                 var request = Rampart_Inventory_V1_ReportPresenceRequest()
                 request.device = "fw-late"
                 request.connected = connected
                 request.sequence = sequence
+                request.reporter = reporter
                 let response: Rampart_Inventory_V1_DeviceResponse = try await client.call(
                     service: InventoryService.serviceName, method: InventoryService.Method.reportPresence, request)
                 return response.device.connected
@@ -103,6 +104,11 @@ struct SystemTests {
             let operatorReport = try await system.rampart("devices", "presence", "fw-late", "connected")
             #expect(operatorReport.exitCode == 0, "\(operatorReport)")
             #expect(try await report(false, 5) == false, "after an operator's report the agent's next report applies")
+            // Another reporter (a restarted agent, a replacement appliance whose clock is behind) is heard
+            // at once, whatever its numbers; from then on its own numbers order its reports.
+            #expect(try await report(true, 1, by: "agent-2") == true, "a new reporter's first report applies")
+            #expect(try await report(false, 2, by: "agent-2") == false)
+            #expect(try await report(true, 1, by: "agent-2") == false, "its own late report does not")
             var tooLarge = Rampart_Inventory_V1_ReportPresenceRequest()
             tooLarge.device = "fw-late"
             tooLarge.sequence = UInt64(Int64.max) + 1
@@ -111,12 +117,13 @@ struct SystemTests {
                     service: InventoryService.serviceName, method: InventoryService.Method.reportPresence, tooLarge)
             }
             // Only applied reports are events: registered, connected (200), disconnected (300), connected
-            // (operator), disconnected (5).
-            let events = try await collectEvents(system, since: 0, count: 5)
+            // (operator), disconnected (5), connected (agent-2, 1), disconnected (agent-2, 2).
+            let events = try await collectEvents(system, since: 0, count: 7)
             #expect(
                 events.map(\.topic) == [
                     "inventory.device.registered", "inventory.device.connected", "inventory.device.disconnected",
-                    "inventory.device.connected", "inventory.device.disconnected",
+                    "inventory.device.connected", "inventory.device.disconnected", "inventory.device.connected",
+                    "inventory.device.disconnected",
                 ])
         }
     }

@@ -181,6 +181,7 @@ public struct DeviceRunner: Service {
         request.device = deviceId
         request.connected = connected
         request.sequence = PresenceSequence.next()
+        request.reporter = PresenceSequence.reporter
         await Task {
             do {
                 let _: Rampart_Inventory_V1_DeviceResponse = try await client.call(

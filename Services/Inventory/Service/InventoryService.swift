@@ -179,7 +179,8 @@ public struct InventoryService: Sendable {
                 let device = try InventoryStore.device(request.device, on: connection)
                 try context.requireOwnDevice(device.name)
                 let update = try InventoryStore.setPresence(
-                    id: device.id, connected: request.connected, sequence: sequence, on: connection)
+                    id: device.id, connected: request.connected, sequence: sequence, reporter: request.reporter,
+                    on: connection)
                 if update == .stale {
                     context.logger.notice(
                         "late presence report ignored: a newer one was applied",

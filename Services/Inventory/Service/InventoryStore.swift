@@ -99,16 +99,18 @@ enum InventoryStore {
         try connection.execute("DELETE FROM inventory.devices WHERE id = \(id)::uuid")
     }
 
-    /// Records a presence report numbered `sequence` unless one with a higher number was recorded before
-    /// (0: unordered, always recorded; it restarts the order).
+    /// Records a presence report numbered `sequence` by `reporter`, unless the same reporter's report
+    /// with a higher number was recorded before (0: unordered, always recorded; another reporter: always
+    /// recorded, and its numbers count from then on).
     static func setPresence(
-        id: String, connected: Bool, sequence: Int64, on connection: PostgresConnection
+        id: String, connected: Bool, sequence: Int64, reporter: String, on connection: PostgresConnection
     ) throws -> PresenceUpdate {
         let rows = try connection.query(
             """
-            UPDATE inventory.devices d SET connected = \(connected), last_seen = now(), presence_sequence = \(sequence)::bigint
+            UPDATE inventory.devices d SET connected = \(connected), last_seen = now(), presence_sequence = \(sequence)::bigint,
+                presence_reporter = \(reporter)
             FROM (SELECT connected AS was FROM inventory.devices WHERE id = \(id)::uuid FOR UPDATE) old
-            WHERE d.id = \(id)::uuid AND (\(sequence)::bigint = 0 OR d.presence_sequence < \(sequence)::bigint)
+            WHERE d.id = \(id)::uuid AND (\(sequence)::bigint = 0 OR d.presence_reporter <> \(reporter) OR d.presence_sequence < \(sequence)::bigint)
             RETURNING old.was
             """)
         guard let row = rows.first else { return .stale }

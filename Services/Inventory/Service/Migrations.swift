@@ -52,6 +52,7 @@ enum InventoryMigrations {
             version: 2, name: "presence report order",
             sql: """
                 ALTER TABLE inventory.devices ADD COLUMN presence_sequence bigint NOT NULL DEFAULT 0;
+                ALTER TABLE inventory.devices ADD COLUMN presence_reporter text NOT NULL DEFAULT '';
                 """),
     ]
 }

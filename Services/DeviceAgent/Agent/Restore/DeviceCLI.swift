@@ -231,6 +231,7 @@ public enum RestoredDevice {
         presence.device = device.id
         presence.connected = true
         presence.sequence = PresenceSequence.next()  // the same number on every retry: applied once
+        presence.reporter = PresenceSequence.reporter
         let connected: Rampart_Inventory_V1_Device = try await retrying(
             "presence report", until: deadline, logger: logger
         ) {

@@ -594,12 +594,17 @@ public nonisolated struct Rampart_Inventory_V1_ReportPresenceRequest: Sendable {
 
   public var connected: Bool = false
 
-  /// Orders the reports of one reporter: a device agent numbers its reports with a value that only
-  /// grows (microseconds since the Unix epoch, or the previous value + 1 when the clock did not move on).
-  /// Inventory applies a report only when its sequence is above the last one applied, so a report
-  /// delivered late (after its caller's deadline, or a retry) never overrides a newer one. 0: not
-  /// ordered (an operator's `rampart devices presence`), always applied and resets the order.
+  /// Orders the reports of one reporter (`reporter`): a device agent numbers its reports with a value
+  /// that only grows within its process. Inventory applies a report from the reporter it heard last only
+  /// when its sequence is above the last one applied, so a report delivered late (after its caller's
+  /// deadline, or a retry) never overrides a newer one. A report from another reporter (a restarted
+  /// agent, a replacement appliance) applies whatever its number: numbers of different processes, maybe
+  /// on different machines with different clocks, are never compared. 0: not ordered (an operator's
+  /// `rampart devices presence`), always applied.
   public var sequence: UInt64 = 0
+
+  /// Who numbers the reports: a random id per device-agent process. Empty with sequence 0.
+  public var reporter: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1604,7 +1609,7 @@ nonisolated extension Rampart_Inventory_V1_UnregisterDeviceResponse: SwiftProtob
 
 nonisolated extension Rampart_Inventory_V1_ReportPresenceRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ReportPresenceRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}device\0\u{1}connected\0\u{1}sequence\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}device\0\u{1}connected\0\u{1}sequence\0\u{1}reporter\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1615,6 +1620,7 @@ nonisolated extension Rampart_Inventory_V1_ReportPresenceRequest: SwiftProtobuf.
       case 1: try { try decoder.decodeSingularStringField(value: &self.device) }()
       case 2: try { try decoder.decodeSingularBoolField(value: &self.connected) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.sequence) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.reporter) }()
       default: break
       }
     }
@@ -1630,6 +1636,9 @@ nonisolated extension Rampart_Inventory_V1_ReportPresenceRequest: SwiftProtobuf.
     if self.sequence != 0 {
       try visitor.visitSingularUInt64Field(value: self.sequence, fieldNumber: 3)
     }
+    if !self.reporter.isEmpty {
+      try visitor.visitSingularStringField(value: self.reporter, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1637,6 +1646,7 @@ nonisolated extension Rampart_Inventory_V1_ReportPresenceRequest: SwiftProtobuf.
     if lhs.device != rhs.device {return false}
     if lhs.connected != rhs.connected {return false}
     if lhs.sequence != rhs.sequence {return false}
+    if lhs.reporter != rhs.reporter {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
