@@ -80,13 +80,13 @@ public final class Broker: Service, Sendable {
         var malformed: UInt64 = 0
         var poller = ZMQPoller()
         let socketIndex = poller.add(socket)
-        poller.add(fileDescriptor: control.wakeup.readDescriptor)
+        let wakeupIndex = poller.add(fileDescriptor: control.wakeup.readDescriptor)
         let tickMs: Int64 = 20
         var lastTick: Int64 = 0
 
         while !control.isStopRequested {
             try poller.poll(timeoutMilliseconds: Int(tickMs))
-            control.wakeup.drain()
+            if poller.isReadable(wakeupIndex) { control.wakeup.drain() }  // no byte, no read
             if poller.isReadable(socketIndex) {
                 // Take what is there now, but bounded, so ticks still happen under load.
                 let authorized = security.authorized?.current

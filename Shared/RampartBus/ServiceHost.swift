@@ -81,24 +81,30 @@ public final class ServiceHost: Service, Sendable {
 
     /// Runs one request in a task of its own, started straight from the socket thread, and hands its
     /// reply to the socket thread. (Requests went through an AsyncStream to a task group before: a hop
-    /// more per request, about a fifth of the pipelined throughput; docs/benchmarks.md, issue 2.)
-    private func start(_ incoming: Incoming, mailbox: Mailbox) {
+    /// more per request, about a fifth of the pipelined throughput; docs/benchmarks.md, issue 2.) The
+    /// task prefers `executor`: its first slice runs on the socket thread when `loop` calls
+    /// `runAccepted()`, so a reply made without suspending goes out in the same loop turn.
+    private func start(_ incoming: Incoming, mailbox: Mailbox, executor: SocketThreadExecutor) {
         handlers.withLock { handlers in
             let id = handlers.nextId
             handlers.nextId += 1
             // Created under the lock, so the task's own removal (below) always finds it.
-            let task = Task { [self] in
+            // A method registered `offSocketThread` starts on the global pool instead.
+            let preferred: (any TaskExecutor)? = router.runsOffSocketThread(incoming.header.method) ? nil : executor
+            let task = Task(executorPreference: preferred) { [self] in
                 var (header, payload) = await router.handle(
                     header: incoming.header, payload: incoming.payload,
                     instanceId: configuration.instanceId, logger: logger,
                     authenticated: configuration.security != .plain)
                 header.route = incoming.client
-                mailbox.push(FrameCodec.workerReply(header, payload: payload))
+                // On the socket thread the loop sends it right after; from elsewhere, wake the loop.
+                mailbox.push(FrameCodec.workerReply(header, payload: payload), wake: !executor.isOwnerThread)
                 let idle = self.handlers.withLock { handlers in
                     handlers.running[id] = nil
                     return handlers.running.isEmpty
                 }
-                if idle { control.wakeup.signal() }  // a draining loop waits for the last one
+                // A draining loop waits for the last one (a stop requested after this check wakes it itself).
+                if idle && control.isStopRequested { control.wakeup.signal() }
             }
             handlers.running[id] = task
             if handlers.cancelled { task.cancel() }
@@ -123,7 +129,16 @@ public final class ServiceHost: Service, Sendable {
         return socket
     }
 
+    private func sendReplies(_ mailbox: Mailbox, on socket: ZMQSocket) {
+        for frames in mailbox.takeAll() {
+            do { try socket.send(frames, dontWait: true) } catch {
+                logger.warning("reply could not be sent", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
     private func loop(mailbox: Mailbox) throws {
+        let executor = SocketThreadExecutor()
         var socket = try connect()
         logger.info(
             "serving", metadata: ["service": "\(configuration.service)", "broker": "\(configuration.brokerEndpoint)"])
@@ -145,16 +160,12 @@ public final class ServiceHost: Service, Sendable {
             }
             var poller = ZMQPoller()
             let socketIndex = poller.add(socket)
-            poller.add(fileDescriptor: control.wakeup.readDescriptor)
+            let wakeupIndex = poller.add(fileDescriptor: control.wakeup.readDescriptor)
             let wait = max(0, min(nextHeartbeat - unixMillis(), interval))
             try poller.poll(timeoutMilliseconds: Int(wait))
-            control.wakeup.drain()
+            if poller.isReadable(wakeupIndex) { control.wakeup.drain() }  // no byte, no read
 
-            for frames in mailbox.takeAll() {
-                do { try socket.send(frames, dontWait: true) } catch {
-                    logger.warning("reply could not be sent", metadata: ["error": "\(error)"])
-                }
-            }
+            sendReplies(mailbox, on: socket)
             var reconnect = false
             if poller.isReadable(socketIndex) {
                 while let frames = try socket.receive(dontWait: true) {
@@ -169,7 +180,14 @@ public final class ServiceHost: Service, Sendable {
                             reply.route = client
                             _ = try? socket.send(FrameCodec.workerReply(reply, payload: Data()))
                         } else {
-                            start(Incoming(client: client, header: header, payload: payload), mailbox: mailbox)
+                            executor.accepting {
+                                start(
+                                    Incoming(client: client, header: header, payload: payload), mailbox: mailbox,
+                                    executor: executor)
+                            }
+                            executor.runAccepted()
+                            // The reply of a request that ran to its end on this thread just now.
+                            sendReplies(mailbox, on: socket)
                         }
                     case .heartbeat:
                         break

@@ -56,6 +56,7 @@ public struct ServiceRouter: Sendable {
     public typealias Handler = @Sendable (Data, RequestContext) async throws -> Data
 
     private(set) var handlers: [String: Handler] = [:]
+    private var pooled: Set<String> = []
     /// Who may call what.
     public let policy: AccessPolicy
     /// The service name written in audit records ("inventory").
@@ -71,12 +72,19 @@ public struct ServiceRouter: Sendable {
 
     /// Serves `method` ("rampart.inventory.v1.Inventory/ListDevices") with `body`. The method must
     /// have a policy.
+    ///
+    /// `ServiceHost` starts a request on the socket thread that received it and runs it there up to its
+    /// first suspension (`SocketThreadExecutor`). A handler that computes or blocks for long before it
+    /// first awaits (builds an archive, hashes a file, signs thousands of links) passes `offSocketThread:
+    /// true` and runs on Swift's global pool from its start, so that the instance's socket — other
+    /// requests, heartbeats — never waits for it.
     public mutating func register<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
-        _ method: String,
+        _ method: String, offSocketThread: Bool = false,
         _ body: @escaping @Sendable (Request, RequestContext) async throws -> Response
     ) {
         precondition(handlers[method] == nil, "\(method) registered twice")
         precondition(policy[method] != nil, "\(method) has no access policy: add it to the service's policy")
+        if offSocketThread { pooled.insert(method) }
         handlers[method] = { payload, context in
             let request: Request
             do {
@@ -87,6 +95,9 @@ public struct ServiceRouter: Sendable {
             return FrameCodec.serialize(try await body(request, context))
         }
     }
+
+    /// Whether `method` was registered `offSocketThread` (an unknown method is answered on the socket thread).
+    public func runsOffSocketThread(_ method: String) -> Bool { pooled.contains(method) }
 
     /// The registered method names.
     public var methods: [String] { handlers.keys.sorted() }
@@ -108,10 +119,13 @@ public struct ServiceRouter: Sendable {
     ) async -> (Rampart_Bus_V1_ReplyHeader, Data) {
         let identity = Self.identity(of: header, authenticated: authenticated)
         var logger = logger
-        logger[metadataKey: "method"] = "\(header.method)"
-        logger[metadataKey: "request-id"] = "\(header.requestID)"
-        logger[metadataKey: "caller"] = "\(identity.name)"
-        if let trace = header.metadata["trace-id"] { logger[metadataKey: "trace-id"] = "\(trace)" }
+        // Set in one go: a handler such as `StreamLogHandler` formats all of its metadata on every change.
+        var metadata = logger.handler.metadata
+        metadata["method"] = "\(header.method)"
+        metadata["request-id"] = "\(header.requestID)"
+        metadata["caller"] = "\(identity.name)"
+        if let trace = header.metadata["trace-id"] { metadata["trace-id"] = "\(trace)" }
+        logger.handler.metadata = metadata
         func reply(_ status: Rampart_Bus_V1_StatusCode, _ message: String) -> Rampart_Bus_V1_ReplyHeader {
             FrameCodec.replyHeader(requestId: header.requestID, status: status, message: message, answeredBy: instanceId)
         }

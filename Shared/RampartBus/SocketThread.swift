@@ -29,10 +29,11 @@ public final class Mailbox: Sendable {
     /// A mailbox that signals `wakeup` when something arrives.
     public init(wakeup: Wakeup) { self.wakeup = wakeup }
 
-    /// Queues one message and wakes the socket thread.
-    public func push(_ frames: [Data]) {
+    /// Queues one message and wakes the socket thread (`wake: false` when the caller is the socket
+    /// thread itself and sends what is queued before it polls again).
+    public func push(_ frames: [Data], wake: Bool = true) {
         queue.withLock { $0.append(frames) }
-        wakeup.signal()
+        if wake { wakeup.signal() }
     }
 
     /// Takes everything queued, oldest first (socket thread only).

@@ -49,9 +49,14 @@ public final class Wakeup: @unchecked Sendable {
     /// replies, seen in `bus-bench`; `PollerTests.noLostWakeup`). In this order a signal that skips its
     /// write (the flag still set) came before the clearing, so what it announced is already there when
     /// the caller looks after `drain()` returns; any later signal finds the flag clear and writes.
+    /// A loop that polls the read end may call it only when the poll found it readable: when it was
+    /// not, no byte was there, and a signal still writing its byte wakes the next poll instead.
     public func drain() {
-        var buffer = [UInt8](repeating: 0, count: 256)
-        while read(readDescriptor, &buffer, buffer.count) > 0 {}
+        // At most one byte is in the pipe (only the signal that finds the flag clear writes), so one
+        // read empties it; the loop only guards against a pipe someone else wrote to.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64) { buffer in
+            while read(readDescriptor, buffer.baseAddress, buffer.count) == buffer.count {}
+        }
         pending.store(false, ordering: .sequentiallyConsistent)
     }
 }

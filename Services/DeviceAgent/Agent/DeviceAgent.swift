@@ -84,7 +84,8 @@ public final class DeviceAgent: Sendable {
     public func router() -> ServiceRouter {
         var router = ServiceRouter(serviceName: "device/\(deviceId)", policy: Self.policy)
         router.register(Method.describe) { [self] (_: Rampart_Device_V1_DescribeRequest, _) in describe() }
-        router.register(Method.startExport) { [self] (request: Rampart_Device_V1_StartExportRequest, context) in
+        // Builds the whole archive before it first awaits: not on the socket thread.
+        router.register(Method.startExport, offSocketThread: true) { [self] (request: Rampart_Device_V1_StartExportRequest, context) in
             try await startExport(request, logger: context.logger)
         }
         router.register(Method.readExport) { [self] (request: Rampart_Device_V1_ReadExportRequest, _) in

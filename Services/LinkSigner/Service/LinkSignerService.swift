@@ -77,7 +77,8 @@ public struct LinkSignerService: Sendable {
     /// The handlers, ready for a `ServiceHost`.
     public func router() -> ServiceRouter {
         var router = ServiceRouter(serviceName: LinksAPI.serviceName, policy: Self.policy)
-        router.register(LinksAPI.Method.exportBackupLinks) { (request: Rampart_Links_V1_ExportBackupLinksRequest, context) in
+        // Signs up to thousands of links in one request: not on the socket thread.
+        router.register(LinksAPI.Method.exportBackupLinks, offSocketThread: true) { (request: Rampart_Links_V1_ExportBackupLinksRequest, context) in
             try await export(request, context)
         }
         router.register(LinksAPI.Method.verifyLink) { (request: Rampart_Links_V1_VerifyLinkRequest, context) in

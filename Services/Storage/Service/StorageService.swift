@@ -98,10 +98,11 @@ public struct StorageService: Sendable {
         router.register(Method.beginUpload) { (request: Rampart_Storage_V1_BeginUploadRequest, context) in
             try await beginUpload(request, context)
         }
-        router.register(Method.uploadChunk) { (request: Rampart_Storage_V1_UploadChunkRequest, context) in
+        // The methods that move or hash archive bytes run off the socket thread (ServiceRouter.register).
+        router.register(Method.uploadChunk, offSocketThread: true) { (request: Rampart_Storage_V1_UploadChunkRequest, context) in
             try await uploadChunk(request, context)
         }
-        router.register(Method.commitUpload) { (request: Rampart_Storage_V1_CommitUploadRequest, context) in
+        router.register(Method.commitUpload, offSocketThread: true) { (request: Rampart_Storage_V1_CommitUploadRequest, context) in
             try await commitUpload(request, context)
         }
         router.register(Method.abortUpload) { (request: Rampart_Storage_V1_AbortUploadRequest, context) in
@@ -110,7 +111,7 @@ public struct StorageService: Sendable {
         router.register(Method.statObject) { (request: Rampart_Storage_V1_StatObjectRequest, _) in
             try await statObject(request)
         }
-        router.register(Method.readObject) { (request: Rampart_Storage_V1_ReadObjectRequest, context) in
+        router.register(Method.readObject, offSocketThread: true) { (request: Rampart_Storage_V1_ReadObjectRequest, context) in
             try await readObject(request, context)
         }
         router.register(Method.listObjects) { (request: Rampart_Storage_V1_ListObjectsRequest, _) in
@@ -119,7 +120,7 @@ public struct StorageService: Sendable {
         router.register(Method.deleteObject) { (request: Rampart_Storage_V1_DeleteObjectRequest, context) in
             try await deleteObject(request, context)
         }
-        router.register(Method.verify) { (request: Rampart_Storage_V1_VerifyRequest, context) in
+        router.register(Method.verify, offSocketThread: true) { (request: Rampart_Storage_V1_VerifyRequest, context) in
             try await verify(request, context)
         }
         return router

@@ -1,0 +1,190 @@
+import Foundation
+import Logging
+import RampartBus
+import RampartProto
+import RampartTesting
+import Synchronization
+import Testing
+
+/// The executors that keep a request on the socket thread that has it (issue 2): a broker, one service
+/// instance and a client in this process, over real ZeroMQ sockets on loopback tcp.
+@Suite("Bus: socket-thread executors", .serialized)
+struct ExecutorTests {
+    static let echo = "rampart.test.v1.Test/Echo"
+    static let hold = "rampart.test.v1.Test/Hold"
+    static let release = "rampart.test.v1.Test/Release"
+    static let block = "rampart.test.v1.Test/Block"
+    static let unblock = "rampart.test.v1.Test/Unblock"
+
+    /// Opens (once) and remembers which requests have been let go.
+    final class Gate: Sendable {
+        private let opened = Mutex<[CheckedContinuation<Void, Never>]?>([])
+        func wait() async {
+            await withCheckedContinuation { continuation in
+                let now = opened.withLock { waiting -> Bool in
+                    guard waiting != nil else { return true }
+                    waiting!.append(continuation)
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        }
+        /// Requests waiting now.
+        var waiting: Int { opened.withLock { $0?.count ?? 0 } }
+        func open() {
+            let waiting = opened.withLock { waiting in
+                defer { waiting = nil }
+                return waiting ?? []
+            }
+            for continuation in waiting { continuation.resume() }
+        }
+    }
+
+    /// Runs `body` with a broker and one instance of service "test" (Echo, Hold until Release).
+    func withBus(_ body: @Sendable (BusClient, Gate) async throws -> Void) async throws {
+        let endpoint = "tcp://127.0.0.1:\(FreePort.next())"
+        var logger = Logger(label: "executor-tests")
+        logger.logLevel = .error
+        let gate = Gate()
+        var router = ServiceRouter(
+            serviceName: "test",
+            policy: AccessPolicy([
+                Self.echo: .read, Self.hold: .read, Self.release: .read, Self.block: .read, Self.unblock: .read,
+            ]))
+        // Block holds its thread (a semaphore, no await) until Unblock: on the socket thread that would
+        // stop the instance from receiving Unblock at all.
+        let blocked = DispatchSemaphore(value: 0)
+        router.register(Self.block, offSocketThread: true) { (_: Rampart_Inventory_V1_GetDeviceRequest, _) in
+            blocked.wait()
+            var response = Rampart_Inventory_V1_DeviceResponse()
+            response.device.name = "unblocked"
+            return response
+        }
+        router.register(Self.unblock) { (_: Rampart_Inventory_V1_GetDeviceRequest, _) in
+            blocked.signal()
+            return Rampart_Inventory_V1_DeviceResponse()
+        }
+        router.register(Self.echo) { (request: Rampart_Inventory_V1_GetDeviceRequest, _) in
+            var response = Rampart_Inventory_V1_DeviceResponse()
+            response.device.name = request.device
+            return response
+        }
+        router.register(Self.hold) { (request: Rampart_Inventory_V1_GetDeviceRequest, _) in
+            await gate.wait()
+            var response = Rampart_Inventory_V1_DeviceResponse()
+            response.device.name = "held \(request.device)"
+            return response
+        }
+        router.register(Self.release) { (_: Rampart_Inventory_V1_GetDeviceRequest, _) in
+            gate.open()
+            return Rampart_Inventory_V1_DeviceResponse()
+        }
+        let broker = Broker(endpoints: [endpoint], security: .plain, logger: logger)
+        var configuration = ServiceHost.Configuration(
+            service: "test", brokerEndpoint: endpoint, security: .plain, instanceId: "test-1")
+        configuration.heartbeatIntervalMs = 250
+        let host = ServiceHost(configuration: configuration, router: router, logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await broker.run() }
+            group.addTask { try await host.run() }
+            let client = BusClient(endpoint: endpoint, security: .plain, caller: "executor-tests")
+            defer { client.close() }
+            var ready = false
+            for _ in 0..<200 where !ready {
+                ready = (try? await echo(client, "ping")) == "ping"
+                if !ready { try await Task.sleep(for: .milliseconds(25)) }
+            }
+            #expect(ready, "the test service never answered")
+            try await body(client, gate)
+            group.cancelAll()
+        }
+    }
+
+    func call(_ client: BusClient, _ method: String, _ device: String) async throws -> String {
+        var request = Rampart_Inventory_V1_GetDeviceRequest()
+        request.device = device
+        let response: Rampart_Inventory_V1_DeviceResponse = try await client.call(
+            service: "test", method: method, request, timeout: .seconds(10))
+        return response.device.name
+    }
+
+    func echo(_ client: BusClient, _ device: String) async throws -> String {
+        try await call(client, Self.echo, device)
+    }
+
+    /// Starts `waiting`, has the instance answer 20 echoes while it waits, then lets it go with `letGo`.
+    func answersWhileOneWaits(_ client: BusClient, waiting: String, letGo: String, before: () async throws -> Void)
+        async throws -> String
+    {
+        let pending = Task { try await call(client, waiting, "fw-1") }
+        try await before()
+        for index in 0..<20 { #expect(try await echo(client, "e\(index)") == "e\(index)") }
+        _ = try await call(client, letGo, "")
+        return try await pending.value
+    }
+
+    @Test("a handler that suspends goes on off the socket thread: the instance answers others meanwhile")
+    func suspendedHandlerDoesNotHoldTheSocket() async throws {
+        try await withBus { client, gate in
+            // Hold suspends in its first slice (on the socket thread) and then waits in the pool; Release,
+            // answered without suspending, lets it go.
+            let answer = try await answersWhileOneWaits(client, waiting: Self.hold, letGo: Self.release) {
+                for _ in 0..<500 where gate.waiting == 0 { try await Task.sleep(for: .milliseconds(10)) }
+                #expect(gate.waiting == 1)
+            }
+            #expect(answer == "held fw-1")
+        }
+    }
+
+    @Test("a handler registered offSocketThread that blocks its thread leaves the instance serving")
+    func offSocketThreadHandler() async throws {
+        try await withBus { client, _ in
+            let answer = try await answersWhileOneWaits(client, waiting: Self.block, letGo: Self.unblock) {}
+            #expect(answer == "unblocked")
+        }
+    }
+
+    @Test("concurrent requests that answer without suspending all get their own answer")
+    func manyInlineRequests() async throws {
+        try await withBus { client, _ in
+            try await withThrowingTaskGroup(of: Bool.self) { group in
+                for index in 0..<500 {
+                    group.addTask { try await echo(client, "d\(index)") == "d\(index)" }
+                }
+                for try await matched in group { #expect(matched) }
+            }
+        }
+    }
+
+    @Test("a caller preferring BusClient.executor runs on the client's one thread and gets every reply")
+    func callerOnClientThread() async throws {
+        try await withBus { client, _ in
+            let threads = try await Task(executorPreference: client.executor) { () async throws -> Set<UInt> in
+                var threads = Set<UInt>()
+                for index in 0..<200 {
+                    #expect(try await echo(client, "c\(index)") == "c\(index)")
+                    threads.insert(UInt(pthread_self()))
+                }
+                return threads
+            }.value
+            #expect(threads.count == 1, "resumed on \(threads.count) threads")
+        }
+    }
+
+    @Test("after BusClient.close, tasks preferring its executor still run (to CANCELLED), none is stranded")
+    func executorAfterClose() async throws {
+        let client = BusClient(endpoint: "tcp://127.0.0.1:\(FreePort.next())", security: .plain)
+        let executor = client.executor
+        let waiting = Task(executorPreference: executor) {
+            await client.send(service: "test", method: Self.echo, payload: Data(), deadline: unixMillis() + 30_000)
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        client.close()
+        #expect(await waiting.value.header.status == .cancelled)
+        // Enqueued after the loop ended: handed to the global executor.
+        let late = await Task(executorPreference: executor) {
+            await client.send(service: "test", method: Self.echo, payload: Data(), deadline: unixMillis() + 30_000)
+        }.value
+        #expect(late.header.status == .cancelled)
+    }
+}
