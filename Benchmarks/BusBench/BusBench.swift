@@ -79,9 +79,6 @@ struct BusBench {
         let payload = FrameCodec.serialize(request)
         print("payload \(payload.count) bytes, \(requests) requests, libzmq \(ZMQContext.version), \(ProcessInfo.processInfo.activeProcessorCount) cores")
 
-        let direct = try directLockStep(requests: requests, payload: payload)
-        report("direct DEALER<->ROUTER, lock-step", direct)
-
         let port = Int.random(in: 30000...39999)
         let endpoint = "tcp://127.0.0.1:\(port)"
         let logger = Logger(label: "bench")
@@ -120,9 +117,45 @@ struct BusBench {
             defer { client.close() }
             try await waitForService(client)
 
-            let lockStep = try await brokeredLockStep(client, requests: requests, payload: payload)
-            report("through the broker, lock-step", lockStep)
-            print(String(format: "  ratio brokered/direct (mean): %.2fx", lockStep.mean / direct.mean))
+            // Lock-step, in rounds that take turns: the direct floor; the caller on the client's own socket
+            // thread (`BusClient.executor`), as a caller making one call after another can be; and the caller
+            // on Swift's global pool, as most callers are. Taking turns keeps the ratio honest on a machine
+            // whose speed drifts (a VM): each round's ratio compares runs seconds apart.
+            let direct = try DirectEcho(payload: payload)
+            defer { direct.stop() }
+            let forwarded = try DirectEcho(payload: payload, throughForwarder: true)
+            defer { forwarded.stop() }
+            let rounds = 10
+            var directAll = Measurement(latencies: [], seconds: 0)
+            var loopAll = directAll
+            var poolAll = directAll
+            var forwardedAll = directAll
+            var loopRatios: [Double] = []
+            var poolRatios: [Double] = []
+            var forwardedRatios: [Double] = []
+            for round in 0..<rounds {
+                let count = requests / rounds + (round < requests % rounds ? 1 : 0)
+                let d = try direct.lockStep(count)
+                let f = try forwarded.lockStep(count)
+                forwardedAll.add(f)
+                forwardedRatios.append(f.mean / d.mean)
+                let l = try await Task(executorPreference: client.executor) {
+                    try await brokeredLockStep(client, requests: count, payload: payload)
+                }.value
+                let p = try await brokeredLockStep(client, requests: count, payload: payload)
+                directAll.add(d)
+                loopAll.add(l)
+                poolAll.add(p)
+                loopRatios.append(l.mean / d.mean)
+                poolRatios.append(p.mean / d.mean)
+            }
+            report("direct DEALER<->ROUTER, lock-step", directAll)
+            report("through a bare forwarding thread (libzmq only), lock-step", forwardedAll)
+            printRatio("forwarder", forwardedAll, directAll, forwardedRatios)
+            report("through the broker, lock-step, caller on the client's thread", loopAll)
+            printRatio("brokered", loopAll, directAll, loopRatios)
+            report("through the broker, lock-step, caller on the global pool", poolAll)
+            printRatio("brokered", poolAll, directAll, poolRatios)
 
             let pipelined = try await brokeredPipelined(client, requests: requests, inFlight: pipeline, payload: payload)
             report("through the broker, \(pipeline) in flight", pipelined)
@@ -134,6 +167,10 @@ struct BusBench {
         var latencies: [Double]  // microseconds
         var seconds: Double
         var mean: Double { latencies.reduce(0, +) / Double(latencies.count) }
+        mutating func add(_ other: Measurement) {
+            latencies += other.latencies
+            seconds += other.seconds
+        }
         func percentile(_ p: Double) -> Double {
             let sorted = latencies.sorted()
             return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
@@ -150,40 +187,87 @@ struct BusBench {
 
     static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
-    /// The floor: a DEALER thread and a ROUTER echo thread over loopback tcp, one request at a time.
-    static func directLockStep(requests: Int, payload: Data) throws -> Measurement {
-        let port = Int.random(in: 40000...49999)
-        let ready = DispatchSemaphore(value: 0)
-        let echo = Thread {
-            guard let router = try? ZMQSocket(.router) else { return }
-            try? router.bind("tcp://127.0.0.1:\(port)")
-            ready.signal()
-            for _ in 0..<(requests + 100) {
-                guard let frames = try? router.receive() else { return }
-                _ = try? router.send(frames)
+    static func printRatio(_ what: String, _ measured: Measurement, _ direct: Measurement, _ rounds: [Double]) {
+        let sorted = rounds.sorted()
+        print(
+            String(
+                format: "  ratio %@/direct (mean): %.2fx; by round: median %.2fx, %.2f–%.2fx", what,
+                measured.mean / direct.mean, sorted[sorted.count / 2], sorted.first ?? 0, sorted.last ?? 0))
+    }
+
+    /// The floor: a DEALER and a ROUTER echo thread over loopback tcp, one request at a time.
+    final class DirectEcho {
+        private let dealer: ZMQSocket
+        private let header: Rampart_Bus_V1_RequestHeader
+        private let payload: Data
+
+        /// Starts the echo thread and connects the dealer to it, or, `throughForwarder`, to a thread that
+        /// only passes frames on (ROUTER in, DEALER out, `zmq_poll`): the floor of any broker in between.
+        init(payload: Data, throughForwarder: Bool = false) throws {
+            let echoPort = Int.random(in: 40000...44999)
+            let forwarderPort = Int.random(in: 45000...49999)
+            let ready = DispatchSemaphore(value: 0)
+            // A message whose last frame is empty ends the threads it passes (payloads are never empty here).
+            let echo = Thread {
+                guard let router = try? ZMQSocket(.router) else { return }
+                try? router.bind("tcp://127.0.0.1:\(echoPort)")
+                ready.signal()
+                while let frames = try? router.receive(), frames.last?.isEmpty == false {
+                    _ = try? router.send(frames)
+                }
             }
+            echo.start()
+            ready.wait()
+            if throughForwarder {
+                let forwarder = Thread {
+                    guard let front = try? ZMQSocket(.router), let back = try? ZMQSocket(.dealer) else { return }
+                    try? front.bind("tcp://127.0.0.1:\(forwarderPort)")
+                    try? back.connect("tcp://127.0.0.1:\(echoPort)")
+                    ready.signal()
+                    var poller = ZMQPoller()
+                    poller.add(front)
+                    poller.add(back)
+                    while (try? poller.poll(timeoutMilliseconds: -1)) != nil {
+                        if poller.isReadable(0), let frames = try? front.receive() {
+                            _ = try? back.send(frames)
+                            if frames.last?.isEmpty != false { return }
+                        }
+                        if poller.isReadable(1), let frames = try? back.receive() { _ = try? front.send(frames) }
+                    }
+                }
+                forwarder.start()
+                ready.wait()
+            }
+            dealer = try ZMQSocket(.dealer)
+            try dealer.connect("tcp://127.0.0.1:\(throughForwarder ? forwarderPort : echoPort)")
+            var header = Rampart_Bus_V1_RequestHeader()
+            header.method = "rampart.bench.v1.Echo/Get"
+            self.header = header
+            self.payload = payload
+            _ = try lockStep(100)  // warm-up
         }
-        echo.start()
-        ready.wait()
-        let dealer = try ZMQSocket(.dealer)
-        try dealer.connect("tcp://127.0.0.1:\(port)")
-        var header = Rampart_Bus_V1_RequestHeader()
-        header.method = "rampart.bench.v1.Echo/Get"
-        for _ in 0..<100 {  // warm-up
-            try dealer.send([Data(), FrameCodec.serialize(header), payload])
-            _ = try dealer.receive()
+
+        /// `count` round trips, one at a time (on the calling thread: the dealer belongs to whoever calls).
+        func lockStep(_ count: Int) throws -> Measurement {
+            var header = header
+            var latencies: [Double] = []
+            latencies.reserveCapacity(count)
+            let start = now()
+            for index in 0..<count {
+                header.requestID = UInt64(index)
+                let t0 = now()
+                try dealer.send([Data(), FrameCodec.serialize(header), payload])
+                _ = try dealer.receive()
+                latencies.append(Double(now() - t0) / 1000)
+            }
+            return Measurement(latencies: latencies, seconds: Double(now() - start) / 1e9)
         }
-        var latencies: [Double] = []
-        latencies.reserveCapacity(requests)
-        let start = now()
-        for index in 0..<requests {
-            header.requestID = UInt64(index)
-            let t0 = now()
-            try dealer.send([Data(), FrameCodec.serialize(header), payload])
-            _ = try dealer.receive()
-            latencies.append(Double(now() - t0) / 1000)
+
+        /// Ends the echo thread (an empty message) and closes the dealer.
+        func stop() {
+            _ = try? dealer.send([Data()])
+            dealer.close()
         }
-        return Measurement(latencies: latencies, seconds: Double(now() - start) / 1e9)
     }
 
     static func waitForService(_ client: BusClient) async throws {
