@@ -10,6 +10,7 @@ import ZeroMQ
 ///   bus-bench [--requests N] [--pipeline K]
 ///   bus-bench --storage-ingest BUS [--size-mib N]   (dev/bench-storage.sh)
 ///   bus-bench --sign-links N                        (signing and checking download links, L2)
+///   bus-bench --codec N                             (CPU time of the header coding of one round trip)
 ///   bus-bench --restore-leases BUS [--decisions N] [--requesters K] [--cpu NAME=PID]…
 ///                                                   (restore lease decisions; dev/bench-restore.sh)
 @main
@@ -20,6 +21,7 @@ struct BusBench {
         var ingestBus: String?
         var ingestMiB = 200
         var signLinks: Int?
+        var codec: Int?
         var restoreBus: String?
         var decisions = 20_000
         var requesters = 100
@@ -34,6 +36,7 @@ struct BusBench {
             case "--storage-ingest": ingestBus = arguments.next()
             case "--size-mib": ingestMiB = Int(arguments.next() ?? "") ?? ingestMiB
             case "--sign-links": signLinks = Int(arguments.next() ?? "") ?? 10_000
+            case "--codec": codec = Int(arguments.next() ?? "") ?? 200_000
             case "--restore-leases": restoreBus = arguments.next()
             case "--decisions": decisions = Int(arguments.next() ?? "") ?? decisions
             case "--requesters": requesters = Int(arguments.next() ?? "") ?? requesters
@@ -43,13 +46,17 @@ struct BusBench {
             default:
                 FileHandle.standardError.write(
                     Data(
-                        ("usage: bus-bench [--requests N] [--pipeline K] [--curve] | --storage-ingest BUS [--size-mib N] | --sign-links N"
+                        ("usage: bus-bench [--requests N] [--pipeline K] [--curve] | --storage-ingest BUS [--size-mib N] | --sign-links N | --codec N"
                             + " | --restore-leases BUS [--decisions N] [--requesters K] [--cpu NAME=PID]...\n").utf8))
                 exit(64)
             }
         }
         if let signLinks {
             try LinkSigning.run(count: signLinks)
+            return
+        }
+        if let codec {
+            CodecCost.run(count: max(1, codec))
             return
         }
         if let restoreBus {

@@ -19,6 +19,7 @@ public final class BusClient: Sendable {
     private let mailbox: Mailbox
     private let state = Mutex(State())
     private let loopExecutor: LoopExecutor
+    private let traceIds = TraceIds()
 
     /// Runs tasks on this client's socket thread. A caller that makes its calls one after another can
     /// prefer it (`Task(executorPreference: client.executor) { … }`): its requests then leave, and its
@@ -128,7 +129,7 @@ public final class BusClient: Sendable {
         header.deadlineUnixMs = deadline
         header.metadata = metadata
         if header.metadata["caller"] == nil { header.metadata["caller"] = caller }
-        if header.metadata["trace-id"] == nil { header.metadata["trace-id"] = UUID().uuidString.lowercased() }
+        if header.metadata["trace-id"] == nil { header.metadata["trace-id"] = traceIds.make(id) }
         let frames = FrameCodec.clientRequest(service: service, header: header, payload: payload)
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in

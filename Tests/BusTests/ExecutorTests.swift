@@ -80,9 +80,11 @@ struct ExecutorTests {
             return Rampart_Inventory_V1_DeviceResponse()
         }
         let broker = Broker(endpoints: [endpoint], security: .plain, logger: logger)
-        var configuration = ServiceHost.Configuration(
+        // The default heartbeat (2.5 s, dropped after 7.5 s of silence): a CI run with every suite at once
+        // once starved these threads past the 0.75 s a 250 ms heartbeat allows, and the broker dropped the
+        // instance with a request on it.
+        let configuration = ServiceHost.Configuration(
             service: "test", brokerEndpoint: endpoint, security: .plain, instanceId: "test-1")
-        configuration.heartbeatIntervalMs = 250
         let host = ServiceHost(configuration: configuration, router: router, logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await broker.run() }
@@ -129,7 +131,7 @@ struct ExecutorTests {
             // Hold suspends in its first slice (on the socket thread) and then waits in the pool; Release,
             // answered without suspending, lets it go.
             let answer = try await answersWhileOneWaits(client, waiting: Self.hold, letGo: Self.release) {
-                for _ in 0..<500 where gate.waiting == 0 { try await Task.sleep(for: .milliseconds(10)) }
+                for _ in 0..<2000 where gate.waiting == 0 { try await Task.sleep(for: .milliseconds(10)) }
                 #expect(gate.waiting == 1)
             }
             #expect(answer == "held fw-1")

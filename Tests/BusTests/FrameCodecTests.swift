@@ -388,3 +388,38 @@ struct FrameCodecFuzzTests {
         }
     }
 }
+
+@Suite("Trace ids: a UUID per call without a system call per call")
+struct TraceIdTests {
+    @Test("ids are version-4-shaped UUIDs, in lower case, that Foundation parses")
+    func shape() throws {
+        let ids = TraceIds()
+        for n in [UInt64(0), 1, 42, .max] {
+            let id = ids.make(n)
+            #expect(id.count == 36)
+            #expect(id == id.lowercased())
+            let uuid = try #require(UUID(uuidString: id), "\(id)")
+            #expect(uuid.uuidString.lowercased() == id)
+            let characters = Array(id)
+            #expect(characters[14] == "4", "version nibble of \(id)")
+            #expect("89ab".contains(characters[19]), "variant of \(id)")
+        }
+    }
+
+    @Test("one client never repeats an id; another client's ids differ")
+    func unique() {
+        let first = TraceIds()
+        let made = Set((0..<20_000).map { first.make(UInt64($0)) })
+        #expect(made.count == 20_000)
+        let second = TraceIds()
+        #expect(made.isDisjoint(with: (0..<20_000).map { second.make(UInt64($0)) }))
+    }
+
+    @Test("the same seeds and number give the same id (nothing else goes in)")
+    func deterministic() {
+        let a = TraceIds(seeds: (1, 2))
+        let b = TraceIds(seeds: (1, 2))
+        #expect(a.make(7) == b.make(7))
+        #expect(a.make(7) != a.make(8))
+    }
+}
