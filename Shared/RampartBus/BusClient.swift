@@ -178,7 +178,7 @@ public final class BusClient: Sendable {
         let socketIndex = poller.add(socket)
         let wakeupIndex = poller.add(fileDescriptor: control.wakeup.readDescriptor)
         while !control.isStopRequested {
-            let next = state.withLock { $0.pending.values.map(\.deadline).min() }
+            let next = state.withLock { $0.pending.values.lazy.map(\.deadline).min() }
             let wait = next.map { max(0, min($0 - unixMillis(), 250)) } ?? 250
             try poller.poll(timeoutMilliseconds: Int(wait))
             if poller.isReadable(wakeupIndex) { control.wakeup.drain() }  // no byte, no read
@@ -210,8 +210,11 @@ public final class BusClient: Sendable {
     private func expireDeadlines() {
         let now = unixMillis()
         let (expired, heard) = state.withLock { state -> ([(UInt64, Pending)], Bool) in
-            let ids = state.pending.filter { $0.value.deadline <= now }.map(\.key)
-            return (ids.compactMap { id in state.pending.removeValue(forKey: id).map { (id, $0) } }, state.heardFromBroker)
+            // No intermediate dictionary: this runs every loop turn.
+            var expired: [(UInt64, Pending)] = []
+            for (id, pending) in state.pending where pending.deadline <= now { expired.append((id, pending)) }
+            for (id, _) in expired { state.pending[id] = nil }
+            return (expired, state.heardFromBroker)
         }
         for (id, pending) in expired {
             let hint = heard ? "" : " (nothing has been heard from the bus at \(endpoint): is the bus running?)"

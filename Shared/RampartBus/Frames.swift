@@ -130,8 +130,13 @@ public enum FrameCodec {
         return bytes > 0 && bytes <= maxServiceName ? name : nil
     }
 
+    /// Whether `frame` starts with `tag`, compared as raw bytes (`prefix(_:).elementsEqual` went through
+    /// generic sequence iteration: about 1 µs per message in the broker; docs/benchmarks.md, issue 2).
     private static func hasPrefix(_ frame: Data, _ tag: Data) -> Bool {
-        frame.count >= tag.count && frame.prefix(tag.count).elementsEqual(tag)
+        guard frame.count >= tag.count else { return false }
+        return frame.withUnsafeBytes { frameBytes in
+            tag.withUnsafeBytes { tagBytes in memcmp(frameBytes.baseAddress!, tagBytes.baseAddress!, tagBytes.count) == 0 }
+        }
     }
 
     /// `prefix` followed by `message` serialized, in one frame.

@@ -13,8 +13,13 @@ public struct RequestContext: Sendable {
     public var deadlineUnixMs: Int64
     /// Caller metadata ("caller", "trace-id"); self-declared, never trusted.
     public var metadata: [String: String]
-    /// A logger carrying the method, request id, trace id and caller.
-    public var logger: Logger
+    /// A logger carrying the method, request id, trace id and caller, made when asked for: setting a
+    /// logger's metadata makes `StreamLogHandler` format all of it at once, about 3 µs per request —
+    /// most of which never log (docs/benchmarks.md, issue 2).
+    public var logger: Logger {
+        Self.logger(baseLogger, method: method, requestId: requestId, caller: identity.name, traceId: metadata["trace-id"])
+    }
+    private let baseLogger: Logger
     /// Who is calling: the identity the broker authenticated (in plain mode: an admin named as the
     /// caller named itself).
     public var identity: CallerIdentity
@@ -29,9 +34,22 @@ public struct RequestContext: Sendable {
         self.method = method
         self.deadlineUnixMs = deadlineUnixMs
         self.metadata = metadata
-        self.logger = logger
+        self.baseLogger = logger
         self.identity = identity
         self.audit = audit
+    }
+
+    /// `base` with a request's metadata.
+    static func logger(_ base: Logger, method: String, requestId: UInt64, caller: String, traceId: String?) -> Logger {
+        var logger = base
+        // Set in one go: a handler such as `StreamLogHandler` formats all of its metadata on every change.
+        var metadata = logger.handler.metadata
+        metadata["method"] = "\(method)"
+        metadata["request-id"] = "\(requestId)"
+        metadata["caller"] = "\(caller)"
+        if let traceId { metadata["trace-id"] = "\(traceId)" }
+        logger.handler.metadata = metadata
+        return logger
     }
 
     /// Who called, for records ("alice"; in plain mode the self-declared name, "rampart-cli@host").
@@ -118,14 +136,12 @@ public struct ServiceRouter: Sendable {
         authenticated: Bool = false
     ) async -> (Rampart_Bus_V1_ReplyHeader, Data) {
         let identity = Self.identity(of: header, authenticated: authenticated)
-        var logger = logger
-        // Set in one go: a handler such as `StreamLogHandler` formats all of its metadata on every change.
-        var metadata = logger.handler.metadata
-        metadata["method"] = "\(header.method)"
-        metadata["request-id"] = "\(header.requestID)"
-        metadata["caller"] = "\(identity.name)"
-        if let trace = header.metadata["trace-id"] { metadata["trace-id"] = "\(trace)" }
-        logger.handler.metadata = metadata
+        // Made only for the few requests that log here (refused, failed): see `RequestContext.logger`.
+        var requestLogger: Logger {
+            RequestContext.logger(
+                logger, method: header.method, requestId: header.requestID, caller: identity.name,
+                traceId: header.metadata["trace-id"])
+        }
         func reply(_ status: Rampart_Bus_V1_StatusCode, _ message: String) -> Rampart_Bus_V1_ReplyHeader {
             FrameCodec.replyHeader(requestId: header.requestID, status: status, message: message, answeredBy: instanceId)
         }
@@ -143,7 +159,7 @@ public struct ServiceRouter: Sendable {
         guard rule.roles.contains(identity.role) else {
             let allowed = rule.roles.sorted().map(\.rawValue).joined(separator: ", ")
             let message = "role '\(identity.role.rawValue)' of '\(identity.name)' may not call \(header.method) (allowed: \(allowed))"
-            logger.warning("call refused", metadata: ["role": "\(identity.role.rawValue)", "key": "\(identity.shortKey)"])
+            requestLogger.warning("call refused", metadata: ["role": "\(identity.role.rawValue)", "key": "\(identity.shortKey)"])
             await record(.permissionDenied, message)
             return (reply(.permissionDenied, message), Data())
         }
@@ -160,14 +176,14 @@ public struct ServiceRouter: Sendable {
         } catch let error as any RPCErrorConvertible {
             let rpc = error.rpcError
             if rpc.code == .internal || rpc.code == .unavailable {
-                logger.error("request failed", metadata: ["error": "\(rpc.debugDescription)"])
+                requestLogger.error("request failed", metadata: ["error": "\(rpc.debugDescription)"])
             } else {
-                logger.debug("request refused", metadata: ["error": "\(rpc.description)"])
+                requestLogger.debug("request refused", metadata: ["error": "\(rpc.description)"])
             }
             if rule.audited || rpc.code == .permissionDenied { await record(rpc.code, rpc.message) }
             return (reply(rpc.code, rpc.message), Data())
         } catch {
-            logger.error("request failed with an unexpected error", metadata: ["error": "\(error)"])
+            requestLogger.error("request failed with an unexpected error", metadata: ["error": "\(error)"])
             let message = "internal error while serving \(header.method); see the service's log"
             if rule.audited { await record(.internal, message) }
             return (reply(.internal, message), Data())

@@ -24,6 +24,7 @@ private enum Behaviour: UInt32 {
     case domainError = 2
     case otherError = 3
     case internalRPCError = 4
+    case logs = 5
 }
 
 /// A router serving one method: ReplayRequest in, ReplayResponse out; `limit` picks the behaviour.
@@ -45,6 +46,9 @@ private func router() -> ServiceRouter {
         case .domainError: throw JobBusy()
         case .otherError: throw Leak()
         case .internalRPCError: throw RPCError(.internal, "store unreachable", cause: Leak())
+        case .logs:
+            context.logger.notice("handled")
+            return Rampart_Bus_V1_ReplayResponse()
         }
     }
     return router
@@ -144,6 +148,20 @@ struct ServiceRouterTests {
         #expect(body.isEmpty)
         #expect(record.text.contains("hunter2"), "the operator needs the cause in the log")
         #expect(record.all.contains { $0.level == .error && $0.metadata["request-id"] == "6" })
+    }
+
+    @Test("the handler's logger carries the method, request id, caller and trace id (made when asked for)")
+    func handlerLoggerMetadata() async {
+        let record = LogRecord()
+        let (reply, _) = await router().handle(
+            header: requestHeader(id: 9, method: replayMethod, metadata: ["caller": "cli@host", "trace-id": "t-123"]),
+            payload: payload(behaviour: .logs), instanceId: "j", logger: recordingLogger(record))
+        #expect(reply.status == .ok)
+        let line = record.all.first { $0.message == "handled" }
+        #expect(line?.metadata["method"] == "\(replayMethod)")
+        #expect(line?.metadata["request-id"] == "9")
+        #expect(line?.metadata["caller"] == "cli@host")
+        #expect(line?.metadata["trace-id"] == "t-123")
     }
 
     @Test("an RPCError's cause never reaches the wire, only the log")
