@@ -177,7 +177,7 @@ public struct ServiceRouter: Sendable {
             let rpc = error.rpcError
             if rpc.code == .internal || rpc.code == .unavailable {
                 requestLogger.error("request failed", metadata: ["error": "\(rpc.debugDescription)"])
-            } else {
+            } else if logger.logLevel <= .debug {  // refusals are common: no logger made for nothing
                 requestLogger.debug("request refused", metadata: ["error": "\(rpc.description)"])
             }
             if rule.audited || rpc.code == .permissionDenied { await record(rpc.code, rpc.message) }
