@@ -40,6 +40,11 @@ struct ExecutorTests {
         }
     }
 
+    /// What the test methods answer: a device named `name`.
+    static func response(named name: String) -> Rampart_Inventory_V1_DeviceResponse {
+        .with { $0.device.name = name }
+    }
+
     /// Runs `body` with a broker and one instance of service "test" (Echo, Hold until Release).
     func withBus(_ body: @Sendable (BusClient, Gate) async throws -> Void) async throws {
         let endpoint = "tcp://127.0.0.1:\(FreePort.next())"
@@ -56,24 +61,18 @@ struct ExecutorTests {
         let blocked = DispatchSemaphore(value: 0)
         router.register(Self.block, offSocketThread: true) { (_: Rampart_Inventory_V1_GetDeviceRequest, _) in
             blocked.wait()
-            var response = Rampart_Inventory_V1_DeviceResponse()
-            response.device.name = "unblocked"
-            return response
+            return Self.response(named: "unblocked")
         }
         router.register(Self.unblock) { (_: Rampart_Inventory_V1_GetDeviceRequest, _) in
             blocked.signal()
             return Rampart_Inventory_V1_DeviceResponse()
         }
         router.register(Self.echo) { (request: Rampart_Inventory_V1_GetDeviceRequest, _) in
-            var response = Rampart_Inventory_V1_DeviceResponse()
-            response.device.name = request.device
-            return response
+            Self.response(named: request.device)
         }
         router.register(Self.hold) { (request: Rampart_Inventory_V1_GetDeviceRequest, _) in
             await gate.wait()
-            var response = Rampart_Inventory_V1_DeviceResponse()
-            response.device.name = "held \(request.device)"
-            return response
+            return Self.response(named: "held \(request.device)")
         }
         router.register(Self.release) { (_: Rampart_Inventory_V1_GetDeviceRequest, _) in
             gate.open()
