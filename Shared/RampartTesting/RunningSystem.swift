@@ -183,6 +183,13 @@ public final class RunningSystem: @unchecked Sendable {
         return stuck
     }
 
+    /// `stop()` on a thread of its own: waiting for processes to end must not hold a thread of the
+    /// cooperative pool that every other test of the process shares (see `onOwnThread`).
+    @discardableResult
+    public func shutdown() async -> [String] {
+        await onOwnThread { [self] in stop() }
+    }
+
     deinit { stop() }
 
     /// A wait that ran out.

@@ -30,9 +30,3 @@ struct AuditDatabase {
     }
 }
 
-/// Runs blocking work on a thread of its own, so it never occupies Swift's cooperative pool.
-func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread.detachNewThread { continuation.resume(with: Result { try work() }) }
-    }
-}

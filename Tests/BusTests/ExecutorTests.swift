@@ -60,8 +60,9 @@ struct ExecutorTests {
         // stop the instance from receiving Unblock at all.
         let blocked = DispatchSemaphore(value: 0)
         router.register(Self.block, offSocketThread: true) { (_: Rampart_Inventory_V1_GetDeviceRequest, _) in
-            blocked.wait()
-            return Self.response(named: "unblocked")
+            // Bounded, so a lost Unblock fails the test instead of holding a pool thread for good.
+            let released = blocked.wait(timeout: .now() + 30) == .success
+            return Self.response(named: released ? "unblocked" : "never unblocked")
         }
         router.register(Self.unblock) { (_: Rampart_Inventory_V1_GetDeviceRequest, _) in
             blocked.signal()

@@ -181,11 +181,12 @@ func withBackupSystem(
     _ body: (BackupSystem) async throws -> Void
 ) async throws {
     let system = try await BackupSystem.start(spec, workers: workers, leaseSeconds: leaseSeconds, links: links)
-    defer { system.stop() }
     do {
         try await body(system)
     } catch {
         Issue.record("logs:\n\(system.system.logs)")
+        await system.system.shutdown()
         throw error
     }
+    await system.system.shutdown()
 }

@@ -110,10 +110,10 @@ struct HostileInputTests {
             let endpoint = running.busEndpoint
             let security = running.security(as: "admin")
             let started = ContinuousClock.now
-            let outcome = try await Task.detached {
+            let outcome = try await onOwnThread {
                 var fuzzer = Fuzzer(endpoint: endpoint, security: security, targets: targets, seed: Self.seed)
                 return try fuzzer.run(Self.messages)
-            }.value
+            }
             let elapsed = ContinuousClock.now - started
             print(
                 "hostile input (seed \(String(Self.seed, radix: 16))): \(Self.messages) messages in \(elapsed); "
@@ -137,11 +137,11 @@ struct HostileInputTests {
 
             // The audit service (issue 6 item 3) gets a run of its own, so the seeded sequence above (whose
             // valid requests may delete devices the checks below use) stays what it was.
-            let auditOutcome = try await Task.detached {
+            let auditOutcome = try await onOwnThread {
                 var fuzzer = Fuzzer(
                     endpoint: endpoint, security: security, targets: [(AuditAPI.serviceName, [AuditAPI.Method.list])], seed: Self.seed + 1)
                 return try fuzzer.run(Self.messages / 10)
-            }.value
+            }
             print("hostile input, audit service: \(auditOutcome)")
             #expect(auditOutcome.wrong.isEmpty, "\(auditOutcome.wrong.count) wrong replies: \(auditOutcome.wrong.prefix(10))")
             #expect(auditOutcome.internal.isEmpty, "INTERNAL for bad input: \(auditOutcome.internal.prefix(10))")

@@ -9,16 +9,17 @@ import Testing
 /// `plain`: without CURVE (callers then name themselves; see docs/security.md).
 func withSystem(inventories: Int = 1, plain: Bool = false, _ body: (RunningSystem) async throws -> Void) async throws {
     let system = try RunningSystem(plain: plain)
-    defer { system.stop() }
-    for _ in 0..<inventories { try system.start("inventory") }
-    try await system.waitUntilServing(BusProtocol.journalService)
-    if inventories > 0 { try await system.waitUntilServing(InventoryService.serviceName, instances: inventories) }
     do {
+        for _ in 0..<inventories { try system.start("inventory") }
+        try await system.waitUntilServing(BusProtocol.journalService)
+        if inventories > 0 { try await system.waitUntilServing(InventoryService.serviceName, instances: inventories) }
         try await body(system)
     } catch {
         Issue.record("logs:\n\(system.logs)")
+        await system.shutdown()
         throw error
     }
+    await system.shutdown()
 }
 
 /// Registration arguments of a device for the CLI.

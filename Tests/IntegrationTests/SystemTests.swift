@@ -176,7 +176,7 @@ struct SystemTests {
         try await withSystem { system in
             let endpoint = system.busEndpoint
             let security = system.security(as: "admin")  // garbage from an admitted key reaches the broker's decoder
-            try await Task.detached {
+            try await onOwnThread {
                 var rng = SplitMix64(seed: 0x5EED)
                 let socket = try ZMQSocket(.dealer)
                 defer { socket.close() }
@@ -213,7 +213,7 @@ struct SystemTests {
                     }
                     try socket.send(frames)
                 }
-            }.value
+            }
 
             #expect(system.bus.isRunning)
             let good = try await system.rampart("devices", "register", "after-garbage", "--serial", "AG1", "--model", "FPR-1010",

@@ -8,13 +8,6 @@ func freshConnection() throws -> PostgresConnection {
     try PostgresConnection(connectionString: TestDatabase.create())
 }
 
-/// Runs blocking work on a thread of its own, so it never occupies Swift's cooperative pool.
-func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread.detachNewThread { continuation.resume(with: Result { try work() }) }
-    }
-}
-
 /// `dev/pg.sh`, found from this file's location (Tests/PostgresTests/ → ../../dev/pg.sh).
 let pgScript = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
