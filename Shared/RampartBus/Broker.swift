@@ -164,6 +164,7 @@ public final class Broker: Service, Sendable {
                 lastTick = now
                 perform(state.tick(now: now), on: socket)
             }
+            if !state.membershipChanges.isEmpty { log(state.takeMembershipChanges()) }
         }
         logger.info("broker stopped")
     }
@@ -195,6 +196,21 @@ public final class Broker: Service, Sendable {
                 message: "the broker has no method '\(header.method)'", answeredBy: "broker")
         }
         return [.reply(client: client, service: BusProtocol.brokerService, header: reply, payload: payload)]
+    }
+
+    /// Instances joining and leaving: an operator's first question when a service "has no instance".
+    private func log(_ changes: [BrokerStateMachine.MembershipChange]) {
+        for change in changes {
+            switch change {
+            case .joined(let service, let instanceId):
+                logger.info("instance joined", metadata: ["service": "\(service)", "instance": "\(instanceId)"])
+            case .left(let service, let instanceId, let reason):
+                // Leaving on its own is routine; being dropped (silent, or announcing a second service) is not.
+                logger.log(
+                    level: reason == BrokerStateMachine.disconnectedReason ? .info : .warning, "instance left",
+                    metadata: ["service": "\(service)", "instance": "\(instanceId)", "reason": "\(reason)"])
+            }
+        }
     }
 
     private func perform(_ actions: [BrokerStateMachine.Action], on socket: ZMQSocket) {

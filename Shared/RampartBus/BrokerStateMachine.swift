@@ -40,6 +40,14 @@ public struct BrokerStateMachine: Sendable {
         case disconnect(worker: Data)
     }
 
+    /// A change in which instances serve a service, for the broker's log (`takeMembershipChanges`).
+    public enum MembershipChange: Equatable, Sendable {
+        /// An instance announced itself (READY) and takes requests.
+        case joined(service: String, instanceId: String)
+        /// An instance was dropped; `reason` says why ("disconnected", "stopped answering heartbeats", …).
+        case left(service: String, instanceId: String, reason: String)
+    }
+
     struct RequestKey: Hashable {
         var client: Data
         var requestId: UInt64
@@ -84,6 +92,16 @@ public struct BrokerStateMachine: Sendable {
     var nextHeartbeatAt: Int64 = 0
     /// Requests handed to instances since start.
     public private(set) var requestsRouted: UInt64 = 0
+    /// The reason of a `.left` for an instance that said goodbye (DISCONNECT) itself.
+    public static let disconnectedReason = "disconnected"
+    /// Joins and leaves not yet taken by `takeMembershipChanges()`.
+    public private(set) var membershipChanges: [MembershipChange] = []
+
+    /// The joins and leaves since the last call, oldest first.
+    public mutating func takeMembershipChanges() -> [MembershipChange] {
+        defer { membershipChanges = [] }
+        return membershipChanges
+    }
 
     /// A broker with no instances.
     public init(configuration: Configuration = Configuration()) {
@@ -109,7 +127,7 @@ public struct BrokerStateMachine: Sendable {
             workers[worker]?.expiresAt = expiry
             return []
         case .workerDisconnect(let worker):
-            return removeWorker(worker, reason: "disconnected")
+            return removeWorker(worker, reason: Self.disconnectedReason)
         }
     }
 
@@ -197,6 +215,7 @@ public struct BrokerStateMachine: Sendable {
             identity: identity, service: service, instanceId: info.instanceID,
             capacity: max(1, Int(info.capacity)), expiresAt: now + expiryInterval)
         services[service, default: ServiceEntry()].workers.append(identity)
+        membershipChanges.append(.joined(service: service, instanceId: info.instanceID))
         return dispatch(service)
     }
 
@@ -221,6 +240,7 @@ public struct BrokerStateMachine: Sendable {
 
     private mutating func removeWorker(_ identity: Data, reason: String) -> [Action] {
         guard let worker = workers.removeValue(forKey: identity) else { return [] }
+        membershipChanges.append(.left(service: worker.service, instanceId: worker.instanceId, reason: reason))
         var actions: [Action] = []
         for key in worker.inFlight {
             guard let entry = inFlight.removeValue(forKey: key), !entry.answered else { continue }

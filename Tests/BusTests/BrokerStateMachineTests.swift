@@ -411,6 +411,37 @@ struct BrokerLivenessTests {
     }
 }
 
+@Suite("Broker: instances joining and leaving, for the broker's log")
+struct BrokerMembershipTests {
+    @Test("§2 joins, a goodbye, a drop for silence and a second service are reported once each, with the reason")
+    func changesReportedOnce() {
+        var h = Harness(heartbeatIntervalMs: 1000, liveness: 3)
+        _ = h.ready("w1", at: 0)
+        _ = h.ready("w2", at: 0)
+        _ = h.ready("w3", "storage", at: 0)
+        _ = h.ready("w1", at: 500)  // announcing the same service again is no change
+        #expect(
+            h.broker.takeMembershipChanges() == [
+                .joined(service: "inventory", instanceId: "w1-instance"),
+                .joined(service: "inventory", instanceId: "w2-instance"),
+                .joined(service: "storage", instanceId: "w3-instance"),
+            ])
+        #expect(h.broker.takeMembershipChanges().isEmpty, "taken changes are gone")
+
+        _ = h.broker.receive(.workerDisconnect(worker: Data("w2")), now: 600)
+        _ = h.broker.receive(.workerHeartbeat(worker: Data("w1")), now: 2000)
+        _ = h.tick(at: 3000)  // w3 silent since 0: dropped; w1 heard at 2000: kept
+        _ = h.ready("w1", "backup", at: 3100)
+        #expect(
+            h.broker.takeMembershipChanges() == [
+                .left(service: "inventory", instanceId: "w2-instance", reason: BrokerStateMachine.disconnectedReason),
+                .left(service: "storage", instanceId: "w3-instance", reason: "stopped answering heartbeats"),
+                .left(service: "inventory", instanceId: "w1-instance", reason: "announced a second service"),
+            ])
+        #expect(h.broker.status().services.isEmpty)
+    }
+}
+
 @Suite("Broker: status for Broker/Status")
 struct BrokerStatusTests {
     @Test("status() lists services sorted with instances, queued and in-flight counts, and requests routed")
