@@ -44,9 +44,21 @@ public final class ChildProcess: @unchecked Sendable {
     }
 
     /// Sends SIGTERM and waits up to `timeout` seconds, then SIGKILL. Returns whether it ended by
-    /// itself with exit status 0 in time (a graceful shutdown).
+    /// itself with exit status 0 in time (a graceful shutdown). The waiting happens on a thread of its own
+    /// (`onOwnThread`), never on the cooperative pool the process's other tests share.
     @discardableResult
-    public func stop(timeout: Double = 5) -> Bool {
+    public func stop(timeout: Double = 5) async -> Bool {
+        await onOwnThread { [self] in stopBlocking(timeout: timeout) }
+    }
+
+    /// `stop()` for a `defer`, which cannot wait: the process is stopped (and reaped) on a thread of its own.
+    public func stopInBackground(timeout: Double = 5) {
+        Thread.detachNewThread { [self] in _ = stopBlocking(timeout: timeout) }
+    }
+
+    /// `stop()` holding the calling thread until the process has ended.
+    @discardableResult
+    public func stopBlocking(timeout: Double = 5) -> Bool {
         guard isRunning else { return false }
         send(SIGTERM)
         let deadline = Date().addingTimeInterval(timeout)
@@ -84,27 +96,21 @@ public final class ChildProcess: @unchecked Sendable {
     public static func run(
         _ executable: String, _ arguments: [String], environment: [String: String] = [:]
     ) async throws -> Result {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread.detachNewThread {
-                continuation.resume(
-                    with: Swift.Result {
-                        let scratch = NSTemporaryDirectory() + "rampart-run-\(UUID().uuidString)"
-                        defer {
-                            unlink(scratch + ".out")
-                            unlink(scratch + ".err")
-                        }
-                        let pid = try spawn(
-                            executable, arguments, environment: environment, stdout: scratch + ".out",
-                            stderr: scratch + ".err")
-                        var status: Int32 = 0
-                        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-                        let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-                        return Result(
-                            exitCode: code,
-                            stdout: (try? String(contentsOfFile: scratch + ".out", encoding: .utf8)) ?? "",
-                            stderr: (try? String(contentsOfFile: scratch + ".err", encoding: .utf8)) ?? "")
-                    })
+        try await onOwnThread {
+            let scratch = NSTemporaryDirectory() + "rampart-run-\(UUID().uuidString)"
+            defer {
+                unlink(scratch + ".out")
+                unlink(scratch + ".err")
             }
+            let pid = try spawn(
+                executable, arguments, environment: environment, stdout: scratch + ".out", stderr: scratch + ".err")
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+            let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            return Result(
+                exitCode: code,
+                stdout: (try? String(contentsOfFile: scratch + ".out", encoding: .utf8)) ?? "",
+                stderr: (try? String(contentsOfFile: scratch + ".err", encoding: .utf8)) ?? "")
         }
     }
 

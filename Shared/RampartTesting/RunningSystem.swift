@@ -56,11 +56,15 @@ public final class RunningSystem: @unchecked Sendable {
     /// Where link-signer's URLs point: storage's HTTP endpoint (RAMPART_LINK_BASE_URL).
     public var httpBaseURL: String { "http://127.0.0.1:\(httpPort)" }
 
+    /// The log level of every process: `RAMPART_TEST_LOG_LEVEL` of the test run (e.g. `debug` to chase a
+    /// failure), else `info`.
+    public static let logLevel = ProcessInfo.processInfo.environment["RAMPART_TEST_LOG_LEVEL"] ?? "info"
+
     /// The environment every Rampart process of this system gets.
     public var environment: [String: String] {
         var environment = [
             "RAMPART_DATABASE_URL": database, "RAMPART_BUS": busEndpoint, "RAMPART_HEARTBEAT_MS": "\(heartbeatMs)",
-            "RAMPART_LOG_LEVEL": "info", "RAMPART_STORAGE_HTTP_PORT": "\(httpPort)", "RAMPART_LINK_BASE_URL": httpBaseURL,
+            "RAMPART_LOG_LEVEL": Self.logLevel, "RAMPART_STORAGE_HTTP_PORT": "\(httpPort)", "RAMPART_LINK_BASE_URL": httpBaseURL,
         ]
         if let keys { environment["RAMPART_KEYS"] = keys.path } else { environment["RAMPART_INSECURE_PLAIN"] = "1" }
         return environment
@@ -123,20 +127,35 @@ public final class RunningSystem: @unchecked Sendable {
         let client = client()
         defer { client.close() }
         let clock = ContinuousClock()
-        let deadline = clock.now + timeout
+        let started = clock.now
+        let startedAt = Date()
+        let deadline = started + timeout
         var last = "no answer"
-        while clock.now < deadline {
-            if let status: Rampart_Bus_V1_BrokerStatusResponse = try? await client.call(
-                service: BusProtocol.brokerService, method: Broker.statusMethod, Rampart_Bus_V1_BrokerStatusRequest(),
-                timeout: .seconds(1))
-            {
+        var (answers, failures) = (0, 0)
+        var lastFailure = ""
+        // The last check starts after the deadline: a test task that got no thread for a while (a busy
+        // machine) still looks once more before it calls the service absent.
+        var lastCheck = false
+        while !lastCheck {
+            lastCheck = clock.now >= deadline
+            do {
+                let status: Rampart_Bus_V1_BrokerStatusResponse = try await client.call(
+                    service: BusProtocol.brokerService, method: Broker.statusMethod, Rampart_Bus_V1_BrokerStatusRequest(),
+                    timeout: .seconds(1))
+                answers += 1
                 let found = status.services.first { $0.name == service }?.instances.count ?? 0
                 if found == count { return }
-                last = "\(found) instances"
+                last = "\(found) instances; the broker lists " + status.services.map { "\($0.name) ×\($0.instances.count)" }
+                    .joined(separator: ", ")
+            } catch {
+                failures += 1
+                lastFailure = "\(error)"
             }
             try await Task.sleep(for: .milliseconds(50))
         }
-        throw TimeoutError(description: "\(service) never had \(count) instances (\(last)); logs in \(logDirectory)\n\(logs)")
+        throw TimeoutError(
+            description: "\(service) never had \(count) instances (\(last)); \(answers) status answers, \(failures) failed "
+                + "calls (last: \(lastFailure)) in \(clock.now - started) from \(startedAt); logs in \(logDirectory)\n\(logs)")
     }
 
     /// Runs the `rampart` CLI against this system.
@@ -173,24 +192,34 @@ public final class RunningSystem: @unchecked Sendable {
         ([bus] + services).map { "== \($0.commandLine)\n\($0.log.suffix(4000))" }.joined(separator: "\n")
     }
 
-    /// Stops every process (services first, then the bus); returns the command lines of those that
-    /// did not shut down gracefully (SIGTERM → exit 0 within 5 s).
+    /// Stops every process — services in the reverse order of their start (device agents and workers
+    /// before the inventory and storage they report to), then the bus — on a thread of its own; returns
+    /// the command lines of those that did not shut down gracefully (SIGTERM → exit 0 within 5 s).
     @discardableResult
-    public func stop() -> [String] {
+    public func stop() async -> [String] {
+        await onOwnThread { [self] in stopBlocking() }
+    }
+
+    /// `stop()` for a `defer`, which cannot wait: it goes on on a thread of its own. Waiting for processes
+    /// to end must not hold a thread of the cooperative pool, which every test of the process shares (two
+    /// threads on CI): test teardowns blocking both once stalled every other test for 85 s.
+    public func stopInBackground() {
+        Thread.detachNewThread { [self] in _ = stopBlocking() }
+    }
+
+    /// `stop()` holding the calling thread until every process has ended.
+    @discardableResult
+    public func stopBlocking() -> [String] {
         var stuck: [String] = []
-        for service in services where service.isRunning && !service.stop() { stuck.append(service.commandLine) }
-        if bus.isRunning && !bus.stop() { stuck.append(bus.commandLine) }
+        let services = lock.withLock { self.services }
+        for service in services.reversed() where service.isRunning && !service.stopBlocking() {
+            stuck.append(service.commandLine)
+        }
+        if bus.isRunning && !bus.stopBlocking() { stuck.append(bus.commandLine) }
         return stuck
     }
 
-    /// `stop()` on a thread of its own: waiting for processes to end must not hold a thread of the
-    /// cooperative pool that every other test of the process shares (see `onOwnThread`).
-    @discardableResult
-    public func shutdown() async -> [String] {
-        await onOwnThread { [self] in stop() }
-    }
-
-    deinit { stop() }
+    deinit { stopBlocking() }
 
     /// A wait that ran out.
     public struct TimeoutError: Error, CustomStringConvertible {

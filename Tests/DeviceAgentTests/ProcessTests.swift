@@ -34,7 +34,7 @@ struct DeviceAgentProcessTests {
     @Test("§1, B5, B11, B12: run --register appears connected, answers Describe, exports in chunks over the bus")
     func registerDescribeExport() async throws {
         let system = try RunningSystem()
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let folder = NSTemporaryDirectory() + "device-agent-it-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let facts = sampleFacts(name: "fw-it-01", serial: "JADIT0001", configSize: 2_500_000)
@@ -106,7 +106,7 @@ struct DeviceAgentProcessTests {
         #expect(registration.deviceId == device.id && registration.managerId == "rampart-manager")
 
         // A graceful stop reports the device disconnected.
-        agent.stop()
+        await agent.stop()
         _ = try await Self.waitForDevice(client, facts.name) { !$0.connected }
         #expect(agent.log.contains("stopped serving"))
     }
@@ -114,7 +114,7 @@ struct DeviceAgentProcessTests {
     @Test("§1: run refuses a device whose name is registered with another serial")
     func serialMismatch() async throws {
         let system = try RunningSystem()
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let folder = NSTemporaryDirectory() + "device-agent-it-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: folder) }
         try DeviceFolder.initialize(at: folder, facts: sampleFacts(name: "fw-it-02", serial: "JADIT0002", configSize: 16_384))

@@ -69,7 +69,7 @@ struct RestoreCLIProcessTests {
     )
     func restoreEndToEnd() async throws {
         let system = try RunningSystem()
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         try system.start("inventory")
         try await system.waitUntilServing("inventory")
         let client = system.client()

@@ -78,7 +78,7 @@ final class LoopbackSSHServer {
     var log: String { process.log }
 
     func stop() {
-        process.stop(timeout: 2)
+        process.stopBlocking(timeout: 2)  // sshd ends on SIGTERM at once
         try? FileManager.default.removeItem(atPath: folder)
     }
 

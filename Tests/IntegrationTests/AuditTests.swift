@@ -96,7 +96,7 @@ struct AuditTests {
     @Test("issue 6 item 3: a bad filter is INVALID_ARGUMENT from the service and a usage error (64) in the CLI")
     func badFilters() async throws {
         let system = try RunningSystem()
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         try await system.waitUntilServing(AuditAPI.serviceName)
         let client = system.client()
         defer { client.close() }

@@ -144,8 +144,6 @@ struct BackupSystem {
         throw RunningSystem.TimeoutError(description: "the fleet never came up\n\(system.logs)")
     }
 
-    func stop() { system.stop() }
-
     /// Moves link-signer's clock `seconds` ahead of the system clock (read at every signing and check).
     func setClockOffset(_ seconds: Double) throws {
         try Data("\(seconds)\n".utf8).write(to: URL(fileURLWithPath: clockOffsetFile), options: .atomic)
@@ -185,8 +183,8 @@ func withBackupSystem(
         try await body(system)
     } catch {
         Issue.record("logs:\n\(system.system.logs)")
-        await system.system.shutdown()
+        await system.system.stop()
         throw error
     }
-    await system.system.shutdown()
+    await system.system.stop()
 }

@@ -86,7 +86,7 @@ struct BackupTests {
             #expect(try await system.backups(job: job.id).count == 2)
 
             // Lifecycle: every process (agents, workers, storage, inventory, bus) ends on SIGTERM by itself.
-            let stuck = system.system.stop()
+            let stuck = await system.system.stop()
             #expect(stuck.isEmpty, "not shut down gracefully within 5 s: \(stuck)")
         }
     }

@@ -64,7 +64,7 @@ struct ExamplesTests {
             try await waitUntil("run 3 printed the journal's \(journal.count) backup events", timeout: 20) {
                 subscriber.lines().count >= journal.count
             }
-            #expect(third.stop(), "run 3 stops gracefully on SIGTERM (exit 0): \(third.log)")
+            #expect(await third.stop(), "run 3 stops gracefully on SIGTERM (exit 0): \(third.log)")
             let printed = subscriber.lines()
             #expect(printed == journal.map(CSubscriberRuns.line), "every event once, in order, nothing else")
             #expect(printed.filter { $0.contains(job) }.count >= 10, "the job's events are there: \(printed)")
@@ -135,7 +135,7 @@ struct ExamplesTests {
             ] {
                 #expect(run.log.contains("bad frame skipped: \(report)"), "\(report): \(run.log)")
             }
-            #expect(run.stop(), "stops gracefully on SIGTERM: \(run.log)")
+            #expect(await run.stop(), "stops gracefully on SIGTERM: \(run.log)")
         }
     }
 

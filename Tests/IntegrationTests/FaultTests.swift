@@ -127,7 +127,7 @@ struct FaultTests {
     private func postgresScenario(_ postgres: PrivatePostgres) async throws {
         let url = try await postgres.start()
         let system = try RunningSystem(database: url)
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         do {
             var spec = FleetSpec()
             spec.device("fw-pg-1")
@@ -216,7 +216,7 @@ struct FaultTests {
         spec.device("fw-big", slowExportMs: 700)
         let backup = try await BackupSystem.start(spec)
         let storage = try #require(backup.storage)
-        defer { backup.stop() }
+        defer { backup.system.stopInBackground() }
         do {
             let system = backup.system
             let uploads = backup.storageDir + "/uploads"
@@ -394,7 +394,7 @@ struct FaultTests {
             try mountTmpfs(directory, size: "4m")
             mounted = directory
         }
-        defer { backup.stop() }
+        defer { backup.system.stopInBackground() }
         do {
             let system = backup.system
             let job = try await system.startJob("fw-huge")

@@ -46,7 +46,7 @@ struct RestoreCoordinatorTests {
             let contents = try BackupArchive.read(try await system.download(backup))
             held[backup.ownerName] = Held(backup: backup, manifest: contents.manifest, manifestJSON: contents.manifestJSON)
         }
-        #expect(system.fleet?.stop() == true, "the fleet stops gracefully, reporting its devices disconnected")
+        #expect(await system.fleet?.stop() == true, "the fleet stops gracefully, reporting its devices disconnected")
         try system.system.start("restore-coordinator", ["--lease-seconds", "\(leaseSeconds)"])
         try await system.system.waitUntilServing(RestoreAPI.serviceName)
         return held
@@ -65,7 +65,7 @@ struct RestoreCoordinatorTests {
             held[contents.manifest.deviceName] = Held(
                 backup: backup, manifest: contents.manifest, manifestJSON: contents.manifestJSON)
         }
-        #expect(system.fleet?.stop() == true)
+        #expect(await system.fleet?.stop() == true)
         try system.system.start("restore-coordinator", ["--lease-seconds", "30"])
         try await system.system.waitUntilServing(RestoreAPI.serviceName)
         return held

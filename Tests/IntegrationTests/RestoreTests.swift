@@ -43,7 +43,7 @@ struct RestoreTests {
 
     /// Stops the fleet (the faulty devices disconnect, R12) and starts a restore coordinator.
     static func replaceFleet(_ system: BackupSystem, leaseSeconds: Int = 20) async throws {
-        #expect(system.fleet?.stop() == true, "R12: the faulty devices are disconnected first")
+        #expect(await system.fleet?.stop() == true, "R12: the faulty devices are disconnected first")
         try system.system.start("restore-coordinator", ["--lease-seconds", "\(leaseSeconds)"])
         try await system.system.waitUntilServing(RestoreAPI.serviceName)
     }
@@ -67,7 +67,7 @@ struct RestoreTests {
             let secondary = try #require(backups.first { $0.ownerName == "hz-b" })
             let primaryArchive = try await system.download(primary)
             let original = try BackupArchive.read(primaryArchive)
-            #expect(system.fleet?.stop() == true, "R12: the faulty devices are disconnected first")
+            #expect(await system.fleet?.stop() == true, "R12: the faulty devices are disconnected first")
             try system.system.start("restore-coordinator", ["--lease-seconds", "20"])
             try await system.system.waitUntilServing(RestoreAPI.serviceName)
 

@@ -40,7 +40,7 @@ struct SecurityTests {
     @Test("issue 6 item 1: an unknown key gets no data at all (calls and events); a plain client gets nothing either")
     func unknownKeyGetsNothing() async throws {
         let system = try RunningSystem()
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         try system.start("inventory")
         try await system.waitUntilServing(InventoryService.serviceName)
         let stranger = try Self.strangerKey(system)
@@ -95,7 +95,7 @@ struct SecurityTests {
     @Test("issue 6 item 1: a key revoked while connected is refused from its next request on; a key added works at once")
     func revokeWhileConnected() async throws {
         let system = try RunningSystem()
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         try system.start("inventory")
         try await system.waitUntilServing(InventoryService.serviceName)
         let keys = try #require(system.keys)
@@ -131,7 +131,7 @@ struct SecurityTests {
     @Test("issue 6 item 1: a key revoked while subscribed to events gets nothing more; other subscribers go on")
     func revokedSubscriberCutOff() async throws {
         let system = try RunningSystem()
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         try await system.waitUntilServing(BusProtocol.journalService)
         let keys = try #require(system.keys)
         try keys.add([(.viewer, "watcher")])
@@ -184,7 +184,7 @@ struct SecurityTests {
     @Test("issue 6 item 2: a viewer reads but changes nothing, an operator cannot administer inventory, each refusal is PERMISSION_DENIED (exit 4)")
     func rolesOverProcesses() async throws {
         let system = try RunningSystem()
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         try system.start("inventory")
         try await system.waitUntilServing(InventoryService.serviceName)
         let register = [
@@ -236,14 +236,14 @@ struct SecurityTests {
     @Test("issue 6 item 2: only service keys register services: an operator's key serving inventory is refused by the broker")
     func registrationNeedsServiceKey() async throws {
         let system = try RunningSystem()
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let keys = try #require(system.keys)
         var environment = system.environment
         environment["RAMPART_KEY"] = keys.keyPath(role: .operator, name: "operator")
         let rogue = try ChildProcess(
             Binaries.path("inventory"), ["--instance-id", "rogue"], environment: environment,
             logPath: system.logDirectory + "/rogue.log")
-        defer { rogue.stop() }
+        defer { rogue.stopInBackground() }
         #expect(try await Self.waitUntil { system.bus.log.contains("service registration refused") })
         let status = try await system.rampart("bus", "status", "--output", "json")
         #expect(!status.stdout.contains("rogue"), "\(status)")
@@ -259,7 +259,7 @@ struct SecurityTests {
     @Test("issue 6 item 1: a key file others may read is refused at start, naming the fix")
     func worldReadableKeyRefused() async throws {
         let system = try RunningSystem()
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let keys = try #require(system.keys)
         let path = keys.keyPath(role: .service, name: "inventory")
         chmod(path, 0o644)
@@ -284,7 +284,7 @@ struct SecurityTests {
         #expect((unasked.stderr + unasked.stdout).contains("no broker key"), "\(unasked)")
 
         let system = try RunningSystem(plain: true)
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         try system.start("inventory")
         try await system.waitUntilServing(InventoryService.serviceName)
         #expect(system.bus.log.contains("INSECURE"), "\(system.bus.log)")

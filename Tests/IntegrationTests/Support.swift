@@ -16,10 +16,10 @@ func withSystem(inventories: Int = 1, plain: Bool = false, _ body: (RunningSyste
         try await body(system)
     } catch {
         Issue.record("logs:\n\(system.logs)")
-        await system.shutdown()
+        await system.stop()
         throw error
     }
-    await system.shutdown()
+    await system.stop()
 }
 
 /// Registration arguments of a device for the CLI.

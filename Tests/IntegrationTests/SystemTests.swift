@@ -40,7 +40,7 @@ struct SystemTests {
             }
             #expect(answeredBy.count == 2, "answered by \(answeredBy)")
 
-            let stuck = system.stop()
+            let stuck = await system.stop()
             #expect(stuck.isEmpty, "not shut down gracefully by SIGTERM within 5 s: \(stuck)")
         }
     }

@@ -74,19 +74,18 @@ struct PostgresPoolTests {
         await pool.close()
     }
 
-    @Test("an unreachable server fails fast with a connection error")
+    // The point is that it ends (never hangs): Swift Testing's time limit fails it if it does not, a bound
+    // far above anything a loaded machine needs (an in-test clock check once failed under load: the test
+    // task got no thread for half a minute while the connection attempt had long failed).
+    @Test("an unreachable server fails with a connection error, and does not hang", .timeLimit(.minutes(3)))
     func unreachable() async throws {
         let pool = PostgresPool(
             connectionString: "host=/nonexistent-rampart port=1 user=postgres connect_timeout=2", size: 2, logger: logger)
-        let start = ContinuousClock.now
         let error = await #expect(throws: PostgresError.self) {
             try await pool.withConnection { _ in 1 }
         }
         #expect(error?.kind == .connection)
         #expect(error?.isConnectionFailure == true)
-        // Immediate in practice; not a speed check: the point is that it ends (never hangs), so the
-        // bound is far above anything a loaded machine needs.
-        #expect(ContinuousClock.now - start < .seconds(30))
         await pool.close()
     }
 

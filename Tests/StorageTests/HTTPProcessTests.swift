@@ -23,7 +23,7 @@ struct HTTPProcessTests {
     )
     func executable() async throws {
         let system = try RunningSystem()
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let port = FreePort.next()
         let dir = NSTemporaryDirectory() + "rampart-storage-http-\(UUID().uuidString.prefix(8))"
         let first = try system.start("storage", ["--dir", dir, "--http-port", "\(port)"])
@@ -52,8 +52,8 @@ struct HTTPProcessTests {
                 try await Task.sleep(for: .milliseconds(50))
             }
             #expect(second.log.contains("HTTP downloads stopped"))
-            #expect(second.stop(), "the second storage did not stop gracefully:\n\(second.log)")
-            #expect(first.stop(), "storage did not stop gracefully on SIGTERM:\n\(first.log)")
+            #expect(await second.stop(), "the second storage did not stop gracefully:\n\(second.log)")
+            #expect(await first.stop(), "storage did not stop gracefully on SIGTERM:\n\(first.log)")
         } catch {
             Issue.record("logs:\n\(system.logs)")
             throw error
@@ -63,13 +63,13 @@ struct HTTPProcessTests {
     @Test("L2: --http-port 0 disables the HTTP endpoint; an invalid port is refused")
     func disabled() async throws {
         let system = try RunningSystem()
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let dir = NSTemporaryDirectory() + "rampart-storage-http-\(UUID().uuidString.prefix(8))"
         let storage = try system.start("storage", ["--dir", dir, "--http-port", "0"])
         try await system.waitUntilServing(StorageService.serviceName)
         #expect(storage.log.contains("HTTP downloads disabled"))
         #expect(!storage.log.contains("HTTP downloads listening"))
-        #expect(storage.stop())
+        #expect(await storage.stop())
         let invalid = try await ChildProcess.run(
             Binaries.path("storage"),
             ["--dir", dir, "--http-port", "70000", "--database", "host=/nonexistent dbname=x"])

@@ -13,7 +13,7 @@ struct StorageProcessTests {
     @Test("the storage executable uploads and reads an object through the bus")
     func overTheBus() async throws {
         let system = try RunningSystem()
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let dir = NSTemporaryDirectory() + "rampart-storage-it-\(UUID().uuidString.prefix(8))"
         try system.start("storage", ["--dir", dir])
         try await system.waitUntilServing(BusProtocol.journalService)
