@@ -201,8 +201,8 @@ public final class RunningSystem: @unchecked Sendable {
     }
 
     /// `stop()` for a `defer`, which cannot wait: it goes on on a thread of its own. Waiting for processes
-    /// to end must not hold a thread of the cooperative pool, which every test of the process shares (two
-    /// threads on CI): test teardowns blocking both once stalled every other test for 85 s.
+    /// to end (up to 5 s each) must not hold a thread of the cooperative pool, which every test of the
+    /// process shares (two threads on CI; docs/testing.md).
     public func stopInBackground() {
         Thread.detachNewThread { [self] in _ = stopBlocking() }
     }
@@ -211,7 +211,7 @@ public final class RunningSystem: @unchecked Sendable {
     @discardableResult
     public func stopBlocking() -> [String] {
         var stuck: [String] = []
-        let services = lock.withLock { self.services }
+        let (services, bus) = lock.withLock { (self.services, self.bus!) }  // `restartBus` replaces `bus`
         for service in services.reversed() where service.isRunning && !service.stopBlocking() {
             stuck.append(service.commandLine)
         }
