@@ -33,6 +33,7 @@ public final class ChildProcess: @unchecked Sendable {
         let result = waitpid(pid, &status, WNOHANG)
         if result == pid {
             exitStatus = status
+            LiveChildren.reaped(pid)
             return false
         }
         return result == 0
@@ -106,6 +107,7 @@ public final class ChildProcess: @unchecked Sendable {
                 executable, arguments, environment: environment, stdout: scratch + ".out", stderr: scratch + ".err")
             var status: Int32 = 0
             while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+            LiveChildren.reaped(pid)
             let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
             return Result(
                 exitCode: code,
@@ -140,17 +142,24 @@ public final class ChildProcess: @unchecked Sendable {
             posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_APPEND, 0o600)
         }
         let merged = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        // The child dies with this test process even when it is killed (SIGKILL, a crash) and no `atexit`
+        // runs: `setpriv` sets the parent-death signal, then runs the program in its place (same pid).
+        let command = ParentDeath.wrapper.map { $0 + [executable] } ?? [executable]
+        let argv = (command + arguments).map { strdup($0) } + [nil]
         let envp = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
             argv.forEach { free($0) }
             envp.forEach { free($0) }
         }
         var pid = pid_t()
-        let result = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        // The kernel sends the parent-death signal when the *thread* that started the child ends, and the
+        // threads of Swift's pool come and go: every child is started by the one thread that lives as long
+        // as the process.
+        let result = ParentDeath.spawningThread.run { posix_spawn(&pid, command[0], &actions, nil, argv, envp) }
         guard result == 0 else {
             throw SpawnError(description: "cannot start \(executable): \(String(cString: strerror(result)))")
         }
+        LiveChildren.started(pid)
         return pid
     }
 }
@@ -201,5 +210,85 @@ public enum FreePort {
         return withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
         } == 0
+    }
+}
+
+/// Every child this test process started and has not reaped yet. When the process exits they are killed
+/// (SIGKILL) and reaped: a stop still going on in the background (`stopInBackground` in the last test's
+/// `defer`) or a test that never stopped its processes leaves nothing running after the test run.
+enum LiveChildren {
+    private static let pids = Mutex(Set<pid_t>())
+    private static let atExit: Void = { atexit { LiveChildren.killAll() } }()
+
+    static func started(_ pid: pid_t) {
+        _ = atExit
+        pids.withLock { _ = $0.insert(pid) }
+    }
+
+    /// After `waitpid` returned it: the pid may be reused from now on, so it must not be killed later.
+    static func reaped(_ pid: pid_t) {
+        _ = pids.withLock { $0.remove(pid) }
+    }
+
+    private static func killAll() {
+        for pid in pids.withLock({ $0 }) {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        }
+    }
+}
+
+/// How a test's children die with the test process.
+enum ParentDeath {
+    /// `setpriv --pdeathsig KILL --` (util-linux), or nil where there is no setpriv (then only `LiveChildren`
+    /// and dev/test.sh's check for leftovers catch a child left behind).
+    static let wrapper: [String]? =
+        FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") ? ["/usr/bin/setpriv", "--pdeathsig", "KILL", "--"] : nil
+
+    static let spawningThread = SpawningThread()
+}
+
+/// One thread, started once and never ended, that runs the closures given to `run` one after the other.
+final class SpawningThread: @unchecked Sendable {
+    private final class Job {
+        var body: (() -> Void)?
+        let done = DispatchSemaphore(value: 0)
+        init(_ body: @escaping () -> Void) { self.body = body }
+    }
+
+    private let condition = NSCondition()
+    private var jobs: [Job] = []
+
+    init() {
+        let thread = Thread { [self] in loop() }
+        thread.name = "rampart-testing-spawn"
+        thread.start()
+    }
+
+    /// Runs `body` on the spawning thread and returns its result; the caller waits (a spawn takes milliseconds).
+    func run<T>(_ body: () -> T) -> T {
+        withoutActuallyEscaping(body) { body in
+            var result: T?
+            let job = Job { result = body() }
+            condition.lock()
+            jobs.append(job)
+            condition.signal()
+            condition.unlock()
+            job.done.wait()
+            return result!
+        }
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while jobs.isEmpty { condition.wait() }
+            let job = jobs.removeFirst()
+            condition.unlock()
+            job.body?()
+            job.body = nil  // released before the caller goes on: `body` must not outlive `run`
+            job.done.signal()
+        }
     }
 }

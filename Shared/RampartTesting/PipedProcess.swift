@@ -66,6 +66,7 @@ public final class PipedProcess: @unchecked Sendable {
             if exitStatus != nil { return false }
             var status: Int32 = 0
             if waitpid(pid, &status, WNOHANG) == pid {
+                LiveChildren.reaped(pid)
                 exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
                 return false
             }
