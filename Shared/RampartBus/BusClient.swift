@@ -203,7 +203,16 @@ public final class BusClient: Sendable {
 
     private func send(_ mailbox: Mailbox, on socket: ZMQSocket) {
         for frames in mailbox.takeAll() {
-            do { try socket.send(frames) } catch { logger.warning("request not sent", metadata: ["error": "\(error)"]) }
+            // Never blocking: a DEALER with no peer at all (the bus refused this key's handshake) blocks a
+            // plain send for good, and with it the deadlines this thread enforces — a CLI with `--timeout 1`
+            // once hung for hours. Unsent, the call ends at its deadline ("nothing has been heard from the bus").
+            do {
+                if try !socket.send(frames, dontWait: true) {
+                    logger.debug("request not sent: no connection to the bus")
+                }
+            } catch {
+                logger.warning("request not sent", metadata: ["error": "\(error)"])
+            }
         }
     }
 
