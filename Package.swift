@@ -104,6 +104,7 @@ let package = Package(
             dependencies: [
                 "RampartBus", "RampartProto", "Postgres", .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Services/Inventory/Service", swiftSettings: strict),
         .executableTarget(

@@ -183,7 +183,12 @@ struct DevicesCommand: AsyncParsableCommand {
 
     struct Presence: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Record that a device is connected or disconnected (device agents do this themselves).")
+            abstract: "Override a device's presence: connected or disconnected.",
+            discussion: """
+                Not needed in an RMA: presence follows the bus by itself — a device whose heartbeats stop is \
+                marked disconnected within about 3 heartbeat intervals, and connected again when it comes back. \
+                This override lasts until the device's next change on the bus or its agent's next report.
+                """)
         @Argument(help: "Device name or id.") var device: String
         @Argument(help: "connected or disconnected.") var state: String
         @OptionGroup var options: ClientOptions

@@ -18,6 +18,8 @@ public final class Broker: Service, Sendable {
     private let auditor: Auditor?
     private let control = LoopControl()
     private let bound = Mutex<String?>(nil)
+    /// When this broker was made (`Broker/Status` says it: a restarted broker knows no instance yet).
+    private let startedAt = unixMillis()
 
     /// A broker that will bind every one of `endpoints` ("tcp://127.0.0.1:7400", "inproc://broker";
     /// a tcp port `*` picks a free one). Clients and instances may connect to any of them.
@@ -112,8 +114,10 @@ public final class Broker: Service, Sendable {
                         }
                         if let identity { header.caller = identity.proto } else { header.clearCaller() }
                         if service == BusProtocol.brokerService {
-                            var status = state.status()
+                            let request = (try? Rampart_Bus_V1_BrokerStatusRequest(serializedBytes: payload)) ?? .init()
+                            var status = state.status(servicePrefix: request.servicePrefix)
                             status.malformedFrames = malformed
+                            status.startedUnixMs = startedAt
                             perform(answerBrokerCall(client: client, header: header, status: status), on: socket)
                         } else {
                             perform(

@@ -309,11 +309,14 @@ public struct BrokerStateMachine: Sendable {
 
     // MARK: introspection
 
-    /// What the broker knows, for `Broker/Status` and tests.
-    public func status() -> Rampart_Bus_V1_BrokerStatusResponse {
+    /// What the broker knows, for `Broker/Status` and tests: the services whose name starts with
+    /// `servicePrefix` ("" = all).
+    public func status(servicePrefix: String = "") -> Rampart_Bus_V1_BrokerStatusResponse {
         var response = Rampart_Bus_V1_BrokerStatusResponse()
         response.requestsRouted = requestsRouted
-        response.services = services.keys.sorted().map { name in
+        response.heartbeatIntervalMs = configuration.heartbeatIntervalMs
+        response.liveness = configuration.liveness
+        response.services = services.keys.filter { $0.hasPrefix(servicePrefix) }.sorted().map { name in
             let entry = services[name]!
             var status = Rampart_Bus_V1_BrokerStatusResponse.ServiceStatus()
             status.name = name

@@ -49,6 +49,27 @@ public final class ServiceHost: Service, Sendable {
         var cancelled = false
     }
 
+    /// What the device simulator's power switch makes of this instance (`device-agent power`).
+    public enum Simulation: Sendable {
+        /// Serving.
+        case running
+        /// As a process stopped with SIGSTOP: reads nothing, answers nothing, sends no heartbeat; what the
+        /// broker sends waits in the socket. Back to `.running`, it goes on from there.
+        case frozen
+        /// As a pulled plug: `run()` ends at once, without a goodbye to the broker and with the requests
+        /// in flight cancelled; the broker drops the instance when its heartbeats stop.
+        case unplugged
+    }
+
+    private let simulation = Mutex(Simulation.running)
+
+    /// Freezes, unfreezes or unplugs this instance (the device simulator's power switch; never used by a
+    /// service).
+    public func simulate(_ state: Simulation) {
+        simulation.withLock { $0 = state }
+        control.wakeup.signal()
+    }
+
     /// An instance of `configuration.service` serving `router`.
     public init(configuration: Configuration, router: ServiceRouter, logger: Logger) {
         self.configuration = configuration
@@ -148,6 +169,26 @@ public final class ServiceHost: Service, Sendable {
         var draining = false
 
         while true {
+            switch simulation.withLock({ $0 }) {
+            case .running:
+                break
+            case .frozen:
+                var poller = ZMQPoller()
+                let wakeupIndex = poller.add(fileDescriptor: control.wakeup.readDescriptor)
+                try poller.poll(timeoutMilliseconds: 200)
+                if poller.isReadable(wakeupIndex) { control.wakeup.drain() }
+                if control.isStopRequested { simulation.withLock { $0 = .running } }  // a shutdown thaws it
+                continue
+            case .unplugged:
+                socket.close()
+                let running = handlers.withLock { handlers in
+                    handlers.cancelled = true
+                    return Array(handlers.running.values)
+                }
+                for task in running { task.cancel() }
+                logger.notice("unplugged: gone from the bus without a word")
+                return
+            }
             if control.isStopRequested && !draining {
                 draining = true
             }

@@ -82,7 +82,7 @@ struct BackupSystem {
     /// Starts it all; `prepareStorage(dir)` runs on the (created) storage folder before storage starts
     /// (e.g. to mount a small filesystem there).
     static func start(
-        _ spec: FleetSpec, workers count: Int = 1, leaseSeconds: Int = 15, links: Bool = false,
+        _ spec: FleetSpec, workers count: Int = 1, leaseSeconds: Int = 15, links: Bool = false, followLiveness: Bool = true,
         prepareStorage: (String) throws -> Void = { _ in }
     ) async throws -> BackupSystem {
         let system = try RunningSystem()
@@ -90,7 +90,7 @@ struct BackupSystem {
         try FileManager.default.createDirectory(atPath: storageDir, withIntermediateDirectories: true)
         try prepareStorage(storageDir)
         var result = BackupSystem(system: system, storageDir: storageDir)
-        try system.start("inventory")
+        try system.start("inventory", followLiveness ? [] : ["--presence-poll-ms", "0"])
         result.storage = try system.start("storage", ["--dir", storageDir])
         if links {
             try system.start(
@@ -173,12 +173,15 @@ struct BackupSystem {
     }
 }
 
-/// Runs `body` with a backup system, always stopping it; logs are attached on failure.
+/// Runs `body` with a backup system, always stopping it; logs are attached on failure. `followLiveness:
+/// false` starts inventory with `--presence-poll-ms 0`, for tests that play a device's part by hand (a
+/// presence report with no agent on the bus, which the bus's liveness would undo a moment later).
 func withBackupSystem(
-    _ spec: FleetSpec, workers: Int = 1, leaseSeconds: Int = 15, links: Bool = false,
+    _ spec: FleetSpec, workers: Int = 1, leaseSeconds: Int = 15, links: Bool = false, followLiveness: Bool = true,
     _ body: (BackupSystem) async throws -> Void
 ) async throws {
-    let system = try await BackupSystem.start(spec, workers: workers, leaseSeconds: leaseSeconds, links: links)
+    let system = try await BackupSystem.start(
+        spec, workers: workers, leaseSeconds: leaseSeconds, links: links, followLiveness: followLiveness)
     do {
         try await body(system)
     } catch {

@@ -130,11 +130,89 @@ struct RestoreCoordinatorTests {
         #expect(response.lease.state == .rejoined)
     }
 
+    /// `device-agent power --dir FLEET NAME STATE` for the fleet of `system`.
+    static func power(_ system: BackupSystem, _ name: String, _ state: String) async throws {
+        let result = try await ChildProcess.run(
+            Binaries.path("device-agent"), ["power", "--dir", system.system.logDirectory + "/fleet", name, state])
+        #expect(result.exitCode == 0, "\(result)")
+    }
+
+    /// Waits until `rampart devices show NAME` says `connected` (a liveness bound, not a speed check).
+    static func waitForPresence(_ system: BackupSystem, _ name: String, connected: Bool) async throws {
+        try await eventually("\(name) shows \(connected ? "connected" : "disconnected")", timeout: .seconds(60)) {
+            let shown = try await system.system.rampart("devices", "show", name, "--output", "json")
+            let device = try? Rampart_Inventory_V1_Device(jsonString: shown.stdout)
+            return (device?.connected == connected ? true : nil, "\(shown)")
+        }
+    }
+
+    @Test("R12: one device of a running fleet dies without a word: it shows disconnected by itself and its restore is granted")
+    func deadDeviceSeenDead() async throws {
+        var spec = FleetSpec()
+        spec.device("rma-1")
+        spec.device("rma-2")
+        spec.device("rma-3")
+        try await withBackupSystem(spec) { system in
+            let (job, code) = try await system.backUp("rma-2")
+            #expect(code == 0, "\(job)")
+            let backup = try #require(try await system.backups(job: job.id).first)
+            let contents = try BackupArchive.read(try await system.download(backup))
+            let held = Held(backup: backup, manifest: contents.manifest, manifestJSON: contents.manifestJSON)
+            try system.system.start("restore-coordinator", ["--lease-seconds", "30"])
+            try await system.system.waitUntilServing(RestoreAPI.serviceName)
+            let client = system.system.client()
+            defer { client.close() }
+            await expectRefused(["still connected", "R12"]) { _ = try await request(client, held) }
+
+            // Powered off: no goodbye, no presence report; only its heartbeats stop.
+            try await Self.power(system, "rma-2", "off")
+            try await Self.waitForPresence(system, "rma-2", connected: false)
+            for other in ["rma-1", "rma-3"] {
+                let shown = try await system.system.rampart("devices", "show", other, "--output", "json")
+                #expect(try Rampart_Inventory_V1_Device(jsonString: shown.stdout).connected, "\(other) is untouched: \(shown)")
+            }
+            let events = try await system.system.rampart(
+                "events", "tail", "--since", "0", "--topic", "inventory.device.disconnected", "--count", "1", "--output", "json")
+            #expect(events.exitCode == 0 && events.stdout.contains("rma-2"), "\(events)")
+
+            // The RMA goes on without `rampart devices presence`.
+            let lease = try await request(client, held)
+            #expect(lease.state == .active, "\(lease)")
+        }
+    }
+
+    @Test("R12: a frozen device shows disconnected; unfrozen, connected again; switched off and on, connected again")
+    func frozenDeviceComesBack() async throws {
+        var spec = FleetSpec()
+        spec.device("hang-1")
+        spec.device("hang-2")
+        try await withBackupSystem(spec) { system in
+            try await Self.power(system, "hang-1", "frozen")
+            try await Self.waitForPresence(system, "hang-1", connected: false)
+            try await Self.power(system, "hang-1", "on")
+            try await Self.waitForPresence(system, "hang-1", connected: true)
+            // The same fault again, then the other kind: each seen, each recovered.
+            try await Self.power(system, "hang-1", "frozen")
+            try await Self.waitForPresence(system, "hang-1", connected: false)
+            try await Self.power(system, "hang-1", "on")
+            try await Self.waitForPresence(system, "hang-1", connected: true)
+            try await Self.power(system, "hang-1", "off")
+            try await Self.waitForPresence(system, "hang-1", connected: false)
+            try await Self.power(system, "hang-1", "on")
+            try await Self.waitForPresence(system, "hang-1", connected: true)
+            // Back on, it serves backups again.
+            let (job, code) = try await system.backUp("hang-1")
+            #expect(code == 0, "\(job)")
+            let shown = try await system.system.rampart("devices", "show", "hang-2", "--output", "json")
+            #expect(try Rampart_Inventory_V1_Device(jsonString: shown.stdout).connected, "\(shown)")
+        }
+    }
+
     @Test("R7: with both HA peers replaced, the second peer is refused while the first restores and reboots, granted after it rejoined")
     func haPeers() async throws {
         var spec = FleetSpec()
         spec.pair("hr")
-        try await withBackupSystem(spec) { system in
+        try await withBackupSystem(spec, followLiveness: false) { system in
             let held = try await Self.prepare(system, "hr")
             let client = system.system.client()
             defer { client.close() }
@@ -166,7 +244,7 @@ struct RestoreCoordinatorTests {
     func clusterOrder() async throws {
         var spec = FleetSpec()
         spec.cluster("cr")
-        try await withBackupSystem(spec) { system in
+        try await withBackupSystem(spec, followLiveness: false) { system in
             let held = try await Self.prepareCluster(system, "cr")
             let client = system.system.client()
             defer { client.close() }
@@ -192,7 +270,7 @@ struct RestoreCoordinatorTests {
         var spec = FleetSpec()
         spec.device("fw-r")
         spec.pair("hx")
-        try await withBackupSystem(spec) { system in
+        try await withBackupSystem(spec, followLiveness: false) { system in
             let held = try await Self.prepare(system, "all")
             let client = system.system.client()
             defer { client.close() }
@@ -253,7 +331,7 @@ struct RestoreCoordinatorTests {
     func expiryAndFencing() async throws {
         var spec = FleetSpec()
         spec.pair("hf")
-        try await withBackupSystem(spec) { system in
+        try await withBackupSystem(spec, followLiveness: false) { system in
             let held = try await Self.prepare(system, "hf", leaseSeconds: 2)
             let client = system.system.client()
             defer { client.close() }
@@ -278,7 +356,7 @@ struct RestoreCoordinatorTests {
     func simultaneous() async throws {
         var spec = FleetSpec()
         spec.cluster("cs")
-        try await withBackupSystem(spec) { system in
+        try await withBackupSystem(spec, followLiveness: false) { system in
             let held = try await Self.prepareCluster(system, "cs")
             let control = try #require(held["cs-n1"])
             let client = system.system.client()
@@ -303,7 +381,7 @@ struct RestoreCoordinatorTests {
     func checklist() async throws {
         var spec = FleetSpec()
         spec.pair("hc")
-        try await withBackupSystem(spec) { system in
+        try await withBackupSystem(spec, followLiveness: false) { system in
             let held = try await Self.prepare(system, "hc")
             let client = system.system.client()
             defer { client.close() }
@@ -352,7 +430,7 @@ struct RestoreCoordinatorTests {
     func forcedRelease() async throws {
         var spec = FleetSpec()
         spec.pair("hl")
-        try await withBackupSystem(spec) { system in
+        try await withBackupSystem(spec, followLiveness: false) { system in
             let held = try await Self.prepare(system, "hl")
             let client = system.system.client()
             defer { client.close() }

@@ -7,10 +7,15 @@ import Testing
 
 /// Starts a system (bus + `inventories` inventory instances), runs `body`, and always stops it.
 /// `plain`: without CURVE (callers then name themselves; see docs/security.md).
-func withSystem(inventories: Int = 1, plain: Bool = false, _ body: (RunningSystem) async throws -> Void) async throws {
+/// `followLiveness: false` starts inventory with `--presence-poll-ms 0`: for tests that stand in for
+/// devices with hand-made presence reports and no agent on the bus, whose presence the bus's liveness
+/// would otherwise set to disconnected a moment later.
+func withSystem(
+    inventories: Int = 1, plain: Bool = false, followLiveness: Bool = true, _ body: (RunningSystem) async throws -> Void
+) async throws {
     let system = try RunningSystem(plain: plain)
     do {
-        for _ in 0..<inventories { try system.start("inventory") }
+        for _ in 0..<inventories { try system.start("inventory", followLiveness ? [] : ["--presence-poll-ms", "0"]) }
         try await system.waitUntilServing(BusProtocol.journalService)
         if inventories > 0 { try await system.waitUntilServing(InventoryService.serviceName, instances: inventories) }
         try await body(system)

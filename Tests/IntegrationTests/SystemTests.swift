@@ -47,7 +47,7 @@ struct SystemTests {
 
     @Test("Events: every change appears once, in order; a subscriber that went away replays from its last seq")
     func eventsInOrderAndReplayAfterDisconnect() async throws {
-        try await withSystem { system in
+        try await withSystem(followLiveness: false) { system in
             try await registerSmallFleet(system)
             // 3 + 1 + 3 + 1 changes so far.
             let first = try await collectEvents(system, since: 0, count: 5)
@@ -80,7 +80,7 @@ struct SystemTests {
 
     @Test("R12: a presence report that arrives late never overrides a newer one; an operator's report always applies")
     func presenceReportsInOrder() async throws {
-        try await withSystem { system in
+        try await withSystem(followLiveness: false) { system in
             let register = try await system.rampart(deviceArguments("fw-late", serial: "LATE1", ip: "10.0.9.1"))
             #expect(register.exitCode == 0, "\(register)")
             let client = system.client()

@@ -40,13 +40,15 @@ public struct DeviceRunner: Service {
     private let client: BusClient
     private let logger: Logger
     private let known: Rampart_Inventory_V1_Device?
+    private let power: DevicePower?
 
     /// A runner of the device in `folder`. `known` is its inventory record when already resolved (a
     /// fleet resolves and reports presence first, with bounded concurrency).
     public init(
         folder: DeviceFolder, configuration: Configuration, client: BusClient, logger: Logger,
-        known: Rampart_Inventory_V1_Device? = nil
+        known: Rampart_Inventory_V1_Device? = nil, power: DevicePower? = nil
     ) {
+        self.power = power
         self.folder = folder
         self.configuration = configuration
         self.client = client
@@ -87,6 +89,8 @@ public struct DeviceRunner: Service {
         hostConfiguration.capacity = configuration.capacity
         hostConfiguration.heartbeatIntervalMs = configuration.heartbeatMs
         let host = ServiceHost(configuration: hostConfiguration, router: agent.router(), logger: logger)
+        power?.attach(host)
+        let power = power
         let interval = configuration.presenceIntervalMs
         // The first periodic report comes at a random point of the interval, so a fleet's reports spread out.
         let firstDelay = known == nil ? interval : Int64.random(in: 1...max(1, interval))
@@ -94,24 +98,27 @@ public struct DeviceRunner: Service {
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await host.run() }
+                // Reports until the instance has stopped serving (a graceful shutdown drains it first).
                 group.addTask { [client, logger] in
-                    try? await cancelWhenGracefulShutdown {
-                        var delay = firstDelay
-                        while !Task.isCancelled {
-                            try await Task.sleep(for: .milliseconds(delay))
-                            agent.exports.prune()
-                            await Self.reportPresence(device.id, true, client: client, logger: logger)
-                            delay = interval
-                        }
+                    var delay = firstDelay
+                    while !Task.isCancelled {
+                        try await Task.sleep(for: .milliseconds(delay))
+                        delay = interval
+                        if let power, power.state != .on { continue }  // a frozen device says nothing
+                        agent.exports.prune()
+                        await Self.reportPresence(device.id, true, client: client, logger: logger)
                     }
                 }
-                try await group.waitForAll()
+                defer { group.cancelAll() }
+                try await group.next()
             }
+        } catch is CancellationError {
         } catch {
-            await Self.reportPresence(device.id, false, client: client, logger: logger)
+            if power?.state != .off { await Self.reportPresence(device.id, false, client: client, logger: logger) }
             throw error
         }
-        await Self.reportPresence(device.id, false, client: client, logger: logger)
+        // Switched off, a device says nothing: it is seen as gone when its heartbeats stop.
+        if power?.state != .off { await Self.reportPresence(device.id, false, client: client, logger: logger) }
     }
 
     /// Finds the device named `facts.name` in inventory, registering it when absent and `register` is set.

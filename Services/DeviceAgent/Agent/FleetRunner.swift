@@ -75,6 +75,7 @@ public struct FleetRunner: Service {
         if base.register { try await createGroups() }
         if Task.isShuttingDownGracefully { return }
         let byName = Dictionary(uniqueKeysWithValues: spec.devices.map { ($0.name, $0) })
+        let powers = Dictionary(uniqueKeysWithValues: folders.map { ($0.facts.name, DevicePower()) })
         try await withThrowingDiscardingTaskGroup { group in
             for ((folder, device), (security, deviceClient)) in zip(zip(folders, resolved), zip(securities, clients)) {
                 var configuration = base
@@ -82,11 +83,47 @@ public struct FleetRunner: Service {
                 let entry = byName[folder.facts.name]
                 configuration.options.failExport = entry?.failExport ?? false
                 configuration.options.slowExportMs = entry?.slowExportMs ?? 0
-                let runner = DeviceRunner(
-                    folder: folder, configuration: configuration, client: deviceClient, logger: logger, known: device)
-                group.addTask { try await runner.run() }
+                let power = powers[folder.facts.name]!
+                group.addTask { [logger] in
+                    // Each boot serves until a graceful shutdown or until the device is switched off; switched
+                    // on again, it boots afresh (a new instance, no exports).
+                    while true {
+                        let runner = DeviceRunner(
+                            folder: folder, configuration: configuration, client: deviceClient, logger: logger, known: device,
+                            power: power)
+                        try await runner.run()
+                        guard power.state == .off, !Task.isShuttingDownGracefully, !Task.isCancelled else { return }
+                        try await cancelWhenGracefulShutdown { try await power.waitUntilOn() }
+                        if Task.isShuttingDownGracefully { return }
+                        logger.notice("switched on: booting", metadata: ["device": "\(folder.facts.name)"])
+                    }
+                }
             }
+            group.addTask { [self] in try await followPowerSwitches(powers) }
             logger.notice("fleet serving", metadata: ["devices": "\(folders.count)", "elapsed": "\(ContinuousClock.now - started)"])
+        }
+    }
+
+    /// Applies the fleet's power switches (`DIR/power/<name>`, written by `device-agent power`) every
+    /// quarter of a second, until a graceful shutdown.
+    private func followPowerSwitches(_ powers: [String: DevicePower]) async throws {
+        try? await cancelWhenGracefulShutdown { [self] in
+            var warned: Set<String> = []
+            while !Task.isCancelled {
+                let wanted = DevicePower.read(fleet: directory) { name, text in
+                    if warned.insert(name).inserted {
+                        logger.warning("power switch ignored: not on, off or frozen", metadata: ["device": "\(name)", "text": "\(text)"])
+                    }
+                }
+                for (name, power) in powers {
+                    let state = wanted[name] ?? .on
+                    if power.state != state {
+                        logger.notice("power switch", metadata: ["device": "\(name)", "from": "\(power.state)", "to": "\(state)"])
+                        power.set(state)
+                    }
+                }
+                try await Task.sleep(for: .milliseconds(250))
+            }
         }
     }
 

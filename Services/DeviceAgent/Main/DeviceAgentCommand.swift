@@ -12,7 +12,7 @@ struct DeviceAgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "device-agent",
         abstract: "A simulated threat defense device: its facts, configuration tree and backups, served on the bus.",
-        subcommands: [Init.self, Run.self, Fleet.self, Cli.self])
+        subcommands: [Init.self, Run.self, Fleet.self, Power.self, Cli.self])
 }
 
 /// The manager a device registers with (`RAMPART_MANAGER_ID`, default "rampart-manager").
@@ -280,6 +280,44 @@ extension DeviceAgentCommand {
                 configuration: .init(
                     services: [.init(service: runner)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             try await group.run()
+        }
+    }
+}
+
+extension DevicePower.State: ExpressibleByArgument {}
+
+extension DeviceAgentCommand {
+    /// `device-agent power`: switches one device of a running fleet off, frozen or on.
+    struct Power: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Switch one device of a fleet off (dead without a word), frozen (hung) or on again.",
+            discussion: """
+                The running `device-agent fleet --dir DIR` applies the switch within a quarter of a second: `off` \
+                drops the device from the bus with no goodbye and no presence report (as `kill -9` of a real \
+                appliance); `frozen` keeps its connection but answers nothing (as `kill -STOP`); `on` boots an \
+                off device afresh or lets a frozen one go on where it stopped. The switch is the file \
+                DIR/power/NAME, and stays across fleet restarts until switched on.
+                """)
+
+        @Option(help: "Folder of the fleet (as given to `device-agent fleet --dir`).") var dir: String
+        @Argument(help: "The device's name.") var name: String
+        @Argument(help: "on, off or frozen.") var state: DevicePower.State
+
+        func validate() throws {
+            let folder = dir.hasSuffix("/") ? String(dir.dropLast()) : dir
+            guard FileManager.default.fileExists(atPath: folder + "/" + name + "/facts.json") else {
+                let known = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
+                    .filter { FileManager.default.fileExists(atPath: folder + "/" + $0 + "/facts.json") }.sorted()
+                let hint = known.isEmpty ? "no device folders there" : "its devices: " + known.prefix(8).joined(separator: ", ")
+                    + (known.count > 8 ? ", …" : "")
+                throw ValidationError("\(folder) has no device '\(name)' (\(hint))")
+            }
+        }
+
+        func run() throws {
+            let folder = dir.hasSuffix("/") ? String(dir.dropLast()) : dir
+            try DevicePower.write(state, device: name, fleet: folder)
+            print("\(name): \(state.rawValue)")
         }
     }
 }

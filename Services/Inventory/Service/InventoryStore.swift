@@ -117,6 +117,27 @@ enum InventoryStore {
         return try row.decode("was", as: Bool.self) == connected ? .unchanged : .changed
     }
 
+    /// Every device's recorded presence: id → connected.
+    static func presences(on connection: PostgresConnection) throws -> [String: Bool] {
+        var result: [String: Bool] = [:]
+        for row in try connection.query("SELECT id::text AS id, connected FROM inventory.devices") {
+            result[try row.decode("id", as: String.self)] = try row.decode("connected", as: Bool.self)
+        }
+        return result
+    }
+
+    /// Records a change of presence seen on the bus (`PresenceWatcher`), unless it is already so; returns
+    /// whether it changed. Connected sets last seen; disconnected keeps it (when it was last seen alive).
+    /// The next report of the device's own agent, whatever its number, applies after it.
+    static func setLiveness(id: String, connected: Bool, reporter: String, on connection: PostgresConnection) throws -> Bool {
+        try connection.execute(
+            """
+            UPDATE inventory.devices SET connected = \(connected), presence_sequence = 0, presence_reporter = \(reporter),
+                last_seen = CASE WHEN \(connected) THEN now() ELSE last_seen END
+            WHERE id = \(id)::uuid AND connected <> \(connected)
+            """) > 0
+    }
+
     /// What a presence report did.
     enum PresenceUpdate: Equatable {
         /// Applied; the device's connected state changed.

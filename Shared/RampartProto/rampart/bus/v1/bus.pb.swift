@@ -309,6 +309,9 @@ public nonisolated struct Rampart_Bus_V1_BrokerStatusRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// Only services whose name starts with this ("device/": every device's service). "" = all.
+  public var servicePrefix: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -325,6 +328,16 @@ public nonisolated struct Rampart_Bus_V1_BrokerStatusResponse: Sendable {
 
   public var malformedFrames: UInt64 = 0
 
+  /// When this broker process started, milliseconds since the Unix epoch. An instance that was live
+  /// before a restart is missing from `services` until it has registered again, which takes it at most
+  /// heartbeat_interval_ms × liveness after the start.
+  public var startedUnixMs: Int64 = 0
+
+  /// The broker's heartbeat interval, and after how many missed intervals it drops a silent instance.
+  public var heartbeatIntervalMs: Int64 = 0
+
+  public var liveness: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated struct ServiceStatus: Sendable {
@@ -334,6 +347,7 @@ public nonisolated struct Rampart_Bus_V1_BrokerStatusResponse: Sendable {
 
     public var name: String = String()
 
+    /// Instance ids of the live instances (empty: the service is known but has no instance now).
     public var instances: [String] = []
 
     public var queued: UInt32 = 0
@@ -734,18 +748,29 @@ nonisolated extension Rampart_Bus_V1_ReplayResponse: SwiftProtobuf.Message, Swif
 
 nonisolated extension Rampart_Bus_V1_BrokerStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".BrokerStatusRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}service_prefix\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    // Load everything into unknown fields
-    while try decoder.nextFieldNumber() != nil {}
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.servicePrefix) }()
+      default: break
+      }
+    }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.servicePrefix.isEmpty {
+      try visitor.visitSingularStringField(value: self.servicePrefix, fieldNumber: 1)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Rampart_Bus_V1_BrokerStatusRequest, rhs: Rampart_Bus_V1_BrokerStatusRequest) -> Bool {
+    if lhs.servicePrefix != rhs.servicePrefix {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -753,7 +778,7 @@ nonisolated extension Rampart_Bus_V1_BrokerStatusRequest: SwiftProtobuf.Message,
 
 nonisolated extension Rampart_Bus_V1_BrokerStatusResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".BrokerStatusResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}services\0\u{3}requests_routed\0\u{3}malformed_frames\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}services\0\u{3}requests_routed\0\u{3}malformed_frames\0\u{3}started_unix_ms\0\u{3}heartbeat_interval_ms\0\u{1}liveness\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -764,6 +789,9 @@ nonisolated extension Rampart_Bus_V1_BrokerStatusResponse: SwiftProtobuf.Message
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.services) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.requestsRouted) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.malformedFrames) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.startedUnixMs) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.heartbeatIntervalMs) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.liveness) }()
       default: break
       }
     }
@@ -779,6 +807,15 @@ nonisolated extension Rampart_Bus_V1_BrokerStatusResponse: SwiftProtobuf.Message
     if self.malformedFrames != 0 {
       try visitor.visitSingularUInt64Field(value: self.malformedFrames, fieldNumber: 3)
     }
+    if self.startedUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.startedUnixMs, fieldNumber: 4)
+    }
+    if self.heartbeatIntervalMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.heartbeatIntervalMs, fieldNumber: 5)
+    }
+    if self.liveness != 0 {
+      try visitor.visitSingularInt64Field(value: self.liveness, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -786,6 +823,9 @@ nonisolated extension Rampart_Bus_V1_BrokerStatusResponse: SwiftProtobuf.Message
     if lhs.services != rhs.services {return false}
     if lhs.requestsRouted != rhs.requestsRouted {return false}
     if lhs.malformedFrames != rhs.malformedFrames {return false}
+    if lhs.startedUnixMs != rhs.startedUnixMs {return false}
+    if lhs.heartbeatIntervalMs != rhs.heartbeatIntervalMs {return false}
+    if lhs.liveness != rhs.liveness {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
