@@ -276,8 +276,11 @@ struct BackupsCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Download a backup file over the bus, checking its SHA-256 (rule B6/L1).")
         @Argument(help: "Backup id.") var backup: String
-        @Option(name: [.customShort("o"), .customLong("to")], help: "Where to write it (default: its file name).")
+        @Option(
+            name: [.customShort("o"), .customLong("to")],
+            help: "Where to write it: a file, or a folder (DIR or DIR/) to get DIR/<its file name> (default: its file name here).")
         var output: String?
+        @Flag(help: "Replace an existing file (a folder is never replaced).") var force = false
         @OptionGroup var options: ClientOptions
 
         func run() async throws {
@@ -287,13 +290,12 @@ struct BackupsCommand: AsyncParsableCommand {
                 let response: Rampart_Backup_V1_BackupResponse = try await options.call(
                     client, BackupService.serviceName, BackupMethod.getBackup, request, idempotent: true)
                 let b = response.backup
-                let path = output ?? b.fileName
-                let partial = path + ".partial"
-                _ = FileManager.default.createFile(atPath: partial, contents: nil, attributes: [.posixPermissions: 0o600])
-                guard let file = FileHandle(forWritingAtPath: partial) else {
-                    throw ValidationError("cannot write \(partial)")
-                }
-                defer { try? file.close() }
+                let target = try OutputFile(output, defaultName: b.fileName, force: force)
+                let path = target.path
+                let partial = try target.begin()
+                let file = partial.handle
+                var committed = false
+                defer { if !committed { partial.abandon() } }
                 var hash = SHA256()
                 var offset: UInt64 = 0
                 let bar = ProgressBar(total: b.size, label: b.fileName)
@@ -304,7 +306,11 @@ struct BackupsCommand: AsyncParsableCommand {
                     read.length = 1 << 20
                     let chunk: Rampart_Storage_V1_ReadObjectResponse = try await options.call(
                         client, "storage", "rampart.storage.v1.Storage/ReadObject", read, idempotent: true)
-                    try file.write(contentsOf: chunk.data)
+                    do {
+                        try file.write(contentsOf: chunk.data)
+                    } catch {
+                        throw CommandFailure(message: "cannot write \(path): \(error.localizedDescription)", exitCode: 1)
+                    }
                     hash.update(data: chunk.data)
                     offset += UInt64(chunk.data.count)
                     bar.update(offset)
@@ -313,11 +319,10 @@ struct BackupsCommand: AsyncParsableCommand {
                 bar.finish()
                 let digest = hash.finalize().map { String(format: "%02x", $0) }.joined()
                 guard offset == b.size, digest == b.sha256 else {
-                    try? FileManager.default.removeItem(atPath: partial)
                     throw RPCError(.dataLoss, "downloaded \(offset) bytes with SHA-256 \(digest), expected \(b.size) bytes and \(b.sha256): nothing written")
                 }
-                try? FileManager.default.removeItem(atPath: path)
-                try FileManager.default.moveItem(atPath: partial, toPath: path)
+                committed = true
+                try target.commit(partial)
                 if options.output == .json {
                     print(#"{"file":"\#(path)","size":\#(offset),"sha256":"\#(digest)"}"#)
                 } else {
@@ -332,23 +337,27 @@ struct BackupsCommand: AsyncParsableCommand {
             abstract: "Take one node's .tar out of a downloaded cluster bundle (rule R8), to restore that node.")
         @Argument(help: "The cluster bundle (.tar.gz).") var bundle: String
         @Option(help: "The node's device name.") var node: String
-        @Option(name: [.customShort("o"), .customLong("to")], help: "Where to write it (default: the node file's name).")
+        @Option(
+            name: [.customShort("o"), .customLong("to")],
+            help: "Where to write it: a file, or a folder (DIR or DIR/) to get DIR/<the node file's name> (default: here).")
         var output: String?
+        @Flag(help: "Replace an existing file (a folder is never replaced).") var force = false
 
-        func run() throws {
+        func run() async throws {
             guard let data = FileManager.default.contents(atPath: bundle) else {
-                throw ValidationError("cannot read \(bundle)")
+                printError("cannot read \(bundle)")
+                throw ExitCode(3)
             }
-            do {
-                let (fileName, tar) = try ClusterBundle.extract(data, node: node)
-                let path = output ?? fileName
-                guard FileManager.default.createFile(atPath: path, contents: tar, attributes: [.posixPermissions: 0o600]) else {
-                    throw ValidationError("cannot write \(path)")
+            try await reportingFailures {
+                do {
+                    let (fileName, tar) = try ClusterBundle.extract(data, node: node)
+                    let target = try OutputFile(output, defaultName: fileName, force: force)
+                    try target.write(tar)
+                    print("\(target.path): \(tar.count) bytes")
+                } catch let error as ArchiveError {
+                    printError("\(error)")
+                    throw ExitCode(6)
                 }
-                print("\(path): \(tar.count) bytes")
-            } catch let error as ArchiveError {
-                printError("\(error)")
-                throw ExitCode(6)
             }
         }
     }

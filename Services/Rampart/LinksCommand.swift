@@ -28,7 +28,9 @@ struct LinksCommand: AsyncParsableCommand {
         @Option(help: "A job id: every file it stored.") var job: String?
         @Flag(help: "Every stored backup of the device, pair or cluster, not only the latest.") var all = false
         @Option(help: "How long the links work, e.g. 6h, 2h, 90m, 45s (at most 6h).") var valid: String = "6h"
-        @Option(help: "Also write the links as a CSV file here (\"-\" for standard output).") var csv: String?
+        @Option(help: "Also write the links as a CSV file here: a file, a folder (DIR/links-<time>.csv), or \"-\" for standard output.")
+        var csv: String?
+        @Flag(help: "Replace an existing CSV file (a folder is never replaced).") var force = false
         @OptionGroup var options: ClientOptions
 
         func validate() throws {
@@ -47,6 +49,12 @@ struct LinksCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
+            // Checked before anything is exported: a CSV that could not be written would leave links nobody has.
+            let csvFile = try await reportingFailures { () -> OutputFile? in
+                guard let csv, csv != "-" else { return nil }
+                let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
+                return try OutputFile(csv, defaultName: "links-\(stamp).csv", force: force)
+            }
             var request = Rampart_Links_V1_ExportBackupLinksRequest()
             request.selector.backupIds = backups
             request.selector.device = device ?? ""
@@ -58,17 +66,13 @@ struct LinksCommand: AsyncParsableCommand {
             let response: Rampart_Links_V1_ExportBackupLinksResponse = try await options.withClient {
                 try await options.call($0, LinksAPI.serviceName, LinksAPI.Method.exportBackupLinks, request)
             }
-            if let csv {
-                if csv == "-" {
-                    FileHandle.standardOutput.write(Data(response.csv.utf8))
-                    return
-                }
-                do {
-                    try Data(response.csv.utf8).write(to: URL(fileURLWithPath: csv), options: .atomic)
-                } catch {
-                    printError("cannot write \(csv): \(error.localizedDescription)")
-                    throw ExitCode(1)
-                }
+            if csv == "-" {
+                FileHandle.standardOutput.write(Data(response.csv.utf8))
+                return
+            }
+            if let csvFile {
+                try await reportingFailures { try csvFile.write(Data(response.csv.utf8)) }
+                FileHandle.standardError.write(Data("links written to \(csvFile.path)\n".utf8))
             }
             if options.output == .json { return try printJSON(response) }
             var table = Table("DEVICE", "ROLE", "FILE", "SIZE", "EXPIRES", "URL")

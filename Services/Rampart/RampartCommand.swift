@@ -61,6 +61,8 @@ struct ClientOptions: ParsableArguments {
         } catch let error as RPCError {
             printError("\(error.code.name): \(error.message)")
             throw ExitCode(Self.exitCode(for: error.code))
+        } catch let failure as CommandFailure {
+            throw failure.exit()
         }
     }
 

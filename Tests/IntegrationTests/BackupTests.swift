@@ -114,8 +114,72 @@ struct BackupTests {
             #expect(download.exitCode == 11, "\(download)")
             #expect(download.stderr.contains("DATA_LOSS"), "\(download)")
             #expect(!FileManager.default.fileExists(atPath: system.system.logDirectory + "/damaged.tar"))
+            let leftovers = try FileManager.default.contentsOfDirectory(atPath: system.system.logDirectory)
+                .filter { $0.hasSuffix(".partial") }
+            #expect(leftovers.isEmpty, "a refused download leaves no partial file: \(leftovers)")
             let verify = try await system.system.rampart("storage", "verify")
             #expect(verify.exitCode == 10 && verify.stdout.contains(backup.objectID), "\(verify)")
+        }
+    }
+
+    @Test("The CLI never destroys an operator's file: -o DIR/ writes into DIR, an existing file needs --force, errors are clear")
+    func downloadsNeverDestroy() async throws {
+        var spec = FleetSpec()
+        spec.device("fw-keep")
+        try await withBackupSystem(spec, links: true) { system in
+            let (job, code) = try await system.backUp("fw-keep")
+            #expect(code == 0, "\(job)")
+            let backup = try #require(try await system.backups(job: job.id).first)
+            let folder = system.system.logDirectory + "/t1"
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            let precious = folder + "/notes.txt"
+            try Data("keep me\n".utf8).write(to: URL(fileURLWithPath: precious))
+            func download(_ arguments: String...) async throws -> ChildProcess.Result {
+                try await system.system.rampart(["backups", "download", backup.id] + arguments)
+            }
+            func contents(_ path: String) -> Data? { FileManager.default.contents(atPath: path) }
+
+            // A folder, with or without the final slash: the file goes inside it, the folder's files stay.
+            let withSlash = try await download("-o", folder + "/")
+            #expect(withSlash.exitCode == 0, "\(withSlash)")
+            #expect(contents(precious) == Data("keep me\n".utf8))
+            let written = try #require(contents(folder + "/" + backup.fileName), "\(withSlash)")
+            #expect(written.count == Int(backup.size))
+
+            // Again: the existing file is refused (exit 4) and untouched, with or without the slash.
+            for target in [folder, folder + "/"] {
+                let again = try await download("-o", target)
+                #expect(again.exitCode == 4 && again.stderr.contains("exists") && again.stderr.contains("--force"), "\(again)")
+            }
+            try Data("an older download\n".utf8).write(to: URL(fileURLWithPath: precious))
+            let overFile = try await download("-o", precious)
+            #expect(overFile.exitCode == 4, "\(overFile)")
+            #expect(contents(precious) == Data("an older download\n".utf8), "a refused download changes nothing")
+            let forced = try await download("-o", precious, "--force")
+            #expect(forced.exitCode == 0, "\(forced)")
+            #expect(contents(precious) == written, "--force replaces the file with the verified download")
+
+            // A folder that does not exist: a clear message, exit 1, no usage text, nothing created.
+            let missing = try await download("-o", system.system.logDirectory + "/no-such-folder/")
+            #expect(missing.exitCode == 1 && missing.stderr.contains("not a folder") && !missing.stderr.contains("USAGE"), "\(missing)")
+            let missingParent = try await download("-o", system.system.logDirectory + "/no-such-folder/x.tar")
+            #expect(missingParent.exitCode == 1 && missingParent.stderr.contains("does not exist"), "\(missingParent)")
+            #expect(!FileManager.default.fileExists(atPath: system.system.logDirectory + "/no-such-folder"))
+            let names = try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
+            #expect(names == [backup.fileName, "notes.txt"].sorted(), "no partial files left: \(names)")
+
+            // `links export --csv`: an existing file is refused before anything is exported; a folder gets a new file.
+            let csvOverFile = try await system.system.rampart(["links", "export", "--device", "fw-keep", "--csv", precious])
+            #expect(csvOverFile.exitCode == 4, "\(csvOverFile)")
+            #expect(contents(precious) == written)
+            let csvInFolder = try await system.system.rampart(["links", "export", "--device", "fw-keep", "--csv", folder])
+            #expect(csvInFolder.exitCode == 0, "\(csvInFolder)")
+            let csvs = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasSuffix(".csv") }
+            #expect(csvs.count == 1, "\(csvs)")
+            // `backups extract` onto an existing file: refused the same way (the bundle is read first).
+            let extract = try await system.system.rampart(["backups", "extract", folder + "/" + backup.fileName, "--node", "x", "-o", precious])
+            #expect(extract.exitCode != 0, "\(extract)")
+            #expect(contents(precious) == written, "a failed extract leaves the file as it was")
         }
     }
 
