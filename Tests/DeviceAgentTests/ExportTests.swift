@@ -142,6 +142,56 @@ struct ExportTests {
         #expect(agent.exports.count == 1)
     }
 
+    /// A StartExport of attempt `token` of task `task`.
+    private func attemptRequest(_ task: String, token: UInt64, leaseSeconds: UInt32 = 15) -> Rampart_Device_V1_StartExportRequest {
+        var request = exportRequest(job: "job-\(task)")
+        request.taskID = task
+        request.attemptToken = token
+        request.leaseSeconds = leaseSeconds
+        return request
+    }
+
+    @Test("Interrupted backups are delayed, not lost: five attempts of one task in a row hold one slot; a stale attempt is refused")
+    func attemptsReplaceTheirPredecessor() async throws {
+        let (agent, path) = try Self.agent()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        // Five attempts that never finished (cancelled, their worker killed): each replaces the one before.
+        var last = ""
+        for token in 1...5 { last = try await agent.startExport(attemptRequest("t-1", token: UInt64(token))).exportID }
+        #expect(agent.exports.count == 1)
+        var read = Rampart_Device_V1_ReadExportRequest()
+        read.exportID = last
+        _ = try await agent.readExport(read)
+        // Three other tasks still find a slot each; the fifth task is told the device is busy (retryable).
+        for task in ["t-2", "t-3", "t-4"] { _ = try await agent.startExport(attemptRequest(task, token: 1)) }
+        let busy = await #expect(throws: RPCError.self) { try await agent.startExport(attemptRequest("t-5", token: 1)) }
+        #expect(busy?.code == .resourceExhausted && busy?.message.contains("busy") == true, "\(String(describing: busy))")
+        // An earlier attempt coming back late (a worker that lost its lease) never takes the export away.
+        let stale = await #expect(throws: RPCError.self) { try await agent.startExport(attemptRequest("t-1", token: 3)) }
+        #expect(stale?.code == .failedPrecondition, "\(String(describing: stale))")
+        _ = try await agent.readExport(read)
+    }
+
+    @Test("Interrupted backups are delayed, not lost: an export unread for its attempt's lease is released")
+    func unreadExportsAreReleased() async throws {
+        let clock = ManualClock()
+        let (agent, path) = try Self.agent(clock: clock)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let held = try await agent.startExport(attemptRequest("t-a", token: 1, leaseSeconds: 15)).exportID
+        for task in ["t-b", "t-c", "t-d"] { _ = try await agent.startExport(attemptRequest(task, token: 1, leaseSeconds: 15)) }
+        // `t-a` is read now and then: kept. The other three stop reading (their workers died).
+        var read = Rampart_Device_V1_ReadExportRequest()
+        read.exportID = held
+        clock.advance(10_000)
+        _ = try await agent.readExport(read)
+        clock.advance(10_000)
+        _ = try await agent.readExport(read)
+        // 20 s without a read for t-b…t-d: released, so another task gets a slot.
+        _ = try await agent.startExport(attemptRequest("t-e", token: 1))
+        #expect(agent.exports.count == 2)
+        _ = try await agent.readExport(read)
+    }
+
     @Test("§1: --fail-export makes StartExport fail with INTERNAL 'simulated export failure'")
     func failExport() async throws {
         let (agent, path) = try Self.agent(options: .init(failExport: true))

@@ -52,6 +52,11 @@ struct DeviceExport: Sendable {
 struct Executor: Sendable {
     let client: BusClient
     let logger: Logger
+    /// The task lease, seconds: told to devices, which release an export unread for that long.
+    var leaseSeconds = 15
+    /// How long an attempt waits for a busy device (RESOURCE_EXHAUSTED from StartExport) before failing;
+    /// the attempt's lease is renewed meanwhile, so the wait costs no attempt.
+    var busyWait = Duration.seconds(300)
     static let chunkSize: UInt32 = 1 << 20
     private static let callTimeout = Duration.seconds(30)
 
@@ -186,7 +191,72 @@ struct Executor: Sendable {
         start.haPairID = device.haPairID
         start.clusterID = device.clusterID
         start.createdUnixMs = Int64(task.jobCreated.timeIntervalSince1970 * 1000)
-        let export: Rampart_Device_V1_StartExportResponse = try await deviceCall(service, "StartExport", start)
+        // The export belongs to this attempt: a later attempt replaces it, and the device releases it when
+        // this attempt stops reading for a lease's time (docs/faults.md).
+        start.taskID = task.id
+        start.attemptToken = UInt64(max(0, task.token))
+        start.leaseSeconds = UInt32(max(1, leaseSeconds))
+        let export = try await startExport(service, start, deviceName: device.name, progress: progress)
+        do {
+            return try await readExport(export, of: device, on: service, role: role, task: task, keep: keep, software: software, progress: progress)
+        } catch {
+            // Interrupted (a failure, a cancel, a lost lease): the device's slot is given back at once.
+            await release(export.exportID, on: service)
+            throw error
+        }
+    }
+
+    /// StartExport, waiting with backoff while the device is busy (RESOURCE_EXHAUSTED: all its export slots
+    /// are taken) for up to `busyWait`; the wait ends early when the attempt is cancelled.
+    private func startExport(
+        _ service: String, _ request: Rampart_Device_V1_StartExportRequest, deviceName: String,
+        progress: @Sendable (Int, String) -> Void
+    ) async throws -> Rampart_Device_V1_StartExportResponse {
+        let clock = ContinuousClock()
+        let deadline = clock.now + busyWait
+        var delay = Duration.milliseconds(250)
+        while true {
+            do {
+                return try await deviceCall(service, "StartExport", request)
+            } catch let error as RPCError where error.code == .resourceExhausted && clock.now + delay < deadline {
+                progress(0, "waiting: \(deviceName) is busy")
+                logger.notice(
+                    "device busy: waiting to export", metadata: ["device": "\(deviceName)", "retry-in": "\(delay)", "reason": "\(error.message)"])
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+    }
+
+    /// Best effort: FinishExport of an interrupted attempt's export, so the device's slot is free for the
+    /// next one; runs even when the attempt was cancelled. When it cannot be sent, the device releases the
+    /// export by itself once it has been unread for the lease's time.
+    private func release(_ exportId: String, on service: String) async {
+        var finish = Rampart_Device_V1_FinishExportRequest()
+        finish.exportID = exportId
+        let client = client
+        let released: Bool = await Task.detached {
+            do {
+                let _: Rampart_Device_V1_FinishExportResponse = try await client.call(
+                    service: service, method: "rampart.device.v1.Device/FinishExport", finish, timeout: .seconds(5))
+                return true
+            } catch let error as RPCError where error.code == .notFound {
+                return true  // finished already, or released by the device
+            } catch {
+                return false
+            }
+        }.value
+        if !released {
+            logger.notice("an interrupted attempt's export stays on the device until it is released there", metadata: ["export": "\(exportId)"])
+        }
+    }
+
+    /// Reads an export in chunks checking its SHA-256, and streams it into storage or keeps it.
+    private func readExport(
+        _ export: Rampart_Device_V1_StartExportResponse, of device: Rampart_Inventory_V1_Device, on service: String,
+        role: Rampart_Inventory_V1_Role, task: ClaimedTask, keep: Bool, software: Rampart_Inventory_V1_SoftwareVersion,
+        progress: @Sendable (Int, String) -> Void
+    ) async throws -> DeviceExport {
         let manifest = try ManifestFacts(json: export.manifestJson)
         guard manifest.deviceId == device.id else {
             throw RPCError.failedPrecondition("\(device.name)'s archive names device \(manifest.deviceId), not \(device.id) (rule B11)")

@@ -31,7 +31,7 @@ public final class JobRunner: Service, Sendable {
     public init(configuration: Configuration, pool: PostgresPool, client: BusClient, logger: Logger) {
         self.configuration = configuration
         self.pool = pool
-        self.executor = Executor(client: client, logger: logger)
+        self.executor = Executor(client: client, logger: logger, leaseSeconds: configuration.leaseSeconds)
         self.logger = logger
     }
 

@@ -118,7 +118,10 @@ public final class DeviceAgent: Sendable {
     ) async throws -> Rampart_Device_V1_StartExportResponse {
         let role = try Self.validate(request)
         if options.failExport { throw RPCError(.internal, "simulated export failure") }
-        let id = try exports.reserve()
+        let owner = request.taskID.isEmpty
+            ? nil
+            : ExportStore.Owner(taskId: request.taskID, token: request.attemptToken, leaseMs: Int64(request.leaseSeconds) * 1000)
+        let id = try exports.reserve(owner: owner)
         do {
             let createdMs = request.createdUnixMs == 0 ? now() : request.createdUnixMs
             let facts = folder.facts
@@ -188,7 +191,7 @@ public final class DeviceAgent: Sendable {
         guard request.jobID.utf8.count <= 128, !request.jobID.unicodeScalars.contains(where: { $0.value < 0x20 }) else {
             throw RPCError.invalidArgument("job_id must be at most 128 printable characters")
         }
-        for (name, value) in [("ha_pair_id", request.haPairID), ("cluster_id", request.clusterID)] {
+        for (name, value) in [("ha_pair_id", request.haPairID), ("cluster_id", request.clusterID), ("task_id", request.taskID)] {
             guard value.utf8.count <= 128, !value.unicodeScalars.contains(where: { $0.value < 0x20 }) else {
                 throw RPCError.invalidArgument("\(name) must be at most 128 printable characters")
             }

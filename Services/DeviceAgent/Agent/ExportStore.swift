@@ -3,13 +3,40 @@ import RampartBus
 import Synchronization
 
 /// The exports a device holds in memory between StartExport and FinishExport: at most `limit` at once
-/// (RESOURCE_EXHAUSTED beyond), each dropped when not finished within `timeToLiveMs` of its start.
-/// Time comes from the injected `now` (milliseconds), so tests need no sleeping.
+/// (RESOURCE_EXHAUSTED beyond: the device is busy, try again later), each dropped when not finished within
+/// `timeToLiveMs` of its start.
+///
+/// An export belongs to a task attempt (`Owner`: the backup task's id and the attempt's fencing token),
+/// so an interrupted attempt never holds a slot for good: the next attempt of the same task replaces its
+/// export, and an export nobody has read for the attempt's lease time is released (that attempt can no
+/// longer hold its lease). Time comes from the injected `now` (milliseconds), so tests need no sleeping.
 public final class ExportStore: Sendable {
+    /// The task attempt an export belongs to.
+    public struct Owner: Sendable, Equatable {
+        public var taskId: String
+        public var token: UInt64
+        /// Idle time after which the export is released, ms (0: only the time to live).
+        public var leaseMs: Int64
+
+        public init(taskId: String, token: UInt64, leaseMs: Int64) {
+            self.taskId = taskId
+            self.token = token
+            self.leaseMs = leaseMs
+        }
+    }
+
     /// One archive being read.
     struct Entry: Sendable {
         var data: Data?
         var startedMs: Int64
+        var touchedMs: Int64
+        var owner: Owner?
+
+        func isLive(at time: Int64, timeToLiveMs: Int64) -> Bool {
+            guard time - startedMs < timeToLiveMs else { return false }
+            if let owner, owner.leaseMs > 0, time - touchedMs >= owner.leaseMs { return false }
+            return true
+        }
     }
 
     /// Exports held at once.
@@ -26,25 +53,39 @@ public final class ExportStore: Sendable {
         self.now = now
     }
 
-    /// Takes a slot for a new export and returns its id; throws RESOURCE_EXHAUSTED when all are taken.
-    public func reserve() throws -> String {
+    /// Takes a slot for a new export of `owner` and returns its id. An export of an earlier attempt of the
+    /// same task is released first; one of a later attempt makes this one stale (FAILED_PRECONDITION).
+    /// Throws RESOURCE_EXHAUSTED (retryable: the device is busy) when every slot is taken.
+    public func reserve(owner: Owner? = nil) throws -> String {
         let time = now()
         return try entries.withLock { entries in
-            entries = entries.filter { time - $0.value.startedMs < timeToLiveMs }
+            entries = entries.filter { $0.value.isLive(at: time, timeToLiveMs: timeToLiveMs) }
+            if let owner, !owner.taskId.isEmpty {
+                let same = entries.filter { $0.value.owner?.taskId == owner.taskId }
+                if let newer = same.values.compactMap(\.owner).first(where: { $0.token > owner.token }) {
+                    throw RPCError.failedPrecondition(
+                        "a later attempt (token \(newer.token)) of task \(owner.taskId) holds its export: this attempt (token \(owner.token)) is stale")
+                }
+                for id in same.keys { entries.removeValue(forKey: id) }
+            }
             guard entries.count < limit else {
                 throw RPCError(
                     .resourceExhausted,
-                    "this device already holds \(limit) exports; finish one (FinishExport) or wait for it to expire")
+                    "this device is busy: it already holds \(limit) exports; try again shortly (each is released when finished, when its attempt is replaced or stops reading, or after \(timeToLiveMs / 1000) s)")
             }
             let id = UUID().uuidString.lowercased()
-            entries[id] = Entry(data: nil, startedMs: time)
+            entries[id] = Entry(data: nil, startedMs: time, touchedMs: time, owner: owner)
             return id
         }
     }
 
     /// Stores the archive of a reserved export.
     public func fill(_ id: String, data: Data) {
-        entries.withLock { entries in entries[id]?.data = data }
+        let time = now()
+        entries.withLock { entries in
+            entries[id]?.data = data
+            entries[id]?.touchedMs = time
+        }
     }
 
     /// Releases an export; true when it was there.
@@ -53,26 +94,30 @@ public final class ExportStore: Sendable {
         entries.withLock { $0.removeValue(forKey: id) != nil }
     }
 
-    /// The archive of export `id`; NOT_FOUND when unknown, expired or not built yet.
+    /// The archive of export `id` (each read keeps its attempt's export alive); NOT_FOUND when unknown,
+    /// expired, released or not built yet.
     public func data(_ id: String) throws -> Data {
         let time = now()
         return try entries.withLock { entries in
-            guard let entry = entries[id] else {
-                throw RPCError.notFound("no export '\(id)' on this device (finished, expired after 10 minutes, or never started)")
+            guard var entry = entries[id] else {
+                throw RPCError.notFound(
+                    "no export '\(id)' on this device (finished, replaced by a later attempt, released after its attempt stopped reading, expired, or never started)")
             }
-            guard time - entry.startedMs < timeToLiveMs else {
+            guard entry.isLive(at: time, timeToLiveMs: timeToLiveMs) else {
                 entries.removeValue(forKey: id)
-                throw RPCError.notFound("export '\(id)' expired: it was not finished within \(timeToLiveMs / 1000) s")
+                throw RPCError.notFound("export '\(id)' was released: not finished within \(timeToLiveMs / 1000) s, or unread for its attempt's lease")
             }
             guard let data = entry.data else { throw RPCError.notFound("export '\(id)' is still being built") }
+            entry.touchedMs = time
+            entries[id] = entry
             return data
         }
     }
 
-    /// Drops expired exports (called periodically so memory is released without further calls).
+    /// Drops expired and released exports (called periodically so memory is released without further calls).
     public func prune() {
         let time = now()
-        entries.withLock { entries in entries = entries.filter { time - $0.value.startedMs < timeToLiveMs } }
+        entries.withLock { entries in entries = entries.filter { $0.value.isLive(at: time, timeToLiveMs: timeToLiveMs) } }
     }
 
     /// Exports held now.

@@ -88,6 +88,18 @@ public nonisolated struct Rampart_Device_V1_StartExportRequest: Sendable {
   /// The archive's creation time (the job's run time), milliseconds since the epoch.
   public var createdUnixMs: Int64 = 0
 
+  /// The task attempt the export belongs to (docs/faults.md): the backup task's id and the attempt's
+  /// fencing token. A later attempt of the same task (a higher token) replaces the export of an earlier
+  /// one instead of taking another slot; an earlier attempt's StartExport after a later one's is refused
+  /// (FAILED_PRECONDITION). Empty task_id: an export of no task (a slot of its own).
+  public var taskID: String = String()
+
+  public var attemptToken: UInt64 = 0
+
+  /// The attempt's lease, seconds: an export nobody has read for this long belongs to an attempt that
+  /// can no longer hold its lease, and is released. 0: only the device's own time to live applies.
+  public var leaseSeconds: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -240,7 +252,7 @@ nonisolated extension Rampart_Device_V1_DescribeResponse: SwiftProtobuf.Message,
 
 nonisolated extension Rampart_Device_V1_StartExportRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StartExportRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}role\0\u{3}ha_pair_id\0\u{3}cluster_id\0\u{3}created_unix_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}role\0\u{3}ha_pair_id\0\u{3}cluster_id\0\u{3}created_unix_ms\0\u{3}task_id\0\u{3}attempt_token\0\u{3}lease_seconds\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -253,6 +265,9 @@ nonisolated extension Rampart_Device_V1_StartExportRequest: SwiftProtobuf.Messag
       case 3: try { try decoder.decodeSingularStringField(value: &self.haPairID) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.clusterID) }()
       case 5: try { try decoder.decodeSingularInt64Field(value: &self.createdUnixMs) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.taskID) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.attemptToken) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.leaseSeconds) }()
       default: break
       }
     }
@@ -274,6 +289,15 @@ nonisolated extension Rampart_Device_V1_StartExportRequest: SwiftProtobuf.Messag
     if self.createdUnixMs != 0 {
       try visitor.visitSingularInt64Field(value: self.createdUnixMs, fieldNumber: 5)
     }
+    if !self.taskID.isEmpty {
+      try visitor.visitSingularStringField(value: self.taskID, fieldNumber: 6)
+    }
+    if self.attemptToken != 0 {
+      try visitor.visitSingularUInt64Field(value: self.attemptToken, fieldNumber: 7)
+    }
+    if self.leaseSeconds != 0 {
+      try visitor.visitSingularUInt32Field(value: self.leaseSeconds, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -283,6 +307,9 @@ nonisolated extension Rampart_Device_V1_StartExportRequest: SwiftProtobuf.Messag
     if lhs.haPairID != rhs.haPairID {return false}
     if lhs.clusterID != rhs.clusterID {return false}
     if lhs.createdUnixMs != rhs.createdUnixMs {return false}
+    if lhs.taskID != rhs.taskID {return false}
+    if lhs.attemptToken != rhs.attemptToken {return false}
+    if lhs.leaseSeconds != rhs.leaseSeconds {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
