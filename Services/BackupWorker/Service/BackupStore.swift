@@ -220,12 +220,24 @@ enum BackupStore {
     }
 
     /// Puts a failed attempt back in the queue after `delay`, or fails the task when attempts are used up.
+    /// What became of a failed attempt's task.
+    enum AfterFailure: Equatable {
+        /// Pending again, to be retried after the delay.
+        case retrying
+        /// Failed for good: the task used all its attempts.
+        case failed
+        /// Nothing written: the attempt's lease had already passed to another attempt (fenced).
+        case leaseLost
+    }
+
+    /// Puts a failed attempt's task back to pending (or fails it after its last attempt), fenced by the
+    /// attempt's lease token: an attempt whose lease was taken over writes nothing.
     static func retryOrFail(_ task: ClaimedTask, reason: String, delaySeconds: Int, on connection: PostgresConnection) throws
-        -> Bool
+        -> AfterFailure
     {
         if task.attempts >= task.maxAttempts {
-            try finish(task, state: .taskFailed, message: "\(reason) (after \(task.attempts) attempts)", on: connection)
-            return false
+            let held = try finish(task, state: .taskFailed, message: "\(reason) (after \(task.attempts) attempts)", on: connection)
+            return held ? .failed : .leaseLost
         }
         let updated = try connection.execute(
             """
@@ -234,13 +246,12 @@ enum BackupStore {
                    message = \("attempt \(task.attempts) failed: \(reason); retrying in \(delaySeconds)s")
             WHERE id = \(task.id)::uuid AND lease_token = \(task.token) AND state = 'running'
             """)
-        if updated == 1 {
-            try emit(
-                "backup.task.retrying", subject: task.id,
-                ["job_id": task.jobId, "target": task.targetName, "reason": reason, "attempt": "\(task.attempts)"],
-                on: connection)
-        }
-        return true
+        guard updated == 1 else { return .leaseLost }
+        try emit(
+            "backup.task.retrying", subject: task.id,
+            ["job_id": task.jobId, "target": task.targetName, "reason": reason, "attempt": "\(task.attempts)"],
+            on: connection)
+        return .retrying
     }
 
     /// Fails tasks whose lease expired more often than they may be attempted (their workers died).

@@ -154,30 +154,43 @@ public final class JobRunner: Service, Sendable {
             let held = try await pool.transaction {
                 try BackupStore.finish(task, state: .taskSucceeded, message: message, backups: backups, on: $0)
             }
-            if !held { logger.warning("lease lost before the result was recorded; another worker owns the task") }
-            else { logger.info("task succeeded", metadata: ["message": "\(message)"]) }
+            if held { logger.info("task succeeded", metadata: ["message": "\(message)"]) } else { logLeaseLost(logger) }
         case .success(.partiallySucceeded(let message, let backups)):
-            _ = try await pool.transaction {
+            let held = try await pool.transaction {
                 try BackupStore.finish(task, state: .taskPartiallySucceeded, message: message, backups: backups, on: $0)
             }
-            logger.notice("task partially succeeded", metadata: ["message": "\(message)"])
+            if held { logger.notice("task partially succeeded", metadata: ["message": "\(message)"]) } else { logLeaseLost(logger) }
         case .success(.cancelled(let message)):
-            _ = try await pool.transaction { try BackupStore.finish(task, state: .taskCancelled, message: message, on: $0) }
-            logger.notice("task cancelled", metadata: ["message": "\(message)"])
+            let held = try await pool.transaction { try BackupStore.finish(task, state: .taskCancelled, message: message, on: $0) }
+            if held { logger.notice("task cancelled", metadata: ["message": "\(message)"]) } else { logLeaseLost(logger) }
         case .failure(Interruption.leaseLost):
             logger.warning("lease lost; abandoning the attempt")
         case .failure(Interruption.cancelRequested):
-            _ = try await pool.transaction {
+            let held = try await pool.transaction {
                 try BackupStore.finish(task, state: .taskCancelled, message: "cancelled while running", on: $0)
             }
+            if !held { logLeaseLost(logger) }
         case .failure(let error):
             let reason = (error as? RPCError)?.description ?? "\(error)"
             let delay = min(60, base << min(task.attempts - 1, 5))
-            let retried = try await pool.transaction {
+            let after = try await pool.transaction {
                 try BackupStore.retryOrFail(task, reason: reason, delaySeconds: delay, on: $0)
             }
-            logger.warning(retried ? "attempt failed, will retry" : "task failed", metadata: ["error": "\(reason)"])
+            switch after {
+            case .retrying: logger.warning("attempt failed, will retry", metadata: ["error": "\(reason)"])
+            case .failed: logger.warning("task failed", metadata: ["error": "\(reason)"])
+            case .leaseLost: logLeaseLost(logger, error: reason)
+            }
         }
+    }
+
+    /// The attempt's outcome was not recorded: its lease had passed to another attempt (a worker that was
+    /// frozen or cut off past its lease), whose result stands.
+    private func logLeaseLost(_ logger: Logger, error: String? = nil) {
+        var metadata: Logger.Metadata = [:]
+        if let error { metadata["error"] = "\(error)" }
+        logger.warning("lease lost before the result was recorded; another worker owns the task, nothing written",
+                       metadata: metadata)
     }
 }
 
