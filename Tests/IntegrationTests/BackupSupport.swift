@@ -83,9 +83,9 @@ struct BackupSystem {
     /// (e.g. to mount a small filesystem there).
     static func start(
         _ spec: FleetSpec, workers count: Int = 1, leaseSeconds: Int = 15, links: Bool = false, followLiveness: Bool = true,
-        prepareStorage: (String) throws -> Void = { _ in }
+        heartbeatMs: Int = 500, prepareStorage: (String) throws -> Void = { _ in }
     ) async throws -> BackupSystem {
-        let system = try RunningSystem()
+        let system = try RunningSystem(heartbeatMs: heartbeatMs)
         let storageDir = system.logDirectory + "/storage"
         try FileManager.default.createDirectory(atPath: storageDir, withIntermediateDirectories: true)
         try prepareStorage(storageDir)
@@ -178,10 +178,11 @@ struct BackupSystem {
 /// presence report with no agent on the bus, which the bus's liveness would undo a moment later).
 func withBackupSystem(
     _ spec: FleetSpec, workers: Int = 1, leaseSeconds: Int = 15, links: Bool = false, followLiveness: Bool = true,
-    _ body: (BackupSystem) async throws -> Void
+    heartbeatMs: Int = 500, _ body: (BackupSystem) async throws -> Void
 ) async throws {
     let system = try await BackupSystem.start(
-        spec, workers: workers, leaseSeconds: leaseSeconds, links: links, followLiveness: followLiveness)
+        spec, workers: workers, leaseSeconds: leaseSeconds, links: links, followLiveness: followLiveness,
+        heartbeatMs: heartbeatMs)
     do {
         try await body(system)
     } catch {

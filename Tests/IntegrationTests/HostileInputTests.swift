@@ -15,13 +15,13 @@ import ZeroMQ
 import Glibc
 #endif
 
-/// Issue 6 item 5 (hostile input): a bounded, seeded fuzz run over real processes. A raw DEALER sends
+/// P11 (hostile input): a bounded, seeded fuzz run over real processes. A raw DEALER sends
 /// the broker random frames, cut and mutated client requests, worker commands from nowhere, frames
 /// over the 16 MiB limit (docs/protocol.md §9), and well-formed envelopes carrying random, mutated,
 /// truncated and undecodable protobuf payloads to every method of every service, plus unknown methods.
 /// Afterwards every process still runs, memory grew by less than a liveness bound, and the CLI, a
 /// backup and link export still work. Reproduce a failure with the seed printed in the log.
-@Suite("Issue 6 hostile input: fuzzing the bus and every service", .serialized)
+@Suite("P11: hostile input, fuzzing the bus and every service", .serialized)
 struct HostileInputTests {
     static let seed: UInt64 = 0x6_0005_F022
     static let messages = 20_000
@@ -79,12 +79,16 @@ struct HostileInputTests {
         return result
     }
 
-    @Test("Issue 6 hostile input: 20,000 random, truncated and mutated requests to every method leave every service up and answering")
+    @Test("P11: 20,000 random, truncated and mutated requests to every method leave every service up and answering")
     func fuzzEveryMethod() async throws {
         var spec = FleetSpec()
         spec.device("fz-1")
         spec.pair("fzp")
-        try await withBackupSystem(spec) { system in
+        // The production heartbeat (2.5 s; instances dropped after 7.5 s of silence), not the tests' 0.5 s:
+        // in a debug build on two cores, the broker copying a flood of 16 MiB frames once kept its
+        // heartbeats from instances for over 1.5 s, and a request caught by that reconnect got UNAVAILABLE.
+        // Liveness is proved elsewhere; here the question is whether garbage gets the right answers.
+        try await withBackupSystem(spec, heartbeatMs: 2500) { system in
             let running = system.system
             try running.start(
                 "link-signer",
@@ -135,7 +139,7 @@ struct HostileInputTests {
             #expect(outcome.malformedAnswers >= outcome.malformedSent / 2, "\(outcome)")
             print("hostile input: \(outcome)")
 
-            // The audit service (issue 6 item 3) gets a run of its own, so the seeded sequence above (whose
+            // The audit service (P9) gets a run of its own, so the seeded sequence above (whose
             // valid requests may delete devices the checks below use) stays what it was.
             let auditOutcome = try await onOwnThread {
                 var fuzzer = Fuzzer(
@@ -484,7 +488,7 @@ struct Fuzzer {
             let command = UInt8(int(0...7))
             var frames = [BusProtocol.workerTag + Data([command])]
             if command == WorkerCommand.ready.rawValue {
-                // READY only for a made-up service: taking over a real one is item 1's business (CURVE).
+                // READY only for a made-up service: taking over a real one is P6's business (CURVE).
                 // Random fields first, the service last: the last value of a field wins.
                 var info = Rampart_Bus_V1_WorkerInfo()
                 info.service = "fuzz-\(int(0...9))"

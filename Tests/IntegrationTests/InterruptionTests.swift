@@ -32,7 +32,8 @@ struct InterruptionTests {
     @Test("Five backups cancelled mid-export in a row, then a backup with --wait: it succeeds (the device held 4 exports at most)")
     func cancelledAttemptsReleaseTheirExports() async throws {
         var spec = FleetSpec()
-        spec.configSize = "4MiB"
+        // 16 one-MiB chunks, 400 ms each: the cancel (a CLI process) lands mid-export even on a busy machine.
+        spec.configSize = "16MiB"
         spec.device("fw-x", slowExportMs: 400)
         try await withBackupSystem(spec) { system in
             let client = system.system.client()
