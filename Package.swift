@@ -56,13 +56,13 @@ let package = Package(
             ],
             path: "Shared/RampartBus", swiftSettings: strict),
 
-        // The append-only audit log (issue 6 item 3): records, PostgreSQL storage, filters, API names.
+        // The append-only audit log (P9): records, PostgreSQL storage, filters, API names.
         .target(
             name: "RampartAudit",
             dependencies: ["Postgres", "RampartProto", "RampartBus", .product(name: "Logging", package: "swift-log")],
             path: "Shared/RampartAudit", swiftSettings: strict),
 
-        // Backup archives: tar, manifest.json, gzip bundles, safe extraction (DESIGN §4).
+        // Backup archives: tar, manifest.json, gzip bundles, safe extraction (docs/rules.md#archives).
         .target(
             name: "RampartArchive",
             dependencies: ["CZlib", .product(name: "Crypto", package: "swift-crypto")],
@@ -97,12 +97,12 @@ let package = Package(
         // Executables, one folder each under Services/.
         .executableTarget(
             name: "Bus",
-            dependencies: ["RampartCore", "RampartBus", "RampartAudit", "RampartProto"],
+            dependencies: ["RampartCore", "RampartBus", "RampartAudit", "RampartProto", "RampartAPI"],
             path: "Services/Bus", swiftSettings: strict),
         .target(
             name: "InventoryService",
             dependencies: [
-                "RampartBus", "RampartProto", "Postgres", .product(name: "Logging", package: "swift-log"),
+                "RampartBus", "RampartProto", "RampartAPI", "Postgres", .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -127,7 +127,7 @@ let package = Package(
         .target(
             name: "StorageService",
             dependencies: [
-                "RampartBus", "RampartProto", "RampartCrypto", "Postgres",
+                "RampartBus", "RampartProto", "RampartCrypto", "RampartAPI", "Postgres",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -95,9 +95,15 @@ struct BusCommand: AsyncParsableCommand {
         let internalEndpoint = "inproc://rampart-broker"
         let pool = PostgresPool(connectionString: database.connectionString, size: database.poolSize, logger: logger)
         let auditLog = AuditLog(pool: pool, logger: logger)
+        // Device registrations are checked against inventory, asked over the bus inside this process.
+        let inventoryClient = BusClient(
+            endpoint: internalEndpoint, security: security.instanceSecurity, caller: "bus", logger: logger)
+        defer { inventoryClient.close() }
+        let deviceCheck = DeviceIdentityCheck(client: inventoryClient, logger: logger)
         let broker = Broker(
             endpoints: [listen, internalEndpoint], security: security,
-            configuration: .init(heartbeatIntervalMs: heartbeatMs), auditor: auditLog.auditor, logger: logger)
+            configuration: .init(heartbeatIntervalMs: heartbeatMs), auditor: auditLog.auditor,
+            deviceCheck: { await deviceCheck.check($0) }, logger: logger)
         let publisher = EventPublisher(
             connectionString: database.connectionString, endpoint: publish, secretKey: security.secretKey,
             authorized: security.authorized, logger: logger)

@@ -274,6 +274,11 @@ func printDevice(_ device: Rampart_Inventory_V1_Device, _ output: OutputFormat) 
     if !device.clusterID.isEmpty { table.add("cluster", device.clusterID) }
     table.add("state", stateText(device))
     table.add("last seen", formatTime(device.lastSeenUnixMs))
+    if device.identityConflictUnixMs != 0 {
+        // The bus refused an appliance claiming this device (another device's key, or an old box back
+        // after its RMA): when it last happened, and why.
+        table.add("identity conflict", "\(formatTime(device.identityConflictUnixMs)): \(device.identityConflict)")
+    }
     table.add("registered", formatTime(device.registeredUnixMs))
     table.add("updated", formatTime(device.updatedUnixMs))
     print(table.render())

@@ -18,6 +18,39 @@ public final class Broker: Service, Sendable {
     private let auditor: Auditor?
     private let control = LoopControl()
     private let bound = Mutex<String?>(nil)
+    private let deviceCheck: DeviceCheck?
+    /// Verdicts of device checks, handed from their tasks to the routing thread.
+    private let verdicts = Mutex<[(worker: Data, refusal: String?)]>([])
+
+    /// A registration of `device/<deviceId>`: who registers it, and the serial the box says it has.
+    public struct DeviceClaim: Sendable {
+        public var deviceId: String
+        /// The name of the registering key (nil in plain mode).
+        public var keyName: String?
+        public var serial: String
+        public var instanceId: String
+
+        public init(deviceId: String, keyName: String?, serial: String, instanceId: String) {
+            self.deviceId = deviceId
+            self.keyName = keyName
+            self.serial = serial
+            self.instanceId = instanceId
+        }
+    }
+
+    /// Confirms a device claim: nil admits it, a string is the reason it is refused (`DeviceClaim.refusal`
+    /// against inventory's record, in the bus process).
+    public typealias DeviceCheck = @Sendable (DeviceClaim) async -> String?
+
+    /// A device registration waiting for its check.
+    private struct PendingDevice {
+        var service: String
+        var info: Rampart_Bus_V1_WorkerInfo
+        var identity: CallerIdentity?
+    }
+    /// At most this many device registrations wait for their check at once; more are refused (the agent
+    /// asks again later) rather than held, so a flood of registrations costs the broker bounded memory.
+    static let maxPendingDevices = 10_000
     /// When this broker was made (`Broker/Status` says it: a restarted broker knows no instance yet).
     private let startedAt = unixMillis()
 
@@ -26,11 +59,14 @@ public final class Broker: Service, Sendable {
     /// With `.curve`, tcp peers must complete a CURVE handshake with a key the ZAP handler admits
     /// (start a `ZAPHandler` first), and each request reaches its service with the caller's identity.
     /// `auditor` records what the broker itself refuses (revoked keys, services a key may not serve).
+    /// `deviceCheck` confirms each registration of a device's service before the instance takes requests
+    /// (nil: none, e.g. a broker without inventory in unit tests).
     public init(
         endpoints: [String], security: BrokerSecurity, configuration: BrokerStateMachine.Configuration = .init(),
-        auditor: Auditor? = nil, logger: Logger
+        auditor: Auditor? = nil, deviceCheck: DeviceCheck? = nil, logger: Logger
     ) {
         precondition(!endpoints.isEmpty, "a broker needs an endpoint")
+        self.deviceCheck = deviceCheck
         self.endpoints = endpoints
         self.security = security
         self.configuration = configuration
@@ -46,6 +82,39 @@ public final class Broker: Service, Sendable {
             method: method, subject: service, outcome: .permissionDenied, message: message, details: [:],
             keyRevoked: identity == nil)
         Task { await auditor(event) }
+    }
+
+    /// Tells `worker` to go, logged and audited: its registration of `service` is refused for `reason`.
+    private func refuse(
+        _ worker: Data, service: String, info: Rampart_Bus_V1_WorkerInfo, identity: CallerIdentity?, reason: String,
+        on socket: ZMQSocket
+    ) {
+        logger.warning(
+            "service registration refused",
+            metadata: [
+                "service": "\(service)", "instance": "\(info.instanceID)", "name": "\(identity?.name ?? "-")",
+                "serial": "\(info.serial)", "reason": "\(reason)",
+            ])
+        perform([.disconnect(worker: worker)], on: socket)
+        recordRefusal(key: identity?.key ?? "", identity: identity, service: service, method: "serve \(service)", message: reason)
+    }
+
+    /// Hands a registration the broker's own checks admitted to the state machine. A device's service
+    /// already served by a live instance refuses the newcomer there (one identity, one device); that
+    /// refusal is audited like the others (the state machine logs it as a membership change).
+    private func register(
+        _ worker: Data, service: String, info: Rampart_Bus_V1_WorkerInfo, identity: CallerIdentity?, now: Int64,
+        state: inout BrokerStateMachine, on socket: ZMQSocket
+    ) {
+        let actions = state.receive(.workerReady(worker: worker, service: service, info: info), now: now)
+        perform(actions, on: socket)
+        let refused = state.workers[worker] == nil
+            && actions.contains { if case .disconnect(let told) = $0 { told == worker } else { false } }
+        if refused, service.hasPrefix(BusProtocol.deviceServicePrefix) {
+            recordRefusal(
+                key: identity?.key ?? "", identity: identity, service: service, method: "serve \(service)",
+                message: BrokerStateMachine.secondDeviceInstanceReason)
+        }
     }
 
     /// The first endpoint as actually bound, once `run()` has bound it.
@@ -79,6 +148,7 @@ public final class Broker: Service, Sendable {
         logger.info("broker listening", metadata: ["endpoint": "\(actual)"])
 
         var state = BrokerStateMachine(configuration: configuration)
+        var pendingDevices: [Data: PendingDevice] = [:]
         var malformed: UInt64 = 0
         var poller = ZMQPoller()
         let socketIndex = poller.add(socket)
@@ -113,7 +183,15 @@ public final class Broker: Service, Sendable {
                             continue
                         }
                         if let identity { header.caller = identity.proto } else { header.clearCaller() }
-                        if service == BusProtocol.brokerService {
+                        if service == BusProtocol.brokerService, let identity, identity.role == .device {
+                            // A device reaches only what a device needs (P8): the bus's status lists every
+                            // device of the fleet, and no device needs it.
+                            let reply = FrameCodec.replyHeader(
+                                requestId: header.requestID, status: .permissionDenied,
+                                message: "a device key ('\(identity.name)') may not read the bus's status", answeredBy: "broker")
+                            perform([.reply(client: client, service: service, header: reply, payload: Data())], on: socket)
+                            recordRefusal(key: identity.key, identity: identity, service: service, method: header.method, message: reply.message)
+                        } else if service == BusProtocol.brokerService {
                             let request = (try? Rampart_Bus_V1_BrokerStatusRequest(serializedBytes: payload)) ?? .init()
                             var status = state.status(servicePrefix: request.servicePrefix)
                             status.malformedFrames = malformed
@@ -138,7 +216,29 @@ public final class Broker: Service, Sendable {
                                 method: "serve \(service)", message: refusal)
                             continue
                         }
-                        perform(state.receive(.workerReady(worker: worker, service: service, info: info), now: now), on: socket)
+                        if let deviceCheck, service.hasPrefix(BusProtocol.deviceServicePrefix), state.workers[worker] == nil {
+                            // Not routable until inventory confirms the key and serial are this device's.
+                            if pendingDevices[worker] == nil, pendingDevices.count >= Self.maxPendingDevices {
+                                refuse(
+                                    worker, service: service, info: info, identity: identity,
+                                    reason: "too many device registrations are being checked; ask again later", on: socket)
+                            } else if pendingDevices[worker] == nil {
+                                pendingDevices[worker] = PendingDevice(service: service, info: info, identity: identity)
+                                let claim = DeviceClaim(
+                                    deviceId: String(service.dropFirst(BusProtocol.deviceServicePrefix.count)),
+                                    keyName: identity?.name, serial: info.serial, instanceId: info.instanceID)
+                                Task { [self] in
+                                    let refusal = await deviceCheck(claim)
+                                    verdicts.withLock { $0.append((worker, refusal)) }
+                                    control.wakeup.signal()
+                                }
+                            }
+                            continue
+                        }
+                        register(worker, service: service, info: info, identity: identity, now: now, state: &state, on: socket)
+                    case .success(let message) where pendingDevices[message.peer] != nil:
+                        // A device registration being checked: its heartbeats wait; its goodbye ends the wait.
+                        if case .workerDisconnect = message { pendingDevices[message.peer] = nil }
                     case .success(let message):
                         if revokedKey != nil {
                             if case .workerDisconnect = message {} else {
@@ -163,6 +263,22 @@ public final class Broker: Service, Sendable {
                     }
                 }
             }
+            let decided: [(worker: Data, refusal: String?)] = verdicts.withLock { verdicts in
+                let taken = verdicts
+                verdicts = []
+                return taken
+            }
+            for verdict in decided {
+                let worker = verdict.worker
+                guard let pending = pendingDevices.removeValue(forKey: worker) else { continue }  // it left meanwhile
+                if let refusal = verdict.refusal {
+                    refuse(worker, service: pending.service, info: pending.info, identity: pending.identity, reason: refusal, on: socket)
+                } else {
+                    register(
+                        worker, service: pending.service, info: pending.info, identity: pending.identity, now: unixMillis(),
+                        state: &state, on: socket)
+                }
+            }
             let now = unixMillis()
             if now - lastTick >= tickMs {
                 lastTick = now
@@ -178,9 +294,9 @@ public final class Broker: Service, Sendable {
     public static func refusal(of identity: CallerIdentity, serving service: String) -> String? {
         switch identity.role {
         case .service:
-            return service.hasPrefix(BrokerSecurity.deviceServicePrefix) ? "a service key may not serve a device's service" : nil
+            return service.hasPrefix(BusProtocol.deviceServicePrefix) ? "a service key may not serve a device's service" : nil
         case .device:
-            return service.hasPrefix(BrokerSecurity.deviceServicePrefix) ? nil : "a device key may serve only its device's service (device/…)"
+            return service.hasPrefix(BusProtocol.deviceServicePrefix) ? nil : "a device key may serve only its device's service (device/…)"
         case .admin, .operator, .viewer:
             return "role '\(identity.role.rawValue)' may not serve services"
         }
@@ -213,6 +329,9 @@ public final class Broker: Service, Sendable {
                 logger.log(
                     level: reason == BrokerStateMachine.disconnectedReason ? .info : .warning, "instance left",
                     metadata: ["service": "\(service)", "instance": "\(instanceId)", "reason": "\(reason)"])
+            case .refused(let service, let instanceId, let reason):
+                logger.warning(
+                    "service registration refused", metadata: ["service": "\(service)", "instance": "\(instanceId)", "reason": "\(reason)"])
             }
         }
     }
@@ -245,9 +364,6 @@ public enum BrokerSecurity: Sendable {
     public static let busDomain = "rampart.bus"
     /// The ZAP domain of the event publisher's socket.
     public static let eventsDomain = "rampart.events"
-    /// Service names of device agents ("device/<device id>"): only device keys may serve them.
-    public static let deviceServicePrefix = "device/"
-
     /// No authentication (loopback only; `--insecure-plain`).
     case plain
     /// CURVE with the broker's secret key; peers admitted by the ZAP handler from `authorized`.
@@ -283,5 +399,29 @@ extension BrokerInbound {
             .workerDisconnect(let worker):
             worker
         }
+    }
+}
+
+extension Broker.DeviceClaim {
+    /// Why this claim may not serve the device inventory records under `deviceId` with `name` and
+    /// `serial`, or nil when it may (rule P8): the id must be the device's id (not a name resolving to
+    /// it), the key the device's own (its name; none in plain mode), and the serial the one inventory
+    /// holds — a box whose serial inventory no longer has is the original of a device since restored
+    /// onto a replacement, or another appliance.
+    public func refusal(deviceId: String, name: String, serial: String) -> String? {
+        guard deviceId == self.deviceId else {
+            return "'\(self.deviceId)' is not a device id (it names device \(deviceId))"
+        }
+        if let keyName, keyName != name {
+            return "the key of device '\(keyName)' may serve only its own device, not \(name) (\(deviceId))"
+        }
+        guard !self.serial.isEmpty else {
+            return "the registration names no serial: an agent serving a device says which appliance it is"
+        }
+        guard self.serial == serial else {
+            return "this box has serial \(self.serial), but inventory knows \(name) as serial \(serial) "
+                + "(the device was restored onto a replacement, or this is another appliance): one identity, one device"
+        }
+        return nil
     }
 }

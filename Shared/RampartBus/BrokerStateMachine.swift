@@ -1,7 +1,7 @@
 import Foundation
 import RampartProto
 
-/// The broker's routing logic as a value-type state machine (DESIGN §2, after MDP/Majordomo):
+/// The broker's routing logic as a value-type state machine (docs/rules.md#bus, after MDP/Majordomo):
 /// messages and clock ticks in, actions out; no sockets, no clock of its own.
 ///
 /// - Requests go to instances of the named service round-robin, never more at once than an
@@ -46,7 +46,13 @@ public struct BrokerStateMachine: Sendable {
         case joined(service: String, instanceId: String)
         /// An instance was dropped; `reason` says why ("disconnected", "stopped answering heartbeats", …).
         case left(service: String, instanceId: String, reason: String)
+        /// A registration was refused (told DISCONNECT); `reason` says why.
+        case refused(service: String, instanceId: String, reason: String)
     }
+
+    /// The reason a second instance of a device's service is refused.
+    public static let secondDeviceInstanceReason =
+        "another instance already serves this device: one device identity is served by one appliance at a time"
 
     struct RequestKey: Hashable {
         var client: Data
@@ -210,6 +216,13 @@ public struct BrokerStateMachine: Sendable {
                 return dispatch(service)
             }
             return removeWorker(identity, reason: "announced a second service") + [.disconnect(worker: identity)]
+        }
+        // One identity, one device: a device's service has at most one live instance. The first stays (a
+        // box that comes back while its replacement serves is the one refused); a restarted agent is admitted
+        // once the broker has dropped its previous process (3 missed heartbeats).
+        if service.hasPrefix(BusProtocol.deviceServicePrefix), let entry = services[service], entry.workers.contains(where: { workers[$0] != nil }) {
+            membershipChanges.append(.refused(service: service, instanceId: info.instanceID, reason: Self.secondDeviceInstanceReason))
+            return [.disconnect(worker: identity)]
         }
         workers[identity] = Worker(
             identity: identity, service: service, instanceId: info.instanceID,

@@ -30,6 +30,11 @@ public enum BusProtocol {
     public static let brokerService = "bus.broker"
     /// The service name of the event journal (`Journal/Replay`, `Journal/Info`).
     public static let journalService = "bus.journal"
+    /// The prefix of every device's service: "device/<device id>", served by that device's agent only.
+    public static let deviceServicePrefix = "device/"
+
+    /// The bus service of the device with this id.
+    public static func deviceService(_ deviceId: String) -> String { deviceServicePrefix + deviceId }
 }
 
 /// Commands of the service-instance side of the protocol.
@@ -131,7 +136,7 @@ public enum FrameCodec {
     }
 
     /// Whether `frame` starts with `tag`, compared as raw bytes (`prefix(_:).elementsEqual` went through
-    /// generic sequence iteration: about 1 µs per message in the broker; docs/benchmarks.md, issue 2).
+    /// generic sequence iteration: about 1 µs per message in the broker; docs/benchmarks.md, "Bus round trips").
     private static func hasPrefix(_ frame: Data, _ tag: Data) -> Bool {
         guard frame.count >= tag.count else { return false }
         return frame.withUnsafeBytes { frameBytes in

@@ -20,6 +20,9 @@ public final class ServiceHost: Service, Sendable {
         public var capacity: UInt32 = 64
         public var heartbeatIntervalMs: Int64 = 2500
         public var liveness: Int64 = 3
+        /// For a device's service: the serial of the appliance serving it (`WorkerInfo.serial`), which the
+        /// broker checks against inventory before admitting the instance.
+        public var serial = ""
 
         public init(service: String, brokerEndpoint: String, security: BusSecurity, instanceId: String? = nil) {
             self.service = service
@@ -62,6 +65,12 @@ public final class ServiceHost: Service, Sendable {
     }
 
     private let simulation = Mutex(Simulation.running)
+    private let registered = Atomic<Bool>(false)
+
+    /// Whether the broker has taken this instance's current registration: it heard from the broker (a
+    /// heartbeat or a request) since it last registered. A registration the broker refused (a device
+    /// identity served elsewhere, a key that may not serve it) is told to go instead and never is.
+    public var isRegistered: Bool { registered.load(ordering: .relaxed) }
 
     /// Freezes, unfreezes or unplugs this instance (the device simulator's power switch; never used by a
     /// service).
@@ -102,7 +111,7 @@ public final class ServiceHost: Service, Sendable {
 
     /// Runs one request in a task of its own, started straight from the socket thread, and hands its
     /// reply to the socket thread. (Requests went through an AsyncStream to a task group before: a hop
-    /// more per request, about a fifth of the pipelined throughput; docs/benchmarks.md, issue 2.) The
+    /// more per request, about a fifth of the pipelined throughput; docs/benchmarks.md, "Bus round trips".) The
     /// task prefers `executor`: its first slice runs on the socket thread when `loop` calls
     /// `runAccepted()`, so a reply made without suspending goes out in the same loop turn.
     private func start(_ incoming: Incoming, mailbox: Mailbox, executor: SocketThreadExecutor) {
@@ -146,6 +155,8 @@ public final class ServiceHost: Service, Sendable {
         info.instanceID = configuration.instanceId
         info.capacity = configuration.capacity
         info.service = configuration.service
+        info.serial = configuration.serial
+        registered.store(false, ordering: .relaxed)
         try socket.send(FrameCodec.workerReady(info))
         return socket
     }
@@ -167,6 +178,8 @@ public final class ServiceHost: Service, Sendable {
         var heardAt = unixMillis()
         var nextHeartbeat = heardAt + interval
         var draining = false
+        var connectedAt = heardAt
+        var refusals = 0
 
         while true {
             switch simulation.withLock({ $0 }) {
@@ -213,6 +226,7 @@ public final class ServiceHost: Service, Sendable {
                     heardAt = unixMillis()
                     switch FrameCodec.decodeAtWorker(frames) {
                     case .request(let client, let header, let payload):
+                        registered.store(true, ordering: .relaxed)
                         if draining {
                             var reply = FrameCodec.replyHeader(
                                 requestId: header.requestID, status: .unavailable,
@@ -231,7 +245,7 @@ public final class ServiceHost: Service, Sendable {
                             sendReplies(mailbox, on: socket)
                         }
                     case .heartbeat:
-                        break
+                        registered.store(true, ordering: .relaxed)
                     case .disconnect:
                         reconnect = true
                     case nil:
@@ -246,8 +260,29 @@ public final class ServiceHost: Service, Sendable {
             }
             if reconnect {
                 socket.close()
+                // Told to go right after registering: the broker refused this instance (a key that may not
+                // serve it, another instance already serving this device, inventory not confirming it). Ask
+                // again later, more slowly each time, instead of at once and for ever.
+                if now - connectedAt < interval * configuration.liveness {
+                    refusals += 1
+                    let backoff = min(30_000, interval << min(refusals - 1, 4))
+                    logger.warning(
+                        "the broker refused or dropped this instance right after it registered (the bus log says why); registering again later",
+                        metadata: ["service": "\(configuration.service)", "retry-ms": "\(backoff)", "refusals": "\(refusals)"])
+                    var poller = ZMQPoller()
+                    let wakeupIndex = poller.add(fileDescriptor: control.wakeup.readDescriptor)
+                    try poller.poll(timeoutMilliseconds: Int(backoff))
+                    if poller.isReadable(wakeupIndex) { control.wakeup.drain() }
+                    if control.isStopRequested {
+                        logger.info("stopped serving")
+                        return
+                    }
+                } else {
+                    refusals = 0
+                }
                 socket = try connect()
                 heardAt = unixMillis()
+                connectedAt = heardAt
             }
             if now >= nextHeartbeat {
                 _ = try? socket.send(FrameCodec.workerSignal(.heartbeat), dontWait: true)

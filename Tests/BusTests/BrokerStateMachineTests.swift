@@ -89,9 +89,9 @@ private func expectBrokerReply(
     return reply.header.message
 }
 
-@Suite("Broker: routing by service name (DESIGN §2)")
+@Suite("Broker: routing by service name (docs/rules.md#bus)")
 struct BrokerRoutingTests {
-    @Test("§2 a request for a service with no instance gets UNAVAILABLE from the broker at once, naming the service")
+    @Test("Bus: a request for a service with no instance gets UNAVAILABLE from the broker at once, naming the service")
     func unavailableWithoutInstance() {
         var h = Harness()
         let message = expectBrokerReply(h.request("c1", id: 1, "backup"), client: "c1", id: 1, .unavailable)
@@ -100,14 +100,14 @@ struct BrokerRoutingTests {
         #expect(h.broker.status().services.isEmpty, "a refused request must not leave a queue behind")
     }
 
-    @Test("§2 an instance of another service does not make a service available")
+    @Test("Bus: an instance of another service does not make a service available")
     func otherServiceDoesNotCount() {
         var h = Harness()
         #expect(h.ready("w1", "inventory").isEmpty)
         expectBrokerReply(h.request("c1", id: 1, "backup"), client: "c1", id: 1, .unavailable)
     }
 
-    @Test("§2 requests go round-robin across two instances of a service")
+    @Test("Bus: requests go round-robin across two instances of a service")
     func roundRobin() {
         var h = Harness()
         _ = h.ready("w1", capacity: 10)
@@ -122,7 +122,7 @@ struct BrokerRoutingTests {
         #expect(h.broker.requestsRouted == 6)
     }
 
-    @Test("§2 the request is dispatched with the client's header and payload unchanged")
+    @Test("Bus: the request is dispatched with the client's header and payload unchanged")
     func dispatchCarriesRequest() {
         var h = Harness()
         _ = h.ready("w1")
@@ -133,7 +133,7 @@ struct BrokerRoutingTests {
         #expect(actions == [.dispatch(worker: Data("w1"), client: Data("c"), header: header, payload: Data("p"))])
     }
 
-    @Test("§2 an instance never holds more than its capacity; the rest queue and go out as replies free slots")
+    @Test("Bus: an instance never holds more than its capacity; the rest queue and go out as replies free slots")
     func capacityAndQueue() {
         var h = Harness()
         _ = h.ready("w1", capacity: 2)
@@ -156,7 +156,7 @@ struct BrokerRoutingTests {
         #expect(status.first?.inFlight == 2)
     }
 
-    @Test("§2 an instance that announces itself with capacity 0 still takes one request at a time")
+    @Test("Bus: an instance that announces itself with capacity 0 still takes one request at a time")
     func zeroCapacityMeansOne() {
         var h = Harness()
         _ = h.ready("w1", capacity: 0)
@@ -164,7 +164,7 @@ struct BrokerRoutingTests {
         #expect(h.request("c", id: 2).isEmpty)
     }
 
-    @Test("§2 queued requests are dispatched when a new instance announces itself")
+    @Test("Bus: queued requests are dispatched when a new instance announces itself")
     func readyDrainsQueue() {
         var h = Harness()
         _ = h.ready("w1", capacity: 1)
@@ -176,7 +176,7 @@ struct BrokerRoutingTests {
         #expect(dispatched(actions).map(\.id) == [2, 3])
     }
 
-    @Test("§2 a reply is forwarded to the client that asked, even when two clients use the same request id")
+    @Test("Bus: a reply is forwarded to the client that asked, even when two clients use the same request id")
     func replyToRightClient() {
         var h = Harness()
         _ = h.ready("w1", capacity: 2)
@@ -194,7 +194,7 @@ struct BrokerRoutingTests {
         #expect(h.broker.status().services.first?.inFlight == 0)
     }
 
-    @Test("§2 a client's request id is unique across services: one queued for A refuses the same id for B")
+    @Test("Bus: a client's request id is unique across services: one queued for A refuses the same id for B")
     func duplicateRequestIdAcrossServices() {
         var h = Harness()
         _ = h.ready("a1", "a", capacity: 1)
@@ -208,7 +208,7 @@ struct BrokerRoutingTests {
         #expect(replies(h.reply("b1", to: "c", id: 3)).map(\.header.requestID) == [3])
     }
 
-    @Test("§2 a second request with an id already in flight or queued gets ALREADY_EXISTS and is not dispatched")
+    @Test("Bus: a second request with an id already in flight or queued gets ALREADY_EXISTS and is not dispatched")
     func duplicateRequestId() {
         var h = Harness()
         _ = h.ready("w1", capacity: 1)
@@ -225,7 +225,7 @@ struct BrokerRoutingTests {
         #expect(dispatched(h.request("c", id: 7)).map(\.id) == [7])
     }
 
-    @Test("§2 when the queue of a service is full, a new request gets RESOURCE_EXHAUSTED")
+    @Test("Bus: when the queue of a service is full, a new request gets RESOURCE_EXHAUSTED")
     func queueLimit() {
         var h = Harness(maxQueued: 2)
         _ = h.ready("w1", capacity: 1)
@@ -235,7 +235,7 @@ struct BrokerRoutingTests {
         expectBrokerReply(h.request("c", id: 4), client: "c", id: 4, .resourceExhausted)
     }
 
-    @Test("§2 READY for the broker's own service name is refused with DISCONNECT")
+    @Test("Bus: READY for the broker's own service name is refused with DISCONNECT")
     func readyForBrokerService() {
         var h = Harness()
         #expect(h.ready("w1", BusProtocol.brokerService) == [.disconnect(worker: Data("w1"))])
@@ -243,7 +243,7 @@ struct BrokerRoutingTests {
     }
 
     @Test(
-        "§2 an instance that announces a second service is dropped (its requests get UNAVAILABLE) and told to DISCONNECT"
+        "Bus: an instance that announces a second service is dropped (its requests get UNAVAILABLE) and told to DISCONNECT"
     )
     func readyForSecondService() {
         var h = Harness()
@@ -256,9 +256,57 @@ struct BrokerRoutingTests {
     }
 }
 
-@Suite("Broker: deadlines (DESIGN §2: a client never hangs forever)")
+@Suite("Broker: one identity, one device (P8)")
+struct BrokerDeviceIdentityTests {
+    @Test("P8: a second live instance of a device's service is refused with DISCONNECT; the first keeps every request")
+    func secondDeviceInstanceRefused() {
+        var h = Harness()
+        _ = h.ready("box-1", "device/d1")
+        #expect(h.ready("box-2", "device/d1") == [.disconnect(worker: Data("box-2"))])
+        #expect(h.broker.status().services.first?.instances == ["box-1-instance"])
+        #expect(h.broker.takeMembershipChanges().contains(
+            .refused(service: "device/d1", instanceId: "box-2-instance", reason: BrokerStateMachine.secondDeviceInstanceReason)))
+        for id in 1...3 {
+            #expect(dispatched(h.request("c", id: UInt64(id), "device/d1")).map(\.worker) == ["box-1"])
+            _ = h.reply("box-1", to: "c", id: UInt64(id))
+        }
+    }
+
+    @Test("P8: once the broker dropped a silent device instance (3 missed heartbeats), a new one is admitted")
+    func deviceInstanceAfterDrop() {
+        var h = Harness(heartbeatIntervalMs: 1000, liveness: 3)
+        _ = h.ready("box-1", "device/d1", at: 0)
+        _ = h.tick(at: 3_500)
+        #expect(h.broker.status().services.first?.instances.isEmpty ?? true)
+        #expect(h.ready("box-2", "device/d1", at: 3_600).isEmpty)
+        #expect(h.broker.status().services.first?.instances == ["box-2-instance"])
+    }
+
+    @Test("P8: other services keep several instances (only device services are one at a time)")
+    func otherServicesScaleOut() {
+        var h = Harness()
+        _ = h.ready("w1", "backup")
+        #expect(h.ready("w2", "backup").isEmpty)
+        #expect(h.broker.status().services.first?.instances.count == 2)
+    }
+
+    @Test("P8: a device claim is admitted only with the device's id, its own key and the serial inventory holds")
+    func claimChecks() {
+        func claim(id: String = "d1", key: String? = "fw-1", serial: String = "SN1") -> Broker.DeviceClaim {
+            Broker.DeviceClaim(deviceId: id, keyName: key, serial: serial, instanceId: "i")
+        }
+        #expect(claim().refusal(deviceId: "d1", name: "fw-1", serial: "SN1") == nil)
+        #expect(claim(key: nil).refusal(deviceId: "d1", name: "fw-1", serial: "SN1") == nil, "plain mode: no key to compare")
+        #expect(claim(key: "fw-2").refusal(deviceId: "d1", name: "fw-1", serial: "SN1")?.contains("may serve only its own device") == true)
+        #expect(claim(serial: "OLD").refusal(deviceId: "d1", name: "fw-1", serial: "SN1")?.contains("this box has serial OLD") == true)
+        #expect(claim(serial: "").refusal(deviceId: "d1", name: "fw-1", serial: "SN1")?.contains("names no serial") == true)
+        #expect(claim(id: "fw-1").refusal(deviceId: "d1", name: "fw-1", serial: "SN1")?.contains("is not a device id") == true)
+    }
+}
+
+@Suite("Broker: deadlines (P5: a client never hangs forever)")
 struct BrokerDeadlineTests {
-    @Test("§2 a request whose deadline has already passed on arrival gets DEADLINE_EXCEEDED and is not dispatched")
+    @Test("P5: a request whose deadline has already passed on arrival gets DEADLINE_EXCEEDED and is not dispatched")
     func expiredOnArrival() {
         var h = Harness()
         _ = h.ready("w1")
@@ -267,7 +315,7 @@ struct BrokerDeadlineTests {
         #expect(h.broker.requestsRouted == 0)
     }
 
-    @Test("§2 a queued request whose deadline passes gets DEADLINE_EXCEEDED at tick, once, and is never dispatched")
+    @Test("P5: a queued request whose deadline passes gets DEADLINE_EXCEEDED at tick, once, and is never dispatched")
     func queuedDeadline() {
         var h = Harness()
         _ = h.ready("w1", capacity: 1)
@@ -285,7 +333,7 @@ struct BrokerDeadlineTests {
     }
 
     @Test(
-        "§2 an in-flight request whose deadline passes gets DEADLINE_EXCEEDED; the late reply is dropped but frees the slot"
+        "P5: an in-flight request whose deadline passes gets DEADLINE_EXCEEDED; the late reply is dropped but frees the slot"
     )
     func inFlightDeadline() {
         var h = Harness()
@@ -300,7 +348,7 @@ struct BrokerDeadlineTests {
         #expect(dispatched(late).map(\.id) == [2], "the late reply freed the slot for the queued request")
     }
 
-    @Test("§2 a request without a deadline gets the configured default")
+    @Test("P5: a request without a deadline gets the configured default")
     func defaultDeadline() {
         var h = Harness(heartbeatIntervalMs: 100_000, defaultDeadlineMs: 2000)
         _ = h.ready("w1")
@@ -312,7 +360,7 @@ struct BrokerDeadlineTests {
 
 @Suite("Broker: heartbeats and liveness (MDP: 3 missed = dead)")
 struct BrokerLivenessTests {
-    @Test("§2 tick sends each instance a heartbeat once per heartbeat interval")
+    @Test("Bus: tick sends each instance a heartbeat once per heartbeat interval")
     func heartbeatsPerInterval() {
         var h = Harness(heartbeatIntervalMs: 1000)
         _ = h.ready("w1")
@@ -324,7 +372,7 @@ struct BrokerLivenessTests {
         #expect(h.broker.tick(now: 1000).count == 2)
     }
 
-    @Test("§2 an instance silent for liveness × interval is dropped at tick; its in-flight requests get UNAVAILABLE")
+    @Test("Bus: an instance silent for liveness × interval is dropped at tick; its in-flight requests get UNAVAILABLE")
     func silentInstanceDropped() {
         var h = Harness(heartbeatIntervalMs: 1000, liveness: 3)
         _ = h.ready("w1", capacity: 2, at: 0)
@@ -341,7 +389,7 @@ struct BrokerLivenessTests {
         expectBrokerReply(h.request("c", id: 3, at: 3001), client: "c", id: 3, .unavailable)
     }
 
-    @Test("§2 a heartbeat (or a reply) from an instance keeps it alive for another liveness × interval")
+    @Test("Bus: a heartbeat (or a reply) from an instance keeps it alive for another liveness × interval")
     func heartbeatKeepsAlive() {
         var h = Harness(heartbeatIntervalMs: 1000, liveness: 3)
         _ = h.ready("w1", at: 0)
@@ -357,7 +405,7 @@ struct BrokerLivenessTests {
         #expect(h.broker.status().services.isEmpty, "dropped after 3 silent intervals")
     }
 
-    @Test("§2 when the last instance goes, requests queued for its service get UNAVAILABLE")
+    @Test("Bus: when the last instance goes, requests queued for its service get UNAVAILABLE")
     func lastInstanceGoneAnswersQueue() {
         var h = Harness()
         _ = h.ready("w1", capacity: 1)
@@ -368,7 +416,7 @@ struct BrokerLivenessTests {
         #expect(replies(actions).allSatisfy { $0.header.status == .unavailable })
     }
 
-    @Test("§2 when one of two instances goes, queued requests stay and go to the other")
+    @Test("Bus: when one of two instances goes, queued requests stay and go to the other")
     func survivorTakesQueue() {
         var h = Harness()
         _ = h.ready("w1", capacity: 1)
@@ -382,7 +430,7 @@ struct BrokerLivenessTests {
         #expect(dispatched(h.reply("w2", to: "c", id: 2)).map { "\($0.worker)#\($0.id)" } == ["w2#3"])
     }
 
-    @Test("§2 a heartbeat or a reply from an instance the broker does not know gets DISCONNECT")
+    @Test("Bus: a heartbeat or a reply from an instance the broker does not know gets DISCONNECT")
     func unknownInstance() {
         var h = Harness()
         #expect(
@@ -390,7 +438,7 @@ struct BrokerLivenessTests {
         #expect(h.reply("ghost", to: "c", id: 1) == [.disconnect(worker: Data("ghost"))])
     }
 
-    @Test("§2 a heartbeat from an instance dropped for silence gets DISCONNECT, so it announces itself again")
+    @Test("Bus: a heartbeat from an instance dropped for silence gets DISCONNECT, so it announces itself again")
     func droppedInstanceToldToReconnect() {
         var h = Harness(heartbeatIntervalMs: 1000, liveness: 3)
         _ = h.ready("w1", at: 0)
@@ -400,7 +448,7 @@ struct BrokerLivenessTests {
         #expect(dispatched(h.request("c", id: 1, at: 3300)).map(\.worker) == ["w1"])
     }
 
-    @Test("§2 a reply from an instance that does not hold that request is ignored")
+    @Test("Bus: a reply from an instance that does not hold that request is ignored")
     func replyFromWrongInstance() {
         var h = Harness()
         _ = h.ready("w1", capacity: 1)
@@ -413,7 +461,7 @@ struct BrokerLivenessTests {
 
 @Suite("Broker: instances joining and leaving, for the broker's log")
 struct BrokerMembershipTests {
-    @Test("§2 joins, a goodbye, a drop for silence and a second service are reported once each, with the reason")
+    @Test("Bus: joins, a goodbye, a drop for silence and a second service are reported once each, with the reason")
     func changesReportedOnce() {
         var h = Harness(heartbeatIntervalMs: 1000, liveness: 3)
         _ = h.ready("w1", at: 0)

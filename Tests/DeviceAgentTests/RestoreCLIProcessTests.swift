@@ -116,6 +116,14 @@ struct RestoreCLIProcessTests {
             guard found.device.connected else {
                 throw RPCError(.failedPrecondition, "device \(deviceId) is not connected")
             }
+            // Like the real one, it records the replacement's serial, which the bus then admits as the
+            // device's (P8): the restored device serves device/<id> only after this.
+            var update = Rampart_Inventory_V1_UpdateDeviceRequest()
+            update.device = deviceId
+            update.fields = ["serial"]
+            update.values.serial = fake.requests.last?.facts.serial ?? ""
+            let _: Rampart_Inventory_V1_DeviceResponse = try await client.call(
+                service: InventoryService.serviceName, method: InventoryService.Method.updateDevice, update)
             var response = Rampart_Restore_V1_LeaseResponse()
             response.lease = try await fake.reportRejoined(request)
             return response

@@ -174,7 +174,7 @@ struct Executor: Sendable {
         _ device: Rampart_Inventory_V1_Device, role: Rampart_Inventory_V1_Role, task: ClaimedTask, keep: Bool,
         progress: @Sendable (Int, String) -> Void
     ) async throws -> DeviceExport {
-        let service = "device/\(device.id)"
+        let service = BusProtocol.deviceService(device.id)
         let described: Rampart_Device_V1_DescribeResponse = try await deviceCall(
             service, "Describe", Rampart_Device_V1_DescribeRequest(), idempotent: true)
         // B11: the archive must be the appliance inventory knows under this id.
@@ -425,7 +425,7 @@ struct Executor: Sendable {
     }
 }
 
-/// The facts the worker checks in a device's manifest.json (DESIGN §4).
+/// The facts the worker checks in a device's manifest.json (docs/rules.md#archives).
 struct ManifestFacts: Sendable {
     var deviceId: String
 

@@ -23,7 +23,7 @@ public final class DeviceAgent: Sendable {
     }
 
     /// The bus service of device `deviceId`: "device/<device-id>".
-    public static func serviceName(deviceId: String) -> String { "device/\(deviceId)" }
+    public static func serviceName(deviceId: String) -> String { BusProtocol.deviceService(deviceId) }
 
     /// Who may call a device (docs/security.md): backup workers (services) and admins.
     public static let policy = AccessPolicy([
@@ -33,7 +33,7 @@ public final class DeviceAgent: Sendable {
         Method.finishExport: .serviceOnly,
     ])
 
-    /// Largest chunk ReadExport returns (1 MiB, DESIGN §2).
+    /// Largest chunk ReadExport returns (1 MiB, docs/rules.md#bus).
     public static let maxChunk = 1 << 20
 
     /// Failure switches and limits.
@@ -82,7 +82,7 @@ public final class DeviceAgent: Sendable {
 
     /// The handlers, ready for a `ServiceHost`.
     public func router() -> ServiceRouter {
-        var router = ServiceRouter(serviceName: "device/\(deviceId)", policy: Self.policy)
+        var router = ServiceRouter(serviceName: BusProtocol.deviceService(deviceId), policy: Self.policy)
         router.register(Method.describe) { [self] (_: Rampart_Device_V1_DescribeRequest, _) in describe() }
         // Builds the whole archive before it first awaits: not on the socket thread.
         router.register(Method.startExport, offSocketThread: true) { [self] (request: Rampart_Device_V1_StartExportRequest, context) in

@@ -88,6 +88,7 @@ public struct DeviceRunner: Service {
             instanceId: "device-agent-\(folder.facts.name)")
         hostConfiguration.capacity = configuration.capacity
         hostConfiguration.heartbeatIntervalMs = configuration.heartbeatMs
+        hostConfiguration.serial = folder.facts.serial
         let host = ServiceHost(configuration: hostConfiguration, router: agent.router(), logger: logger)
         power?.attach(host)
         let power = power
@@ -106,6 +107,9 @@ public struct DeviceRunner: Service {
                         delay = interval
                         if let power, power.state != .on { continue }  // a frozen device says nothing
                         agent.exports.prune()
+                        // Only an instance the bus took speaks for the device: an old box refused because its
+                        // identity now lives on a replacement (P8) must not tell inventory anything about it.
+                        guard host.isRegistered else { continue }
                         await Self.reportPresence(device.id, true, client: client, logger: logger)
                     }
                 }
@@ -114,11 +118,16 @@ public struct DeviceRunner: Service {
             }
         } catch is CancellationError {
         } catch {
-            if power?.state != .off { await Self.reportPresence(device.id, false, client: client, logger: logger) }
+            if power?.state != .off, host.isRegistered {
+                await Self.reportPresence(device.id, false, client: client, logger: logger)
+            }
             throw error
         }
-        // Switched off, a device says nothing: it is seen as gone when its heartbeats stop.
-        if power?.state != .off { await Self.reportPresence(device.id, false, client: client, logger: logger) }
+        // Switched off, a device says nothing: it is seen as gone when its heartbeats stop. One the bus
+        // refused says nothing either: the device is another appliance's now.
+        if power?.state != .off, host.isRegistered {
+            await Self.reportPresence(device.id, false, client: client, logger: logger)
+        }
     }
 
     /// Finds the device named `facts.name` in inventory, registering it when absent and `register` is set.

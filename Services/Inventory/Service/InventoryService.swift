@@ -1,25 +1,27 @@
 import Foundation
 import Logging
 import Postgres
+import RampartAPI
 import RampartBus
 import RampartProto
 import SwiftProtobuf
 
 /// The `inventory` service: devices, HA pairs, clusters, presence, out-of-date flags and the backup
-/// support matrix (B2). Every change is written with its event in one transaction (DESIGN §2).
+/// support matrix (B2). Every change is written with its event in one transaction (P2).
 public struct InventoryService: Sendable {
     /// The service name on the bus.
-    public static let serviceName = "inventory"
+    public static let serviceName = InventoryAPI.serviceName
     /// Method names, "rampart.inventory.v1.Inventory/<Name>".
     public enum Method {
         static let prefix = "rampart.inventory.v1.Inventory/"
         public static let registerDevice = prefix + "RegisterDevice"
-        public static let getDevice = prefix + "GetDevice"
+        public static let getDevice = InventoryAPI.Method.getDevice
         public static let listDevices = prefix + "ListDevices"
         public static let updateDevice = prefix + "UpdateDevice"
         public static let unregisterDevice = prefix + "UnregisterDevice"
         public static let reportPresence = prefix + "ReportPresence"
         public static let setOutOfDate = prefix + "SetOutOfDate"
+        public static let reportIdentityConflict = InventoryAPI.Method.reportIdentityConflict
         public static let createHaPair = prefix + "CreateHaPair"
         public static let getHaPair = prefix + "GetHaPair"
         public static let listHaPairs = prefix + "ListHaPairs"
@@ -42,6 +44,7 @@ public struct InventoryService: Sendable {
         Method.unregisterDevice: .administer,
         Method.reportPresence: MethodPolicy.deviceOwn.notAudited,
         Method.setOutOfDate: .operate,
+        Method.reportIdentityConflict: .serviceOnly,
         Method.createHaPair: .administer,
         Method.getHaPair: .read,
         Method.listHaPairs: .read,
@@ -191,6 +194,27 @@ public struct InventoryService: Sendable {
                 if update == .changed {
                     let topic = request.connected ? "inventory.device.connected" : "inventory.device.disconnected"
                     try Self.emit(topic, response.device, context, on: connection)
+                }
+                return response
+            }
+        }
+        router.register(Method.reportIdentityConflict) { (request: Rampart_Inventory_V1_ReportIdentityConflictRequest, context) in
+            try await pool.serve { connection in
+                let device = try InventoryStore.device(request.device, on: connection)
+                let news = try InventoryStore.recordIdentityConflict(
+                    id: device.id, serial: request.serial, keyName: request.keyName, reason: request.reason, on: connection)
+                var response = Rampart_Inventory_V1_DeviceResponse()
+                response.device = try InventoryStore.device(device.id, on: connection)
+                if news {
+                    context.logger.warning(
+                        "identity conflict: an appliance claiming this device was refused by the bus",
+                        metadata: [
+                            "device": "\(device.name)", "serial": "\(request.serial)", "key": "\(request.keyName)",
+                            "reason": "\(request.reason)",
+                        ])
+                    try Self.emit(
+                        "inventory.device.identity-conflict", response.device, context,
+                        extra: ["serial": request.serial, "key": request.keyName, "reason": request.reason], on: connection)
                 }
                 return response
             }

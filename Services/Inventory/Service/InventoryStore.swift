@@ -9,6 +9,7 @@ enum InventoryStore {
         SELECT d.id::text AS id, d.name, d.serial, d.model, d.platform, d.hypervisor, d.software_version,
                d.software_patch, d.network_modules, d.interfaces::text AS interfaces, d.management_ip, d.manager_id,
                d.connected, d.last_seen, d.out_of_date, d.registered_at, d.updated_at,
+               d.identity_conflict_at, d.identity_conflict,
                p.id::text AS pair_id, (p.primary_id = d.id) AS is_primary,
                n.cluster_id::text AS cluster_id, n.role AS cluster_role
         FROM inventory.devices d
@@ -138,6 +139,27 @@ enum InventoryStore {
             """) > 0
     }
 
+    /// Records that the bus refused an appliance claiming device `id` as (`serial`, `keyName`), and
+    /// returns whether this is news worth an event: the first such conflict, or another serial or key
+    /// than the last one, or the same one after ten quiet minutes (a refused box asks again every
+    /// half minute or so; one event, not one a minute, tells the operator).
+    static func recordIdentityConflict(
+        id: String, serial: String, keyName: String, reason: String, on connection: PostgresConnection
+    ) throws -> Bool {
+        let rows = try connection.query(
+            """
+            UPDATE inventory.devices d SET identity_conflict = \(reason), identity_conflict_at = now(),
+                identity_conflict_serial = \(serial), identity_conflict_key = \(keyName)
+            FROM (SELECT identity_conflict_at AS at, identity_conflict_serial AS serial, identity_conflict_key AS key
+                  FROM inventory.devices WHERE id = \(id)::uuid FOR UPDATE) old
+            WHERE d.id = \(id)::uuid
+            RETURNING (old.at IS NULL OR old.serial <> \(serial) OR old.key <> \(keyName)
+                       OR old.at < now() - interval '10 minutes') AS news
+            """)
+        guard let row = rows.first else { throw RPCError.notFound("no device '\(id)' is registered") }
+        return try row.decode("news", as: Bool.self)
+    }
+
     /// What a presence report did.
     enum PresenceUpdate: Equatable {
         /// Applied; the device's connected state changed.
@@ -195,6 +217,8 @@ enum InventoryStore {
         device.outOfDate = try row.decode("out_of_date")
         device.registeredUnixMs = millis(try row.decode("registered_at", as: Date.self))
         device.updatedUnixMs = millis(try row.decode("updated_at", as: Date.self))
+        device.identityConflictUnixMs = try row.decodeIfPresent("identity_conflict_at", as: Date.self).map(millis) ?? 0
+        device.identityConflict = try row.decode("identity_conflict")
         if let pair: String = try row.decodeIfPresent("pair_id") {
             device.haPairID = pair
             device.role = try row.decode("is_primary", as: Bool.self) ? .haPrimary : .haSecondary

@@ -54,5 +54,13 @@ enum InventoryMigrations {
                 ALTER TABLE inventory.devices ADD COLUMN presence_sequence bigint NOT NULL DEFAULT 0;
                 ALTER TABLE inventory.devices ADD COLUMN presence_reporter text NOT NULL DEFAULT '';
                 """),
+        Migration(
+            version: 3, name: "identity conflicts",
+            sql: """
+                ALTER TABLE inventory.devices ADD COLUMN identity_conflict_at timestamptz;
+                ALTER TABLE inventory.devices ADD COLUMN identity_conflict text NOT NULL DEFAULT '';
+                ALTER TABLE inventory.devices ADD COLUMN identity_conflict_serial text NOT NULL DEFAULT '';
+                ALTER TABLE inventory.devices ADD COLUMN identity_conflict_key text NOT NULL DEFAULT '';
+                """),
     ]
 }

@@ -91,8 +91,6 @@ public struct LivenessTracker: Sendable {
 public final class PresenceWatcher: Service, Sendable {
     /// The reporter id presence changes made by the watcher are recorded under.
     public static let reporter = "bus-liveness"
-    /// The services of devices on the bus: "device/<device id>".
-    public static let deviceServicePrefix = "device/"
 
     private let pool: PostgresPool
     private let client: BusClient
@@ -134,14 +132,14 @@ public final class PresenceWatcher: Service, Sendable {
 
     private func poll(_ tracker: inout LivenessTracker) async throws {
         var request = Rampart_Bus_V1_BrokerStatusRequest()
-        request.servicePrefix = Self.deviceServicePrefix
+        request.servicePrefix = BusProtocol.deviceServicePrefix
         let status: Rampart_Bus_V1_BrokerStatusResponse = try await client.call(
             service: BusProtocol.brokerService, method: Broker.statusMethod, request, timeout: .seconds(5), idempotent: true)
         guard status.startedUnixMs > 0, status.heartbeatIntervalMs > 0 else {
             throw RPCError.failedPrecondition("the broker does not say when it started (an older bus): liveness cannot be followed")
         }
         let live = Set(
-            status.services.filter { !$0.instances.isEmpty }.map { String($0.name.dropFirst(Self.deviceServicePrefix.count)) })
+            status.services.filter { !$0.instances.isEmpty }.map { String($0.name.dropFirst(BusProtocol.deviceServicePrefix.count)) })
         let recorded = try await pool.withConnection { try InventoryStore.presences(on: $0) }
         let changes = tracker.observe(
             live: live, brokerStartedAt: status.startedUnixMs, expiryMs: status.heartbeatIntervalMs * max(1, status.liveness),

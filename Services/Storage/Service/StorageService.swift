@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Logging
 import Postgres
+import RampartAPI
 import RampartBus
 import RampartCrypto
 import RampartProto
@@ -30,23 +31,12 @@ public struct StorageConfiguration: Sendable {
 }
 
 /// The `storage` service: backup objects, content-addressed (id = SHA-256 of the plain bytes), sealed
-/// at rest in frames (`RampartCrypto`), uploaded and read in chunks by offset (DESIGN §1, §4; B6, B12).
+/// at rest in frames (`RampartCrypto`), uploaded and read in chunks by offset (docs/storage.md; B6, B12).
 public struct StorageService: Sendable {
     /// The service name on the bus.
-    public static let serviceName = "storage"
-    /// Method names, "rampart.storage.v1.Storage/<Name>".
-    public enum Method {
-        static let prefix = "rampart.storage.v1.Storage/"
-        public static let beginUpload = prefix + "BeginUpload"
-        public static let uploadChunk = prefix + "UploadChunk"
-        public static let commitUpload = prefix + "CommitUpload"
-        public static let abortUpload = prefix + "AbortUpload"
-        public static let statObject = prefix + "StatObject"
-        public static let readObject = prefix + "ReadObject"
-        public static let listObjects = prefix + "ListObjects"
-        public static let deleteObject = prefix + "DeleteObject"
-        public static let verify = prefix + "Verify"
-    }
+    public static let serviceName = StorageAPI.serviceName
+    /// Method names, "rampart.storage.v1.Storage/<Name>" (`StorageAPI`).
+    public typealias Method = StorageAPI.Method
 
     /// Who may call what (docs/security.md): uploads only from services (backup workers); reading a
     /// backup's bytes (it holds private keys, B12) never by viewers or devices.

@@ -228,12 +228,18 @@ public nonisolated struct Rampart_Bus_V1_WorkerInfo: Sendable {
   /// The service this instance serves ("inventory"), 1–256 bytes of UTF-8.
   public var service: String = String()
 
+  /// For a device's service (`device/<id>`): the serial of the appliance serving it. The broker admits
+  /// the instance only when inventory confirms that the device <id> is the one named by the
+  /// registering key and has this serial (docs/security.md); a box whose serial inventory no longer
+  /// has (the original of a device since restored onto a replacement) is refused.
+  public var serial: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
 
-/// One entry of the event journal (DESIGN §2): published on the PUB endpoint and returned by Replay.
+/// One entry of the event journal (P3): published on the PUB endpoint and returned by Replay.
 public nonisolated struct Rampart_Bus_V1_Event: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -568,7 +574,7 @@ nonisolated extension Rampart_Bus_V1_ReplyHeader: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Rampart_Bus_V1_WorkerInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WorkerInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}instance_id\0\u{1}capacity\0\u{1}service\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}instance_id\0\u{1}capacity\0\u{1}service\0\u{1}serial\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -579,6 +585,7 @@ nonisolated extension Rampart_Bus_V1_WorkerInfo: SwiftProtobuf.Message, SwiftPro
       case 1: try { try decoder.decodeSingularStringField(value: &self.instanceID) }()
       case 2: try { try decoder.decodeSingularUInt32Field(value: &self.capacity) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.service) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.serial) }()
       default: break
       }
     }
@@ -594,6 +601,9 @@ nonisolated extension Rampart_Bus_V1_WorkerInfo: SwiftProtobuf.Message, SwiftPro
     if !self.service.isEmpty {
       try visitor.visitSingularStringField(value: self.service, fieldNumber: 3)
     }
+    if !self.serial.isEmpty {
+      try visitor.visitSingularStringField(value: self.serial, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -601,6 +611,7 @@ nonisolated extension Rampart_Bus_V1_WorkerInfo: SwiftProtobuf.Message, SwiftPro
     if lhs.instanceID != rhs.instanceID {return false}
     if lhs.capacity != rhs.capacity {return false}
     if lhs.service != rhs.service {return false}
+    if lhs.serial != rhs.serial {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -383,6 +383,19 @@ public nonisolated struct Rampart_Inventory_V1_Device: @unchecked Sendable {
     set {_uniqueStorage()._updatedUnixMs = newValue}
   }
 
+  /// The last time the bus refused an appliance claiming this device's identity (another device's key,
+  /// or a serial inventory no longer holds for it: an original back after its RMA), and why; 0 and ""
+  /// when it never happened. Kept after the conflict ends, as a fact with its time.
+  public var identityConflictUnixMs: Int64 {
+    get {_storage._identityConflictUnixMs}
+    set {_uniqueStorage()._identityConflictUnixMs = newValue}
+  }
+
+  public var identityConflict: String {
+    get {_storage._identityConflict}
+    set {_uniqueStorage()._identityConflict = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -605,6 +618,31 @@ public nonisolated struct Rampart_Inventory_V1_ReportPresenceRequest: Sendable {
 
   /// Who numbers the reports: a random id per device-agent process. Empty with sequence 0.
   public var reporter: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The bus refused a registration of this device's service (docs/security.md, "One key, one device").
+/// Recorded on the device, with the event inventory.device.identity-conflict at most once per ten minutes
+/// for the same serial and key. Service keys only (the bus).
+public nonisolated struct Rampart_Inventory_V1_ReportIdentityConflictRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// the device's id
+  public var device: String = String()
+
+  /// the serial the refused appliance gave
+  public var serial: String = String()
+
+  /// the name of the key it registered with ("" in plain mode)
+  public var keyName: String = String()
+
+  /// the broker's reason
+  public var reason: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1006,7 +1044,7 @@ nonisolated extension Rampart_Inventory_V1_SoftwareVersion: SwiftProtobuf.Messag
 
 nonisolated extension Rampart_Inventory_V1_Device: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Device"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}serial\0\u{1}model\0\u{1}platform\0\u{1}hypervisor\0\u{1}software\0\u{3}network_modules\0\u{1}interfaces\0\u{3}management_ip\0\u{3}manager_id\0\u{1}role\0\u{3}ha_pair_id\0\u{3}cluster_id\0\u{1}connected\0\u{3}last_seen_unix_ms\0\u{3}out_of_date\0\u{3}registered_unix_ms\0\u{3}updated_unix_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}serial\0\u{1}model\0\u{1}platform\0\u{1}hypervisor\0\u{1}software\0\u{3}network_modules\0\u{1}interfaces\0\u{3}management_ip\0\u{3}manager_id\0\u{1}role\0\u{3}ha_pair_id\0\u{3}cluster_id\0\u{1}connected\0\u{3}last_seen_unix_ms\0\u{3}out_of_date\0\u{3}registered_unix_ms\0\u{3}updated_unix_ms\0\u{3}identity_conflict_unix_ms\0\u{3}identity_conflict\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -1028,6 +1066,8 @@ nonisolated extension Rampart_Inventory_V1_Device: SwiftProtobuf.Message, SwiftP
     var _outOfDate: Bool = false
     var _registeredUnixMs: Int64 = 0
     var _updatedUnixMs: Int64 = 0
+    var _identityConflictUnixMs: Int64 = 0
+    var _identityConflict: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1057,6 +1097,8 @@ nonisolated extension Rampart_Inventory_V1_Device: SwiftProtobuf.Message, SwiftP
       _outOfDate = source._outOfDate
       _registeredUnixMs = source._registeredUnixMs
       _updatedUnixMs = source._updatedUnixMs
+      _identityConflictUnixMs = source._identityConflictUnixMs
+      _identityConflict = source._identityConflict
     }
   }
 
@@ -1094,6 +1136,8 @@ nonisolated extension Rampart_Inventory_V1_Device: SwiftProtobuf.Message, SwiftP
         case 17: try { try decoder.decodeSingularBoolField(value: &_storage._outOfDate) }()
         case 18: try { try decoder.decodeSingularInt64Field(value: &_storage._registeredUnixMs) }()
         case 19: try { try decoder.decodeSingularInt64Field(value: &_storage._updatedUnixMs) }()
+        case 20: try { try decoder.decodeSingularInt64Field(value: &_storage._identityConflictUnixMs) }()
+        case 21: try { try decoder.decodeSingularStringField(value: &_storage._identityConflict) }()
         default: break
         }
       }
@@ -1163,6 +1207,12 @@ nonisolated extension Rampart_Inventory_V1_Device: SwiftProtobuf.Message, SwiftP
       if _storage._updatedUnixMs != 0 {
         try visitor.visitSingularInt64Field(value: _storage._updatedUnixMs, fieldNumber: 19)
       }
+      if _storage._identityConflictUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._identityConflictUnixMs, fieldNumber: 20)
+      }
+      if !_storage._identityConflict.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._identityConflict, fieldNumber: 21)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1191,6 +1241,8 @@ nonisolated extension Rampart_Inventory_V1_Device: SwiftProtobuf.Message, SwiftP
         if _storage._outOfDate != rhs_storage._outOfDate {return false}
         if _storage._registeredUnixMs != rhs_storage._registeredUnixMs {return false}
         if _storage._updatedUnixMs != rhs_storage._updatedUnixMs {return false}
+        if _storage._identityConflictUnixMs != rhs_storage._identityConflictUnixMs {return false}
+        if _storage._identityConflict != rhs_storage._identityConflict {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1647,6 +1699,51 @@ nonisolated extension Rampart_Inventory_V1_ReportPresenceRequest: SwiftProtobuf.
     if lhs.connected != rhs.connected {return false}
     if lhs.sequence != rhs.sequence {return false}
     if lhs.reporter != rhs.reporter {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Inventory_V1_ReportIdentityConflictRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ReportIdentityConflictRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}device\0\u{1}serial\0\u{3}key_name\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.device) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.serial) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.keyName) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.device.isEmpty {
+      try visitor.visitSingularStringField(value: self.device, fieldNumber: 1)
+    }
+    if !self.serial.isEmpty {
+      try visitor.visitSingularStringField(value: self.serial, fieldNumber: 2)
+    }
+    if !self.keyName.isEmpty {
+      try visitor.visitSingularStringField(value: self.keyName, fieldNumber: 3)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Inventory_V1_ReportIdentityConflictRequest, rhs: Rampart_Inventory_V1_ReportIdentityConflictRequest) -> Bool {
+    if lhs.device != rhs.device {return false}
+    if lhs.serial != rhs.serial {return false}
+    if lhs.keyName != rhs.keyName {return false}
+    if lhs.reason != rhs.reason {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
