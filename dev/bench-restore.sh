@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Restore benchmark (issue 5, docs/benchmarks.md), on release builds and a throwaway PostgreSQL:
+# Restore benchmark (docs/benchmarks.md, "Restore leases and restores"), on release builds and a throwaway PostgreSQL:
 #   1. lease decisions: `bus-bench --restore-leases` registers 50 HA pairs and 10 clusters of 3 nodes in
 #      inventory over the bus and asks restore-coordinator for leases from REQUESTERS concurrent tasks
 #      (granted leases are ended at once), from one, and from REQUESTERS pausing between requests;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# libFuzzer targets for hostile input (issue 6 item 5), for developers to run longer than CI does.
+# libFuzzer targets for hostile input (rule P11, docs/rules.md), for developers to run longer than CI does.
 #
 #   dev/fuzz.sh frame-codec    [SECONDS]   # Shared/RampartBus/Frames.swift: FrameCodec on arbitrary frames
 #   dev/fuzz.sh archive-reader [SECONDS]   # Shared/RampartArchive: TarReader, BackupArchive.read, Gzip, ClusterBundle

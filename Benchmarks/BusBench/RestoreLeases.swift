@@ -7,7 +7,8 @@ import RampartProto
 import SwiftProtobuf
 
 /// `bus-bench --restore-leases BUS`: decision latency of `restore-coordinator`'s RequestLease under
-/// concurrent requesters (issue 5, docs/benchmarks.md; run by dev/bench-restore.sh).
+/// concurrent requesters (docs/benchmarks.md, "Restore leases and restores"; run by
+/// dev/bench-restore.sh).
 ///
 /// Registers HA pairs and clusters in inventory over the bus (every device disconnected so that R12
 /// passes, except the control nodes of the first half of the clusters, so that their data nodes can be

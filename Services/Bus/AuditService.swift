@@ -2,7 +2,7 @@ import RampartAudit
 import RampartBus
 import RampartProto
 
-/// The `audit` service (issue 6 item 3): reads the append-only audit log for `rampart audit`. Hosted
+/// The `audit` service (P9): reads the append-only audit log for `rampart audit`. Hosted
 /// inside the bus process over the inproc endpoint, like `bus.journal`; writes happen in the services.
 enum AuditService {
     /// Who may read the audit log: admins and viewers (auditors). A refused read is recorded, like

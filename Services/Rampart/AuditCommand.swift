@@ -4,7 +4,7 @@ import RampartAudit
 import RampartBus
 import RampartProto
 
-/// `rampart audit`: the append-only audit log (issue 6 item 3) — who did what, when, from which key —
+/// `rampart audit`: the append-only audit log (P9) — who did what, when, from which key —
 /// oldest first, narrowed by time, caller, method and outcome.
 struct AuditCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

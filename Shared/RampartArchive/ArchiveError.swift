@@ -31,7 +31,7 @@ public struct ArchiveError: Error, Equatable, Sendable, CustomStringConvertible 
         case compression
         /// A bundle holds no file for the node asked for.
         case notFound
-        /// A backup file name does not follow DESIGN §4.
+        /// A backup file name does not follow `BackupNaming` (docs/rules.md#archives).
         case badName
     }
 

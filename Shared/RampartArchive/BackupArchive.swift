@@ -1,6 +1,6 @@
 import Foundation
 
-/// A device backup (DESIGN §4): a ustar archive whose first member is `manifest.json`, followed by the
+/// A device backup (docs/rules.md#archives): a ustar archive whose first member is `manifest.json`, followed by the
 /// configuration tree's files in path order, each listed in the manifest with its size and SHA-256.
 public enum BackupArchive {
     /// A file of a backup: its path (relative to the configuration folder) and contents.

@@ -1,7 +1,7 @@
 import Crypto
 import Foundation
 
-/// `manifest.json`, the first member of every device backup (DESIGN §4): who the appliance is, what it
+/// `manifest.json`, the first member of every device backup (docs/rules.md#archives): who the appliance is, what it
 /// runs (version and patch, B5), where it stands (role, HA pair, cluster), how it reaches its manager
 /// (management IP, manager id, B11), when the backup was made, and a SHA-256 per member.
 ///

@@ -25,7 +25,7 @@ public enum BackupRole: String, Sendable, CaseIterable, Codable {
     }
 }
 
-/// Backup file names (DESIGN §4, B7, B8): `<device>_<timestamp>.tar` for a standalone device,
+/// Backup file names (docs/rules.md#archives, B7, B8): `<device>_<timestamp>.tar` for a standalone device,
 /// `<device>_primary_<timestamp>.tar` / `_secondary_` for HA peers, `<node>_control_<timestamp>.tar` /
 /// `_data_` for cluster nodes, and `<cluster>.<timestamp>.tar.gz` for a cluster bundle; the timestamp is
 /// `yyyyMMdd'T'HHmmss'Z'` in UTC.
@@ -84,7 +84,7 @@ public enum BackupNaming {
     }
 
     /// Takes a device backup's file name apart (any folder in front is ignored). A name without a role
-    /// word is a standalone device's. Throws `ArchiveError.badName` when it does not follow §4.
+    /// word is a standalone device's. Throws `ArchiveError.badName` when it does not follow these names.
     public static func parseDeviceFile(_ fileName: String) throws -> DeviceFile {
         let base = fileName.split(separator: "/").last.map(String.init) ?? fileName
         guard base.hasSuffix(".tar"), !base.hasSuffix(".tar.gz") else {
@@ -107,7 +107,7 @@ public enum BackupNaming {
         return DeviceFile(deviceName: name, role: role, date: date)
     }
 
-    /// Takes a cluster bundle's file name apart. Throws `ArchiveError.badName` when it does not follow §4.
+    /// Takes a cluster bundle's file name apart. Throws `ArchiveError.badName` when it does not follow these names.
     public static func parseClusterBundle(_ fileName: String) throws -> BundleFile {
         let base = fileName.split(separator: "/").last.map(String.init) ?? fileName
         guard base.hasSuffix(".tar.gz") else {

@@ -1,6 +1,6 @@
 import Foundation
 
-/// A cluster backup (DESIGN §4, B8): one `.tar.gz` holding one device backup per node,
+/// A cluster backup (docs/rules.md#archives, B8): one `.tar.gz` holding one device backup per node,
 /// `<node>_control_<timestamp>.tar` and `<node>_data_<timestamp>.tar`, at the top level.
 public enum ClusterBundle {
     /// The default limit on a bundle's uncompressed size: 4 GiB.

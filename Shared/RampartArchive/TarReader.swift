@@ -5,7 +5,7 @@ import Foundation
 /// data that ends early is refused as truncated. The extension headers are applied, never returned.
 ///
 /// `members()` returns everything; `safeMembers()` refuses, before anything is written, an archive that a
-/// restore must not extract (DESIGN §4): absolute paths, `..`, links, devices and FIFOs, duplicate paths.
+/// restore must not extract (docs/rules.md#archives): absolute paths, `..`, links, devices and FIFOs, duplicate paths.
 public struct TarReader: Sendable {
     /// The archive's bytes.
     public let data: Data

@@ -3,7 +3,7 @@ import Logging
 import Postgres
 import RampartProto
 
-/// The append-only audit log in PostgreSQL (`audit.entries`, issue 6 item 3): services append a
+/// The append-only audit log in PostgreSQL (`audit.entries`, rule P9): services append a
 /// record after each audited call; the `audit` service lists them. The database refuses UPDATE,
 /// DELETE and TRUNCATE of the table (triggers that fire even in replica mode), see docs/audit.md.
 public struct AuditLog: AuditSink {

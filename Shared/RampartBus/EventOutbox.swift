@@ -5,7 +5,7 @@ import RampartProto
 import SwiftProtobuf
 
 /// An event a service records together with the state change it describes (transactional outbox,
-/// DESIGN §2). The bus moves it into the journal, gives it its global sequence number and publishes it.
+/// rule P2). The bus moves it into the journal, gives it its global sequence number and publishes it.
 public struct OutboxEvent: Sendable {
     public var topic: String
     public var subject: String

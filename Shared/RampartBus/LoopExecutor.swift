@@ -8,7 +8,7 @@ import ZeroMQ
 /// A `BusClient` offers its own (`BusClient.executor`). A caller that makes its calls one after another
 /// and prefers it (`Task(executorPreference: client.executor)`) sends from the socket thread itself and is
 /// resumed there when the reply arrives: two thread wake-ups fewer per call than from Swift's global pool
-/// (docs/benchmarks.md, issue 2). The caller's own work then runs on the socket thread too, so it suits
+/// (docs/benchmarks.md, "Bus round trips"). The caller's own work then runs on the socket thread too, so it suits
 /// callers that mostly wait for the bus; work that computes belongs on the global pool.
 ///
 /// Jobs enqueued by the loop thread itself are run in the same loop turn; jobs from other threads wake

@@ -15,7 +15,7 @@ public struct RequestContext: Sendable {
     public var metadata: [String: String]
     /// A logger carrying the method, request id, trace id and caller, made when asked for: setting a
     /// logger's metadata makes `StreamLogHandler` format all of it at once, about 3 µs per request —
-    /// most of which never log (docs/benchmarks.md, issue 2).
+    /// most of which never log (docs/benchmarks.md, "Bus round trips").
     public var logger: Logger {
         Self.logger(baseLogger, method: method, requestId: requestId, caller: identity.name, traceId: metadata["trace-id"])
     }

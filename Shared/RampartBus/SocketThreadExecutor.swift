@@ -8,7 +8,7 @@ import Synchronization
 /// A handler that answers without suspending (a lookup in memory, a refusal after validation) then costs
 /// no thread hand-off at all: its reply is in the mailbox before the socket thread polls again. Before,
 /// every request woke a pool thread and every reply woke the socket thread back (docs/benchmarks.md,
-/// issue 2). A handler that awaits the database suspends there and goes on in the pool as before, and so
+/// "Bus round trips"). A handler that awaits the database suspends there and goes on in the pool as before, and so
 /// does every child task it starts and every task it resumes: only jobs enqueued by the socket thread
 /// while it is starting a request (`accepting`) stay on it, so a handler's parallel work stays parallel.
 ///

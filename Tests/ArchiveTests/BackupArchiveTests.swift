@@ -2,9 +2,9 @@ import Foundation
 import RampartArchive
 import Testing
 
-@Suite("§4 backup archives: manifest.json and member hashes")
+@Suite("Archives: manifest.json and member hashes")
 struct BackupArchiveTests {
-    @Test("§4: manifest.json is the first member, then the files in path order")
+    @Test("Archives: manifest.json is the first member, then the files in path order")
     func manifestFirst() throws {
         let archive = try BackupArchive.build(manifest: sampleManifest(), files: sampleFiles())
         let members = try TarReader(data: archive).members()
@@ -13,7 +13,7 @@ struct BackupArchiveTests {
         #expect(members.allSatisfy { $0.mode == 0o600 })
     }
 
-    @Test("§4: build then open returns the manifest and files; every member has its SHA-256 and size")
+    @Test("Archives: build then open returns the manifest and files; every member has its SHA-256 and size")
     func roundTrip() throws {
         let archive = try BackupArchive.build(manifest: sampleManifest(), files: sampleFiles())
         let opened = try BackupArchive.read(archive)
@@ -31,7 +31,7 @@ struct BackupArchiveTests {
             == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
     }
 
-    @Test("§4: the same input builds the same bytes")
+    @Test("Archives: the same input builds the same bytes")
     func deterministic() throws {
         #expect(
             try BackupArchive.build(manifest: sampleManifest(), files: sampleFiles())
@@ -60,7 +60,7 @@ struct BackupArchiveTests {
         #expect(try BackupManifest.decode(Data(json.utf8)) == sampleManifest())
     }
 
-    @Test("§4: a flipped byte in a member makes open() fail naming that member")
+    @Test("Archives: a flipped byte in a member makes open() fail naming that member")
     func flippedByte() throws {
         let archive = try BackupArchive.build(manifest: sampleManifest(), files: sampleFiles())
         let members = try TarReader(data: archive).members()
@@ -78,7 +78,7 @@ struct BackupArchiveTests {
         #expect(error?.message.contains("pki/web.key") == true)
     }
 
-    @Test("§4: manifest.json not first, missing, extra and resized members are refused, each named")
+    @Test("Archives: manifest.json not first, missing, extra and resized members are refused, each named")
     func mismatches() throws {
         var manifest = sampleManifest()
         let built = try BackupArchive.build(
@@ -119,7 +119,7 @@ struct BackupArchiveTests {
         #expect((#expect(throws: ArchiveError.self) { try BackupArchive.open(unsafe) })?.code == .unsafePath)
     }
 
-    @Test("§4: build refuses unsafe, duplicate or reserved file paths")
+    @Test("Archives: build refuses unsafe, duplicate or reserved file paths")
     func buildRefusals() throws {
         for path in ["/abs", "../up", "a//b", "manifest.json", ""] {
             #expect(throws: ArchiveError.self, "\(path)") {

@@ -2,7 +2,7 @@ import Foundation
 import RampartArchive
 import Testing
 
-@Suite("§4 backup file names (B7, B8)")
+@Suite("Archives: backup file names (B7, B8)")
 struct BackupNamingTests {
     static let date = Date(timeIntervalSince1970: 1_738_324_805)  // 2025-01-31T12:00:05Z
 
@@ -24,7 +24,7 @@ struct BackupNamingTests {
         #expect(parsed.date == Self.date)
     }
 
-    @Test("§4: device names with underscores and dots survive the round trip")
+    @Test("Archives: device names with underscores and dots survive the round trip")
     func underscores() throws {
         let name = BackupNaming.deviceFile(deviceName: "dc1_fw.core", role: .haSecondary, date: Self.date)
         let parsed = try BackupNaming.parseDeviceFile(name)
@@ -42,7 +42,7 @@ struct BackupNamingTests {
     }
 
     @Test(
-        "§4: names that do not follow the scheme are refused",
+        "Archives: names that do not follow the scheme are refused",
         arguments: [
             "fw.tar", "fw_2025.tar", "fw_20250131T120005Z.tar.gz", "_20250131T120005Z.tar", "fw_20251331T120005Z.tar",
             "fw_20250230T120005Z.tar", "fw_20250131T120005Z.zip",
@@ -52,22 +52,22 @@ struct BackupNamingTests {
         #expect(error?.code == .badName)
     }
 
-    @Test("§4: bad bundle names are refused")
+    @Test("Archives: bad bundle names are refused")
     func badBundleNames() {
         for name in ["cl.tar.gz", "cl_20250131T120005Z.tar.gz", ".20250131T120005Z.tar.gz", "cl.20250131T120005Z.tar"] {
             #expect(throws: ArchiveError.self, "\(name)") { try BackupNaming.parseClusterBundle(name) }
         }
     }
 
-    @Test("§4: the manifest's createdAt is ISO-8601 UTC")
+    @Test("Archives: the manifest's createdAt is ISO-8601 UTC")
     func manifestTimestamp() {
         #expect(BackupManifest.timestamp(Self.date) == "2025-01-31T12:00:05Z")
     }
 }
 
-@Suite("§4 gzip and cluster bundles (B8, R8)")
+@Suite("Archives: gzip and cluster bundles (B8, R8)")
 struct GzipBundleTests {
-    @Test("§4: gzip round trip, empty and large inputs; output is deterministic")
+    @Test("Archives: gzip round trip, empty and large inputs; output is deterministic")
     func gzipRoundTrip() throws {
         for input in [Data(), Data("hello".utf8), bytes(3_000_000)] {
             let compressed = Gzip.compress(input)
@@ -77,7 +77,7 @@ struct GzipBundleTests {
         }
     }
 
-    @Test("§4: gzip -d reads what Gzip.compress wrote, and Gzip reads what gzip wrote")
+    @Test("Archives: gzip -d reads what Gzip.compress wrote, and Gzip reads what gzip wrote")
     func gzipInterop() throws {
         let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
@@ -91,7 +91,7 @@ struct GzipBundleTests {
         #expect(try Gzip.decompress(theirs) == input)
     }
 
-    @Test("§4: decompression past maxSize is refused (zip-bomb guard)")
+    @Test("Archives: decompression past maxSize is refused (zip-bomb guard)")
     func zipBomb() throws {
         let bomb = Gzip.compress(Data(count: 20_000_000))
         #expect(bomb.count < 100_000)
@@ -100,7 +100,7 @@ struct GzipBundleTests {
         #expect(try Gzip.decompress(bomb, maxSize: 20_000_000).count == 20_000_000)
     }
 
-    @Test("§4: corrupt, truncated and trailing gzip data are refused")
+    @Test("Archives: corrupt, truncated and trailing gzip data are refused")
     func corruptGzip() throws {
         let good = Gzip.compress(bytes(10_000))
         var corrupt = good

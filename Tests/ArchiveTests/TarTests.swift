@@ -2,9 +2,9 @@ import Foundation
 import RampartArchive
 import Testing
 
-@Suite("§4 tar format: TarWriter and TarReader")
+@Suite("Archives: the tar format, TarWriter and TarReader")
 struct TarFormatTests {
-    @Test("§4: files and directories round-trip with path, type, mode, mtime and contents")
+    @Test("Archives: files and directories round-trip with path, type, mode, mtime and contents")
     func roundTrip() throws {
         let members: [TarMember] = [
             .directory("config", mode: 0o750, mtime: 1_700_000_000),
@@ -19,13 +19,13 @@ struct TarFormatTests {
         #expect(read == members)
     }
 
-    @Test("§4: the same members give the same bytes")
+    @Test("Archives: the same members give the same bytes")
     func deterministic() throws {
         let members: [TarMember] = [.directory("a"), .file("a/b", bytes(1000)), .file("c", Data("x".utf8))]
         #expect(try TarWriter.archive(members) == TarWriter.archive(members))
     }
 
-    @Test("§4: headers are 512 bytes with ustar magic and a valid checksum; two zero blocks end the archive")
+    @Test("Archives: headers are 512 bytes with ustar magic and a valid checksum; two zero blocks end the archive")
     func headerLayout() throws {
         let archive = try TarWriter.archive([.file("f", Data("hello".utf8), mode: 0o640, mtime: 0o1234)])
         #expect(archive.count == 512 + 512 + 1024)
@@ -40,7 +40,7 @@ struct TarFormatTests {
         #expect(archive.suffix(1024).allSatisfy { $0 == 0 })
     }
 
-    @Test("§4: paths over 100 bytes use the ustar prefix field, up to 255; longer is refused")
+    @Test("Archives: paths over 100 bytes use the ustar prefix field, up to 255; longer is refused")
     func longPaths() throws {
         let folder = String(repeating: "d", count: 120)
         let long = folder + "/" + String(repeating: "f", count: 90)  // 211 bytes
@@ -53,7 +53,7 @@ struct TarFormatTests {
         #expect(throws: ArchiveError.self) { try TarWriter.archive([.file(noSlash, Data())]) }
     }
 
-    @Test("§4: the incremental writer streams the same bytes it would collect")
+    @Test("Archives: the incremental writer streams the same bytes it would collect")
     func incremental() throws {
         let members: [TarMember] = [.directory("x"), .file("x/y", bytes(1500)), .file("z", Data())]
         final class Collector: @unchecked Sendable { var data = Data() }
@@ -66,9 +66,9 @@ struct TarFormatTests {
     }
 }
 
-@Suite("§4 GNU tar interoperability")
+@Suite("Archives: GNU tar interoperability")
 struct GNUTarInteropTests {
-    @Test("§4: GNU tar lists and extracts what TarWriter wrote, long paths included")
+    @Test("Archives: GNU tar lists and extracts what TarWriter wrote, long paths included")
     func gnuReadsOurs() throws {
         let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
@@ -92,7 +92,7 @@ struct GNUTarInteropTests {
         #expect((attributes[.modificationDate] as? Date)?.timeIntervalSince1970 == 1_600_000_000)
     }
 
-    @Test("§4: TarReader reads what GNU tar created", arguments: ["ustar", "gnu", "pax"])
+    @Test("Archives: TarReader reads what GNU tar created", arguments: ["ustar", "gnu", "pax"])
     func oursReadsGNU(format: String) throws {
         let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
@@ -115,7 +115,7 @@ struct GNUTarInteropTests {
         #expect(members.contains { $0.path == "sub/deeper" && $0.kind == .directory })
     }
 
-    @Test("§4: a GNU tar archive with a symbolic link is refused for extraction")
+    @Test("Archives: a GNU tar archive with a symbolic link is refused for extraction")
     func gnuSymlinkRefused() throws {
         let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
@@ -129,18 +129,18 @@ struct GNUTarInteropTests {
     }
 }
 
-@Suite("§4 refusals: what a restore must never extract")
+@Suite("Archives: what a restore must never extract")
 struct TarRefusalTests {
     static let good = try! TarWriter.archive([.file("a", bytes(700)), .file("b", Data("bee".utf8))])
 
-    @Test("§4: a truncated archive is refused, wherever it is cut", arguments: [0, 100, 512, 700, 1024, 1536, 2048, 2559, 2560])
+    @Test("Archives: a truncated archive is refused, wherever it is cut", arguments: [0, 100, 512, 700, 1024, 1536, 2048, 2559, 2560])
     func truncated(cut: Int) throws {
         let data = Self.good.prefix(cut)
         let error = #expect(throws: ArchiveError.self) { try TarReader(data: Data(data)).members() }
         #expect(error?.code == .truncated)
     }
 
-    @Test("§4: a bad header checksum is refused, naming the member")
+    @Test("Archives: a bad header checksum is refused, naming the member")
     func badChecksum() throws {
         var data = Self.good
         data[1536] ^= 0x01  // the second header ("b") follows a's header and its 2 content blocks: "b" becomes "c"
@@ -149,7 +149,7 @@ struct TarRefusalTests {
         #expect(error?.member == "c")
     }
 
-    @Test("§4: a corrupted name in the first header is refused by its checksum")
+    @Test("Archives: a corrupted name in the first header is refused by its checksum")
     func badChecksumNamed() throws {
         var data = Self.good
         data[0] = UInt8(ascii: "z")
@@ -160,7 +160,7 @@ struct TarRefusalTests {
     }
 
     @Test(
-        "§4: unsafe paths are refused before anything is written",
+        "Archives: unsafe paths are refused before anything is written",
         arguments: ["/etc/passwd", "../outside", "config/../../outside", "a/./../../b", ".."])
     func unsafePaths(path: String) throws {
         let archive = try TarWriter.archive([.file("fine", Data()), .file(path, Data("x".utf8))])
@@ -172,7 +172,7 @@ struct TarRefusalTests {
     }
 
     @Test(
-        "§4: links of any kind, devices and FIFOs are refused",
+        "Archives: links of any kind, devices and FIFOs are refused",
         arguments: [
             (TarMember.Kind.symbolicLink, ArchiveError.Code.link), (.hardLink, .link), (.characterDevice, .specialFile),
             (.blockDevice, .specialFile), (.fifo, .specialFile), (.other(UInt8(ascii: "7")), .specialFile),
@@ -184,7 +184,7 @@ struct TarRefusalTests {
         #expect(error?.member == "odd")
     }
 
-    @Test("§4: duplicate paths are refused, also when spelled differently")
+    @Test("Archives: duplicate paths are refused, also when spelled differently")
     func duplicates() throws {
         for second in ["a", "./a"] {
             let archive = try TarWriter.archive([.file("a", Data("1".utf8)), .file(second, Data("2".utf8))])
@@ -197,7 +197,7 @@ struct TarRefusalTests {
         #expect(try TarReader(data: dirs).safeMembers().count == 3)
     }
 
-    @Test("§4: a member whose size runs past the data is refused as truncated, naming it")
+    @Test("Archives: a member whose size runs past the data is refused as truncated, naming it")
     func sizePastEnd() throws {
         let archive = try TarWriter.archive([.file("big", bytes(5000))])
         let error = #expect(throws: ArchiveError.self) { try TarReader(data: Data(archive.prefix(2048))).members() }

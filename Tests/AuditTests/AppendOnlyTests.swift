@@ -5,9 +5,9 @@ import RampartAudit
 import RampartTesting
 import Testing
 
-/// Issue 6 item 3: the audit log is append-only, enforced by the database itself; and its migration
+/// P9: the audit log is append-only, enforced by the database itself; and its migration
 /// can run from every service at start.
-@Suite("Issue 6 item 3: audit.entries is append-only in the database; migrations are safe to repeat")
+@Suite("P9: audit.entries is append-only in the database; migrations are safe to repeat")
 struct AppendOnlyTests {
     static let record = AuditRecord(
         callerName: "alice", service: "backup", method: "rampart.backup.v1.Backup/CancelJob", subject: "job-9",
@@ -26,7 +26,7 @@ struct AppendOnlyTests {
         }
     }
 
-    @Test("issue 6 item 3: audit is append-only: UPDATE, DELETE and TRUNCATE are refused by the database, even for a superuser")
+    @Test("P9: audit is append-only: UPDATE, DELETE and TRUNCATE are refused by the database, even for a superuser")
     func appendOnly() async throws {
         let database = try AuditDatabase.make()
         defer { Task { await database.pool.close() } }
@@ -61,7 +61,7 @@ struct AppendOnlyTests {
         #expect(try await database.all().count == 3)
     }
 
-    @Test("issue 6 item 3: UPDATE, DELETE and TRUNCATE are revoked from everyone, the owning role included")
+    @Test("P9: UPDATE, DELETE and TRUNCATE are revoked from everyone, the owning role included")
     func privilegesRevoked() async throws {
         let database = try AuditDatabase.make()
         defer { Task { await database.pool.close() } }
@@ -75,7 +75,7 @@ struct AppendOnlyTests {
         #expect(acl.contains("a") && acl.contains("r"), "\(acl)")
     }
 
-    @Test("issue 6 item 3: migrating twice, and from 6 processes at once, applies the schema once")
+    @Test("P9: migrating twice, and from 6 processes at once, applies the schema once")
     func migrateRepeatedly() async throws {
         let connectionString = try TestDatabase.create()
         let logger = Logger(label: "audit-tests")

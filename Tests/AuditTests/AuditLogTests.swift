@@ -6,8 +6,8 @@ import RampartProto
 import RampartTesting
 import Testing
 
-/// Issue 6 item 3: the audit log stores what it is given and finds it again by every filter.
-@Suite("Issue 6 item 3: audit log append and list (real PostgreSQL)")
+/// P9: the audit log stores what it is given and finds it again by every filter.
+@Suite("P9: audit log append and list (real PostgreSQL)")
 struct AuditLogTests {
     static let aliceKey = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
     static let bobKey = "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID"
@@ -46,7 +46,7 @@ struct AuditLogTests {
         try await database.log.list(filter).entries.map(\.id)
     }
 
-    @Test("issue 6 item 3: every field comes back as appended, ids and times increase")
+    @Test("P9: every field comes back as appended, ids and times increase")
     func roundTrip() async throws {
         let (database, entries) = try await Self.filled()
         defer { Task { await database.pool.close() } }
@@ -59,7 +59,7 @@ struct AuditLogTests {
         #expect(wire.id == entries[0].id && wire.timeUnixMs == entries[0].timeUnixMs)
     }
 
-    @Test("issue 6 item 3: each filter narrows the list: caller by name, key or key prefix, method prefix, refused, time")
+    @Test("P9: each filter narrows the list: caller by name, key or key prefix, method prefix, refused, time")
     func filters() async throws {
         let (database, entries) = try await Self.filled()
         defer { Task { await database.pool.close() } }
@@ -82,7 +82,7 @@ struct AuditLogTests {
         #expect(try await ids(database, AuditFilter(sinceUnixMs: time[3] + 1)) == [])
     }
 
-    @Test("issue 6 item 3: pages follow after_id with limit; `more` is true exactly while entries remain")
+    @Test("P9: pages follow after_id with limit; `more` is true exactly while entries remain")
     func paging() async throws {
         let (database, entries) = try await Self.filled()
         defer { Task { await database.pool.close() } }
@@ -99,7 +99,7 @@ struct AuditLogTests {
     }
 
     @Test(
-        "issue 6 item 3: unusable filters are refused with a message",
+        "P9: unusable filters are refused with a message",
         arguments: [
             (AuditFilter(sinceUnixMs: 2000, untilUnixMs: 1000), "must be before"),
             (AuditFilter(sinceUnixMs: 1000, untilUnixMs: 1000), "must be before"),
@@ -125,7 +125,7 @@ struct AuditLogTests {
         }
     }
 
-    @Test("issue 6 item 3: a List request's limit 0 means 100; over 1000 is refused")
+    @Test("P9: a List request's limit 0 means 100; over 1000 is refused")
     func requestLimits() throws {
         var request = Rampart_Audit_V1_ListAuditRequest()
         #expect(try AuditFilter(request).limit == 100)
@@ -135,7 +135,7 @@ struct AuditLogTests {
         #expect(throws: AuditFilterError.self) { try AuditFilter(request) }
     }
 
-    @Test("issue 6 item 3: NUL characters and oversized fields are stored cleaned, never dropped")
+    @Test("P9: NUL characters and oversized fields are stored cleaned, never dropped")
     func storable() async throws {
         let database = try AuditDatabase.make()
         defer { Task { await database.pool.close() } }
@@ -156,7 +156,7 @@ struct AuditLogTests {
         #expect(entry.record.storable == entry.record, "cleaning is idempotent")
     }
 
-    @Test("issue 6 item 3: append never throws; when the database is unreachable the record is logged in full, after one retry")
+    @Test("P9: append never throws; when the database is unreachable the record is logged in full, after one retry")
     func appendFailureIsLogged() async throws {
         let logs = LogRecord()
         let logger = Logger(label: "audit-tests") { _ in RecordingLogHandler(record: logs) }
@@ -178,7 +178,7 @@ struct AuditLogTests {
         }
     }
 
-    @Test("issue 6 item 3: a record appended by a cancelled task (a shutdown) is still written, after waiting its turn")
+    @Test("P9: a record appended by a cancelled task (a shutdown) is still written, after waiting its turn")
     func cancelledCaller() async throws {
         let database = try AuditDatabase.make(poolSize: 1)
         defer { Task { await database.pool.close() } }

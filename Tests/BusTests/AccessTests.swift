@@ -66,11 +66,11 @@ private func payload(_ prefix: String, limit: UInt32 = 3) -> Data {
     return FrameCodec.serialize(request)
 }
 
-@Suite("Access: roles per method, device-own calls, audit records (issue 6 items 2 and 3)")
+@Suite("Access: roles per method, device-own calls, audit records (P7, P8, P9)")
 struct AccessTests {
     let logger = Logger(label: "access-tests")
 
-    @Test("issue 6 item 2: a role outside the method's policy gets PERMISSION_DENIED, the handler never runs, the refusal is recorded")
+    @Test("P7: a role outside the method's policy gets PERMISSION_DENIED, the handler never runs, the refusal is recorded")
     func refusedRole() async {
         let sink = AuditSink()
         let ran = Runs()
@@ -90,7 +90,7 @@ struct AccessTests {
         #expect(events.first?.service == "links")
     }
 
-    @Test("issue 6 items 2, 3: an allowed role runs; an audited method is recorded once with OK, its subject and notes")
+    @Test("P7, P9: an allowed role runs; an audited method is recorded once with OK, its subject and notes")
     func allowedAndAudited() async {
         let sink = AuditSink()
         let ran = Runs()
@@ -112,7 +112,7 @@ struct AccessTests {
         #expect(sink.all.count == 1)
     }
 
-    @Test("issue 6 item 2: devices may not read; a device acts only for its own device, and the refusal is recorded")
+    @Test("P7, P8: devices may not read; a device acts only for its own device, and the refusal is recorded")
     func deviceOwn() async throws {
         let sink = AuditSink()
         let ran = Runs()
@@ -159,7 +159,7 @@ struct AccessTests {
         #expect(try Rampart_Bus_V1_ReplayResponse(serializedBytes: body).events.first?.source == "vera|viewer")
     }
 
-    @Test("issue 6 item 2: only service keys serve services, only device keys serve device/…, people serve nothing")
+    @Test("P7, P8: only service keys serve services, only device keys serve device/…, people serve nothing")
     func registrationRoles() {
         func identity(_ role: BusRole) -> CallerIdentity { CallerIdentity(key: "k", name: "n", role: role) }
         #expect(Broker.refusal(of: identity(.service), serving: "inventory") == nil)
@@ -172,7 +172,7 @@ struct AccessTests {
     }
 }
 
-@Suite("Bus keys: files, modes, the authorized list, ZAP decisions (issue 6 item 1)")
+@Suite("Bus keys: files, modes, the authorized list, ZAP decisions (P6)")
 struct BusKeyTests {
     private func folder() throws -> KeyFolder {
         try KeyFolder.initialize(
@@ -180,7 +180,7 @@ struct BusKeyTests {
             operators: [("admin", .admin), ("vera", .viewer)], devices: ["fw-1"])
     }
 
-    @Test("issue 6 item 1: init makes the broker, service, operator and device keys, every file 0600 and folder 0700")
+    @Test("P6: init makes the broker, service, operator and device keys, every file 0600 and folder 0700")
     func initialize() throws {
         let keys = try folder()
         let entries = try keys.list()
@@ -203,7 +203,7 @@ struct BusKeyTests {
         #expect(throws: BusKeyError.self) { try KeyFolder.initialize(at: keys.path) }
     }
 
-    @Test("issue 6 item 1: a key file others may read is refused, naming the fix")
+    @Test("P6: a key file others may read is refused, naming the fix")
     func worldReadable() throws {
         let keys = try folder()
         let path = keys.keyPath(role: .admin, name: "admin")
@@ -233,7 +233,7 @@ struct BusKeyTests {
         #expect(throws: BusKeyError.self) { try BusKeyFile.parse(good.text.replacingOccurrences(of: "role = admin", with: "role = root"), path: "x") }
     }
 
-    @Test("issue 6 item 1: the bus admits only listed keys over CURVE, and no device on the event stream; a revoked key is out at the next reload")
+    @Test("P6: the bus admits only listed keys over CURVE, and no device on the event stream; a revoked key is out at the next reload")
     func admission() throws {
         let keys = try folder()
         let source = try AuthorizedKeysSource(path: keys.authorizedKeysPath, recheckMs: 0, logger: Logger(label: "t"))

@@ -16,9 +16,9 @@ private func delivered(_ actions: [EventSequencer.Action]) -> [UInt64] {
     actions.compactMap { if case .deliver(let event) = $0 { event.seq } else { nil } }
 }
 
-@Suite("Events: exactly once, in order (DESIGN §2, events)")
+@Suite("Events: exactly once, in order (P3)")
 struct EventSequencerTests {
-    @Test("§2 live events that follow the position are delivered in order and advance it")
+    @Test("P3: live events that follow the position are delivered in order and advance it")
     func inOrder() {
         var sequencer = EventSequencer(position: 10, topicPrefix: "")
         #expect(sequencer.live(event(11)) == [.deliver(event(11))])
@@ -27,7 +27,7 @@ struct EventSequencerTests {
         #expect(sequencer.position == 13)
     }
 
-    @Test("§2 an event at or below the position (a duplicate) is ignored")
+    @Test("P3: an event at or below the position (a duplicate) is ignored")
     func duplicatesIgnored() {
         var sequencer = EventSequencer(position: 0, topicPrefix: "")
         _ = sequencer.live(event(1))
@@ -38,14 +38,14 @@ struct EventSequencerTests {
         #expect(sequencer.live(event(3)) == [.deliver(event(3))], "a duplicate must not start a replay")
     }
 
-    @Test("§2 a gap asks for one replay from the position and delivers nothing past the gap")
+    @Test("P3: a gap asks for one replay from the position and delivers nothing past the gap")
     func gapAsksForReplay() {
         var sequencer = EventSequencer(position: 4, topicPrefix: "")
         #expect(sequencer.live(event(6)) == [.replay(since: 4)])
         #expect(sequencer.position == 4)
     }
 
-    @Test("§2 while a replay is pending, further gaps, live events and heartbeats ask for no second replay")
+    @Test("P3: while a replay is pending, further gaps, live events and heartbeats ask for no second replay")
     func noSecondReplayWhilePending() {
         var sequencer = EventSequencer(position: 4, topicPrefix: "")
         _ = sequencer.live(event(6))
@@ -55,7 +55,7 @@ struct EventSequencerTests {
         #expect(sequencer.position == 4)
     }
 
-    @Test("§2 while a replay is pending, even the next event in sequence waits for the replay (it will be in it)")
+    @Test("P3: while a replay is pending, even the next event in sequence waits for the replay (it will be in it)")
     func nextEventWaitsForReplay() {
         var sequencer = EventSequencer(position: 4, topicPrefix: "")
         _ = sequencer.heartbeat(lastSeq: 5)
@@ -63,7 +63,7 @@ struct EventSequencerTests {
         #expect(delivered(sequencer.replayed([event(5)], lastSeq: 5, complete: true)) == [5])
     }
 
-    @Test("§2 the replay fills the gap in order; then live events continue without another replay")
+    @Test("P3: the replay fills the gap in order; then live events continue without another replay")
     func replayThenLive() {
         var sequencer = EventSequencer(position: 4, topicPrefix: "")
         _ = sequencer.live(event(7))
@@ -74,7 +74,7 @@ struct EventSequencerTests {
         #expect(sequencer.live(event(7)).isEmpty, "already delivered by the replay")
     }
 
-    @Test("§2 events in a replay that were already handled are not delivered again")
+    @Test("P3: events in a replay that were already handled are not delivered again")
     func replayOverlapNotRedelivered() {
         var sequencer = EventSequencer(position: 0, topicPrefix: "")
         _ = sequencer.live(event(1))
@@ -82,7 +82,7 @@ struct EventSequencerTests {
         #expect(delivered(sequencer.replayed([event(1), event(2), event(3)], lastSeq: 3, complete: true)) == [2, 3])
     }
 
-    @Test("§2 a complete replay moves the position to the journal's end even past the last matching event")
+    @Test("P3: a complete replay moves the position to the journal's end even past the last matching event")
     func completeReplayJumpsToEnd() {
         var sequencer = EventSequencer(position: 0, topicPrefix: "backup.")
         _ = sequencer.heartbeat(lastSeq: 50)
@@ -91,7 +91,7 @@ struct EventSequencerTests {
         #expect(sequencer.live(event(51)) == [.deliver(event(51))])
     }
 
-    @Test("§2 an incomplete replay delivers what it got and asks for the rest from there")
+    @Test("P3: an incomplete replay delivers what it got and asks for the rest from there")
     func incompleteReplayAsksAgain() {
         var sequencer = EventSequencer(position: 0, topicPrefix: "")
         _ = sequencer.heartbeat(lastSeq: 5)
@@ -103,7 +103,7 @@ struct EventSequencerTests {
         #expect(sequencer.position == 5)
     }
 
-    @Test("§2 a live event outside the topic prefix advances the position without being delivered")
+    @Test("P3: a live event outside the topic prefix advances the position without being delivered")
     func prefixFiltering() {
         var sequencer = EventSequencer(position: 0, topicPrefix: "backup.")
         #expect(sequencer.live(event(1, "inventory.device.connected")).isEmpty)
@@ -114,7 +114,7 @@ struct EventSequencerTests {
             sequencer.live(event(4, "backup.stored")) == [.deliver(event(4, "backup.stored"))], "no gap: 3 was handled")
     }
 
-    @Test("§2 replayed events outside the topic prefix are skipped but still advance the position")
+    @Test("P3: replayed events outside the topic prefix are skipped but still advance the position")
     func prefixFilteringInReplay() {
         var sequencer = EventSequencer(position: 0, topicPrefix: "backup.")
         _ = sequencer.live(event(3, "backup.x"))
@@ -125,7 +125,7 @@ struct EventSequencerTests {
         #expect(actions.last == .replay(since: 3))
     }
 
-    @Test("§2 a heartbeat beyond the position asks for a replay; one at the position does not")
+    @Test("P3: a heartbeat beyond the position asks for a replay; one at the position does not")
     func heartbeatBeyondPosition() {
         var sequencer = EventSequencer(position: 8, topicPrefix: "")
         #expect(sequencer.heartbeat(lastSeq: 8).isEmpty)
@@ -133,7 +133,7 @@ struct EventSequencerTests {
         #expect(sequencer.heartbeat(lastSeq: 9) == [.replay(since: 8)])
     }
 
-    @Test("§2 after a replay is answered, a new gap asks for a new replay")
+    @Test("P3: after a replay is answered, a new gap asks for a new replay")
     func replayAgainAfterAnswer() {
         var sequencer = EventSequencer(position: 0, topicPrefix: "")
         _ = sequencer.live(event(2))

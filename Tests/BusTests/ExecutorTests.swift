@@ -6,8 +6,9 @@ import RampartTesting
 import Synchronization
 import Testing
 
-/// The executors that keep a request on the socket thread that has it (issue 2): a broker, one service
-/// instance and a client in this process, over real ZeroMQ sockets on loopback tcp.
+/// The executors that keep a request on the socket thread that has it (docs/decisions.md, "Sockets and
+/// blocking calls live on dedicated threads"): a broker, one service instance and a client in this
+/// process, over real ZeroMQ sockets on loopback tcp.
 @Suite("Bus: socket-thread executors", .serialized)
 struct ExecutorTests {
     static let echo = "rampart.test.v1.Test/Echo"

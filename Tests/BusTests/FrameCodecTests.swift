@@ -12,7 +12,7 @@ private func head(_ prefix: Data, _ body: Data) -> Data { prefix + body }
 /// The first bytes of a service-instance frame: the tag and the command byte.
 private func command(_ byte: UInt8) -> Data { BusProtocol.workerTag + Data([byte]) }
 
-@Suite("FrameCodec: bus wire frames, protocol 2 (DESIGN §2, docs/protocol.md §3)")
+@Suite("FrameCodec: bus wire frames, protocol 2 (docs/protocol.md §3)")
 struct FrameCodecRoundTripTests {
     @Test("a client request is two frames, RB2C ‖ RequestHeader and the payload, and decodes at the broker unchanged")
     func clientRequestRoundTrip() throws {

@@ -62,7 +62,7 @@ private func payload(since: UInt64 = 41, prefix: String = "backup.", behaviour: 
     return FrameCodec.serialize(request)
 }
 
-@Suite("ServiceRouter: every outcome becomes a bus status (DESIGN §2, CONVENTIONS errors)")
+@Suite("ServiceRouter: every outcome becomes a bus status (docs/protocol.md §6, §7)")
 struct ServiceRouterTests {
     let logger = Logger(label: "service-router-tests")
 
@@ -196,7 +196,7 @@ struct ServiceRouterTests {
     }
 }
 
-@Suite("RPCError: status, message and cause (CONVENTIONS errors)")
+@Suite("RPCError: status, message and cause (docs/protocol.md §7)")
 struct RPCErrorTests {
     @Test("description is 'CODE: message' and holds no cause; debugDescription adds the cause")
     func descriptions() {

@@ -6,7 +6,7 @@ import RampartBus
 import RampartProto
 import Testing
 
-@Suite("§1, §4 device exports: StartExport, ReadExport, FinishExport")
+@Suite("Device agent: exports, StartExport, ReadExport, FinishExport")
 struct ExportTests {
     static func agent(
         configSize: Int = 64 * 1024, options: DeviceAgent.Options = .init(), clock: ManualClock? = nil
@@ -27,7 +27,7 @@ struct ExportTests {
         return (agent, path)
     }
 
-    @Test("§4, B1, B5, B11, B12: the export is a backup with manifest first, facts, ids and decrypted keys")
+    @Test("Archives, B1, B5, B11, B12: the export is a backup with manifest first, facts, ids and decrypted keys")
     func exportContents() async throws {
         let (agent, path) = try Self.agent()
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -63,7 +63,7 @@ struct ExportTests {
         }
     }
 
-    @Test("§4: exports of the same device with the same request are identical")
+    @Test("Archives: exports of the same device with the same request are identical")
     func deterministicExport() async throws {
         let (agent, path) = try Self.agent()
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -72,7 +72,7 @@ struct ExportTests {
         #expect(one.sha256 == two.sha256 && one.exportID != two.exportID)
     }
 
-    @Test("§2: ReadExport returns chunks of at most 1 MiB by offset; the chunks reassemble the archive")
+    @Test("Bus: ReadExport returns chunks of at most 1 MiB by offset; the chunks reassemble the archive")
     func chunks() async throws {
         let (agent, path) = try Self.agent(configSize: 3 << 20)
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -100,7 +100,7 @@ struct ExportTests {
         #expect(tooLong?.code == .invalidArgument)
     }
 
-    @Test("§1: unknown, finished and empty export ids are refused with NOT_FOUND / INVALID_ARGUMENT")
+    @Test("Device agent: unknown, finished and empty export ids are refused with NOT_FOUND / INVALID_ARGUMENT")
     func unknownExports() async throws {
         let (agent, path) = try Self.agent()
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -118,7 +118,7 @@ struct ExportTests {
         #expect((await #expect(throws: RPCError.self) { try await agent.readExport(read) })?.code == .notFound)
     }
 
-    @Test("§1: at most 4 exports at once (RESOURCE_EXHAUSTED beyond); unfinished ones expire after 10 minutes")
+    @Test("Device agent: at most 4 exports at once (RESOURCE_EXHAUSTED beyond); unfinished ones expire after 10 minutes")
     func limits() async throws {
         let clock = ManualClock()
         let (agent, path) = try Self.agent(clock: clock)
@@ -192,7 +192,7 @@ struct ExportTests {
         _ = try await agent.readExport(read)
     }
 
-    @Test("§1: --fail-export makes StartExport fail with INTERNAL 'simulated export failure'")
+    @Test("Device agent: --fail-export makes StartExport fail with INTERNAL 'simulated export failure'")
     func failExport() async throws {
         let (agent, path) = try Self.agent(options: .init(failExport: true))
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -202,7 +202,7 @@ struct ExportTests {
         #expect(agent.exports.count == 0)
     }
 
-    @Test("§1: StartExport validates role and membership ids", arguments: [
+    @Test("Device agent: StartExport validates role and membership ids", arguments: [
         (Rampart_Inventory_V1_Role.unspecified, "", ""), (.haPrimary, "", ""), (.clusterData, "pair", ""),
         (.standalone, "pair", ""), (.clusterControl, "", ""),
     ])
@@ -220,7 +220,7 @@ struct ExportTests {
         #expect(manifest.role == .haSecondary && manifest.haPairId == "pair-1")
     }
 
-    @Test("§1: the agent never crashes on input: garbage payloads and unknown methods get status codes")
+    @Test("Device agent: the agent never crashes on input: garbage payloads and unknown methods get status codes")
     func garbage() async throws {
         let (agent, path) = try Self.agent()
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -246,9 +246,9 @@ struct ExportTests {
     }
 }
 
-@Suite("§1 fleet specs")
+@Suite("Device agent: fleet specs")
 struct FleetSpecTests {
-    @Test("§1: a generated fleet of 500 devices has unique names, serials and IPs and valid facts")
+    @Test("Device agent: a generated fleet of 500 devices has unique names, serials and IPs and valid facts")
     func generate500() throws {
         let spec = FleetSpec.generate(standalone: 380, haPairs: 30, clusters: 10, clusterNodes: 3, kvm: 30)
         #expect(spec.devices.count == 380 + 60 + 30 + 30)
@@ -261,7 +261,7 @@ struct FleetSpecTests {
         #expect(FleetSpec.generate(standalone: 3, haPairs: 1, clusters: 1) == FleetSpec.generate(standalone: 3, haPairs: 1, clusters: 1))
     }
 
-    @Test("§1: the documented spec format is read, interfaces as a map")
+    @Test("Device agent: the documented spec format is read, interfaces as a map")
     func documentedFormat() throws {
         let json = """
             {"configSize": "128KiB",
@@ -279,7 +279,7 @@ struct FleetSpecTests {
         #expect(spec.devices[0].failExport == true)
     }
 
-    @Test("§1: specs with duplicates or unknown members are refused")
+    @Test("Device agent: specs with duplicates or unknown members are refused")
     func invalidSpecs() throws {
         let device = FleetSpec.Device(
             name: "fw-a", serial: "S1", model: "M", platform: "physical", software: "7.4.1", managementIp: "10.0.0.1")
@@ -292,7 +292,7 @@ struct FleetSpecTests {
         #expect(throws: AgentError.self) { try FleetSpec(configSize: "lots", devices: [device]).validate() }
     }
 
-    @Test("§1: fleet folders are prepared once and re-opened on later runs")
+    @Test("Device agent: fleet folders are prepared once and re-opened on later runs")
     func prepare() async throws {
         let path = temporaryPath("fleet")
         defer { try? FileManager.default.removeItem(atPath: path) }

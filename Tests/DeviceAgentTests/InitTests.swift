@@ -3,9 +3,9 @@ import Foundation
 import RampartArchive
 import Testing
 
-@Suite("§1 device-agent init: the device folder")
+@Suite("Device agent: init, the device folder")
 struct InitTests {
-    @Test("§1: init creates facts.json, a 32-byte device.key of mode 0600, config/ and backups/")
+    @Test("Device agent: init creates facts.json, a 32-byte device.key of mode 0600, config/ and backups/")
     func layout() throws {
         let path = temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -33,7 +33,7 @@ struct InitTests {
         #expect(try folder.registration() == ("", ""))
     }
 
-    @Test("§1: the same facts and seed give the same tree (encrypted keys aside) and the same clear keys")
+    @Test("Device agent: the same facts and seed give the same tree (encrypted keys aside) and the same clear keys")
     func deterministic() throws {
         let first = temporaryPath("a")
         let second = temporaryPath("b")
@@ -55,7 +55,7 @@ struct InitTests {
         #expect(tree(third + "/config")["policies/access-policy.json"] != treeA["policies/access-policy.json"])
     }
 
-    @Test("§1: the configuration is roughly the size asked for", arguments: [16 * 1024, 64 * 1024, 512 * 1024, 1 << 20])
+    @Test("Device agent: the configuration is roughly the size asked for", arguments: [16 * 1024, 64 * 1024, 512 * 1024, 1 << 20])
     func size(bytes: Int) throws {
         let path = temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -83,7 +83,7 @@ struct InitTests {
         #expect(keys.allSatisfy { String(decoding: $0.contents, as: UTF8.self).hasPrefix("-----BEGIN PRIVATE KEY-----") })
     }
 
-    @Test("§1: a key encrypted under another device's key cannot be decrypted")
+    @Test("Device agent: a key encrypted under another device's key cannot be decrypted")
     func wrongKey() throws {
         let path = temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -92,7 +92,7 @@ struct InitTests {
         #expect(throws: AgentError.self) { try folder.exportFiles() }
     }
 
-    @Test("§1: init refuses to overwrite an existing device folder, and bad facts")
+    @Test("Device agent: init refuses to overwrite an existing device folder, and bad facts")
     func refusals() throws {
         let path = temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -108,7 +108,7 @@ struct InitTests {
         try virtual.validate()
     }
 
-    @Test("§1: registration is written into the configuration tree (B11)")
+    @Test("Device agent: registration is written into the configuration tree (B11)")
     func registration() throws {
         let path = temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -117,7 +117,7 @@ struct InitTests {
         #expect(try folder.registration() == ("mgr-7", "dev-123"))
     }
 
-    @Test("§1: sizes as people write them", arguments: [
+    @Test("Device agent: sizes as people write them", arguments: [
         ("65536", 65536), ("64KiB", 65536), ("1MiB", 1 << 20), ("512KiB", 512 << 10), ("512K", 512 << 10),
         ("2MB", 2_000_000), ("1 GiB", 1 << 30),
     ])
@@ -125,7 +125,7 @@ struct InitTests {
         #expect(ByteSize.parse(text) == bytes)
     }
 
-    @Test("§1: sizes that are not sizes are refused", arguments: ["", "MiB", "12XB", "-5", "1.5MiB"])
+    @Test("Device agent: sizes that are not sizes are refused", arguments: ["", "MiB", "12XB", "-5", "1.5MiB"])
     func badByteSizes(text: String) {
         #expect(ByteSize.parse(text) == nil)
     }

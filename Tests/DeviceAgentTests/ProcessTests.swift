@@ -7,7 +7,7 @@ import RampartProto
 import RampartTesting
 import Testing
 
-@Suite("§1 device-agent over real processes (bus, inventory, device-agent)", .serialized)
+@Suite("Device agent: over real processes (bus, inventory, device-agent)", .serialized)
 struct DeviceAgentProcessTests {
     /// Polls inventory until `device` satisfies `condition`.
     static func waitForDevice(
@@ -31,7 +31,7 @@ struct DeviceAgentProcessTests {
         throw RunningSystem.TimeoutError(description: "device \(name) never reached the expected state (\(last))")
     }
 
-    @Test("§1, B5, B11, B12: run --register appears connected, answers Describe, exports in chunks over the bus")
+    @Test("B5, B11, B12: run --register appears connected, answers Describe, exports in chunks over the bus")
     func registerDescribeExport() async throws {
         let system = try RunningSystem()
         defer { system.stopInBackground() }
@@ -111,7 +111,7 @@ struct DeviceAgentProcessTests {
         #expect(agent.log.contains("stopped serving"))
     }
 
-    @Test("§1: run refuses a device whose name is registered with another serial")
+    @Test("Device agent: run refuses a device whose name is registered with another serial")
     func serialMismatch() async throws {
         let system = try RunningSystem()
         defer { system.stopInBackground() }

@@ -4,7 +4,7 @@ import RampartArchive
 import Synchronization
 import Testing
 
-/// Archives a restore must refuse before it asks for a lease (DESIGN §4, R8).
+/// Archives a restore must refuse before it asks for a lease (docs/rules.md#archives, R8).
 enum HostileArchive: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case dotDot, absolute, escapingSymlink, hardLink, characterDevice, blockDevice, fifo
     case wrongMemberHash, memberNotInManifest, memberMissing, notFirstManifest, notATar, clusterBundle
@@ -96,9 +96,9 @@ enum HostileArchive: String, CaseIterable, Sendable, CustomTestStringConvertible
     }
 }
 
-@Suite("§4, R8 archive refusals before a restore: nothing outside the configuration folder, hashes, bundles")
+@Suite("Archives, R8: refusals before a restore: nothing outside the configuration folder, hashes, bundles")
 struct RestoreArchiveTests {
-    @Test("§4: RampartArchive refuses each hostile archive, naming the member", arguments: HostileArchive.allCases)
+    @Test("Archives: RampartArchive refuses each hostile archive, naming the member", arguments: HostileArchive.allCases)
     func refused(_ hostile: HostileArchive) async throws {
         let (archive, original) = try await makeBackup()
         defer { try? FileManager.default.removeItem(atPath: original) }
@@ -117,7 +117,7 @@ struct RestoreArchiveTests {
     }
 
     @Test(
-        "§4, R1: a hostile archive in the local backup folder is refused before any lease; the device folder is byte-identical",
+        "Archives, R1: a hostile archive in the local backup folder is refused before any lease; the device folder is byte-identical",
         arguments: HostileArchive.allCases)
     func refusedBeforeLease(_ hostile: HostileArchive) async throws {
         let (archive, original) = try await makeBackup()

@@ -5,11 +5,11 @@ import RampartProto
 import RampartTesting
 import Testing
 
-/// Issue 6 item 3 over real processes: storage audits every signed-link download, the bus hosts the
+/// P9 over real processes: storage audits every signed-link download, the bus hosts the
 /// `audit` service, and `rampart audit` reads the log.
-@Suite("Issue 6 item 3: the audit log over real processes (storage, bus, CLI)", .serialized)
+@Suite("P9: the audit log over real processes (storage, bus, CLI)", .serialized)
 struct AuditTests {
-    @Test("issue 6 item 3: a signed-link download and a tampered link both appear in `rampart audit` with outcome and backup")
+    @Test("P9: a signed-link download and a tampered link both appear in `rampart audit` with outcome and backup")
     func downloadsAudited() async throws {
         var spec = FleetSpec()
         spec.device("fw-audit")
@@ -56,7 +56,7 @@ struct AuditTests {
             #expect(refused.details["http-status"] == "403" && refused.details["bytes"] == "0")
 
             // The operator's own audited calls, recorded by the services with the authenticated key: the
-            // backup started and the links exported (issue 6 item 2: who did what, from which key).
+            // backup started and the links exported (P7, P9: who did what, from which key).
             let admin = try #require(try system.system.keys?.list().first { $0.name == "admin" })
             let everything = try await audit(system, "--since", "10m")
             let started = everything.filter { $0.method == "rampart.backup.v1.Backup/StartBackup" }
@@ -93,7 +93,7 @@ struct AuditTests {
         }
     }
 
-    @Test("issue 6 item 3: a bad filter is INVALID_ARGUMENT from the service and a usage error (64) in the CLI")
+    @Test("P9: a bad filter is INVALID_ARGUMENT from the service and a usage error (64) in the CLI")
     func badFilters() async throws {
         let system = try RunningSystem()
         defer { system.stopInBackground() }

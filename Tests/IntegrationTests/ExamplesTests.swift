@@ -10,12 +10,12 @@ import ZeroMQ
 import Glibc
 #endif
 
-/// Issue 7: the bus used from other languages with nothing but `proto/` and docs/protocol.md. Builds
+/// P12: the bus used from other languages with nothing but `proto/` and docs/protocol.md. Builds
 /// examples/c-subscriber (protoc-c, libzmq) and examples/python (pyzmq + protobuf from PyPI) with
 /// their own scripts and runs them against a live system.
-@Suite("Integrations: the C subscriber and the Python client against a live system (issue 7)", .serialized)
+@Suite("Integrations: the C subscriber and the Python client against a live system (P12)", .serialized)
 struct ExamplesTests {
-    @Test("Issue 7: the C subscriber prints every backup event once, in order, across a kill -9 and restart")
+    @Test("P12: the C subscriber prints every backup event once, in order, across a kill -9 and restart")
     func cSubscriberSurvivesKill() async throws {
         let binary = try await Examples.cSubscriber.value
         var spec = FleetSpec()
@@ -78,7 +78,7 @@ struct ExamplesTests {
         }
     }
 
-    @Test("Issue 7: the C subscriber reports bad frames on stderr, skips them, and fills gaps and duplicates from the journal")
+    @Test("P12: the C subscriber reports bad frames on stderr, skips them, and fills gaps and duplicates from the journal")
     func cSubscriberSkipsBadFrames() async throws {
         let binary = try await Examples.cSubscriber.value
         var spec = FleetSpec()
@@ -139,7 +139,7 @@ struct ExamplesTests {
         }
     }
 
-    @Test("Issue 7: the Python client's HA pair backup, followed by events, reports exactly the files `rampart backups list` shows; a failing pair exits 8 with its reason")
+    @Test("P12: the Python client's HA pair backup, followed by events, reports exactly the files `rampart backups list` shows; a failing pair exits 8 with its reason")
     func pythonClientBacksUpPair() async throws {
         let python = try await Examples.python.value
         var spec = FleetSpec()
@@ -175,7 +175,7 @@ struct ExamplesTests {
         }
     }
 
-    @Test("Issue 7: with no bus, the Python client and the C subscriber exit 5 within their deadline, never hang")
+    @Test("P12: with no bus, the Python client and the C subscriber exit 5 within their deadline, never hang")
     func examplesWithoutBus() async throws {
         let python = try await Examples.python.value
         let binary = try await Examples.cSubscriber.value

@@ -11,7 +11,7 @@ import Testing
 import Glibc
 #endif
 
-// Helpers of the fault-injection tests (issue 6, item 4): polling with generous deadlines, a private
+// Helpers of the fault-injection tests (P10, docs/faults.md): polling with generous deadlines, a private
 // PostgreSQL server that a test may stop, a backup system whose storage folder a test prepares first.
 
 /// A failed wait or check of a fault test, with what was last seen.

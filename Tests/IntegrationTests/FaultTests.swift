@@ -10,13 +10,13 @@ import Testing
 import Glibc
 #endif
 
-/// Issue 6, item 4: faults survived, each over real processes. Every wait is a poll with a generous
+/// P10 (docs/faults.md): faults survived, each over real processes. Every wait is a poll with a generous
 /// deadline (a bound against hangs, never a speed check). Serialized: each test runs a whole system.
-@Suite("Issue 6: faults survived with nothing lost", .serialized)
+@Suite("P10: faults survived with nothing lost", .serialized)
 struct FaultTests {
     // MARK: broker
 
-    @Test("Issue 6 fault: kill -9 of the broker: in-flight calls end UNAVAILABLE or DEADLINE_EXCEEDED, services and clients reconnect, idempotent calls are retried, no job lost")
+    @Test("P10: kill -9 of the broker: in-flight calls end UNAVAILABLE or DEADLINE_EXCEEDED, services and clients reconnect, idempotent calls are retried, no job lost")
     func brokerKilled() async throws {
         var spec = FleetSpec()
         spec.configSize = "4MiB"
@@ -112,7 +112,7 @@ struct FaultTests {
 
     // MARK: PostgreSQL
 
-    @Test("Issue 6 fault: PostgreSQL stopped and restarted mid-run: services answer UNAVAILABLE meanwhile, recover by themselves, nothing accepted is lost")
+    @Test("P10: PostgreSQL stopped and restarted mid-run: services answer UNAVAILABLE meanwhile, recover by themselves, nothing accepted is lost")
     func postgresRestarted() async throws {
         let postgres = PrivatePostgres()
         do {
@@ -209,7 +209,7 @@ struct FaultTests {
 
     // MARK: storage killed
 
-    @Test("Issue 6 fault: storage killed (kill -9) during an upload: no partial object is ever visible; the job is retried and completes")
+    @Test("P10: storage killed (kill -9) during an upload: no partial object is ever visible; the job is retried and completes")
     func storageKilledDuringUpload() async throws {
         var spec = FleetSpec()
         spec.configSize = "8MiB"
@@ -257,7 +257,7 @@ struct FaultTests {
 
     // MARK: frozen worker
 
-    @Test("Issue 6 fault: a worker frozen (SIGSTOP) past its lease: another worker takes the job, the frozen one's late writes are fenced off, one backup record")
+    @Test("P10: a worker frozen (SIGSTOP) past its lease: another worker takes the job, the frozen one's late writes are fenced off, one backup record")
     func frozenWorkerFenced() async throws {
         var spec = FleetSpec()
         spec.configSize = "6MiB"
@@ -312,7 +312,7 @@ struct FaultTests {
 
     // MARK: subscriber away
 
-    @Test("Issue 6 fault: a subscriber away during 1,000 events replays them all, in order, exactly once")
+    @Test("P10: a subscriber away during 1,000 events replays them all, in order, exactly once")
     func subscriberAwayReplays() async throws {
         // Plain mode: each call names itself ("fault-17") and inventory copies that name into its event,
         // so each event says which call made it. (With CURVE the name is the key's, the same for all.)
@@ -383,7 +383,7 @@ struct FaultTests {
 
     // MARK: disk full
 
-    @Test("Issue 6 fault: disk full on the storage folder: the upload fails with a clear error, the job fails with that reason, nothing half-written remains")
+    @Test("P10: disk full on the storage folder: the upload fails with a clear error, the job fails with that reason, nothing half-written remains")
     func diskFull() async throws {
         var spec = FleetSpec()
         spec.configSize = "8MiB"

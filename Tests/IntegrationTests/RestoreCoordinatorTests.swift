@@ -443,7 +443,7 @@ struct RestoreCoordinatorTests {
             let ended = try Rampart_Restore_V1_LeaseResponse(jsonString: released.stdout).lease
             #expect(ended.state == .released && ended.endReason == "replacement was DOA")
             #expect(ended.releasedBy == "operator", "the name of the key that released it")
-            // Audited with the key, the lease and the reason (issue 6 item 3).
+            // Audited with the key, the lease and the reason (P9).
             let audit = try await system.system.rampart("audit", "--method", RestoreAPI.Method.releaseLease, "--output", "json")
             let entries = try Rampart_Audit_V1_ListAuditResponse(jsonString: audit.stdout).entries
             #expect(entries.map(\.outcome) == [.invalidArgument, .ok], "the release without a reason too: \(entries)")

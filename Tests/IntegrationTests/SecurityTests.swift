@@ -7,9 +7,9 @@ import RampartTesting
 import Testing
 import ZeroMQ
 
-/// Issue 6 items 1 and 2 over real processes: CURVE on every tcp endpoint, keys admitted by the bus's
+/// P6 and P7 over real processes: CURVE on every tcp endpoint, keys admitted by the bus's
 /// ZAP handler, roles enforced by each service (docs/security.md).
-@Suite("Security: CURVE, ZAP and roles over real processes (issue 6)", .serialized)
+@Suite("Security: CURVE, ZAP and roles over real processes (P6, P7)", .serialized)
 struct SecurityTests {
     /// A key with the system's broker key that the bus has never admitted.
     static func strangerKey(_ system: RunningSystem) throws -> String {
@@ -37,7 +37,7 @@ struct SecurityTests {
         return false
     }
 
-    @Test("issue 6 item 1: an unknown key gets no data at all (calls and events); a plain client gets nothing either")
+    @Test("P6: an unknown key gets no data at all (calls and events); a plain client gets nothing either")
     func unknownKeyGetsNothing() async throws {
         let system = try RunningSystem()
         defer { system.stopInBackground() }
@@ -92,7 +92,7 @@ struct SecurityTests {
         #expect(system.bus.log.contains("bus connection refused"), "the refusal is logged")
     }
 
-    @Test("issue 6 item 1: a key revoked while connected is refused from its next request on; a key added works at once")
+    @Test("P6: a key revoked while connected is refused from its next request on; a key added works at once")
     func revokeWhileConnected() async throws {
         let system = try RunningSystem()
         defer { system.stopInBackground() }
@@ -118,7 +118,7 @@ struct SecurityTests {
             }
         }
         #expect(refused, "the same connection is refused once the key is revoked")
-        // The broker records the refusal: the key, no name or role any more (issue 6 item 3).
+        // The broker records the refusal: the key, no name or role any more (P9).
         var recorded: [Rampart_Audit_V1_AuditEntry] = []
         #expect(
             try await Self.waitUntil {
@@ -128,7 +128,7 @@ struct SecurityTests {
         #expect(recorded.allSatisfy { $0.service == "bus" && $0.callerRole.isEmpty && $0.details["key"] == "revoked" }, "\(recorded)")
     }
 
-    @Test("issue 6 item 1: a key revoked while subscribed to events gets nothing more; other subscribers go on")
+    @Test("P6: a key revoked while subscribed to events gets nothing more; other subscribers go on")
     func revokedSubscriberCutOff() async throws {
         let system = try RunningSystem()
         defer { system.stopInBackground() }
@@ -181,7 +181,7 @@ struct SecurityTests {
         #expect(after.watcher == 0, "the revoked key gets nothing more: \(after)")
     }
 
-    @Test("issue 6 item 2: a viewer reads but changes nothing, an operator cannot administer inventory, each refusal is PERMISSION_DENIED (exit 4)")
+    @Test("P7: a viewer reads but changes nothing, an operator cannot administer inventory, each refusal is PERMISSION_DENIED (exit 4)")
     func rolesOverProcesses() async throws {
         let system = try RunningSystem()
         defer { system.stopInBackground() }
@@ -203,7 +203,7 @@ struct SecurityTests {
         #expect(admin.exitCode == 0, "\(admin)")
 
         // Each refusal and the admin's registration are in the audit log, with the key that made them
-        // (issue 6 item 3). Only admins and viewers read it.
+        // (P9). Only admins and viewers read it.
         let keys = try #require(system.keys)
         let entries = try await Self.audit(system, "--method", InventoryService.Method.registerDevice)
         for name in ["viewer", "operator", "admin"] {
@@ -233,7 +233,7 @@ struct SecurityTests {
         #expect(!shown.stdout.contains("\"connected\":true") && !shown.stdout.contains("\"connected\": true"), "\(shown)")
     }
 
-    @Test("issue 6 item 2: only service keys register services: an operator's key serving inventory is refused by the broker")
+    @Test("P7: only service keys register services: an operator's key serving inventory is refused by the broker")
     func registrationNeedsServiceKey() async throws {
         let system = try RunningSystem()
         defer { system.stopInBackground() }
@@ -256,7 +256,7 @@ struct SecurityTests {
         #expect(recorded.first?.method == "serve inventory" && recorded.first?.service == "bus", "\(recorded)")
     }
 
-    @Test("issue 6 item 1: a key file others may read is refused at start, naming the fix")
+    @Test("P6: a key file others may read is refused at start, naming the fix")
     func worldReadableKeyRefused() async throws {
         let system = try RunningSystem()
         defer { system.stopInBackground() }
@@ -268,7 +268,7 @@ struct SecurityTests {
         #expect((result.stderr + result.stdout).contains("chmod 600"), "\(result)")
     }
 
-    @Test("issue 6 item 1: plain mode only when asked for, only on loopback, and said loudly")
+    @Test("P6: plain mode only when asked for, only on loopback, and said loudly")
     func plainOnlyOnLoopback() async throws {
         let database = try TestDatabase.create()
         let exposed = try await ChildProcess.run(
@@ -293,10 +293,10 @@ struct SecurityTests {
     }
 }
 
-/// `rampart keys` as an operator uses it (issue 6 item 1): the files, the list, adding, revoking, refusals.
-@Suite("Security: rampart keys init, add, list, revoke (issue 6 item 1)")
+/// `rampart keys` as an operator uses it (P6): the files, the list, adding, revoking, refusals.
+@Suite("Security: rampart keys init, add, list, revoke (P6)")
 struct KeysCommandTests {
-    @Test("issue 6 item 1: rampart keys makes 0600 key files, lists them, adds and revokes; refusals exit 4, a missing key 3")
+    @Test("P6: rampart keys makes 0600 key files, lists them, adds and revokes; refusals exit 4, a missing key 3")
     func keysCommand() async throws {
         let dir = NSTemporaryDirectory() + "rampart-keys-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -1,7 +1,7 @@
 import Postgres
 import Testing
 
-/// docs/decisions.md, "Database: statements prepared per connection, planned with their values".
+/// docs/decisions.md, "Database: statements prepared per connection, plans chosen by PostgreSQL".
 @Suite("Statements are prepared once per session and still planned with their values")
 struct PreparedStatementTests {
     let connection: PostgresConnection

@@ -7,14 +7,14 @@ import Testing
 
 @testable import StorageService
 
-/// Issue 6 item 3: storage appends an audit record for every request for a download path, served or
+/// P9: storage appends an audit record for every request for a download path, served or
 /// refused; the signature never lands in it.
-@Suite("Issue 6 item 3: signed-link downloads are audited (curl against the real server)")
+@Suite("P9: signed-link downloads are audited (curl against the real server)")
 struct HTTPAuditTests {
     static let fileName = HTTPDownloadTests.fileName
     static let path = HTTPDownloadTests.path
 
-    @Test("issue 6 item 3: a served download is audited OK with the link's key, the backup, the bytes and the remote")
+    @Test("P9: a served download is audited OK with the link's key, the backup, the bytes and the remote")
     func served() async throws {
         let content = testBytes(300_000, seed: 61)
         let (storage, verifier, info) = try await HTTPDownloadTests.setUp(content)
@@ -45,7 +45,7 @@ struct HTTPAuditTests {
         }
     }
 
-    @Test("issue 6 item 3: a refused link is audited PERMISSION_DENIED with the claimed key and backup; gone is NOT_FOUND")
+    @Test("P9: a refused link is audited PERMISSION_DENIED with the claimed key and backup; gone is NOT_FOUND")
     func refused() async throws {
         let (storage, verifier, _) = try await HTTPDownloadTests.setUp(testBytes(5000, seed: 62))
         defer { Task { await storage.close() } }
@@ -74,7 +74,7 @@ struct HTTPAuditTests {
         }
     }
 
-    @Test("issue 6 item 3: HEAD is audited as HEAD; other paths and other methods are not downloads and are not audited")
+    @Test("P9: HEAD is audited as HEAD; other paths and other methods are not downloads and are not audited")
     func whatIsAudited() async throws {
         let (storage, verifier, _) = try await HTTPDownloadTests.setUp(testBytes(5000, seed: 63))
         defer { Task { await storage.close() } }

@@ -7,7 +7,7 @@ import Testing
 
 @testable import StorageService
 
-@Suite("Storage: upload, commit, read (B6, DESIGN §4)")
+@Suite("Storage: upload, commit, read (B6, docs/rules.md#archives)")
 struct UploadReadTests {
     @Test("an object uploaded in chunks reads back byte-identical in chunks of odd sizes, with an event")
     func roundTrip() async throws {
@@ -170,7 +170,7 @@ struct UploadReadTests {
     }
 }
 
-@Suite("Storage: encryption at rest and damage (B12, DESIGN §4)")
+@Suite("Storage: encryption at rest and damage (B12, docs/rules.md#archives)")
 struct AtRestTests {
     @Test("no plaintext on disk, during the upload nor after")
     func noPlaintext() async throws {

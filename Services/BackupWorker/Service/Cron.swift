@@ -1,6 +1,6 @@
 import Foundation
 
-// Cron schedules for scheduled backups (DESIGN rule B4). Pure logic: no clock, no I/O. The
+// Cron schedules for scheduled backups (rule B4). Pure logic: no clock, no I/O. The
 // scheduler passes the current time in; every computation happens on local wall-clock time of
 // the given time zone, and is mapped to instants with explicit rules for DST gaps and overlaps.
 
@@ -64,7 +64,7 @@ public enum MissedSlotPolicy: Sendable, Equatable, CaseIterable {
 ///   to 01:00) fires once, at its first occurrence. This also holds for hourly or per-minute
 ///   schedules: the repeated hour is not fired a second time.
 public struct CronExpression: Sendable, Equatable, CustomStringConvertible {
-    /// The default schedule of a fresh installation (DESIGN rule B4): a configuration-only backup
+    /// The default schedule of a fresh installation (rule B4): a configuration-only backup
     /// every week, Sunday at 02:00 in the installation's time zone. Operators review and change it.
     public static let defaultWeekly = "0 2 * * 0"
 

@@ -2,7 +2,7 @@ import RampartAudit
 import RampartLinks
 import RampartProto
 
-/// The audit record of one signed-link download request (issue 6 item 3): who (the link's key, as
+/// The audit record of one signed-link download request (P9): who (the link's key, as
 /// "link:<key id>"), what ("GET <path>"), which backup, how it ended. Before the link is checked the key
 /// id and the backup id are the ones the request claims; once it is verified they are the link's.
 final class DownloadAudit: @unchecked Sendable {

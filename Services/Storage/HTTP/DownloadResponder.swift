@@ -30,7 +30,7 @@ struct DownloadRequestContext: Hummingbird.RequestContext {
 /// Answers every HTTP request of the download endpoint (L2): GET and HEAD on `/v1/backups/…` only; the
 /// link is checked by a `LinkVerifier` before anything about the object is looked at; the object is
 /// streamed decrypted, frame by frame, with one ~1 MiB batch read ahead of the one being sent. Every
-/// GET or HEAD of a download path is audited (issue 6 item 3): served, refused, not found or failed.
+/// GET or HEAD of a download path is audited (P9): served, refused, not found or failed.
 struct DownloadResponder: HTTPResponder {
     typealias Context = DownloadRequestContext
 

@@ -9,7 +9,7 @@ import StorageService
 /// name>?<signature>`. Every request is checked by a `LinkVerifier` (in production `link-signer` over
 /// the bus) before a byte of the object is read; the object is streamed decrypted frame by frame, with
 /// Range support, and each download is recorded as a `storage.download` event. Every request for a
-/// download path, served or refused, is appended to the audit log (issue 6 item 3).
+/// download path, served or refused, is appended to the audit log (P9).
 ///
 /// A ServiceLifecycle `Service`: run it in the storage's `ServiceGroup`. On graceful shutdown it stops
 /// accepting connections, lets downloads in flight finish for up to `Configuration.drainTimeout`, then

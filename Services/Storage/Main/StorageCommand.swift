@@ -50,8 +50,8 @@ struct StorageCommand: AsyncParsableCommand {
     /// Storage allocates and frees buffers of about 1 MiB per batch of every upload and download. glibc
     /// would hand such blocks back to the kernel on free (mmap'ed blocks, heap tops above the trim
     /// threshold) and take them again, page fault by page fault, on the next batch: 18 % of storage's
-    /// CPU during downloads (docs/benchmarks.md, issue 4). Blocks up to 16 MiB come from the heap and
-    /// up to 64 MiB of freed memory stays there for reuse.
+    /// CPU during downloads (docs/benchmarks.md, "Export Backup Links: signing and signed downloads").
+    /// Blocks up to 16 MiB come from the heap and up to 64 MiB of freed memory stays there for reuse.
     static func keepBatchMemory() {
         _ = glibcMallopt(-3, 16 << 20)  // M_MMAP_THRESHOLD (<malloc.h>)
         _ = glibcMallopt(-1, 64 << 20)  // M_TRIM_THRESHOLD

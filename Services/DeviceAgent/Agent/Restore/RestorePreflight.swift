@@ -20,7 +20,7 @@ public struct VerifiedBackup: Sendable {
     public var manifest: BackupManifest { contents.manifest }
 }
 
-/// The checks a device makes on a backup before it asks for a restore lease (DESIGN §4, R3, R4, R8):
+/// The checks a device makes on a backup before it asks for a restore lease (docs/rules.md#archives, R3, R4, R8):
 /// the archive opens and every member matches its SHA-256 in the manifest; nothing would land outside
 /// the configuration folder (RampartArchive refuses `..`, absolute paths, links, devices, FIFOs); a
 /// cluster bundle is refused with a pointer to `rampart backups extract`; the device's own hardware

@@ -8,7 +8,7 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// The audit log (issue 6, item 3): who did what, when, from which key. Append-only in PostgreSQL
+/// The audit log (rule P9, docs/rules.md): who did what, when, from which key. Append-only in PostgreSQL
 /// (table audit.entries, see docs/audit.md); written by the services after each audited call and by
 /// storage for every signed-link download; read with method "rampart.audit.v1.Audit/List" on
 /// service "audit" (hosted by the bus process) and `rampart audit`.
