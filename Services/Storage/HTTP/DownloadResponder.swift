@@ -131,6 +131,10 @@ struct DownloadResponder: HTTPResponder {
         var headers = HTTPFields()
         headers[.contentType] = info.contentType.isEmpty ? "application/octet-stream" : info.contentType
         headers[.eTag] = etag
+        // The whole file's SHA-256 (RFC 9530), on full and partial answers alike, before any byte of the
+        // body: a downloader checks what it got without asking anything else (docs/links.md). The ETag
+        // is the same hash in hex.
+        if let digest = Self.reprDigest(objectId: info.objectID) { headers[Self.reprDigestField] = digest }
         headers[.contentDisposition] = Self.contentDisposition(fileName: info.fileName)
         headers[.acceptRanges] = "bytes"
         headers[.cacheControl] = "no-store"
@@ -259,6 +263,25 @@ struct DownloadResponder: HTTPResponder {
             out.unicodeScalars.append((0x20...0x7e).contains(scalar.value) ? scalar : "?")
         }
         return out
+    }
+
+    /// `Repr-Digest` (RFC 9530): the digest of the whole file, whichever part of it an answer carries.
+    static let reprDigestField = HTTPField.Name("Repr-Digest")!
+
+    /// `sha-256=:<base64>:` for an object id (the SHA-256 of the plain bytes, hex); nil for an id that is
+    /// not 64 hex digits.
+    static func reprDigest(objectId: String) -> String? {
+        guard objectId.utf8.count == 64 else { return nil }
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(32)
+        var index = objectId.startIndex
+        while index < objectId.endIndex {
+            let next = objectId.index(index, offsetBy: 2)
+            guard let byte = UInt8(objectId[index..<next], radix: 16) else { return nil }
+            bytes.append(byte)
+            index = next
+        }
+        return "sha-256=:\(Data(bytes).base64EncodedString()):"
     }
 
     /// `attachment; filename="…"` with `"` and `\` escaped and anything but printable ASCII replaced by
