@@ -130,6 +130,7 @@ let package = Package(
                 "RampartBus", "RampartProto", "RampartCrypto", "RampartAPI", "Postgres",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Services/Storage/Service", swiftSettings: strict),
         // Signed-link downloads over HTTP (L2): asks link-signer, streams decrypted objects.

@@ -168,6 +168,44 @@ struct UploadReadTests {
         #expect(storage.files() == ["master.key"])
         #expect(try await storage.begin(key: "k").uploadID != upload.uploadID)
     }
+
+    @Test("P10: an upload abandoned by a worker that died is removed with its partial file after the idle time; live ones and committed ones stay")
+    func abandonedUploadsSwept() async throws {
+        let storage = try StorageHarness.make()
+        defer { Task { await storage.close() } }
+        let abandoned = try await storage.begin(key: "dead-worker")
+        try await storage.chunk(abandoned.uploadID, 0, testBytes(100_000, seed: 1))
+        let live = try await storage.begin(key: "live-worker")
+        try await storage.chunk(live.uploadID, 0, testBytes(100_000, seed: 2))
+        let kept = try await storage.store(testBytes(50_000, seed: 3))
+        // A partial file no row owns (a crash between creating the file and recording the upload).
+        let stray = storage.directory + "/uploads/\(UUID().uuidString.lowercased()).part"
+        try Data(count: 96).write(to: URL(fileURLWithPath: stray))
+        let old = Date().addingTimeInterval(-7200)
+        try FileManager.default.setAttributes([.modificationDate: old], ofItemAtPath: stray)
+        try FileManager.default.setAttributes(
+            [.modificationDate: old], ofItemAtPath: storage.directory + "/uploads/\(abandoned.uploadID).part")
+        // The abandoned upload was last written two hours ago.
+        let connection = try PostgresConnection(connectionString: storage.connectionString)
+        try connection.execute(
+            "UPDATE storage.uploads SET updated_at = now() - interval '2 hours' WHERE id = \(abandoned.uploadID)::uuid")
+
+        let swept = try await storage.service.sweepAbandonedUploads(idleSeconds: 3600)
+        #expect(swept.uploads == 1 && swept.strays == 1, "\(swept)")
+        let parts = storage.files().filter { $0.hasPrefix("uploads/") }
+        #expect(parts == ["uploads/\(live.uploadID).part"], "\(parts)")
+        // The abandoned upload is gone: its id is unknown; the live one goes on and commits.
+        #expect(await storage.failure("UploadChunk", Rampart_Storage_V1_UploadChunkRequest.with {
+            $0.uploadID = abandoned.uploadID
+            $0.offset = 100_000
+            $0.data = Data(count: 10)
+        })?.code == .notFound)
+        try await storage.chunk(live.uploadID, 100_000, testBytes(10, seed: 4))
+        // The committed upload's object still reads back, and a second sweep finds nothing.
+        #expect(try await storage.readAll(kept.objectID, pieces: [1 << 20]) == testBytes(50_000, seed: 3))
+        let again = try await storage.service.sweepAbandonedUploads(idleSeconds: 3600)
+        #expect(again.uploads == 0 && again.strays == 0)
+    }
 }
 
 @Suite("Storage: encryption at rest and damage (B12, docs/rules.md#archives)")

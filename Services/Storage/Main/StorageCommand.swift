@@ -38,6 +38,9 @@ struct StorageCommand: AsyncParsableCommand {
     @Option(help: "Port of the HTTP endpoint for signed download links; 0 disables it (env RAMPART_STORAGE_HTTP_PORT).")
     var httpPort: Int = Environment.value("RAMPART_STORAGE_HTTP_PORT").flatMap { Int($0) } ?? 7480
 
+    @Option(help: "An open upload nobody wrote to for this many seconds is abandoned: its row and partial file are removed (env RAMPART_UPLOAD_IDLE_SECONDS).")
+    var uploadIdleSeconds: Int = Environment.value("RAMPART_UPLOAD_IDLE_SECONDS").flatMap { Int($0) } ?? 3600
+
     func validate() throws {
         guard !dir.isEmpty else { throw ValidationError("--dir must not be empty") }
         guard capacity > 0 else { throw ValidationError("--capacity must be at least 1") }
@@ -45,6 +48,7 @@ struct StorageCommand: AsyncParsableCommand {
             throw ValidationError("--http-port must be 0...65535 (0 disables HTTP)")
         }
         guard !httpHost.isEmpty else { throw ValidationError("--http-host must not be empty") }
+        guard uploadIdleSeconds >= 1 else { throw ValidationError("--upload-idle-seconds must be at least 1") }
     }
 
     /// Storage allocates and frees buffers of about 1 MiB per batch of every upload and download. glibc
@@ -84,7 +88,11 @@ struct StorageCommand: AsyncParsableCommand {
         host.heartbeatIntervalMs = bus.heartbeatMs
         let audit = AuditLog(pool: pool, logger: logger)
         let service = ServiceHost(configuration: host, router: storage.router().auditing(into: audit), logger: logger)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: service)]
+        // Abandoned uploads (a worker that died mid-upload) are swept every quarter of the idle time, at
+        // most every minute.
+        let janitor = UploadJanitor(
+            storage: storage, idleSeconds: uploadIdleSeconds, interval: .seconds(max(1, min(60, uploadIdleSeconds / 4))))
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: service), .init(service: janitor)]
         // Signed download links (L2) over HTTP; each request is checked by link-signer over the bus.
         let linkClient = BusClient(
             endpoint: bus.endpoint, security: security, caller: StorageService.serviceName, logger: logger)
