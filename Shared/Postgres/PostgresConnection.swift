@@ -1,5 +1,8 @@
 import CLibPQ
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One libpq connection. Not thread-safe: use it from one thread at a time (`PostgresPool` does this for you).
 public final class PostgresConnection {
@@ -72,6 +75,20 @@ public final class PostgresConnection {
     public var isHealthy: Bool {
         guard let handle else { return false }
         return PQstatus(handle) == CONNECTION_OK
+    }
+
+    /// `isHealthy`, and the server has sent nothing since the connection went idle — checked without a
+    /// round trip, by polling the socket. An idle session gets nothing unasked (Rampart uses no LISTEN);
+    /// a server that restarted or ended the session sent its goodbye and closed the socket, which libpq
+    /// would notice only when the next statement fails. Checked when a pooled connection is taken, so
+    /// the first statement after a restart runs on a new connection instead of failing. (A rare
+    /// unasked message, e.g. a parameter change after a configuration reload, costs a reconnect.)
+    public var isAliveAfterIdle: Bool {
+        guard let handle, PQstatus(handle) == CONNECTION_OK, !isInTransaction else { return isHealthy }
+        let socket = PQsocket(handle)
+        guard socket >= 0 else { return false }
+        var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+        return poll(&descriptor, 1, 0) == 0
     }
 
     /// True when a transaction block is open (or failed) on this connection.

@@ -6,7 +6,8 @@ import Synchronization
 /// so blocking libpq calls never occupy Swift's cooperative thread pool.
 ///
 /// Connections open lazily (at most `size`); callers beyond `size` wait in FIFO order. A connection that
-/// reports a connection failure is closed, so the next use reconnects (e.g. after a server restart).
+/// reports a connection failure is closed, so the next use reconnects; one the server closed while it was
+/// idle (a server restart) is found dead when taken and replaced, so no call fails on it.
 public final class PostgresPool: Sendable {
     private let connectionString: String
     private let logger: Logger
@@ -148,7 +149,7 @@ private final class Slot: @unchecked Sendable {
 
     /// The open connection, reconnecting when it is missing or broken.
     private func ready(_ connectionString: String, _ logger: Logger) throws -> PostgresConnection {
-        if let connection, connection.isHealthy { return connection }
+        if let connection, connection.isAliveAfterIdle { return connection }
         if connection != nil {
             logger.info("reconnecting a broken PostgreSQL connection")
             connection = nil

@@ -131,6 +131,30 @@ struct PostgresPoolTests {
     }
 }
 
+extension PostgresPoolTests {
+    @Test("P10: a server restarted while the pool sat idle: the first call afterwards succeeds on a new connection")
+    func restartWhileIdle() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-pg-\(UUID().uuidString)")
+        let port = String(Int.random(in: 40_000...50_000))
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let url = try await pg("start", directory.path, port)
+        do {
+            let pool = PostgresPool(connectionString: url, size: 1, logger: logger)
+            let before = try await pool.withConnection { try $0.query("SELECT pg_backend_pid() AS pid").first?.decode("pid", as: Int.self) }
+            try await pg("stop", directory.path)
+            try await pg("start", directory.path, port)
+            // No call in between: the pooled connection still looks open to libpq until it reads.
+            let after = try await pool.withConnection { try $0.query("SELECT pg_backend_pid() AS pid").first?.decode("pid", as: Int.self) }
+            #expect(after != nil && after != before, "a new session")
+            await pool.close()
+        } catch {
+            _ = try? await pg("stop", directory.path)
+            throw error
+        }
+        try await pg("stop", directory.path)
+    }
+}
+
 @Suite("Waiting for a pooled connection")
 struct PoolWaitingTests {
     @Test("a caller cancelled while waiting gives up; the others are still served in turn")
