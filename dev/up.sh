@@ -115,7 +115,7 @@ echo "== stored backups (B6)"
 rampart backups list
 echo
 echo "== Export Backup Links (L2): signed URLs for the HA pair, valid 2 hours, as CSV"
-rampart links export --ha-pair ha-dc1 --valid 2h --csv "$state/links.csv"
+rampart links export --ha-pair ha-dc1 --valid 2h --csv "$state/links.csv" --force  # this run's links replace the last run's
 read -r url stored < <(rampart links export --ha-pair ha-dc1 --valid 10m --output json \
     | python3 -c 'import json, sys; link = json.load(sys.stdin)["links"][0]; print(link["url"], link["sha256"])')
 downloaded=$(curl -fsS "$url" | sha256sum | cut -c1-64)
