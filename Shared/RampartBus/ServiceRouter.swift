@@ -175,8 +175,11 @@ public struct ServiceRouter: Sendable {
             return (reply(.ok, ""), response)
         } catch let error as any RPCErrorConvertible {
             let rpc = error.rpcError
-            if rpc.code == .internal || rpc.code == .unavailable {
+            if rpc.code == .internal || rpc.code == .unavailable || rpc.code == .dataLoss {
                 requestLogger.error("request failed", metadata: ["error": "\(rpc.debugDescription)"])
+            } else if rpc.code == .resourceExhausted {
+                // Out of something the operator provides (disk, a device's export slots): said, with its cause.
+                requestLogger.warning("request refused: a resource ran out", metadata: ["error": "\(rpc.debugDescription)"])
             } else if logger.logLevel <= .debug {  // refusals are common: no logger made for nothing
                 requestLogger.debug("request refused", metadata: ["error": "\(rpc.description)"])
             }

@@ -407,6 +407,11 @@ struct FaultTests {
                 "the job says why: \(task.message)")
             #expect(try await system.backups(job: job.id).isEmpty)
             #expect(try await system.storedObjects().isEmpty)
+            // Storage says it too, in its own log, with the path and errno of the failed write.
+            let storageLog = backup.storage?.log ?? ""
+            #expect(
+                storageLog.contains("a resource ran out") && storageLog.contains("No space left on device"),
+                "storage logs the disk-full failure it reports")
             // Nothing half-written remains: no object, no partial upload, nothing in the trash.
             let left = filesUnder(backup.storageDir).keys.filter { $0 != "master.key" }
             #expect(left.isEmpty, "left in the storage folder: \(left)")
