@@ -64,9 +64,53 @@ struct BackupTests {
             #expect(cancelled.tasks.first?.message.contains("B10") == true)
             #expect(try await system.backups(job: cancelled.id).isEmpty, "nothing stored")
 
-            let (single, singleCode) = try await system.backUp("device:good-n2")
-            #expect(singleCode == 8 && single.tasks.first?.state == .refused, "\(single)")
-            #expect(single.tasks.first?.message.contains("B8") == true)
+            // B8: a single node alone is refused before any job exists (exit 4, the rule named).
+            let jobsBefore = try await Self.jobCount(system)
+            let single = try await system.system.rampart("backup", "start", "device:good-n2", "--wait")
+            #expect(single.exitCode == 4 && single.stderr.contains("B8"), "\(single)")
+            #expect(try await Self.jobCount(system) == jobsBefore, "a refused request records no job")
+        }
+    }
+
+    /// How many jobs `rampart jobs list` shows.
+    static func jobCount(_ system: BackupSystem) async throws -> Int {
+        let listed = try await system.system.rampart("jobs", "list", "--limit", "1000", "--output", "json")
+        #expect(listed.exitCode == 0, "\(listed)")
+        return try Rampart_Backup_V1_ListJobsResponse(jsonString: listed.stdout).jobs.count
+    }
+
+    @Test("B2, B7: a typo never becomes a job (exit 3), a request every target of which is refused records none (exit 4); schedules alike, and a cron that never fires is refused (exit 6)")
+    func typosNeverBecomeJobs() async throws {
+        var spec = FleetSpec()
+        spec.device("edge-1")
+        spec.pair("hq")
+        try await withBackupSystem(spec) { system in
+            let cli = system.system
+            let unknown = try await cli.rampart("backup", "start", "nosuch", "--wait")
+            #expect(unknown.exitCode == 3 && unknown.stderr.contains("'nosuch'"), "\(unknown)")
+            let mixed = try await cli.rampart("backup", "start", "edge-1", "edeg-2")
+            #expect(mixed.exitCode == 3 && mixed.stderr.contains("'edeg-2'") && !mixed.stderr.contains("'edge-1'"), "\(mixed)")
+            let peer = try await cli.rampart("backup", "start", "hq-a")
+            #expect(peer.exitCode == 4 && peer.stderr.contains("B7") && peer.stderr.contains("back up hq"), "\(peer)")
+            #expect(try await Self.jobCount(system) == 0, "nothing was recorded")
+
+            let typo = try await cli.rampart("schedules", "create", "nightly", "--cron", "0 3 * * *", "--target", "edeg-2")
+            #expect(typo.exitCode == 3 && typo.stderr.contains("'edeg-2'"), "\(typo)")
+            let never = try await cli.rampart("schedules", "create", "never", "--cron", "0 0 31 2 *", "--target", "edge-1")
+            #expect(never.exitCode == 6 && never.stderr.contains("never fires"), "\(never)")
+            let good = try await cli.rampart("schedules", "create", "nightly", "--cron", "0 3 * * *", "--target", "edge-1")
+            #expect(good.exitCode == 0, "\(good)")
+            let retarget = try await cli.rampart("schedules", "update", "nightly", "--target", "nosuch")
+            #expect(retarget.exitCode == 3, "\(retarget)")
+            let listed = try await cli.rampart("schedules", "list", "--output", "json")
+            let schedules = try Rampart_Backup_V1_ListSchedulesResponse(jsonString: listed.stdout).schedules
+            // (Besides the installation's default weekly schedule, B4.)
+            let mine = schedules.filter { $0.name == "nightly" || $0.name == "never" }
+            #expect(mine.map(\.name) == ["nightly"] && mine.first?.targets.map(\.ref) == ["edge-1"], "\(schedules)")
+
+            // Some refused among runnable ones: the job runs, the refused task says why.
+            let (job, code) = try await system.backUp("edge-1", "hq-b")
+            #expect(code == 7 && job.tasks.contains { $0.state == .refused }, "\(job)")
         }
     }
 

@@ -64,7 +64,14 @@ public struct BackupService: Sendable {
     }
 
     /// Plans `targets` and queues a job for them (shared by StartBackup and the scheduler).
-    func startJob(targets: [Rampart_Backup_V1_Target], origin: String, requestedBy: String, idempotencyKey: String?)
+    ///
+    /// On demand (`strict`), a request that cannot start anything records nothing: an unknown target is
+    /// `NOT_FOUND`, and when every target is refused (B2, B7, B8, B9) the answer is `FAILED_PRECONDITION`
+    /// with the reasons. Some targets refused among runnable ones: the job runs, the refused tasks say
+    /// why. A schedule's job is always recorded, so a schedule whose target went away shows it.
+    func startJob(
+        targets: [Rampart_Backup_V1_Target], origin: String, requestedBy: String, idempotencyKey: String?, strict: Bool = false
+    )
         async throws -> Rampart_Backup_V1_Job
     {
         if let key = idempotencyKey,
@@ -72,7 +79,11 @@ public struct BackupService: Sendable {
         {
             return try await pool.serve { try BackupStore.job(existing, on: $0) }
         }
-        let tasks = try await planner.plan(targets)
+        let tasks = strict ? try await planner.resolve(targets) : try await planner.plan(targets)
+        if strict, !tasks.isEmpty, tasks.allSatisfy({ $0.refusal != nil }) {
+            throw RPCError.failedPrecondition(
+                "nothing to back up: " + tasks.map { "\($0.targetName): \($0.refusal ?? "")" }.joined(separator: "; "))
+        }
         return try await pool.serve { connection in
             if let key = idempotencyKey, let existing = try BackupStore.jobId(idempotencyKey: key, on: connection) {
                 return try BackupStore.job(existing, on: connection)
@@ -92,7 +103,7 @@ public struct BackupService: Sendable {
             var response = Rampart_Backup_V1_JobResponse()
             response.job = try await startJob(
                 targets: request.targets, origin: "on-demand", requestedBy: context.caller,
-                idempotencyKey: request.idempotencyKey.isEmpty ? nil : request.idempotencyKey)
+                idempotencyKey: request.idempotencyKey.isEmpty ? nil : request.idempotencyKey, strict: true)
             context.audit.subject = response.job.id
             return response
         }
@@ -141,7 +152,7 @@ public struct BackupService: Sendable {
             if request.dryRun { context.audit.note("dry_run", "true") }
             return try await pruner.prune(owner: request.owner.isEmpty ? nil : request.owner, dryRun: request.dryRun, caller: context.caller)
         }
-        ScheduleHandlers(pool: pool).register(&router)
+        ScheduleHandlers(pool: pool, planner: planner).register(&router)
         return router
     }
 

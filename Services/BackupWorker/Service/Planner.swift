@@ -16,6 +16,19 @@ struct Planner: Sendable {
             service: InventoryService.serviceName, method: method, request, timeout: .seconds(10), idempotent: true)
     }
 
+    /// Checks that every target names something registered, before anything is recorded: an unknown
+    /// name is `NOT_FOUND` (a typo never becomes a job or a schedule), naming each one. Returns the plan.
+    func resolve(_ targets: [Rampart_Backup_V1_Target]) async throws -> [PlannedTask] {
+        let tasks = try await plan(targets)
+        let unknown = tasks.filter { $0.kind == .unspecified }.map(\.targetName)
+        if !unknown.isEmpty {
+            throw RPCError.notFound(
+                "no device, HA pair or cluster named \(unknown.map { "'\($0)'" }.joined(separator: ", ")) is registered"
+                    + " (rampart devices list, ha-pairs list, clusters list)")
+        }
+        return tasks
+    }
+
     /// The tasks for `targets` (duplicates removed, order kept).
     func plan(_ targets: [Rampart_Backup_V1_Target]) async throws -> [PlannedTask] {
         guard !targets.isEmpty else { throw RPCError.invalidArgument("name at least one target (a device, HA pair, cluster or all)") }

@@ -76,13 +76,19 @@ enum ScheduleStore {
         else {
             throw RPCError.invalidArgument("schedule name must be 1 to 64 letters, digits, '-', '_' or '.'")
         }
+        let cron: CronExpression
         do {
-            _ = try CronExpression(schedule.cron)
+            cron = try CronExpression(schedule.cron)
         } catch {
             throw RPCError.invalidArgument("cron '\(schedule.cron)': \(error.message)")
         }
-        guard TimeZone(identifier: schedule.timeZone) != nil else {
+        guard let zone = TimeZone(identifier: schedule.timeZone) else {
             throw RPCError.invalidArgument("unknown time zone '\(schedule.timeZone)' (use an IANA name such as Europe/Paris)")
+        }
+        guard cron.nextFire(after: Date(), in: zone) != nil else {
+            throw RPCError.invalidArgument(
+                "cron '\(schedule.cron)' never fires: no time matches it in the next \(CronExpression.horizonYears) years "
+                    + "(e.g. a day that month never has)")
         }
         guard !schedule.targets.isEmpty else { throw RPCError.invalidArgument("a schedule needs at least one target") }
         for target in schedule.targets where target.kind != .allDevices && target.ref.isEmpty {
@@ -94,6 +100,8 @@ enum ScheduleStore {
 /// Schedule methods of the `backup` service.
 struct ScheduleHandlers: Sendable {
     let pool: PostgresPool
+    /// Resolves a schedule's targets when it is created or its targets change: a typo is `NOT_FOUND`.
+    let planner: Planner
 
     /// Emits the schedule change and names it in the call's audit record.
     private static func emit(
@@ -114,6 +122,7 @@ struct ScheduleHandlers: Sendable {
             var schedule = request.schedule
             if schedule.timeZone.isEmpty { schedule.timeZone = "UTC" }
             try ScheduleStore.validate(schedule)
+            _ = try await planner.resolve(schedule.targets)
             let candidate = schedule
             return try await pool.serve { connection in
                 let id = UUID().uuidString.lowercased()
@@ -148,7 +157,8 @@ struct ScheduleHandlers: Sendable {
             }
         }
         router.register(M.updateSchedule) { (request: Rampart_Backup_V1_UpdateScheduleRequest, context) in
-            try await pool.serve { connection in
+            if request.replaceTargets, !request.targets.isEmpty { _ = try await planner.resolve(request.targets) }
+            return try await pool.serve { connection in
                 var schedule = try ScheduleStore.one(request.schedule, on: connection).schedule
                 let timingChanged = (!request.cron.isEmpty && request.cron != schedule.cron)
                     || (!request.timeZone.isEmpty && request.timeZone != schedule.timeZone)
