@@ -359,7 +359,7 @@ struct FaultTests {
             // And the CLI: `rampart events tail --since N`.
             let tail = try await system.rampart(
                 "events", "tail", "--since", "\(info.lastSeq)", "--topic", "inventory.device.", "--count", "\(count + 1)",
-                "--timeout", "30")
+                "--follow", "--timeout", "30")
             #expect(tail.exitCode == 0, "\(tail.stderr)")
             let lines = tail.stdout.split(separator: "\n").map { line -> (UInt64, String) in
                 let fields = line.components(separatedBy: "  ")

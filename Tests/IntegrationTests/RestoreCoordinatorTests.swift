@@ -172,7 +172,8 @@ struct RestoreCoordinatorTests {
                 #expect(try Rampart_Inventory_V1_Device(jsonString: shown.stdout).connected, "\(other) is untouched: \(shown)")
             }
             let events = try await system.system.rampart(
-                "events", "tail", "--since", "0", "--topic", "inventory.device.disconnected", "--count", "1", "--output", "json")
+                "events", "tail", "--since", "0", "--topic", "inventory.device.disconnected", "--count", "1", "--follow", "--timeout", "30",
+                "--output", "json")
             #expect(events.exitCode == 0 && events.stdout.contains("rma-2"), "\(events)")
 
             // The RMA goes on without `rampart devices presence`.
@@ -452,7 +453,8 @@ struct RestoreCoordinatorTests {
             #expect(entry.details["lease"] == lease.id && entry.details["reason"] == "replacement was DOA", "\(entry)")
             _ = try await request(client, try #require(held["hl-b"]))
             let events = try await system.system.rampart(
-                "events", "tail", "--since", "0", "--topic", "restore.lease.released", "--count", "1", "--output", "json")
+                "events", "tail", "--since", "0", "--topic", "restore.lease.released", "--count", "1", "--follow", "--timeout", "30",
+                "--output", "json")
             #expect(events.stdout.contains("replacement was DOA"), "\(events)")
         }
     }

@@ -87,7 +87,7 @@ struct SecurityTests {
         }
         #expect(received == 0)
         // The admin's own event subscription sees the registration (the stream itself works).
-        let tail = try await system.rampart("events", "tail", "--since", "0", "--count", "1", "--topic", "inventory.device.registered")
+        let tail = try await system.rampart("events", "tail", "--since", "0", "--count", "1", "--topic", "inventory.device.registered", "--follow", "--timeout", "30")
         #expect(tail.exitCode == 0 && tail.stdout.contains("fw-sec-1"), "\(tail)")
         #expect(system.bus.log.contains("bus connection refused"), "the refusal is logged")
     }

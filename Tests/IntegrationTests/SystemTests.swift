@@ -73,8 +73,36 @@ struct SystemTests {
             #expect(all[8].attributes["device_name"] == "fw-edge")
 
             // The CLI's tail replays the same, filtered by topic.
-            let tail = try await system.rampart("events", "tail", "--since", "0", "--topic", "inventory.cluster.", "--count", "1")
+            let tail = try await system.rampart("events", "tail", "--since", "0", "--topic", "inventory.cluster.", "--count", "1", "--follow", "--timeout", "30")
             #expect(tail.exitCode == 0 && tail.stdout.contains("inventory.cluster.created"), "\(tail)")
+        }
+    }
+
+    @Test("Events: tail prints what the journal holds and exits (the last ones, or after --since); --follow waits at most --timeout for --count")
+    func tailPrintsWhatExists() async throws {
+        try await withSystem(followLiveness: false) { system in
+            try await registerSmallFleet(system)
+            _ = try await collectEvents(system, since: 0, count: 8)  // 8 changes are in the journal
+            func seqs(_ result: ChildProcess.Result) throws -> [UInt64] {
+                try result.stdout.split(separator: "\n").map { try Rampart_Bus_V1_Event(jsonString: String($0)).seq }
+            }
+            // Fewer than asked: what exists, then exit 0 (it used to wait for events that never came).
+            let some = try await system.rampart("events", "tail", "--since", "0", "--count", "30", "--output", "json")
+            let someSeqs = try seqs(some)
+            #expect(some.exitCode == 0 && someSeqs == Array(1...8), "\(some)")
+            // Without --since: the last ones.
+            let last = try await system.rampart("events", "tail", "--count", "3", "--output", "json")
+            let lastSeqs = try seqs(last)
+            #expect(last.exitCode == 0 && lastSeqs == [6, 7, 8], "\(last)")
+            let lastDevices = try await system.rampart(
+                "events", "tail", "--count", "2", "--topic", "inventory.device.", "--output", "json")
+            let lastDeviceSeqs = try seqs(lastDevices)
+            #expect(lastDeviceSeqs == [6, 7], "\(lastDevices)")
+            // --follow: waits for new ones, at most --timeout; not all came: exit 5 after printing what did.
+            let waited = try await system.rampart(
+                "events", "tail", "--since", "6", "--count", "5", "--follow", "--timeout", "2", "--output", "json")
+            let waitedSeqs = try seqs(waited)
+            #expect(waited.exitCode == 5 && waitedSeqs == [7, 8] && waited.stderr.contains("2 of 5 events"), "\(waited)")
         }
     }
 
