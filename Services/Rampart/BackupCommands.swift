@@ -78,7 +78,7 @@ func follow(_ job: Rampart_Backup_V1_Job, client: BusClient, options: ClientOpti
     var current = job
     var printedLines = 0
     var lastLines: [String] = []
-    if options.output == .table { print("job \(job.id) (\(job.tasks.count) targets)") }
+    if options.output == .table { print("job \(job.id) (\(job.tasks.count) \(job.tasks.count == 1 ? "target" : "targets"))") }
     while true {
         let lines = current.tasks.map(taskLine)
         if live {
@@ -209,7 +209,7 @@ struct BackupsCommand: AsyncParsableCommand {
                 try await options.call($0, BackupService.serviceName, BackupMethod.pruneBackups, request)
             }
             if options.output == .json { return try printJSON(response) }
-            print("\(dryRun ? "would delete" : "deleted") \(response.deleted.count) backups, kept \(response.kept)")
+            print("\(dryRun ? "would delete" : "deleted") \(response.deleted.count) \(response.deleted.count == 1 ? "backup" : "backups"), kept \(response.kept)")
             for backup in response.deleted { print("  \(backup.fileName)  \(backup.id)") }
         }
     }

@@ -30,6 +30,12 @@ struct DevicesCommand: AsyncParsableCommand {
         @Option(name: .customLong("manager-id"), help: "The manager the device is registered with (env RAMPART_MANAGER_ID).")
         var managerID: String?
 
+        /// Checks the values while parsing, so that a bad one is a usage error of this command (exit 64,
+        /// its own usage), not of the whole CLI.
+        func validate() throws {
+            _ = try device(name: nil)
+        }
+
         /// The device and the names of the fields that were given.
         func device(name: String?) throws -> (Rampart_Inventory_V1_Device, [String]) {
             var device = Rampart_Inventory_V1_Device()
@@ -100,6 +106,12 @@ struct DevicesCommand: AsyncParsableCommand {
         @Flag(help: "Only disconnected devices.") var disconnected = false
         @Flag(name: .customLong("out-of-date"), help: "Only devices marked out of date.") var outOfDate = false
         @OptionGroup var options: ClientOptions
+
+        func validate() throws {
+            if let platform, Rampart_Inventory_V1_Platform(label: platform) == nil {
+                throw ValidationError("unknown --platform '\(platform)': physical, native-instance, container-instance or virtual")
+            }
+        }
 
         func run() async throws {
             var request = Rampart_Inventory_V1_ListDevicesRequest()

@@ -21,6 +21,44 @@ struct RampartCommand: AsyncParsableCommand {
             BackupsCommand.self, SchedulesCommand.self, LinksCommand.self, RestoreCommand.self, DeployCommand.self, HaCommand.self, StorageCommand.self, EventsCommand.self, BusStatusCommand.self, KeysCommand.self,
             AuditCommand.self,
         ])
+
+    /// Runs the command line; a first word that is no command (a typo: `devcies list`) is a usage error
+    /// naming the closest command, not "unexpected arguments".
+    static func main() async {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if let first = arguments.first, !first.hasPrefix("-"), first != "help" {
+            let names = configuration.subcommands.map { $0._commandName }
+            if !names.contains(first) {
+                let closest = names.map { (name: $0, distance: CommandSuggestion.distance(first, $0)) }
+                    .min { $0.distance < $1.distance }
+                var message = "unknown command '\(first)'"
+                if let closest, closest.distance <= max(2, first.count / 3) { message += "; did you mean '\(closest.name)'?" }
+                printError(message + " (rampart --help lists the commands)")
+                Foundation.exit(64)
+            }
+        }
+        await main(nil)
+    }
+}
+
+/// The edit distance that picks the command an operator probably meant.
+enum CommandSuggestion {
+    /// Levenshtein distance, with a swap of two neighbouring letters counting once ("devcies").
+    static func distance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        if a.isEmpty || b.isEmpty { return max(a.count, b.count) }
+        var d = Array(repeating: Array(repeating: 0, count: b.count + 1), count: a.count + 1)
+        for i in 0...a.count { d[i][0] = i }
+        for j in 0...b.count { d[0][j] = j }
+        for i in 1...a.count {
+            for j in 1...b.count {
+                let cost = a[i - 1] == b[j - 1] ? 0 : 1
+                d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+                if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] { d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1) }
+            }
+        }
+        return d[a.count][b.count]
+    }
 }
 
 /// Options every command that calls the bus shares.
@@ -30,7 +68,9 @@ struct ClientOptions: ParsableArguments {
     @Option(help: "table (for people) or json (for scripts).")
     var output: OutputFormat = Environment.value("RAMPART_OUTPUT").flatMap(OutputFormat.init(rawValue:)) ?? .table
 
-    @Option(help: "Seconds to wait for an answer (env RAMPART_TIMEOUT).")
+    // `.unconditional`: `--timeout -1` is read as the value -1 (and refused by `validate` with the range),
+    // not as a missing value followed by an unknown flag.
+    @Option(parsing: .unconditional, help: "Seconds to wait for an answer (env RAMPART_TIMEOUT).")
     var timeout: Double = Environment.value("RAMPART_TIMEOUT").flatMap(Double.init) ?? 5
 
     func validate() throws {

@@ -84,8 +84,26 @@ struct BackupTests {
         var spec = FleetSpec()
         spec.device("edge-1")
         spec.pair("hq")
-        try await withBackupSystem(spec) { system in
+        try await withBackupSystem(spec, links: true) { system in
             let cli = system.system
+            // Unknown names in reads are "not registered" (exit 3), never an empty success.
+            for arguments in [
+                ["backups", "list", "--owner", "nosuch"], ["backups", "prune", "--owner", "nosuch", "--dry-run"],
+                ["links", "export", "--device", "nosuch"],
+            ] {
+                let read = try await cli.rampart(arguments)
+                #expect(read.exitCode == 3 && read.stderr.contains("nosuch") && read.stderr.contains("registered"), "\(arguments): \(read)")
+            }
+            let noBackups = try await cli.rampart("links", "export", "--device", "edge-1")
+            #expect(noBackups.exitCode == 3 && noBackups.stderr.contains("has no backups"), "\(noBackups)")
+            // Usage errors name the command and what is wrong (exit 64).
+            let misspelt = try await cli.rampart("devcies", "list")
+            #expect(misspelt.exitCode == 64 && misspelt.stderr.contains("did you mean 'devices'"), "\(misspelt)")
+            let negative = try await cli.rampart("devices", "list", "--timeout", "-1")
+            #expect(negative.exitCode == 64 && negative.stderr.contains("--timeout must be between"), "\(negative)")
+            let platform = try await cli.rampart("devices", "list", "--platform", "metal")
+            #expect(platform.exitCode == 64 && platform.stderr.contains("rampart devices list"), "\(platform)")
+
             let unknown = try await cli.rampart("backup", "start", "nosuch", "--wait")
             #expect(unknown.exitCode == 3 && unknown.stderr.contains("'nosuch'"), "\(unknown)")
             let mixed = try await cli.rampart("backup", "start", "edge-1", "edeg-2")

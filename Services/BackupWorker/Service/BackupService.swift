@@ -63,6 +63,14 @@ public struct BackupService: Sendable {
         try Migrator.migrate(schema: "backup", migrations: BackupMigrations.all, connection: connection, logger: logger)
     }
 
+    /// An owner with no backups must at least be registered: a typo is `NOT_FOUND`, not an empty answer.
+    /// (Backups of a device since unregistered are still found by its name or id.)
+    private func requireKnownOwner(_ owner: String) async throws {
+        var target = Rampart_Backup_V1_Target()
+        target.ref = owner
+        _ = try await planner.resolve([target])
+    }
+
     /// Plans `targets` and queues a job for them (shared by StartBackup and the scheduler).
     ///
     /// On demand (`strict`), a request that cannot start anything records nothing: an unknown target is
@@ -132,13 +140,15 @@ public struct BackupService: Sendable {
             }
         }
         router.register(Method.listBackups) { (request: Rampart_Backup_V1_ListBackupsRequest, _) in
-            try await pool.serve { connection in
+            let response = try await pool.serve { connection in
                 var response = Rampart_Backup_V1_ListBackupsResponse()
                 response.backups = try BackupStore.listBackups(
                     owner: request.owner.isEmpty ? nil : request.owner, jobId: request.jobID.isEmpty ? nil : request.jobID,
                     limit: Int(request.limit == 0 ? 100 : min(request.limit, 10_000)), on: connection)
                 return response
             }
+            if response.backups.isEmpty, !request.owner.isEmpty { try await requireKnownOwner(request.owner) }
+            return response
         }
         router.register(Method.getBackup) { (request: Rampart_Backup_V1_GetBackupRequest, _) in
             try await pool.serve { connection in
@@ -150,6 +160,10 @@ public struct BackupService: Sendable {
         router.register(Method.pruneBackups) { (request: Rampart_Backup_V1_PruneBackupsRequest, context) in
             context.audit.subject = request.owner
             if request.dryRun { context.audit.note("dry_run", "true") }
+            if !request.owner.isEmpty {
+                let any = try await pool.serve { try BackupStore.listBackups(owner: request.owner, jobId: nil, limit: 1, on: $0) }
+                if any.isEmpty { try await requireKnownOwner(request.owner) }
+            }
             return try await pruner.prune(owner: request.owner.isEmpty ? nil : request.owner, dryRun: request.dryRun, caller: context.caller)
         }
         ScheduleHandlers(pool: pool, planner: planner).register(&router)

@@ -38,7 +38,15 @@ struct Selection: Sendable {
         }
         if !selector.device.isEmpty {
             let found = try await list(owner: selector.device, jobId: "", latest: !selector.all).filter { !isBundle($0) }
-            guard !found.isEmpty else { throw RPCError.notFound("device \(selector.device) has no backups") }
+            if found.isEmpty {
+                // A typo is not a device without backups: inventory's NOT_FOUND says it is not registered.
+                var lookup = Rampart_Inventory_V1_GetDeviceRequest()
+                lookup.device = selector.device
+                _ = try await client.call(
+                    service: InventoryService.serviceName, method: InventoryService.Method.getDevice, lookup,
+                    as: Rampart_Inventory_V1_DeviceResponse.self, timeout: timeout, idempotent: true)
+                throw RPCError.notFound("device \(selector.device) has no backups")
+            }
             return ("device \(selector.device) \(which)", found)
         }
         if !selector.haPair.isEmpty {
@@ -57,7 +65,14 @@ struct Selection: Sendable {
         }
         if !selector.cluster.isEmpty {
             let found = try await list(owner: selector.cluster, jobId: "", latest: !selector.all).filter(isBundle)
-            guard !found.isEmpty else { throw RPCError.notFound("cluster \(selector.cluster) has no backups") }
+            if found.isEmpty {
+                var lookup = Rampart_Inventory_V1_GetClusterRequest()
+                lookup.cluster = selector.cluster
+                _ = try await client.call(
+                    service: InventoryService.serviceName, method: InventoryService.Method.getCluster, lookup,
+                    as: Rampart_Inventory_V1_ClusterResponse.self, timeout: timeout, idempotent: true)
+                throw RPCError.notFound("cluster \(selector.cluster) has no backups")
+            }
             return ("cluster \(selector.cluster) \(which)", found)
         }
         guard UUID(uuidString: selector.jobID) != nil else {
