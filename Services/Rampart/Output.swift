@@ -40,5 +40,5 @@ func formatTime(_ unixMs: Int64) -> String {
     guard unixMs > 0 else { return "-" }
     let date = Date(timeIntervalSince1970: Double(unixMs) / 1000)
     return date.formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: false)
-        .timeSeparator(.colon).dateTimeSeparator(.space))
+        .timeSeparator(.colon).dateTimeSeparator(.space).timeZone(separator: .omitted))
 }
