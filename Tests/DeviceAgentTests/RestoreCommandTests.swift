@@ -56,7 +56,11 @@ struct RestoreCommandTests {
             "https://storage.example:7480/v1/backups/0c9e/fw-edge-01_20250131T120000Z.tar?expires=1738330000&kid=1a2b3c4d&nonce=abc&sig=xyz"
         let parsed = try DeviceCommandParser.parse("restore remote-manager-backup url \(url)")
         #expect(parsed == .restore(.url(try #require(URL(string: url)))))
-        if case .restore(let source) = parsed { #expect(source.fileName == "fw-edge-01_20250131T120000Z.tar") }
+        if case .restore(let source) = parsed {
+            #expect(source.fileName == "fw-edge-01_20250131T120000Z.tar")
+            // What the CLI echoes keeps the port and leaves the signature out.
+            #expect(source.description == "https://storage.example:7480/…/fw-edge-01_20250131T120000Z.tar")
+        }
         #expect(try DeviceCommandParser.parse("help") == .help)
         #expect(try DeviceCommandParser.parse("?") == .help)
         #expect(try DeviceCommandParser.parse("exit") == .exit)

@@ -21,7 +21,8 @@ public enum BackupSource: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .location(let location): "\(location.remoteSpec) (scp\(location.port.map { ", port \($0)" } ?? ""))"
-        case .url(let url): "\(url.scheme ?? "http")://\(url.host ?? "")/…/\(url.lastPathComponent)"
+        // Scheme, host and port as given (the signature is left out: it is the link's secret).
+        case .url(let url): "\(url.scheme ?? "http")://\(url.host ?? "")\(url.port.map { ":\($0)" } ?? "")/…/\(url.lastPathComponent)"
         case .local(let fileName): "backups/\(fileName) (local backup folder)"
         }
     }
