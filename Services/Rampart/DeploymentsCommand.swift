@@ -79,7 +79,7 @@ struct HaPairsCommand: AsyncParsableCommand {
             request.pair = pair
             request.name = name ?? ""
             if let sync {
-                guard let state = Rampart_Inventory_V1_SyncState(label: sync) else {
+                guard let state = Rampart_Inventory_V1_SyncState(label: sync), state != .resumeNeeded else {
                     throw ValidationError("--sync must be active or suspended")
                 }
                 request.syncState = state

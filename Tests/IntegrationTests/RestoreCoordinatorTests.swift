@@ -408,8 +408,17 @@ struct RestoreCoordinatorTests {
             #expect(forced.exitCode == 0, "\(forced)")
             #expect(try Rampart_Restore_V1_DeployResponse(jsonString: forced.stdout).forced, "\(forced)")
 
+            // R13: the pair says its synchronisation waits to be resumed, until resume-sync.
+            func syncState() async throws -> Rampart_Inventory_V1_SyncState {
+                let shown = try await system.system.rampart("ha-pairs", "show", "hc", "--output", "json")
+                return try Rampart_Inventory_V1_HaPairResponse(jsonString: shown.stdout).pair.syncState
+            }
+            #expect(try await syncState() == .resumeNeeded)
+            let table = try await system.system.rampart("ha-pairs", "show", "hc")
+            #expect(table.stdout.contains("resume-needed"), "\(table)")
             let resumed = try await system.system.rampart("ha", "resume-sync", "hc")
             #expect(resumed.exitCode == 0, "\(resumed)")
+            #expect(try await syncState() == .active)
             let licensing = try await system.system.rampart("restore", "complete", "hc-a", "resolve-licensing")
             #expect(licensing.exitCode == 0, "\(licensing)")
             let bogus = try await system.system.rampart("restore", "complete", "hc-a", "make-coffee")

@@ -60,11 +60,12 @@ extension Rampart_Inventory_V1_Role {
 }
 
 extension Rampart_Inventory_V1_SyncState {
-    /// "active" or "suspended".
+    /// "active", "suspended" or "resume-needed".
     public var label: String {
         switch self {
         case .active: "active"
         case .suspended: "suspended"
+        case .resumeNeeded: "resume-needed"
         case .unspecified, .UNRECOGNIZED: ""
         }
     }
@@ -73,6 +74,7 @@ extension Rampart_Inventory_V1_SyncState {
     public init?(label: String) {
         switch label {
         case "active": self = .active
+        case "resume-needed": self = .resumeNeeded
         case "suspended": self = .suspended
         default: return nil
         }

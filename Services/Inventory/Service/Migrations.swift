@@ -62,5 +62,12 @@ enum InventoryMigrations {
                 ALTER TABLE inventory.devices ADD COLUMN identity_conflict_serial text NOT NULL DEFAULT '';
                 ALTER TABLE inventory.devices ADD COLUMN identity_conflict_key text NOT NULL DEFAULT '';
                 """),
+        Migration(
+            version: 4, name: "HA sync waiting to be resumed after a restore",
+            sql: """
+                ALTER TABLE inventory.ha_pairs DROP CONSTRAINT ha_pairs_sync_state_check;
+                ALTER TABLE inventory.ha_pairs ADD CONSTRAINT ha_pairs_sync_state_check
+                    CHECK (sync_state IN ('active', 'suspended', 'resume-needed'));
+                """),
     ]
 }

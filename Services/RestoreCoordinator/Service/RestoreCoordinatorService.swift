@@ -436,6 +436,21 @@ public struct RestoreCoordinatorService: Sendable {
         let _: Rampart_Inventory_V1_DeviceResponse = try await inventory(
             InventoryService.Method.setOutOfDate, outOfDate, as: Rampart_Inventory_V1_DeviceResponse.self)
         let inPair = !device.haPairID.isEmpty
+        if inPair {
+            // R13: the restored peer is back without HA synchronisation; the pair says so until an operator
+            // resumes it (`rampart ha resume-sync`, which ticks the checklist item). Not a suspension (R7).
+            var lookup = Rampart_Inventory_V1_GetHaPairRequest()
+            lookup.pair = device.haPairID
+            let pair = try await inventory(InventoryService.Method.getHaPair, lookup, as: Rampart_Inventory_V1_HaPairResponse.self)
+                .pair
+            if pair.syncState != .resumeNeeded {
+                var update = Rampart_Inventory_V1_UpdateHaPairRequest()
+                update.pair = pair.id
+                update.syncState = .resumeNeeded
+                let _: Rampart_Inventory_V1_HaPairResponse = try await inventory(
+                    InventoryService.Method.updateHaPair, update, as: Rampart_Inventory_V1_HaPairResponse.self)
+            }
+        }
         let lease = try await pool.serve { connection -> Result<Rampart_Restore_V1_Lease, RPCError> in
             switch try checkedLease(request.leaseID, request.fencingToken, now: now, on: connection) {
             case .failure(let error): return .failure(error)

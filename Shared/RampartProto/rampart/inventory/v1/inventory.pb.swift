@@ -205,7 +205,13 @@ public nonisolated enum Rampart_Inventory_V1_SyncState: SwiftProtobuf.Enum, Swif
   public typealias RawValue = Int
   case unspecified // = 0
   case active // = 1
+
+  /// Suspended by an operator (R7: do not restore a peer of a suspended pair).
   case suspended // = 2
+
+  /// A peer was restored and came back; HA synchronisation waits to be resumed (R13, `rampart ha
+  /// resume-sync`). Not a refusal under R7: the other peer may be restored meanwhile.
+  case resumeNeeded // = 3
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -217,6 +223,7 @@ public nonisolated enum Rampart_Inventory_V1_SyncState: SwiftProtobuf.Enum, Swif
     case 0: self = .unspecified
     case 1: self = .active
     case 2: self = .suspended
+    case 3: self = .resumeNeeded
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -226,6 +233,7 @@ public nonisolated enum Rampart_Inventory_V1_SyncState: SwiftProtobuf.Enum, Swif
     case .unspecified: return 0
     case .active: return 1
     case .suspended: return 2
+    case .resumeNeeded: return 3
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -235,6 +243,7 @@ public nonisolated enum Rampart_Inventory_V1_SyncState: SwiftProtobuf.Enum, Swif
     .unspecified,
     .active,
     .suspended,
+    .resumeNeeded,
   ]
 
 }
@@ -969,7 +978,7 @@ nonisolated extension Rampart_Inventory_V1_Role: SwiftProtobuf._ProtoNameProvidi
 }
 
 nonisolated extension Rampart_Inventory_V1_SyncState: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0SYNC_STATE_UNSPECIFIED\0\u{1}ACTIVE\0\u{1}SUSPENDED\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0SYNC_STATE_UNSPECIFIED\0\u{1}ACTIVE\0\u{1}SUSPENDED\0\u{1}RESUME_NEEDED\0")
 }
 
 nonisolated extension Rampart_Inventory_V1_InterfaceGroup: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
