@@ -90,7 +90,8 @@ struct DevicesCommand: AsyncParsableCommand {
 
         func run() async throws {
             var (device, _) = try fields.device(name: name)
-            if device.managerID.isEmpty { device.managerID = Environment.value("RAMPART_MANAGER_ID") ?? "rampart-manager" }
+            // Empty: the installation's manager id, filled in by inventory (R6).
+            if device.managerID.isEmpty { device.managerID = Environment.value("RAMPART_MANAGER_ID") ?? "" }
             var request = Rampart_Inventory_V1_RegisterDeviceRequest()
             request.device = device
             let response: Rampart_Inventory_V1_DeviceResponse = try await options.withClient {

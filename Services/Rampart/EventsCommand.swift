@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import RampartAPI
 import RampartBus
 import RampartProto
 import Synchronization
@@ -152,11 +153,17 @@ struct BusStatusCommand: AsyncParsableCommand {
         @OptionGroup var options: ClientOptions
 
         func run() async throws {
-            let status: Rampart_Bus_V1_BrokerStatusResponse = try await options.withClient {
-                try await options.call(
-                    $0, BusProtocol.brokerService, Broker.statusMethod, Rampart_Bus_V1_BrokerStatusRequest(), idempotent: true)
+            let (status, manager) = try await options.withClient { client in
+                let status: Rampart_Bus_V1_BrokerStatusResponse = try await options.call(
+                    client, BusProtocol.brokerService, Broker.statusMethod, Rampart_Bus_V1_BrokerStatusRequest(), idempotent: true)
+                // This installation's manager id (R6), when inventory answers.
+                let manager: Rampart_Inventory_V1_ManagerResponse? = try? await options.call(
+                    client, InventoryAPI.serviceName, InventoryAPI.Method.getManager, Rampart_Inventory_V1_GetManagerRequest(),
+                    idempotent: true)
+                return (status, manager)
             }
             if options.output == .json { return try printJSON(status) }
+            print("manager: \(manager?.managerID ?? "- (inventory did not answer)")")
             var table = Table("SERVICE", "INSTANCES", "IN FLIGHT", "QUEUED")
             for service in status.services {
                 table.add(service.name, service.instances.joined(separator: ","), "\(service.inFlight)", "\(service.queued)")

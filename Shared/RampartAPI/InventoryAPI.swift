@@ -9,6 +9,8 @@ public enum InventoryAPI {
         static let prefix = "rampart.inventory.v1.Inventory/"
         /// One device by name or id.
         public static let getDevice = prefix + "GetDevice"
+        /// This installation's manager id (R6).
+        public static let getManager = prefix + "GetManager"
         /// The bus refused an appliance claiming a device's identity (service keys only).
         public static let reportIdentityConflict = prefix + "ReportIdentityConflict"
     }

@@ -54,7 +54,13 @@ struct DeviceAgentProcessTests {
         defer { client.close() }
 
         let device = try await Self.waitForDevice(client, facts.name) { $0.connected }
-        #expect(device.serial == facts.serial && device.managerID == "rampart-manager")
+        // R6: registered without a manager id, the device gets this installation's, made at its first start.
+        let manager: Rampart_Inventory_V1_ManagerResponse = try await client.call(
+            service: InventoryService.serviceName, method: InventoryService.Method.getManager,
+            Rampart_Inventory_V1_GetManagerRequest())
+        let managerId = manager.managerID
+        #expect(managerId.hasPrefix("rampart-") && managerId != "rampart-manager", "\(managerId)")
+        #expect(device.serial == facts.serial && device.managerID == managerId)
         try await system.waitUntilServing(DeviceAgent.serviceName(deviceId: device.id))
         let service = DeviceAgent.serviceName(deviceId: device.id)
 
@@ -88,7 +94,7 @@ struct DeviceAgentProcessTests {
         #expect(chunks == 3)
         #expect(UInt64(archive.count) == export.size && sha256Hex(archive) == export.sha256)
         let (manifest, files) = try BackupArchive.open(archive)
-        #expect(manifest.deviceId == device.id && manifest.managerId == "rampart-manager")  // B11
+        #expect(manifest.deviceId == device.id && manifest.managerId == managerId)  // B11
         #expect(manifest.software.patch == 2)  // B5
         #expect(files.keys.contains("pki/https-server.key"))  // B12
         var finish = Rampart_Device_V1_FinishExportRequest()
@@ -103,7 +109,7 @@ struct DeviceAgentProcessTests {
 
         // The registration is in the device's configuration tree (B11).
         let registration = try DeviceFolder.open(folder).registration()
-        #expect(registration.deviceId == device.id && registration.managerId == "rampart-manager")
+        #expect(registration.deviceId == device.id && registration.managerId == managerId)
 
         // A graceful stop reports the device disconnected.
         await agent.stop()

@@ -106,6 +106,39 @@ struct SystemTests {
         }
     }
 
+    @Test("R6: each installation makes its own manager id at first start, keeps it across restarts, gives it to devices registered without one, and shows it")
+    func managerIdPerInstallation() async throws {
+        func managerId(_ system: RunningSystem) async throws -> String {
+            let client = system.client()
+            defer { client.close() }
+            let manager: Rampart_Inventory_V1_ManagerResponse = try await client.call(
+                service: InventoryService.serviceName, method: InventoryService.Method.getManager,
+                Rampart_Inventory_V1_GetManagerRequest(), idempotent: true)
+            return manager.managerID
+        }
+        try await withSystem(inventories: 2) { first in
+            try await withSystem { second in
+                let a = try await managerId(first)
+                let b = try await managerId(second)
+                // Two default installations never accept each other's backups by accident.
+                #expect(a.hasPrefix("rampart-") && b.hasPrefix("rampart-") && a != b, "\(a) \(b)")
+                #expect(a != "rampart-manager" && b != "rampart-manager")
+                // Both instances of the first installation say the same; a restarted inventory keeps it.
+                #expect(try await managerId(first) == a)
+                try second.start("inventory")
+                try await second.waitUntilServing(InventoryService.serviceName, instances: 2)
+                for _ in 0..<4 { #expect(try await managerId(second) == b) }
+
+                let registered = try await first.rampart(deviceArguments("fw-r6", serial: "R6A1", ip: "10.6.0.1"))
+                #expect(registered.exitCode == 0, "\(registered)")
+                let shown = try await first.rampart("devices", "show", "fw-r6", "--output", "json")
+                #expect(try Rampart_Inventory_V1_Device(jsonString: shown.stdout).managerID == a, "\(shown)")
+                let status = try await first.rampart("bus", "status")
+                #expect(status.stdout.contains("manager: \(a)"), "\(status)")
+            }
+        }
+    }
+
     @Test("R12: a presence report that arrives late never overrides a newer one; an operator's report always applies")
     func presenceReportsInOrder() async throws {
         try await withSystem(followLiveness: false) { system in

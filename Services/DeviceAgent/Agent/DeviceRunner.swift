@@ -20,7 +20,8 @@ public struct DeviceRunner: Service {
         /// Register in inventory when not found.
         public var register = false
         /// The manager to register with.
-        public var managerId = "rampart-manager"
+        /// The manager to register with; empty: the installation's (inventory fills it in, R6).
+        public var managerId = ""
         /// How often presence is reported, ms.
         public var presenceIntervalMs: Int64 = 10_000
         /// Export failure switches.

@@ -15,8 +15,9 @@ struct DeviceAgentCommand: AsyncParsableCommand {
         subcommands: [Init.self, Run.self, Fleet.self, Power.self, Cli.self])
 }
 
-/// The manager a device registers with (`RAMPART_MANAGER_ID`, default "rampart-manager").
-private var defaultManagerId: String { Environment.value("RAMPART_MANAGER_ID") ?? "rampart-manager" }
+/// The manager a device registers with (`RAMPART_MANAGER_ID`); empty: the installation's, which
+/// inventory fills in at registration (R6).
+private var defaultManagerId: String { Environment.value("RAMPART_MANAGER_ID") ?? "" }
 
 extension DeviceAgentCommand {
     /// `device-agent init`: creates a device folder.

@@ -22,6 +22,7 @@ public struct InventoryService: Sendable {
         public static let reportPresence = prefix + "ReportPresence"
         public static let setOutOfDate = prefix + "SetOutOfDate"
         public static let reportIdentityConflict = InventoryAPI.Method.reportIdentityConflict
+        public static let getManager = InventoryAPI.Method.getManager
         public static let createHaPair = prefix + "CreateHaPair"
         public static let getHaPair = prefix + "GetHaPair"
         public static let listHaPairs = prefix + "ListHaPairs"
@@ -45,6 +46,7 @@ public struct InventoryService: Sendable {
         Method.reportPresence: MethodPolicy.deviceOwn.notAudited,
         Method.setOutOfDate: .operate,
         Method.reportIdentityConflict: .serviceOnly,
+        Method.getManager: .read,
         Method.createHaPair: .administer,
         Method.getHaPair: .read,
         Method.listHaPairs: .read,
@@ -112,13 +114,25 @@ public struct InventoryService: Sendable {
     // MARK: devices
 
     private func registerDevices(_ router: inout ServiceRouter) {
+        router.register(Method.getManager) { (_: Rampart_Inventory_V1_GetManagerRequest, _) in
+            try await pool.serve { connection in
+                let manager = try InventoryStore.manager(on: connection)
+                var response = Rampart_Inventory_V1_ManagerResponse()
+                response.managerID = manager.id
+                response.createdUnixMs = Int64((manager.createdAt.timeIntervalSince1970 * 1000).rounded())
+                return response
+            }
+        }
         router.register(Method.registerDevice) { (request: Rampart_Inventory_V1_RegisterDeviceRequest, context) in
-            let device = request.device
+            var device = request.device
             try context.requireOwnDevice(device.name)
+            // Registered without a manager id: this installation's (R6).
+            if device.managerID.isEmpty { device.managerID = try await pool.serve { try InventoryStore.manager(on: $0).id } }
             try InventoryRules.validateDevice(device)
             context.audit.note("name", device.name)
+            let candidate = device
             return try await pool.serve { connection in
-                let id = try InventoryStore.insertDevice(device, on: connection)
+                let id = try InventoryStore.insertDevice(candidate, on: connection)
                 context.audit.subject = id
                 var response = Rampart_Inventory_V1_DeviceResponse()
                 response.device = try InventoryStore.device(id, on: connection)

@@ -160,6 +160,14 @@ enum InventoryStore {
         return try row.decode("news", as: Bool.self)
     }
 
+    /// This installation's manager id and when it was made (R6).
+    static func manager(on connection: PostgresConnection) throws -> (id: String, createdAt: Date) {
+        guard let row = try connection.query("SELECT id, created_at FROM inventory.manager").first else {
+            throw RPCError(.internal, "the manager id is missing (inventory migration 5)")
+        }
+        return (try row.decode("id"), try row.decode("created_at", as: Date.self))
+    }
+
     /// What a presence report did.
     enum PresenceUpdate: Equatable {
         /// Applied; the device's connected state changed.

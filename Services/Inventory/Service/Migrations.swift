@@ -69,5 +69,20 @@ enum InventoryMigrations {
                 ALTER TABLE inventory.ha_pairs ADD CONSTRAINT ha_pairs_sync_state_check
                     CHECK (sync_state IN ('active', 'suspended', 'resume-needed'));
                 """),
+        Migration(
+            version: 5, name: "this installation's manager id",
+            sql: """
+                CREATE TABLE inventory.manager (
+                    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+                    id text NOT NULL,
+                    created_at timestamptz NOT NULL DEFAULT now()
+                );
+                -- An installation with devices keeps the id they were registered with; a new one gets its own.
+                INSERT INTO inventory.manager (id)
+                SELECT COALESCE(
+                    (SELECT manager_id FROM inventory.devices WHERE manager_id <> ''
+                     GROUP BY manager_id ORDER BY count(*) DESC, manager_id LIMIT 1),
+                    'rampart-' || gen_random_uuid()::text);
+                """),
     ]
 }

@@ -20,8 +20,8 @@ struct RestoreCoordinatorCommand: AsyncParsableCommand {
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var log: LogOptions
 
-    @Option(help: "This manager's id: backups taken under another are refused (R6) (env RAMPART_MANAGER_ID).")
-    var managerId: String = Environment.value("RAMPART_MANAGER_ID") ?? "rampart-manager"
+    @Option(help: "This manager's id: backups taken under another are refused (R6) (env RAMPART_MANAGER_ID; default: the installation's, made by inventory at its first start).")
+    var managerId: String? = Environment.value("RAMPART_MANAGER_ID")
 
     @Option(
         help: "Seconds a lease lives without a report from its device; then it expires and the next restore may start (env RAMPART_RESTORE_LEASE_SECONDS).")
@@ -34,7 +34,7 @@ struct RestoreCoordinatorCommand: AsyncParsableCommand {
     var capacity: UInt32 = 64
 
     func validate() throws {
-        guard !managerId.isEmpty else { throw ValidationError("--manager-id must not be empty") }
+        if let managerId, managerId.isEmpty { throw ValidationError("--manager-id must not be empty") }
         guard (1...3600).contains(leaseSeconds) else { throw ValidationError("--lease-seconds must be between 1 and 3600") }
         guard capacity > 0 else { throw ValidationError("--capacity must be at least 1") }
     }
@@ -55,7 +55,9 @@ struct RestoreCoordinatorCommand: AsyncParsableCommand {
         var configuration = RestoreConfiguration(managerId: managerId)
         configuration.leaseTTL = .seconds(leaseSeconds)
         let service = RestoreCoordinatorService(configuration: configuration, pool: pool, client: client, logger: logger)
-        logger.info("coordinating restores", metadata: ["manager-id": "\(managerId)", "lease-seconds": "\(leaseSeconds)"])
+        logger.info(
+            "coordinating restores",
+            metadata: ["manager-id": "\(managerId ?? "the installation's (inventory)")", "lease-seconds": "\(leaseSeconds)"])
         let group = ServiceGroup(
             configuration: .init(
                 services: [

@@ -7,20 +7,27 @@ import RampartArchive
 import RampartBus
 import RampartProto
 import SwiftProtobuf
+import Synchronization
 
 /// What a restore-coordinator instance needs to know.
 public struct RestoreConfiguration: Sendable {
-    /// This manager's id (R6): backups taken under another are refused.
-    public var managerId: String
+    /// This manager's id (R6): backups taken under another are refused. nil: inventory's (the id the
+    /// installation made at its first start), asked once.
+    public var managerId: String?
     /// A lease not renewed by a report within this time expires; the next restore may then start.
     public var leaseTTL: Duration = .seconds(60)
     /// Deadline of calls to inventory.
     public var callTimeout: Duration = .seconds(5)
 
-    /// A configuration for manager `managerId`.
-    public init(managerId: String) {
+    /// A configuration for manager `managerId` (nil: the installation's, from inventory).
+    public init(managerId: String? = nil) {
         self.managerId = managerId
     }
+}
+
+/// The installation's manager id once inventory said it (it never changes while inventory runs).
+final class KnownManagerId: Sendable {
+    let value = Mutex<String?>(nil)
 }
 
 /// The `restore-coordinator` service (R1–R14): restore leases with fencing tokens that keep HA pairs
@@ -30,6 +37,8 @@ public struct RestoreCoordinatorService: Sendable {
     let pool: PostgresPool
     let client: BusClient
     let logger: Logger
+    /// Inventory's manager id, once asked (when the configuration names none).
+    private let knownManagerId = KnownManagerId()
 
     /// The service over `pool`, asking inventory through `client`.
     public init(configuration: RestoreConfiguration, pool: PostgresPool, client: BusClient, logger: Logger) {
@@ -234,14 +243,25 @@ public struct RestoreCoordinatorService: Sendable {
             "node \(active.deviceName) of its cluster is being restored (step \(active.step)): one node at a time, each reboot included (R8)"
     }
 
+    /// This manager's id (R6): the configured one, or the installation's, asked of inventory once.
+    func managerId() async throws -> String {
+        if let configured = configuration.managerId { return configured }
+        if let known = knownManagerId.value.withLock({ $0 }) { return known }
+        let manager = try await inventory(
+            InventoryService.Method.getManager, Rampart_Inventory_V1_GetManagerRequest(), as: Rampart_Inventory_V1_ManagerResponse.self)
+        knownManagerId.value.withLock { $0 = manager.managerID }
+        return manager.managerID
+    }
+
     /// Inventory's view of the backup's device, its pair or cluster; refuses when the device is gone.
     func situation(manifest: BackupManifest, facts: Rampart_Restore_V1_DeviceFacts) async throws -> RestoreChecks.Situation {
+        let managerId = try await managerId()
         func situation(
             _ device: Rampart_Inventory_V1_Device, pair: Rampart_Inventory_V1_HaPair? = nil,
             cluster: Rampart_Inventory_V1_ClusterResponse? = nil
         ) -> RestoreChecks.Situation {
             var situation = RestoreChecks.Situation(
-                manifest: manifest, facts: facts, device: device, managerId: configuration.managerId)
+                manifest: manifest, facts: facts, device: device, managerId: managerId)
             situation.pair = pair
             situation.cluster = cluster?.cluster
             situation.clusterDevices = cluster?.devices ?? []

@@ -57,7 +57,7 @@ public struct DeviceCLI: Service {
         /// Presence reports of the restored device, ms.
         public var presenceIntervalMs: Int64 = 10_000
         /// The manager the device belongs to (only used when serving).
-        public var managerId = "rampart-manager"
+        public var managerId = ""
         /// Each call to the restore coordinator.
         public var callTimeout: Duration = .seconds(10)
         /// How backups are fetched.

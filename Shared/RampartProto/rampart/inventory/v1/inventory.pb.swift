@@ -633,6 +633,35 @@ public nonisolated struct Rampart_Inventory_V1_ReportPresenceRequest: Sendable {
   public init() {}
 }
 
+/// --- This manager ---
+/// The installation's manager id (R6): made once, at the first start of an empty inventory
+/// ("rampart-" and a random UUID; an inventory that already had devices keeps the id they were
+/// registered with). Devices registered without a manager id get this one; backups carry it; the
+/// restore coordinator refuses backups taken under another.
+public nonisolated struct Rampart_Inventory_V1_GetManagerRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rampart_Inventory_V1_ManagerResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var managerID: String = String()
+
+  public var createdUnixMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// The bus refused a registration of this device's service (docs/security.md, "One key, one device").
 /// Recorded on the device, with the event inventory.device.identity-conflict at most once per ten minutes
 /// for the same serial and key. Service keys only (the bus).
@@ -1708,6 +1737,60 @@ nonisolated extension Rampart_Inventory_V1_ReportPresenceRequest: SwiftProtobuf.
     if lhs.connected != rhs.connected {return false}
     if lhs.sequence != rhs.sequence {return false}
     if lhs.reporter != rhs.reporter {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Inventory_V1_GetManagerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetManagerRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Inventory_V1_GetManagerRequest, rhs: Rampart_Inventory_V1_GetManagerRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Inventory_V1_ManagerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ManagerResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}manager_id\0\u{3}created_unix_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.managerID) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.createdUnixMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.managerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.managerID, fieldNumber: 1)
+    }
+    if self.createdUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.createdUnixMs, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Inventory_V1_ManagerResponse, rhs: Rampart_Inventory_V1_ManagerResponse) -> Bool {
+    if lhs.managerID != rhs.managerID {return false}
+    if lhs.createdUnixMs != rhs.createdUnixMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
