@@ -6,9 +6,38 @@ public enum ClusterBundle {
     /// The default limit on a bundle's uncompressed size: 4 GiB.
     public static let defaultMaxSize = Gzip.defaultMaxSize
 
+    /// A node's file for `write`: its name, size, and its contents handed over a piece at a time.
+    public struct StreamedMember {
+        /// The file name (`<node>_control_<timestamp>.tar`, ...).
+        public var fileName: String
+        /// Its size in bytes.
+        public var size: Int
+        /// Hands the contents to `write`, a piece at a time.
+        public var contents: (_ write: (Data) throws -> Void) throws -> Void
+
+        /// Member `fileName` of `size` bytes, produced by `contents`.
+        public init(fileName: String, size: Int, contents: @escaping (_ write: (Data) throws -> Void) throws -> Void) {
+            self.fileName = fileName
+            self.size = size
+            self.contents = contents
+        }
+    }
+
     /// The bundle (tar.gz) of `members`, in the order given. Throws on an unsafe, nested or duplicate name.
     public static func build(members: [(fileName: String, data: Data)]) throws -> Data {
-        var writer = TarWriter()
+        var bundle = Data()
+        try write(
+            members: members.map { member in
+                StreamedMember(fileName: member.fileName, size: member.data.count) { write in try write(member.data) }
+            }
+        ) { bundle.append($0) }
+        return bundle
+    }
+
+    /// Writes the bundle `build` makes to `sink`, a piece at a time: each member's contents pass from its
+    /// producer through the tar writer and the gzip compressor, so no member and no bundle is held whole.
+    /// Throws on an unsafe, nested or duplicate name, or a member whose producer gives another size.
+    public static func write(members: [StreamedMember], to sink: @escaping (Data) throws -> Void) throws {
         var seen = Set<String>()
         for member in members {
             try ArchivePath.validateRelative(member.fileName)
@@ -18,9 +47,27 @@ public enum ClusterBundle {
             guard seen.insert(member.fileName).inserted else {
                 throw ArchiveError(.duplicate, member: member.fileName, "bundle member '\(member.fileName)' is given twice")
             }
-            try writer.addFile(member.fileName, contents: member.data, mode: BackupArchive.memberMode)
         }
-        return Gzip.compress(try writer.finish())
+        let deflater = try Gzip.Deflater(sink: sink)
+        var writer = TarWriter(sink: { try deflater.write($0) })
+        for member in members {
+            try writer.addFile(member.fileName, size: member.size, mode: BackupArchive.memberMode, contents: member.contents)
+        }
+        _ = try writer.finish()
+        try deflater.finish()
+    }
+
+    /// The file names of the node files of a bundle read from `source`, in bundle order, after the checks
+    /// of `members` (safe to extract; directories skipped), reading it a buffer at a time.
+    public static func fileNames(_ source: some ArchiveByteSource, maxSize: Int = defaultMaxSize) throws -> [String] {
+        var reader = TarStreamReader(try Gzip.InflatingSource(source, maxSize: maxSize))
+        var check = ExtractionCheck()
+        var names: [String] = []
+        while let entry = try reader.next() {
+            try check.admit(entry)
+            if entry.kind == .file { names.append(ArchivePath.normalized(entry.path)) }
+        }
+        return names
     }
 
     /// Every node file of a bundle, safe to extract, in bundle order (directories skipped).

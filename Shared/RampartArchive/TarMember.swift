@@ -105,6 +105,10 @@ public struct TarMember: Sendable, Equatable {
 
 /// Path rules shared by the writer, the reader and the backup format.
 public enum ArchivePath {
+    /// The longest path extracted, bytes (Linux's PATH_MAX): a longer one could not be written anyway, and
+    /// a streaming reader remembers every path it admits.
+    public static let maxLength = 4096
+
     /// The path's components without empty and `.` ones ("./a//b/" → ["a", "b"]).
     public static func components(_ path: String) -> [Substring] {
         path.split(separator: "/", omittingEmptySubsequences: true).filter { $0 != "." }
@@ -115,8 +119,14 @@ public enum ArchivePath {
         components(path).joined(separator: "/")
     }
 
-    /// Throws unless `path` is safe to extract below a folder: not empty, relative, no `..`, no NUL.
+    /// Throws unless `path` is safe to extract below a folder: not empty, relative, no `..`, no NUL, at most
+    /// `maxLength` bytes.
     public static func validateRelative(_ path: String) throws {
+        guard path.utf8.count <= maxLength else {
+            throw ArchiveError(
+                .unsafePath, member: String(path.prefix(200)) + "…",
+                "member '\(path.prefix(200))…' has a path of \(path.utf8.count) bytes; at most \(maxLength) are extracted")
+        }
         guard !path.isEmpty, !components(path).isEmpty else {
             throw ArchiveError(.unsafePath, member: path, "member '\(path)' has an empty path")
         }

@@ -4,7 +4,8 @@ import Foundation
 /// 100 bytes or split over the 155-byte prefix field, 255 in all), contents padded to 512 bytes, and two
 /// zero blocks at the end. Owner is root (0/0); the same members give the same bytes.
 ///
-/// Collect the archive in memory (`init()`, then `finish()` returns it) or stream it (`init(sink:)`).
+/// Collect the archive in memory (`init()`, then `finish()` returns it) or stream it (`init(sink:)`); a
+/// member's contents can be streamed too (`addFile(_:size:mode:mtime:contents:)`).
 public struct TarWriter {
     /// Size of a tar block.
     public static let blockSize = 512
@@ -46,9 +47,32 @@ public struct TarWriter {
         try emit(header)
         if member.kind == .file, !member.contents.isEmpty {
             try emit(member.contents)
-            let padding = (Self.blockSize - member.contents.count % Self.blockSize) % Self.blockSize
-            if padding > 0 { try emit(Data(count: padding)) }
+            try emitPadding(after: member.contents.count)
         }
+    }
+
+    /// Appends a regular file of `size` bytes whose contents `produce` hands over a piece at a time (to
+    /// the `write` it is given), so that a member of any size passes through a buffer of the producer's
+    /// choosing. Throws `ArchiveError(.truncated)` when the pieces do not add up to `size`.
+    public mutating func addFile(
+        _ path: String, size: Int, mode: UInt32 = 0o644, mtime: Int64 = 0,
+        contents produce: (_ write: (Data) throws -> Void) throws -> Void
+    ) throws {
+        precondition(!finished, "TarWriter used after finish()")
+        try emit(try Self.header(path: path, kind: .file, mode: mode, mtime: mtime, size: size, linkTarget: ""))
+        var written = 0
+        try produce { piece in
+            guard written + piece.count <= size else {
+                throw ArchiveError(.truncated, member: path, "member '\(path)' was given more than its \(size) bytes")
+            }
+            written += piece.count
+            try emit(piece)
+        }
+        guard written == size else {
+            throw ArchiveError(
+                .truncated, member: path, "member '\(path)' was given \(written) bytes of the \(size) its header declares")
+        }
+        try emitPadding(after: size)
     }
 
     /// Writes the end-of-archive marker (two zero blocks) and returns the archive (empty when streaming).
@@ -64,33 +88,46 @@ public struct TarWriter {
         if let sink { try sink(data) } else { buffer.append(data) }
     }
 
+    private mutating func emitPadding(after size: Int) throws {
+        let padding = (Self.blockSize - size % Self.blockSize) % Self.blockSize
+        if padding > 0 { try emit(Data(count: padding)) }
+    }
+
     /// The 512-byte ustar header of `member`.
     static func header(for member: TarMember) throws -> Data {
-        var path = member.path
-        if member.kind == .directory, !path.hasSuffix("/") { path += "/" }
-        guard !member.path.isEmpty, !path.utf8.contains(0) else {
-            throw ArchiveError(.unsafePath, member: member.path, "member '\(member.path)' has an empty path or a NUL byte")
+        try header(
+            path: member.path, kind: member.kind, mode: member.mode, mtime: member.mtime,
+            size: member.kind == .file ? member.contents.count : 0, linkTarget: member.linkTarget)
+    }
+
+    /// The 512-byte ustar header of a member of `size` bytes.
+    static func header(path memberPath: String, kind: TarMember.Kind, mode: UInt32, mtime: Int64, size: Int, linkTarget: String)
+        throws -> Data
+    {
+        var path = memberPath
+        if kind == .directory, !path.hasSuffix("/") { path += "/" }
+        guard !memberPath.isEmpty, !path.utf8.contains(0) else {
+            throw ArchiveError(.unsafePath, member: memberPath, "member '\(memberPath)' has an empty path or a NUL byte")
         }
-        let (prefix, name) = try split(path, member: member.path)
-        let size = member.kind == .file ? member.contents.count : 0
-        guard size <= maxMemberSize else {
-            throw ArchiveError(.tooLarge, member: member.path, "member '\(member.path)' is larger than a ustar header can describe")
+        let (prefix, name) = try split(path, member: memberPath)
+        guard size >= 0, size <= maxMemberSize else {
+            throw ArchiveError(.tooLarge, member: memberPath, "member '\(memberPath)' is larger than a ustar header can describe")
         }
-        guard member.linkTarget.utf8.count <= 100 else {
-            throw ArchiveError(.unsafePath, member: member.path, "link target of '\(member.path)' is longer than 100 bytes")
+        guard linkTarget.utf8.count <= 100 else {
+            throw ArchiveError(.unsafePath, member: memberPath, "link target of '\(memberPath)' is longer than 100 bytes")
         }
-        guard member.mtime >= 0, member.mtime <= 0o77777777777 else {
-            throw ArchiveError(.badHeader, member: member.path, "member '\(member.path)' has an mtime ustar cannot store")
+        guard mtime >= 0, mtime <= 0o77777777777 else {
+            throw ArchiveError(.badHeader, member: memberPath, "member '\(memberPath)' has an mtime ustar cannot store")
         }
         var header = [UInt8](repeating: 0, count: blockSize)
         put(name, at: 0, width: 100, in: &header)
-        put(octal(Int(member.mode & 0o7777), digits: 7), at: 100, width: 8, in: &header)
+        put(octal(Int(mode & 0o7777), digits: 7), at: 100, width: 8, in: &header)
         put(octal(0, digits: 7), at: 108, width: 8, in: &header)  // uid
         put(octal(0, digits: 7), at: 116, width: 8, in: &header)  // gid
         put(octal(size, digits: 11), at: 124, width: 12, in: &header)
-        put(octal(Int(member.mtime), digits: 11), at: 136, width: 12, in: &header)
-        header[156] = member.kind.typeflag
-        put(member.linkTarget, at: 157, width: 100, in: &header)
+        put(octal(Int(mtime), digits: 11), at: 136, width: 12, in: &header)
+        header[156] = kind.typeflag
+        put(linkTarget, at: 157, width: 100, in: &header)
         put("ustar", at: 257, width: 6, in: &header)  // "ustar\0"
         put("00", at: 263, width: 2, in: &header)
         put("root", at: 265, width: 32, in: &header)
