@@ -26,7 +26,7 @@ struct RestoreApplyTests {
         "R9: restore overwrites all configuration, management IP included; facts keep the replacement's hardware and serial"
     )
     func overwritesEverything() async throws {
-        let (backup, replacement, _, original) = try await Self.prepared()
+        let (backup, replacement, archive, original) = try await Self.prepared()
         defer { Self.cleanup(original, replacement.path) }
         try Data("left over\n".utf8).write(
             to: URL(fileURLWithPath: replacement.configPath + "/policies/local-only.json"))
@@ -44,7 +44,7 @@ struct RestoreApplyTests {
         )
         // Every configuration file is the backup's (VPN aside), and nothing else is left.
         let exported = try restored.exportFiles()
-        let expected = backup.contents.files.filter { !$0.path.hasPrefix("vpn/") }
+        let expected = try BackupArchive.read(archive).files.filter { !$0.path.hasPrefix("vpn/") }
         #expect(exported == expected)
         #expect(!FileManager.default.fileExists(atPath: replacement.configPath + "/policies/local-only.json"))
         let management = String(
@@ -63,7 +63,7 @@ struct RestoreApplyTests {
     func removesVPN() async throws {
         let (backup, replacement, _, original) = try await Self.prepared()
         defer { Self.cleanup(original, replacement.path) }
-        #expect(backup.contents.files.contains { $0.path == "vpn/certs/branch-east.crt" })
+        #expect(backup.listing.files.contains { $0.path == "vpn/certs/branch-east.crt" })
         var swap = try ConfigSwap.prepare(folder: replacement, backup: backup)
         try swap.swap()
         try swap.commit()
@@ -77,7 +77,8 @@ struct RestoreApplyTests {
 
     @Test("R11: private keys are re-encrypted under a newly generated random device key, and decrypt under it")
     func reencryptsKeys() async throws {
-        let (backup, replacement, _, original) = try await Self.prepared()
+        let (backup, replacement, archive, original) = try await Self.prepared()
+        let contents = try BackupArchive.read(archive)
         defer { Self.cleanup(original, replacement.path) }
         let oldKey = try #require(FileManager.default.contents(atPath: replacement.keyPath))
         let originalKey = try #require(FileManager.default.contents(atPath: original + "/device.key"))
@@ -99,7 +100,7 @@ struct RestoreApplyTests {
             let clear = try AES.GCM.open(
                 try AES.GCM.SealedBox(combined: sealed), using: SymmetricKey(data: newKey),
                 authenticating: Data(("rampart-key-v1:" + stored).utf8))
-            #expect(clear == backup.contents[String(stored.dropLast(4))], "\(stored) does not hold the backup's key")
+            #expect(clear == contents[String(stored.dropLast(4))], "\(stored) does not hold the backup's key")
             // Not under the replacement's old key.
             #expect(throws: (any Error).self) {
                 try AES.GCM.open(
@@ -173,6 +174,51 @@ struct RestoreApplyTests {
         #expect(snapshot(replacement.path) == before)
         // Nothing to do.
         #expect(try ConfigSwap.recover(directory: replacement.path) == nil)
+    }
+
+    @Test(
+        "R9–R11 all-or-nothing: an archive changed on disk after it was verified is refused while staging; the device folder is byte-identical"
+    )
+    func archiveChangedAfterVerification() async throws {
+        let (archive, original) = try await makeBackup()
+        let replacement = try makeReplacement()
+        defer { Self.cleanup(original, replacement.path) }
+        let path = replacement.backupsPath + "/fw-edge-01_20250131T120000Z.tar"
+        try placeBackup(archive, in: replacement)
+        let backup = try RestorePreflight.verify(
+            try ArchiveFile(path: path), fileName: "fw-edge-01_20250131T120000Z.tar", device: replacement.facts)
+        #expect(backup.archiveSHA256 == sha256Hex(archive) && backup.byteCount == archive.count)
+        let before = snapshot(replacement.path)
+        // The archive is staged from the file that was verified: a byte of running-config changed in place
+        // (same size) since then is caught while staging, and so is any byte after the last member.
+        let members = try TarReader(data: archive).members()
+        let offsetOfRunningConfig = try #require(Self.contentsOffset(of: "running-config", in: members))
+        for (offset, named) in [(offsetOfRunningConfig, "running-config"), (archive.count - 1, "changed after it was verified")] {
+            let handle = try #require(FileHandle(forUpdatingAtPath: path))
+            try handle.seek(toOffset: UInt64(offset))
+            let byte = try #require(try handle.read(upToCount: 1)).first ?? 0
+            try handle.seek(toOffset: UInt64(offset))
+            try handle.write(contentsOf: Data([byte ^ 0x20]))
+            try handle.close()
+            let error = #expect(throws: RestoreError.self) { try ConfigSwap.prepare(folder: replacement, backup: backup) }
+            #expect(error?.kind == .apply && error?.message.contains(named) == true, "\(String(describing: error))")
+            #expect(error?.message.contains("nothing was written") == true)
+            var restoredFile = snapshot(replacement.path)
+            restoredFile["backups/fw-edge-01_20250131T120000Z.tar"] = before["backups/fw-edge-01_20250131T120000Z.tar"]
+            #expect(restoredFile == before)
+            try placeBackup(archive, in: replacement)
+        }
+    }
+
+    /// Where the contents of member `path` start in an archive written by `TarWriter` (one header per member).
+    static func contentsOffset(of path: String, in members: [TarMember]) -> Int? {
+        var offset = 0
+        for member in members {
+            offset += 512
+            if member.path == path { return offset }
+            offset += (member.contents.count + 511) / 512 * 512
+        }
+        return nil
     }
 
     @Test("R9–R11: a second restore is refused while a transaction folder exists; the device is untouched")

@@ -198,4 +198,24 @@ struct RestoreArchiveTests {
         }
         #expect(third?.kind == .backupContents && third?.message.contains("someone-else") == true)
     }
+
+    @Test("R11: a backup with a private key over 1 MiB is refused before the lease (keys are re-encrypted whole)")
+    func oversizePrivateKey() async throws {
+        let (archive, original) = try await makeBackup()
+        defer { try? FileManager.default.removeItem(atPath: original) }
+        let replacement = try makeReplacement()
+        defer { try? FileManager.default.removeItem(atPath: replacement.path) }
+        let contents = try BackupArchive.read(archive)
+        var files = contents.files
+        files.append(.init(path: "pki/huge.key", contents: Data(count: RestorePreflight.maxPrivateKeySize + 1)))
+        let oversize = try BackupArchive.build(manifest: contents.manifest, files: files).archive
+        let error = #expect(throws: RestoreError.self) {
+            try RestorePreflight.verify(oversize, fileName: "d.tar", device: replacement.facts)
+        }
+        #expect(error?.kind == .backupContents && error?.message.contains("pki/huge.key") == true)
+        // At the limit, it is restored like any key.
+        files[files.count - 1] = .init(path: "pki/huge.key", contents: Data(count: RestorePreflight.maxPrivateKeySize))
+        let atLimit = try BackupArchive.build(manifest: contents.manifest, files: files).archive
+        _ = try RestorePreflight.verify(atLimit, fileName: "e.tar", device: replacement.facts)
+    }
 }

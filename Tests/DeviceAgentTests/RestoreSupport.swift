@@ -1,3 +1,4 @@
+import Crypto
 import DeviceAgentCore
 import Foundation
 import Logging
@@ -237,3 +238,45 @@ func placeBackup(_ archive: Data, in folder: DeviceFolder, as name: String = "fw
     try archive.write(to: URL(fileURLWithPath: folder.backupsPath + "/" + name))
 }
 
+
+/// Writes `archive` (a device's backup) to `path` with one more file, `zeroBytes` zero bytes at
+/// `addedPath`, listed in the manifest with its size and SHA-256: a valid backup of any size, written a
+/// mebibyte at a time. Returns the archive's size.
+@discardableResult
+func writeBackup(_ archive: Data, adding addedPath: String, zeroBytes: Int, to path: String) throws -> Int {
+    let contents = try BackupArchive.read(archive)
+    let zeros = Data(count: 1 << 20)
+    func produceZeros(_ write: (Data) throws -> Void) throws {
+        var left = zeroBytes
+        while left > 0 {
+            let count = min(left, zeros.count)
+            try write(count == zeros.count ? zeros : zeros.prefix(count))
+            left -= count
+        }
+    }
+    var hash = SHA256()
+    try produceZeros { hash.update(data: $0) }
+    let digest = hash.finalize().map { String(format: "%02x", $0) }.joined()
+    let files =
+        contents.files.map(BackupArchive.StreamedFile.init)
+        + [BackupArchive.StreamedFile(path: addedPath, size: zeroBytes, sha256: digest, contents: produceZeros)]
+    guard FileManager.default.createFile(atPath: path, contents: nil),
+        let handle = FileHandle(forWritingAtPath: path)
+    else { throw CocoaError(.fileWriteUnknown) }
+    defer { try? handle.close() }
+    var written = 0
+    _ = try BackupArchive.write(manifest: contents.manifest, files: files) { piece in
+        try handle.write(contentsOf: piece)
+        written += piece.count
+    }
+    return written
+}
+
+/// The peak resident memory of process `pid` so far (VmHWM in /proc/PID/status), bytes.
+func peakResidentBytes(_ pid: pid_t) throws -> Int {
+    let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+    guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+        let kib = Int(line.dropFirst("VmHWM:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "")
+    else { throw CocoaError(.fileReadCorruptFile) }
+    return kib * 1024
+}

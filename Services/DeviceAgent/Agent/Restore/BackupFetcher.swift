@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import RampartArchive
 
 #if canImport(Glibc)
     import Glibc
@@ -36,7 +37,24 @@ public struct FetchedBackup: Sendable {
     /// Whether it is a download in the device folder that must be removed afterwards.
     public var isTemporary: Bool
 
-    /// Reads the file (at most `maxBytes`).
+    /// Opens the file for the restore to stream it (at most `maxBytes`; a link or anything but a regular
+    /// file is refused). The open file is what is verified and then staged: renaming or replacing the path
+    /// afterwards changes nothing.
+    public func open(maxBytes: Int) throws(RestoreError) -> ArchiveFile {
+        do {
+            return try ArchiveFile(path: path, maxSize: maxBytes)
+        } catch let error as ArchiveError where error.code == .tooLarge {
+            var info = stat()
+            let size = stat(path, &info) == 0 ? "\(info.st_size)" : "more than \(maxBytes)"
+            throw RestoreError(.fetch, "\(fileName) is \(size) bytes, over the limit of \(maxBytes) bytes")
+        } catch let error as ArchiveError {
+            throw RestoreError(.fetch, "\(fileName) cannot be read: \(error.message)")
+        } catch {
+            throw RestoreError(.fetch, "\(fileName) cannot be read: \(error)")
+        }
+    }
+
+    /// Reads the whole file into memory (at most `maxBytes`); a restore streams it instead (`open`).
     public func read(maxBytes: Int) throws(RestoreError) -> Data {
         var info = stat()
         guard stat(path, &info) == 0 else {

@@ -12,8 +12,10 @@ import RampartArchive
 /// (`DIR/.restore-transaction/staged/`): the backup's configuration tree without any VPN certificate or
 /// VPN configuration (the whole `vpn/` tree, R10), every private key re-encrypted under a newly
 /// generated random `device.key` (R11), and `facts.json` with the backup's name and management IP but
-/// this replacement's hardware facts and serial (R9). Nothing outside the staging folder is touched, so
-/// any failure up to here leaves the device as it was.
+/// this replacement's hardware facts and serial (R9). The archive is read again for this, as a stream (a
+/// buffer at a time, whatever its size), and every member and the whole archive's SHA-256 are checked
+/// again, so a file that changed since it was verified is refused. Nothing outside the staging folder is
+/// touched, so any failure up to here leaves the device as it was.
 ///
 /// `swap` then renames, for `config/`, `device.key` and `facts.json` in turn, the live one aside
 /// (`previous/`) and the staged one in; a failure undoes what was done. Until `commit` the previous
@@ -131,27 +133,49 @@ public struct ConfigSwap: Sendable {
             var keys: [String] = []
             var skipped = 0
             var certificates = Set<String>()
-            for file in backup.contents.files {
+            // The archive is read again, a buffer at a time, and checked again as it is written: every member
+            // against the manifest, the whole archive against the SHA-256 the lease was asked for. A file
+            // changed since it was verified stops the staging here, before anything outside it is touched.
+            var reader = try BackupArchive.StreamReader(backup.archive.source())
+            while let file = try reader.nextFile() {
                 // RampartArchive checked every path; checked again where it is joined to a folder.
                 try ArchivePath.validateRelative(file.path)
                 if isVPN(file.path) {
-                    // R10: no VPN certificate or VPN configuration survives a restore.
+                    // R10: no VPN certificate or VPN configuration survives a restore (the reader reads
+                    // through the file's contents, and checks them, on the next call).
                     skipped += 1
                     if let name = certificateName(file.path) { certificates.insert(name) }
                     continue
                 }
-                let target = staged + "/config/" + file.path
                 if file.path.hasSuffix(".key") {
+                    // R11: under the new key. A key is sealed whole, so its size is bounded (checked before
+                    // the lease by RestorePreflight, and here again).
+                    guard file.size <= RestorePreflight.maxPrivateKeySize else {
+                        throw RestoreError(
+                            .apply, "the private key \(file.path) is \(file.size) bytes, over the limit of "
+                                + "\(RestorePreflight.maxPrivateKeySize); nothing was written")
+                    }
+                    var clear = Data()
+                    while let piece = try reader.readChunk() { clear.append(piece) }
                     let stored = file.path + ".enc"
                     try writeFile(
-                        try DeviceFolder.encrypt(file.contents, key: key, path: stored),
+                        try DeviceFolder.encrypt(clear, key: key, path: stored),
                         to: staged + "/config/" + stored,
                         mode: 0o600)
                     keys.append(stored)
                 } else {
-                    try writeFile(file.contents, to: target, mode: 0o644)
+                    let output = try StagedFile(path: staged + "/config/" + file.path, mode: 0o644)
+                    while let piece = try reader.readChunk() { try output.write(piece) }
+                    try output.close()
                 }
                 written += 1
+            }
+            let listing = try reader.finish()
+            guard listing.archiveSHA256 == backup.archiveSHA256 else {
+                throw RestoreError(
+                    .apply,
+                    "\(backup.fileName) changed after it was verified (its SHA-256 is now \(listing.archiveSHA256), "
+                        + "not \(backup.archiveSHA256)); nothing was written")
             }
             // R10: certificates the device has now, including ones added after the backup, go too.
             for path in try regularFiles(below: folder.configPath + "/vpn") {
@@ -348,11 +372,39 @@ public struct ConfigSwap: Sendable {
 
     /// Writes a new file (its folders created), flushed to disk.
     static func writeFile(_ data: Data, to path: String, mode: mode_t) throws {
+        let file = try StagedFile(path: path, mode: mode)
+        try file.write(data)
+        try file.close()
+    }
+
+    /// fsync of a folder, so renames in it are durable (best effort).
+    static func syncDirectory(_ path: String) {
+        let descriptor = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else { return }
+        fsync(descriptor)
+        close(descriptor)
+    }
+}
+
+/// A new file written a piece at a time: created with `O_EXCL` (its folders made first), given its
+/// mode, and flushed to disk (`fsync`) when closed. Closed (unflushed) when the value goes without `close()`.
+final class StagedFile {
+    let path: String
+    private let descriptor: Int32
+    private let mode: mode_t
+    private var closed = false
+
+    init(path: String, mode: mode_t) throws {
         let folder = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard descriptor >= 0 else { throw AgentError("cannot create \(path): \(String(cString: strerror(errno)))") }
-        defer { close(descriptor) }
+        self.path = path
+        self.descriptor = descriptor
+        self.mode = mode
+    }
+
+    func write(_ data: Data) throws {
         try data.withUnsafeBytes { buffer in
             var offset = 0
             while offset < buffer.count {
@@ -364,19 +416,20 @@ public struct ConfigSwap: Sendable {
                 offset += count
             }
         }
+    }
+
+    /// Sets the mode, flushes and closes.
+    func close() throws {
+        guard !closed else { return }
+        closed = true
+        defer { Glibc.close(descriptor) }
         fchmod(descriptor, mode)
         guard fsync(descriptor) == 0 else {
             throw AgentError("cannot flush \(path): \(String(cString: strerror(errno)))")
         }
     }
 
-    /// fsync of a folder, so renames in it are durable (best effort).
-    static func syncDirectory(_ path: String) {
-        let descriptor = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard descriptor >= 0 else { return }
-        fsync(descriptor)
-        close(descriptor)
-    }
+    deinit { if !closed { Glibc.close(descriptor) } }
 }
 
 /// An exclusive lock on a device folder for the length of a restore (flock on the folder itself, so

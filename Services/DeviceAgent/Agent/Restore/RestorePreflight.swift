@@ -3,21 +3,25 @@ import RampartArchive
 
 /// A backup that passed every check the device makes before asking for a lease.
 public struct VerifiedBackup: Sendable {
-    /// The archive read back: manifest, manifest.json as stored, files (member hashes verified).
-    public var contents: BackupArchive.Contents
-    /// SHA-256 of the whole archive file, lower-case hex.
-    public var archiveSHA256: String
+    /// What verifying the archive established: manifest, manifest.json as stored, every file's path, size
+    /// and SHA-256 (each member checked against the manifest), the whole archive's SHA-256 and size.
+    public var listing: BackupArchive.Listing
+    /// The archive itself, read again when the new configuration is staged (`ConfigSwap.prepare`), which
+    /// checks every member and the whole archive's SHA-256 once more.
+    public var archive: ArchiveBytes
     /// The archive's file name.
     public var fileName: String
-    /// The archive's size in bytes.
-    public var byteCount: Int
     /// The device id in the backup's manager-registration.json (equal to the manifest's).
     public var deviceId: String
     /// The manager id in the backup's manager-registration.json (equal to the manifest's).
     public var managerId: String
 
     /// The manifest.
-    public var manifest: BackupManifest { contents.manifest }
+    public var manifest: BackupManifest { listing.manifest }
+    /// SHA-256 of the whole archive file, lower-case hex.
+    public var archiveSHA256: String { listing.archiveSHA256 }
+    /// The archive's size in bytes.
+    public var byteCount: Int { listing.byteCount }
 }
 
 /// The checks a device makes on a backup before it asks for a restore lease (docs/rules.md#archives, R3, R4, R8):
@@ -25,16 +29,56 @@ public struct VerifiedBackup: Sendable {
 /// the configuration folder (RampartArchive refuses `..`, absolute paths, links, devices, FIFOs); a
 /// cluster bundle is refused with a pointer to `rampart backups extract`; the device's own hardware
 /// and software match the manifest. Nothing is written by any of them.
+///
+/// The archive is read as a stream (`BackupArchive.StreamReader`), a buffer at a time: only the
+/// manifest, the paths and manager-registration.json are kept, so a restore's memory does not grow with
+/// the archive (docs/benchmarks.md, "Restore memory").
 public enum RestorePreflight {
-    /// Verifies `data` (the archive named `fileName`) for the device with `facts`. Throws
-    /// `RestoreError` naming what is wrong (each fact that differs, the member that is refused).
+    /// The largest private key (`*.key`) a backup may hold, bytes: keys are re-encrypted in memory when
+    /// the backup is staged (R11), and a real one is a few kilobytes.
+    public static let maxPrivateKeySize = 1 << 20
+    /// The largest manager-registration.json read, bytes.
+    static let maxRegistrationSize = 64 * 1024
+
+    /// Verifies the archive file `file` (named `fileName`) for the device with `facts`, streaming it.
+    /// Throws `RestoreError` naming what is wrong (each fact that differs, the member that is refused).
+    public static func verify(_ file: ArchiveFile, fileName: String, device facts: DeviceFacts) throws(RestoreError)
+        -> VerifiedBackup
+    {
+        try verify(.file(file), fileName: fileName, device: facts)
+    }
+
+    /// Verifies `data` (the archive named `fileName`) for the device with `facts`; see `verify(_:fileName:device:)`
+    /// for a file.
     public static func verify(_ data: Data, fileName: String, device facts: DeviceFacts) throws(RestoreError)
         -> VerifiedBackup
     {
-        try refuseClusterBundle(data, fileName: fileName)
-        let contents: BackupArchive.Contents
+        try verify(.data(data), fileName: fileName, device: facts)
+    }
+
+    /// Verifies `archive`, named `fileName`, for the device with `facts`.
+    public static func verify(_ archive: ArchiveBytes, fileName: String, device facts: DeviceFacts)
+        throws(RestoreError) -> VerifiedBackup
+    {
+        try refuseClusterBundle(archive, fileName: fileName)
+        let listing: BackupArchive.Listing
+        var encryptedKey: String?
+        var oversizeKey: BackupManifest.FileEntry?
+        var registrationJSON: Data?
         do {
-            contents = try BackupArchive.read(data)
+            var reader = try BackupArchive.StreamReader(archive.source())
+            while let file = try reader.nextFile() {
+                if encryptedKey == nil, file.path.hasSuffix(DeviceFolder.encryptedKeySuffix) { encryptedKey = file.path }
+                if oversizeKey == nil, file.path.hasSuffix(".key"), file.size > maxPrivateKeySize { oversizeKey = file }
+                if file.path == "manager-registration.json" {
+                    var contents = Data()
+                    while let piece = try reader.readChunk() {
+                        if contents.count + piece.count <= maxRegistrationSize { contents.append(piece) }
+                    }
+                    registrationJSON = file.size <= maxRegistrationSize ? contents : Data()
+                }
+            }
+            listing = try reader.finish()
         } catch let error as ArchiveError {
             throw RestoreError(
                 .archive(error.code), "the archive \(fileName) is refused: \(error.message); nothing was written")
@@ -42,14 +86,20 @@ public enum RestorePreflight {
             throw RestoreError(
                 .archive(.badHeader), "the archive \(fileName) is refused: \(error); nothing was written")
         }
-        let manifest = contents.manifest
-        if let encrypted = contents.files.first(where: { $0.path.hasSuffix(DeviceFolder.encryptedKeySuffix) }) {
+        let manifest = listing.manifest
+        if let encrypted = encryptedKey {
             throw RestoreError(
                 .backupContents,
-                "the backup holds an encrypted private key (\(encrypted.path)); a backup holds private keys decrypted "
+                "the backup holds an encrypted private key (\(encrypted)); a backup holds private keys decrypted "
                     + "(B12), so this one cannot be restored")
         }
-        let registration = try registration(in: contents)
+        if let key = oversizeKey {
+            throw RestoreError(
+                .backupContents,
+                "the backup's private key \(key.path) is \(key.size) bytes; a private key is at most "
+                    + "\(maxPrivateKeySize) bytes, so this backup is not restored")
+        }
+        let registration = try registration(registrationJSON)
         guard !manifest.deviceId.isEmpty, registration.deviceId == manifest.deviceId else {
             throw RestoreError(
                 .backupContents,
@@ -70,19 +120,26 @@ public enum RestorePreflight {
                     + differences.joined(separator: "\n  ") + "\nnothing was written")
         }
         return VerifiedBackup(
-            contents: contents, archiveSHA256: sha256Hex(data), fileName: fileName, byteCount: data.count,
-            deviceId: registration.deviceId, managerId: registration.managerId)
+            listing: listing, archive: archive, fileName: fileName, deviceId: registration.deviceId,
+            managerId: registration.managerId)
     }
 
     /// Refuses a cluster bundle (`.tar.gz`, gzip data): a device restores its own node file (R8).
     public static func refuseClusterBundle(_ data: Data, fileName: String) throws(RestoreError) {
+        try refuseClusterBundle(.data(data), fileName: fileName)
+    }
+
+    /// Refuses a cluster bundle (`.tar.gz`, gzip data): a device restores its own node file (R8). The
+    /// nodes it holds are named, read from the bundle as a stream.
+    public static func refuseClusterBundle(_ archive: ArchiveBytes, fileName: String) throws(RestoreError) {
         let lowered = fileName.lowercased()
-        let gzip = data.count >= 2 && data[data.startIndex] == 0x1f && data[data.startIndex + 1] == 0x8b
+        let magic = (try? archive.prefix(2)) ?? Data()
+        let gzip = magic.count == 2 && magic[magic.startIndex] == 0x1f && magic[magic.startIndex + 1] == 0x8b
         guard gzip || lowered.hasSuffix(".tar.gz") || lowered.hasSuffix(".tgz") else { return }
         var nodes = ""
-        if gzip, let members = try? ClusterBundle.members(data, maxSize: 1 << 30) {
-            let named = members.compactMap { member -> String? in
-                guard let parsed = try? BackupNaming.parseDeviceFile(member.fileName) else { return nil }
+        if gzip, let names = try? ClusterBundle.fileNames(archive.source(), maxSize: 1 << 30) {
+            let named = names.compactMap { name -> String? in
+                guard let parsed = try? BackupNaming.parseDeviceFile(name) else { return nil }
                 return "\(parsed.deviceName) (\(parsed.role.fileNameTag ?? parsed.role.rawValue))"
             }
             if !named.isEmpty { nodes = "; it holds files for " + named.joined(separator: ", ") }
@@ -95,10 +152,8 @@ public enum RestorePreflight {
     }
 
     /// Where the backup's device is registered: manager-registration.json of the backup (B11).
-    static func registration(in contents: BackupArchive.Contents) throws(RestoreError) -> (
-        managerId: String, deviceId: String
-    ) {
-        guard let data = contents["manager-registration.json"] else {
+    static func registration(_ json: Data?) throws(RestoreError) -> (managerId: String, deviceId: String) {
+        guard let data = json else {
             throw RestoreError(
                 .backupContents,
                 "the backup has no manager-registration.json, so the restored device could not reconnect to its manager (B11)"

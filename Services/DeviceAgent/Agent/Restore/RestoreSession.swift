@@ -46,8 +46,8 @@ public struct StandardConsole: DeviceConsole {
 /// restored device's rejoin:
 ///
 /// 1. fetch the archive (scp, signed URL, or the local backup folder);
-/// 2. verify it (`RestorePreflight`): member hashes, safe paths, no cluster bundle, this device's model,
-///    network modules, interfaces, version and patch (R3, R4) — a refusal writes nothing;
+/// 2. verify it (`RestorePreflight`, streaming the file): member hashes, safe paths, no cluster bundle,
+///    this device's model, network modules, interfaces, version and patch (R3, R4) — a refusal writes nothing;
 /// 3. `RequestLease` with manifest.json as stored, the archive's SHA-256 and name, this device's facts and
 ///    the CLI user — a refusal prints the coordinator's message and writes nothing;
 /// 4. under the lease (renewed in the background every third of its time to live): `applying`, stage
@@ -147,9 +147,11 @@ public struct RestoreSession: Sendable {
         defer { fetched.removeIfTemporary() }
         let backup: VerifiedBackup
         do throws(RestoreError) {
-            let data = try fetched.read(maxBytes: configuration.fetch.maxBytes)
-            console.line("restore: \(fetched.fileName): \(data.count) bytes, SHA-256 \(sha256Hex(data))")
-            backup = try RestorePreflight.verify(data, fileName: fetched.fileName, device: folder.facts)
+            // Streamed: verified, then staged, a buffer at a time from the open file (docs/benchmarks.md,
+            // "Restore memory").
+            let file = try fetched.open(maxBytes: configuration.fetch.maxBytes)
+            backup = try RestorePreflight.verify(file, fileName: fetched.fileName, device: folder.facts)
+            console.line("restore: \(fetched.fileName): \(backup.byteCount) bytes, SHA-256 \(backup.archiveSHA256)")
         } catch {
             return refuse(error)
         }
@@ -157,7 +159,7 @@ public struct RestoreSession: Sendable {
         metadata["device-id"] = "\(manifest.deviceId)"
         metadata["archive-sha256"] = "\(backup.archiveSHA256)"
         console.line(
-            "restore: archive verified: manifest.json and \(backup.contents.files.count) files match their SHA-256; "
+            "restore: archive verified: manifest.json and \(backup.listing.files.count) files match their SHA-256; "
                 + "every path stays inside the configuration folder")
         console.line(
             "restore: backup of \(manifest.deviceName) (device \(manifest.deviceId), \(manifest.role.rawValue)), taken "
@@ -318,7 +320,7 @@ public struct RestoreSession: Sendable {
         -> Rampart_Restore_V1_Lease
     {
         var request = Rampart_Restore_V1_RequestLeaseRequest()
-        request.manifestJson = backup.contents.manifestJSON
+        request.manifestJson = backup.listing.manifestJSON
         request.archiveSha256 = backup.archiveSHA256
         request.archiveFileName = backup.fileName
         request.facts = Self.leaseFacts(facts)
