@@ -31,7 +31,7 @@ public struct ArchiveError: Error, Equatable, Sendable, CustomStringConvertible 
         case compression
         /// A bundle holds no file for the node asked for.
         case notFound
-        /// The archive's file cannot be opened or read, or is not a regular file.
+        /// The archive's file cannot be opened, read or written, or is not a regular file.
         case unreadable
         /// A backup file name does not follow `BackupNaming` (docs/rules.md#archives).
         case badName

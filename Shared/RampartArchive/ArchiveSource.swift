@@ -68,6 +68,18 @@ public final class ArchiveFile: Sendable {
         self.descriptor = descriptor
     }
 
+    /// Takes `descriptor` (open for reading, and closed with this value) as the file at `path`.
+    init(adopting descriptor: Int32, path: String) throws {
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else {
+            close(descriptor)
+            throw ArchiveError(.unreadable, "\(path) cannot be read: \(String(cString: strerror(errno)))")
+        }
+        self.path = path
+        size = Int(info.st_size)
+        self.descriptor = descriptor
+    }
+
     deinit { close(descriptor) }
 
     /// Up to `count` bytes at `offset` (fewer only at the end of the file as opened).
@@ -195,4 +207,62 @@ public struct HashingSource<Base: ArchiveByteSource>: ArchiveByteSource {
 
     /// Lower-case hex SHA-256 of everything read so far.
     public var digest: String { hash.finalize().map { String(format: "%02x", $0) }.joined() }
+}
+
+/// An archive written a piece at a time to a file without a name, then read back as an `ArchiveFile`:
+/// created in `directory` with mode 0600 and unlinked at once, so no path ever shows it (a backup holds
+/// decrypted private keys, B12), nothing is left behind by a crash, and its space is freed when the last
+/// reader is gone. What is written is counted and hashed (SHA-256) on the way, through a buffer of 1 MiB.
+public final class ArchiveSpool {
+    private let path: String
+    private var descriptor: Int32
+    private var buffer = Data()
+    private var hash = SHA256()
+    /// Bytes written so far.
+    public private(set) var count = 0
+
+    /// A new spool in `directory`.
+    public init(directory: String) throws {
+        path = directory + "/.spool-" + UUID().uuidString.lowercased() + ".tar"
+        descriptor = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            throw ArchiveError(.unreadable, "cannot create a spool file in \(directory): \(String(cString: strerror(errno)))")
+        }
+        unlink(path)
+        buffer.reserveCapacity(1 << 20)
+    }
+
+    deinit { if descriptor >= 0 { close(descriptor) } }
+
+    /// Appends `data`.
+    public func write(_ data: Data) throws {
+        precondition(descriptor >= 0, "ArchiveSpool used after finish()")
+        hash.update(data: data)
+        count += data.count
+        buffer.append(data)
+        if buffer.count >= 1 << 20 { try flush() }
+    }
+
+    /// Ends the writing: the file as written, and its SHA-256 (lower-case hex).
+    public func finish() throws -> (file: ArchiveFile, sha256: String) {
+        try flush()
+        let file = try ArchiveFile(adopting: descriptor, path: path)
+        descriptor = -1
+        return (file, hash.finalize().map { String(format: "%02x", $0) }.joined())
+    }
+
+    private func flush() throws {
+        try buffer.withUnsafeBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    throw ArchiveError(.unreadable, "cannot write a spool file: \(String(cString: strerror(errno)))")
+                }
+                offset += written
+            }
+        }
+        buffer.removeAll(keepingCapacity: true)
+    }
 }

@@ -1,3 +1,4 @@
+import Crypto
 import DeviceAgentCore
 import Foundation
 import InventoryService
@@ -115,6 +116,67 @@ struct DeviceAgentProcessTests {
         await agent.stop()
         _ = try await Self.waitForDevice(client, facts.name) { !$0.connected }
         #expect(agent.log.contains("stopped serving"))
+    }
+
+    @Test(
+        "B1, B12: an export of a 256 MiB configuration is served over the bus with the agent's peak resident memory (VmHWM) under 64 MiB"
+    )
+    func largeExportInBoundedMemory() async throws {
+        let system = try RunningSystem()
+        defer { system.stopInBackground() }
+        let folder = NSTemporaryDirectory() + "device-agent-it-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let facts = sampleFacts(name: "fw-it-03", serial: "JADIT0003", configSize: 16_384)
+        try DeviceFolder.initialize(at: folder, facts: facts)
+        // A configuration of 256 MiB: a zero-filled file in the tree, written a mebibyte at a time.
+        let padding = 256 << 20
+        let path = folder + "/config/policies/padding.bin"
+        #expect(FileManager.default.createFile(atPath: path, contents: nil))
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        let zeros = Data(count: 1 << 20)
+        for _ in 0..<(padding / zeros.count) { try handle.write(contentsOf: zeros) }
+        try handle.close()
+        try system.start("inventory")
+        try await system.waitUntilServing("inventory")
+        try system.addDeviceKeys([facts.name])
+        let agent = try system.start("device-agent", ["run", "--dir", folder, "--register", "--presence-interval-ms", "300"])
+        let client = system.client()
+        defer { client.close() }
+        let device = try await Self.waitForDevice(client, facts.name) { $0.connected }
+        let service = DeviceAgent.serviceName(deviceId: device.id)
+        try await system.waitUntilServing(service)
+
+        var request = Rampart_Device_V1_StartExportRequest()
+        request.jobID = "it-job-large"
+        request.role = .standalone
+        let export: Rampart_Device_V1_StartExportResponse = try await client.call(
+            service: service, method: DeviceAgent.Method.startExport, request, timeout: .seconds(120))
+        #expect(export.size > UInt64(padding))
+        // No file in the device folder shows the export (it holds decrypted keys, B12).
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder)
+        #expect(names.allSatisfy { !$0.hasPrefix(".") }, "\(names)")
+        var hash = SHA256()
+        var offset: UInt64 = 0
+        while true {
+            var read = Rampart_Device_V1_ReadExportRequest()
+            read.exportID = export.exportID
+            read.offset = offset
+            let chunk: Rampart_Device_V1_ReadExportResponse = try await client.call(
+                service: service, method: DeviceAgent.Method.readExport, read, timeout: .seconds(10))
+            hash.update(data: chunk.data)
+            offset += UInt64(chunk.data.count)
+            if chunk.eof { break }
+        }
+        #expect(offset == export.size)
+        #expect(hash.finalize().map { String(format: "%02x", $0) }.joined() == export.sha256)
+        let peak = try peakResidentBytes(agent.pid)
+        print("export of \(offset) bytes: device-agent run peaked at \(peak >> 20) MiB")
+        #expect(peak < RestoreCLIProcessTests.peakMemoryBound, "device-agent run peaked at \(peak >> 20) MiB exporting \(offset >> 20) MiB")
+        var finish = Rampart_Device_V1_FinishExportRequest()
+        finish.exportID = export.exportID
+        let _: Rampart_Device_V1_FinishExportResponse = try await client.call(
+            service: service, method: DeviceAgent.Method.finishExport, finish)
+        await agent.stop()
     }
 
     @Test("Device agent: run refuses a device whose name is registered with another serial")

@@ -60,7 +60,7 @@ public final class DeviceAgent: Sendable {
     public let deviceId: String
     /// The manager it is registered with.
     public let managerId: String
-    /// Exports in memory.
+    /// Exports held (each an unnamed file in the device folder).
     public let exports: ExportStore
     private let options: Options
     private let bootUnixMs: Int64
@@ -133,22 +133,31 @@ public final class DeviceAgent: Sendable {
                 haPairId: request.haPairID, clusterId: request.clusterID, managementIp: facts.managementIp,
                 createdAt: BackupManifest.timestamp(Date(timeIntervalSince1970: Double(createdMs) / 1000)),
                 jobId: request.jobID)
-            let files: [BackupArchive.File]
+            let files: [BackupArchive.StreamedFile]
             do {
-                files = try folder.exportFiles()
+                files = try folder.exportStreams()
             } catch {
                 throw RPCError(.internal, "the configuration tree cannot be read", cause: error)
             }
-            let (archive, written) = try BackupArchive.build(manifest: manifest, files: files)
-            exports.fill(id, data: archive)
+            // Written a buffer at a time to a file without a name in the device folder, and read back from
+            // it by ReadExport: an export's size never shows in memory (docs/device-agent.md, "The exports").
+            let spool = try ArchiveSpool(directory: folder.path)
+            let written: BackupManifest
+            do {
+                written = try BackupArchive.write(manifest: manifest, files: files) { try spool.write($0) }
+            } catch let error as ArchiveError where error.code == .hashMismatch || error.code == .truncated {
+                throw RPCError(.aborted, "the configuration changed while it was exported; try again", cause: error)
+            }
+            let (archive, sha256) = try spool.finish()
+            exports.fill(id, file: archive)
             var response = Rampart_Device_V1_StartExportResponse()
             response.exportID = id
-            response.size = UInt64(archive.count)
-            response.sha256 = sha256Hex(archive)
+            response.size = UInt64(archive.size)
+            response.sha256 = sha256
             response.manifestJson = try written.encoded()
             logger.info(
                 "export ready",
-                metadata: ["export-id": "\(id)", "bytes": "\(archive.count)", "job-id": "\(request.jobID)", "role": "\(role.rawValue)"])
+                metadata: ["export-id": "\(id)", "bytes": "\(archive.size)", "job-id": "\(request.jobID)", "role": "\(role.rawValue)"])
             return response
         } catch {
             exports.remove(id)
@@ -164,16 +173,23 @@ public final class DeviceAgent: Sendable {
         guard length <= Self.maxChunk else {
             throw RPCError.invalidArgument("length \(request.length) is over the 1 MiB (1048576) chunk limit")
         }
-        let data = try exports.data(request.exportID)
-        guard request.offset <= UInt64(data.count) else {
-            throw RPCError(.outOfRange, "offset \(request.offset) is past the end of the export (\(data.count) bytes)")
+        let file = try exports.file(request.exportID)
+        guard request.offset <= UInt64(file.size) else {
+            throw RPCError(.outOfRange, "offset \(request.offset) is past the end of the export (\(file.size) bytes)")
         }
         if options.slowExportMs > 0 { try await Task.sleep(for: .milliseconds(options.slowExportMs)) }
         let start = Int(request.offset)
-        let end = min(data.count, start + length)
+        let end = min(file.size, start + length)
         var response = Rampart_Device_V1_ReadExportResponse()
-        response.data = data.subdata(in: start..<end)
-        response.eof = end == data.count
+        do {
+            response.data = try file.read(at: start, upTo: end - start)
+        } catch {
+            throw RPCError(.internal, "the export cannot be read", cause: error)
+        }
+        guard response.data.count == end - start else {
+            throw RPCError(.internal, "the export's file is shorter than it was written")
+        }
+        response.eof = end == file.size
         return response
     }
 

@@ -110,23 +110,68 @@ public struct DeviceFolder: Sendable {
         return (object["manager_id"] as? String ?? "", object["device_id"] as? String ?? "")
     }
 
-    /// Every file of the configuration tree as stored (paths relative to `config/`, sorted).
-    public func storedFiles() throws -> [BackupArchive.File] {
+    /// Every regular file of the configuration tree (paths relative to `config/`, sorted).
+    func storedPaths() throws -> [String] {
         let manager = FileManager.default
         guard let enumerator = manager.enumerator(atPath: configPath) else {
             throw AgentError("\(configPath) cannot be listed")
         }
-        var files: [BackupArchive.File] = []
+        var paths: [String] = []
         while let relative = enumerator.nextObject() as? String {
             let full = configPath + "/" + relative
             var isDirectory: ObjCBool = false
             guard manager.fileExists(atPath: full, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
             let attributes = try manager.attributesOfItem(atPath: full)
             guard attributes[.type] as? FileAttributeType == .typeRegular else { continue }  // links are not configuration
-            guard let contents = manager.contents(atPath: full) else { throw AgentError("\(full) cannot be read") }
-            files.append(BackupArchive.File(path: relative, contents: contents))
+            paths.append(relative)
         }
-        return files.sorted { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) }
+        return paths.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+    }
+
+    /// Every file of the configuration tree as stored (paths relative to `config/`, sorted).
+    public func storedFiles() throws -> [BackupArchive.File] {
+        try storedPaths().map { relative in
+            let full = configPath + "/" + relative
+            guard let contents = FileManager.default.contents(atPath: full) else {
+                throw AgentError("\(full) cannot be read")
+            }
+            return BackupArchive.File(path: relative, contents: contents)
+        }
+    }
+
+    /// The configuration tree as a backup holds it (B12), for an archive written as a stream: each
+    /// file's size and SHA-256 are read first, a buffer at a time, and its contents read again, the same
+    /// way, when the archive is written (`BackupArchive.write` refuses a file that changed in between).
+    /// Private keys are decrypted into memory (`pki/<name>.key`): a key is a few kilobytes.
+    public func exportStreams() throws -> [BackupArchive.StreamedFile] {
+        let key = try deviceKey()
+        return try storedPaths().map { relative in
+            let full = configPath + "/" + relative
+            if relative.hasSuffix(Self.encryptedKeySuffix) {
+                guard let sealed = FileManager.default.contents(atPath: full) else {
+                    throw AgentError("\(full) cannot be read")
+                }
+                let clear = try Self.decrypt(sealed, key: key, path: relative)
+                return BackupArchive.StreamedFile(.init(path: String(relative.dropLast(4)), contents: clear))
+            }
+            var hash = SHA256()
+            var size = 0
+            try Self.read(full) { piece in
+                hash.update(data: piece)
+                size += piece.count
+            }
+            let digest = hash.finalize().map { String(format: "%02x", $0) }.joined()
+            return BackupArchive.StreamedFile(path: relative, size: size, sha256: digest) { write in
+                try Self.read(full, write)
+            }
+        }
+    }
+
+    /// Reads the file at `path` a mebibyte at a time.
+    static func read(_ path: String, _ body: (Data) throws -> Void) throws {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw AgentError("\(path) cannot be read") }
+        defer { try? handle.close() }
+        while let piece = try handle.read(upToCount: 1 << 20), !piece.isEmpty { try body(piece) }
     }
 
     /// The configuration tree as a backup holds it (B12): private keys decrypted, `pki/<name>.key`.

@@ -1,8 +1,10 @@
 import Foundation
+import RampartArchive
 import RampartBus
 import Synchronization
 
-/// The exports a device holds in memory between StartExport and FinishExport: at most `limit` at once
+/// The exports a device holds between StartExport and FinishExport, each an archive in a file without a
+/// name (`ArchiveSpool`), read a chunk at a time, so memory does not grow with them: at most `limit` at once
 /// (RESOURCE_EXHAUSTED beyond: the device is busy, try again later), each dropped when not finished within
 /// `timeToLiveMs` of its start.
 ///
@@ -27,7 +29,7 @@ public final class ExportStore: Sendable {
 
     /// One archive being read.
     struct Entry: Sendable {
-        var data: Data?
+        var file: ArchiveFile?
         var startedMs: Int64
         var touchedMs: Int64
         var owner: Owner?
@@ -74,16 +76,16 @@ public final class ExportStore: Sendable {
                     "this device is busy: it already holds \(limit) exports; try again shortly (each is released when finished, when its attempt is replaced or stops reading, or after \(timeToLiveMs / 1000) s)")
             }
             let id = UUID().uuidString.lowercased()
-            entries[id] = Entry(data: nil, startedMs: time, touchedMs: time, owner: owner)
+            entries[id] = Entry(file: nil, startedMs: time, touchedMs: time, owner: owner)
             return id
         }
     }
 
-    /// Stores the archive of a reserved export.
-    public func fill(_ id: String, data: Data) {
+    /// Stores the archive of a reserved export (released, and its file's space freed, with the export).
+    public func fill(_ id: String, file: ArchiveFile) {
         let time = now()
         entries.withLock { entries in
-            entries[id]?.data = data
+            entries[id]?.file = file
             entries[id]?.touchedMs = time
         }
     }
@@ -96,7 +98,7 @@ public final class ExportStore: Sendable {
 
     /// The archive of export `id` (each read keeps its attempt's export alive); NOT_FOUND when unknown,
     /// expired, released or not built yet.
-    public func data(_ id: String) throws -> Data {
+    public func file(_ id: String) throws -> ArchiveFile {
         let time = now()
         return try entries.withLock { entries in
             guard var entry = entries[id] else {
@@ -107,14 +109,14 @@ public final class ExportStore: Sendable {
                 entries.removeValue(forKey: id)
                 throw RPCError.notFound("export '\(id)' was released: not finished within \(timeToLiveMs / 1000) s, or unread for its attempt's lease")
             }
-            guard let data = entry.data else { throw RPCError.notFound("export '\(id)' is still being built") }
+            guard let file = entry.file else { throw RPCError.notFound("export '\(id)' is still being built") }
             entry.touchedMs = time
             entries[id] = entry
-            return data
+            return file
         }
     }
 
-    /// Drops expired and released exports (called periodically so memory is released without further calls).
+    /// Drops expired and released exports (called periodically so their files are released without further calls).
     public func prune() {
         let time = now()
         entries.withLock { entries in entries = entries.filter { $0.value.isLive(at: time, timeToLiveMs: timeToLiveMs) } }
