@@ -38,14 +38,15 @@ enum TaskResult: Sendable {
     case cancelled(message: String)
 }
 
-/// A device's export as received: the archive's facts, and its bytes when kept in memory.
+/// A device's export as received: the archive's facts, and the archive itself when it is kept for a
+/// bundle (in a file without a name, `ArchiveSpool`: never in memory).
 struct DeviceExport: Sendable {
     var device: Rampart_Inventory_V1_Device
     var fileName: String
     var size: UInt64
     var sha256: String
     var software: Rampart_Inventory_V1_SoftwareVersion
-    var data: Data?
+    var archive: ArchiveFile?
 }
 
 /// Runs one claimed task: asks devices for their configuration archives and stores them.
@@ -57,6 +58,9 @@ struct Executor: Sendable {
     /// How long an attempt waits for a busy device (RESOURCE_EXHAUSTED from StartExport) before failing;
     /// the attempt's lease is renewed meanwhile, so the wait costs no attempt.
     var busyWait = Duration.seconds(300)
+    /// Where node archives and cluster bundles are spooled while a bundle is made (files without a
+    /// name, mode 0600: they hold decrypted private keys, B12).
+    var spoolDirectory = FileManager.default.temporaryDirectory.path
     static let chunkSize: UInt32 = 1 << 20
     private static let callTimeout = Duration.seconds(30)
 
@@ -138,10 +142,22 @@ struct Executor: Sendable {
         }
         let members = ordered.filter { kept.contains($0.name) }.compactMap { exports[$0.id] }
         let bundleName = BackupNaming.clusterBundle(clusterName: cluster.cluster.name, date: task.jobCreated)
-        let bundle = try ClusterBundle.build(members: members.map { ($0.fileName, $0.data ?? Data()) })
+        // Node archives and the bundle pass through files a buffer at a time: a cluster's backup never
+        // shows in the worker's memory, whatever its size.
+        let spool = try ArchiveSpool(directory: spoolDirectory)
+        try ClusterBundle.write(
+            members: members.map { export in
+                let archive = export.archive
+                return ClusterBundle.StreamedMember(fileName: export.fileName, size: archive?.size ?? 0) { write in
+                    guard let archive else { return }
+                    try Self.read(archive) { try write($0) }
+                }
+            }
+        ) { try spool.write($0) }
+        let (bundle, sha256) = try spool.finish()
         progress.update(message: "storing \(bundleName) (\(members.count) of \(ordered.count) nodes)")
         let object = try await store(
-            bundle, fileName: bundleName, contentType: "application/gzip", owner: cluster.cluster.id,
+            bundle, sha256: sha256, fileName: bundleName, contentType: "application/gzip", owner: cluster.cluster.id,
             key: "\(task.id)/bundle/\(task.attempts)")
         var backup = Self.newRecord(
             task: task, ownerId: cluster.cluster.id, ownerName: cluster.cluster.name, fileName: bundleName,
@@ -169,7 +185,7 @@ struct Executor: Sendable {
     // MARK: one device
 
     /// Notes the device's version (B5), has it build its archive, reads it in chunks checking its
-    /// SHA-256, and either streams it into storage or keeps it in memory (`keep`, for bundles).
+    /// SHA-256, and either streams it into storage or keeps it in a spool file (`keep`, for bundles).
     private func exportDevice(
         _ device: Rampart_Inventory_V1_Device, role: Rampart_Inventory_V1_Role, task: ClaimedTask, keep: Bool,
         progress: @Sendable (Int, String) -> Void
@@ -251,7 +267,7 @@ struct Executor: Sendable {
         }
     }
 
-    /// Reads an export in chunks checking its SHA-256, and streams it into storage or keeps it.
+    /// Reads an export in chunks checking its SHA-256, and streams it into storage or into a spool file.
     private func readExport(
         _ export: Rampart_Device_V1_StartExportResponse, of device: Rampart_Inventory_V1_Device, on service: String,
         role: Rampart_Inventory_V1_Role, task: ClaimedTask, keep: Bool, software: Rampart_Inventory_V1_SoftwareVersion,
@@ -275,7 +291,7 @@ struct Executor: Sendable {
             upload = try await storageCall("BeginUpload", begin, idempotent: true)
         }
         var hash = SHA256()
-        var kept = Data()
+        let kept = keep ? try ArchiveSpool(directory: spoolDirectory) : nil
         var offset: UInt64 = 0
         let digest: String
         // A failed attempt removes its partial upload: nothing half-written stays in storage (on a full disk it
@@ -296,7 +312,7 @@ struct Executor: Sendable {
                     put.data = chunk.data
                     let _: Rampart_Storage_V1_UploadChunkResponse = try await storageCall("UploadChunk", put, idempotent: true)
                 }
-                if keep { kept.append(chunk.data) }
+                try kept?.write(chunk.data)
                 offset += UInt64(chunk.data.count)
                 let percent = export.size == 0 ? 100 : Int(offset * 100 / export.size)
                 progress(percent, "exporting \(device.name): \(percent)%")
@@ -321,38 +337,53 @@ struct Executor: Sendable {
         }
         var result = DeviceExport(device: device, fileName: fileName, size: offset, sha256: digest, software: software)
         result.device.role = role
-        result.data = keep ? kept : nil
+        result.archive = try kept?.finish().file
         return result
     }
 
-    private func store(_ data: Data, fileName: String, contentType: String, owner: String, key: String) async throws
-        -> Rampart_Storage_V1_ObjectInfo
-    {
+    /// Uploads `file` (whose SHA-256 is `sha256`) in chunks read from it.
+    private func store(
+        _ file: ArchiveFile, sha256: String, fileName: String, contentType: String, owner: String, key: String
+    ) async throws -> Rampart_Storage_V1_ObjectInfo {
         var begin = Rampart_Storage_V1_BeginUploadRequest()
         begin.fileName = fileName
         begin.contentType = contentType
         begin.owner = owner
-        begin.size = UInt64(data.count)
+        begin.size = UInt64(file.size)
         begin.idempotencyKey = key
         let upload: Rampart_Storage_V1_BeginUploadResponse = try await storageCall("BeginUpload", begin, idempotent: true)
         do {
             var offset = Int(upload.received)
-            while offset < data.count {
-                let end = min(data.count, offset + Int(Self.chunkSize))
+            while offset < file.size {
+                let end = min(file.size, offset + Int(Self.chunkSize))
                 var put = Rampart_Storage_V1_UploadChunkRequest()
                 put.uploadID = upload.uploadID
                 put.offset = UInt64(offset)
-                put.data = data.subdata(in: offset..<end)
+                put.data = try file.read(at: offset, upTo: end - offset)
+                guard put.data.count == end - offset else {
+                    throw RPCError(.dataLoss, "the spooled \(fileName) is shorter than it was written")
+                }
                 let _: Rampart_Storage_V1_UploadChunkResponse = try await storageCall("UploadChunk", put, idempotent: true)
                 offset = end
             }
             var commit = Rampart_Storage_V1_CommitUploadRequest()
             commit.uploadID = upload.uploadID
-            commit.sha256 = SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+            commit.sha256 = sha256
             return try await storageCall("CommitUpload", commit, idempotent: true)
         } catch {
             await abandon(upload.uploadID)
             throw error
+        }
+    }
+
+    /// Hands `file`'s contents to `body`, a chunk at a time.
+    static func read(_ file: ArchiveFile, _ body: (Data) throws -> Void) throws {
+        var offset = 0
+        while offset < file.size {
+            let piece = try file.read(at: offset, upTo: Int(chunkSize))
+            guard !piece.isEmpty else { throw RPCError(.dataLoss, "\(file.path) is shorter than it was written") }
+            try body(piece)
+            offset += piece.count
         }
     }
 
