@@ -344,16 +344,36 @@ struct BackupsCommand: AsyncParsableCommand {
         @Flag(help: "Replace an existing file (a folder is never replaced).") var force = false
 
         func run() async throws {
-            guard let data = FileManager.default.contents(atPath: bundle) else {
+            // Read as a stream, twice (find the node's file, then copy it out), a buffer at a time: neither
+            // the bundle nor the node's file is held in memory, whatever their size.
+            let file: ArchiveFile
+            do {
+                file = try ArchiveFile(path: bundle)
+            } catch {
                 printError("cannot read \(bundle)")
                 throw ExitCode(3)
             }
             try await reportingFailures {
                 do {
-                    let (fileName, tar) = try ClusterBundle.extract(data, node: node)
+                    let fileName = try ClusterBundle.nodeFile(in: .file(file), node: node)
                     let target = try OutputFile(output, defaultName: fileName, force: force)
-                    try target.write(tar)
-                    print("\(target.path): \(tar.count) bytes")
+                    let partial = try target.begin()
+                    let size: Int
+                    do {
+                        size = try ClusterBundle.copy(fileName, from: .file(file)) { piece in
+                            do {
+                                try partial.handle.write(contentsOf: piece)
+                            } catch {
+                                throw CommandFailure(
+                                    message: "cannot write \(target.path): \(error.localizedDescription)", exitCode: 1)
+                            }
+                        }
+                    } catch {
+                        partial.abandon()
+                        throw error
+                    }
+                    try target.commit(partial)
+                    print("\(target.path): \(size) bytes")
                 } catch let error as ArchiveError {
                     printError("\(error)")
                     throw ExitCode(6)

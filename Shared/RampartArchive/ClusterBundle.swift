@@ -81,14 +81,42 @@ public enum ClusterBundle {
     /// The backup of node `node` out of a bundle (R8): the member whose file name carries that device
     /// name. Throws `ArchiveError.notFound` listing the nodes the bundle holds when there is none.
     public static func extract(_ bundle: Data, node: String, maxSize: Int = defaultMaxSize) throws -> (fileName: String, data: Data) {
-        let all = try members(bundle, maxSize: maxSize)
+        let fileName = try nodeFile(in: .data(bundle), node: node, maxSize: maxSize)
+        var data = Data()
+        _ = try copy(fileName, from: .data(bundle), maxSize: maxSize) { data.append($0) }
+        return (fileName, data)
+    }
+
+    /// The file name of node `node`'s backup in a bundle (R8), read as a stream (every member checked as
+    /// `members` checks them). Throws `ArchiveError.notFound` listing the nodes the bundle holds when
+    /// there is none.
+    public static func nodeFile(in bundle: ArchiveBytes, node: String, maxSize: Int = defaultMaxSize) throws -> String {
         var present: [String] = []
-        for member in all {
-            guard let parsed = try? BackupNaming.parseDeviceFile(member.fileName) else { continue }
-            if parsed.deviceName == node { return member }
+        for fileName in try fileNames(bundle.source(), maxSize: maxSize) {
+            guard let parsed = try? BackupNaming.parseDeviceFile(fileName) else { continue }
+            if parsed.deviceName == node { return fileName }
             present.append("\(parsed.deviceName) (\(parsed.role.fileNameTag ?? parsed.role.rawValue))")
         }
         let listed = present.isEmpty ? "no node files" : "files for " + present.joined(separator: ", ")
         throw ArchiveError(.notFound, member: node, "the bundle has no file for node '\(node)'; it holds \(listed)")
+    }
+
+    /// Hands the contents of the bundle's file `fileName` to `write`, a buffer at a time, and returns its
+    /// size: a node's backup comes out of a bundle of any size without either being held in memory.
+    /// Throws `ArchiveError.notFound` when the bundle has no such file.
+    public static func copy(
+        _ fileName: String, from bundle: ArchiveBytes, maxSize: Int = defaultMaxSize, to write: (Data) throws -> Void
+    ) throws -> Int {
+        var reader = TarStreamReader(try Gzip.InflatingSource(bundle.source(), maxSize: maxSize))
+        while let entry = try reader.next() {
+            guard entry.kind == .file, ArchivePath.normalized(entry.path) == fileName else { continue }
+            var size = 0
+            while let piece = try reader.readContents() {
+                try write(piece)
+                size += piece.count
+            }
+            return size
+        }
+        throw ArchiveError(.notFound, member: fileName, "the bundle has no file '\(fileName)'")
     }
 }

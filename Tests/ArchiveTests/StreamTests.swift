@@ -273,4 +273,29 @@ struct ArchiveStreamTests {
         let hostile = Gzip.compress(try TarWriter.archive([.file("../n_data_20250131T120005Z.tar", Data())]))
         #expect(throws: ArchiveError.self) { try ClusterBundle.fileNames(DataSource(hostile)) }
     }
+
+    @Test("B8, R8: a node's file is found in a bundle file and copied out of it as a stream; a missing node is named")
+    func streamedExtract() throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let control = try BackupArchive.build(manifest: sampleManifest(), files: sampleFiles())
+        let data = bytes(3_000_000, seed: 5)
+        let bundle = try ClusterBundle.build(members: [
+            (fileName: "cl1-n1_control_20250131T120005Z.tar", data: control),
+            (fileName: "cl1-n2_data_20250131T120005Z.tar", data: data),
+        ])
+        let file = try ArchiveFile(path: try written(bundle, in: folder, as: "cl1.20250131T120005Z.tar.gz"))
+        let name = try ClusterBundle.nodeFile(in: .file(file), node: "cl1-n2")
+        #expect(name == "cl1-n2_data_20250131T120005Z.tar")
+        var copied = Data()
+        var largestPiece = 0
+        let size = try ClusterBundle.copy(name, from: .file(file)) { piece in
+            largestPiece = max(largestPiece, piece.count)
+            copied.append(piece)
+        }
+        #expect(size == data.count && copied == data && largestPiece <= 1 << 20)
+        let error = #expect(throws: ArchiveError.self) { try ClusterBundle.nodeFile(in: .file(file), node: "cl1-n9") }
+        #expect(error?.code == .notFound && error?.message.contains("cl1-n1 (control), cl1-n2 (data)") == true)
+        #expect(throws: ArchiveError.self) { _ = try ClusterBundle.copy("absent.tar", from: .file(file)) { _ in } }
+    }
 }
