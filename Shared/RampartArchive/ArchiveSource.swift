@@ -226,7 +226,8 @@ public final class ArchiveSpool {
         path = directory + "/.spool-" + UUID().uuidString.lowercased() + ".tar"
         descriptor = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else {
-            throw ArchiveError(.unreadable, "cannot create a spool file in \(directory): \(String(cString: strerror(errno)))")
+            throw ArchiveError(
+                .unreadable, "cannot create a spool file in \(directory): \(String(cString: strerror(errno)))")
         }
         unlink(path)
         buffer.reserveCapacity(1 << 20)

@@ -51,7 +51,8 @@ public enum ClusterBundle {
         let deflater = try Gzip.Deflater(sink: sink)
         var writer = TarWriter(sink: { try deflater.write($0) })
         for member in members {
-            try writer.addFile(member.fileName, size: member.size, mode: BackupArchive.memberMode, contents: member.contents)
+            try writer.addFile(
+                member.fileName, size: member.size, mode: BackupArchive.memberMode, contents: member.contents)
         }
         _ = try writer.finish()
         try deflater.finish()

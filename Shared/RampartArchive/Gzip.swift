@@ -100,7 +100,8 @@ extension Gzip {
                 inflating
                 ? inflateInit2_(pointer, 47, zlibVersion(), Int32(MemoryLayout<z_stream>.size))
                 : deflateInit2_(
-                    pointer, level, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY, zlibVersion(), Int32(MemoryLayout<z_stream>.size))
+                    pointer, level, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY, zlibVersion(),
+                    Int32(MemoryLayout<z_stream>.size))
             guard status == Z_OK else {
                 buffer.deallocate()
                 pointer.deallocate()
@@ -161,7 +162,8 @@ extension Gzip {
                 filled += wrote
                 produced += wrote
                 guard produced <= maxSize else {
-                    throw ArchiveError(.tooLarge, "the compressed data expands past the limit of \(maxSize) bytes; refused")
+                    throw ArchiveError(
+                        .tooLarge, "the compressed data expands past the limit of \(maxSize) bytes; refused")
                 }
                 switch result {
                 case Z_STREAM_END:

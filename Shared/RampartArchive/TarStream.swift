@@ -96,13 +96,15 @@ public struct TarStreamReader<Source: ArchiveByteSource> {
             guard checksum == unsigned || checksum == signed else {
                 throw ArchiveError(
                     .badChecksum, member: path,
-                    "member \(described) has a bad header checksum (stored \(checksum), computed \(unsigned)): the archive is corrupt")
+                    "member \(described) has a bad header checksum (stored \(checksum), computed \(unsigned)): the archive is corrupt"
+                )
             }
             guard let size = TarReader.number(header, 124, 12), size >= 0 else {
                 throw ArchiveError(.badHeader, member: path, "member \(described) has an unreadable size field")
             }
             guard let mode = TarReader.number(header, 100, 8), let mtime = TarReader.number(header, 136, 12) else {
-                throw ArchiveError(.badHeader, member: path, "member \(described) has an unreadable mode or mtime field")
+                throw ArchiveError(
+                    .badHeader, member: path, "member \(described) has an unreadable mode or mtime field")
             }
             let typeflag = header[header.startIndex + 156]
             let truncated = ArchiveError(

@@ -70,7 +70,8 @@ public struct TarWriter {
         }
         guard written == size else {
             throw ArchiveError(
-                .truncated, member: path, "member '\(path)' was given \(written) bytes of the \(size) its header declares")
+                .truncated, member: path,
+                "member '\(path)' was given \(written) bytes of the \(size) its header declares")
         }
         try emitPadding(after: size)
     }
@@ -101,9 +102,9 @@ public struct TarWriter {
     }
 
     /// The 512-byte ustar header of a member of `size` bytes.
-    static func header(path memberPath: String, kind: TarMember.Kind, mode: UInt32, mtime: Int64, size: Int, linkTarget: String)
-        throws -> Data
-    {
+    static func header(
+        path memberPath: String, kind: TarMember.Kind, mode: UInt32, mtime: Int64, size: Int, linkTarget: String
+    ) throws -> Data {
         var path = memberPath
         if kind == .directory, !path.hasSuffix("/") { path += "/" }
         guard !memberPath.isEmpty, !path.utf8.contains(0) else {

@@ -95,7 +95,8 @@ struct ArchiveStreamTests {
             try TarWriter.archive(members.filter { $0.path != "running-config" }),
             try TarWriter.archive(members + [.file("extra", Data("x".utf8))]),
             try TarWriter.archive(Array(members.dropFirst()) + [members[0]]),
-            try TarWriter.archive(members + [TarMember(path: "pki/escape", kind: .symbolicLink, linkTarget: "/etc/passwd")]),
+            try TarWriter.archive(
+                members + [TarMember(path: "pki/escape", kind: .symbolicLink, linkTarget: "/etc/passwd")]),
             try TarWriter.archive(members + [.file("../outside", Data("x".utf8))]),
         ]
         for (index, data) in damaged.enumerated() {
@@ -124,7 +125,8 @@ struct ArchiveStreamTests {
         }
         #expect(error?.code == .truncated)
         #expect(symlink(path, folder + "/link.tar") == 0)
-        #expect((#expect(throws: ArchiveError.self) { try ArchiveFile(path: folder + "/link.tar") })?.code == .unreadable)
+        #expect(
+            (#expect(throws: ArchiveError.self) { try ArchiveFile(path: folder + "/link.tar") })?.code == .unreadable)
         #expect((#expect(throws: ArchiveError.self) { try ArchiveFile(path: folder) })?.code == .unreadable)
         let tooLarge = #expect(throws: ArchiveError.self) { try ArchiveFile(path: path, maxSize: 100) }
         #expect(tooLarge?.code == .tooLarge)
@@ -135,7 +137,9 @@ struct ArchiveStreamTests {
     )
     func boundedHoldings() throws {
         // manifest.json over 4 MiB.
-        let bigManifest = try TarWriter.archive([.file("manifest.json", Data(count: BackupArchive.maxManifestSize + 1))])
+        let bigManifest = try TarWriter.archive([
+            .file("manifest.json", Data(count: BackupArchive.maxManifestSize + 1))
+        ])
         let manifestError = #expect(throws: ArchiveError.self) { try BackupArchive.read(bigManifest) }
         #expect(manifestError?.code == .tooLarge && manifestError?.member == "manifest.json")
         // A GNU long-name header over 1 MiB (a file member retyped 'L').
@@ -170,13 +174,16 @@ struct ArchiveStreamTests {
         let files = sampleFiles().map { BackupArchive.File(path: $0.key, contents: $0.value) }
         let built = try BackupArchive.build(manifest: sampleManifest(), files: files)
         var pieces: [Data] = []
-        let manifest = try BackupArchive.write(manifest: sampleManifest(), files: files.map(BackupArchive.StreamedFile.init)) {
+        let manifest = try BackupArchive.write(
+            manifest: sampleManifest(), files: files.map(BackupArchive.StreamedFile.init)
+        ) {
             pieces.append($0)
         }
         #expect(pieces.reduce(Data(), +) == built.archive && manifest == built.manifest)
         // Produced in pieces of 1 KiB: the same bytes.
         let chunked = files.map { file in
-            BackupArchive.StreamedFile(path: file.path, size: file.contents.count, sha256: sha256Hex(file.contents)) { write in
+            BackupArchive.StreamedFile(path: file.path, size: file.contents.count, sha256: sha256Hex(file.contents)) {
+                write in
                 var offset = file.contents.startIndex
                 while offset < file.contents.endIndex {
                     let end = min(offset + 1024, file.contents.endIndex)
@@ -234,7 +241,9 @@ struct ArchiveStreamTests {
         let good = Gzip.compress(bytes(10_000))
         var corrupt = good
         corrupt[corrupt.count / 2] ^= 0xff
-        for bad in [Data("not gzip at all".utf8), Data(good.prefix(good.count - 10)), good + Data([1, 2, 3]), corrupt, Data()] {
+        for bad in [
+            Data("not gzip at all".utf8), Data(good.prefix(good.count - 10)), good + Data([1, 2, 3]), corrupt, Data(),
+        ] {
             let error = #expect(throws: ArchiveError.self) { try inflateAll(bad) }
             #expect(error?.code == .compression)
         }

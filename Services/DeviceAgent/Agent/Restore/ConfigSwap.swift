@@ -152,7 +152,8 @@ public struct ConfigSwap: Sendable {
                     // the lease by RestorePreflight, and here again).
                     guard file.size <= RestorePreflight.maxPrivateKeySize else {
                         throw RestoreError(
-                            .apply, "the private key \(file.path) is \(file.size) bytes, over the limit of "
+                            .apply,
+                            "the private key \(file.path) is \(file.size) bytes, over the limit of "
                                 + "\(RestorePreflight.maxPrivateKeySize); nothing was written")
                     }
                     var clear = Data()

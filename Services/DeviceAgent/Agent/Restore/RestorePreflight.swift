@@ -68,7 +68,9 @@ public enum RestorePreflight {
         do {
             var reader = try BackupArchive.StreamReader(archive.source())
             while let file = try reader.nextFile() {
-                if encryptedKey == nil, file.path.hasSuffix(DeviceFolder.encryptedKeySuffix) { encryptedKey = file.path }
+                if encryptedKey == nil, file.path.hasSuffix(DeviceFolder.encryptedKeySuffix) {
+                    encryptedKey = file.path
+                }
                 if oversizeKey == nil, file.path.hasSuffix(".key"), file.size > maxPrivateKeySize { oversizeKey = file }
                 if file.path == "manager-registration.json" {
                     var contents = Data()
