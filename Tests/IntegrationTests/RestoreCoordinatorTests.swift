@@ -467,4 +467,51 @@ struct RestoreCoordinatorTests {
             #expect(events.stdout.contains("replacement was DOA"), "\(events)")
         }
     }
+
+    @Test("R9, R13: a lease released by force after the device's commit point (rebooting recorded): its rejoin is still recorded; released before it, nothing is")
+    func releaseAroundTheCommitPoint() async throws {
+        var spec = FleetSpec()
+        spec.device("rf-after")
+        spec.device("rf-before")
+        try await withBackupSystem(spec, followLiveness: false) { system in
+            let held = try await Self.prepare(system, "all")
+            let client = system.system.client()
+            defer { client.close() }
+
+            // After the commit point: the device wrote its configuration and reboots when the lease is released.
+            let after = try #require(held["rf-after"])
+            let lease = try await request(client, after)
+            try await step(client, lease, RestoreAPI.Step.applied, certificates: ["vpn-a"])
+            try await step(client, lease, RestoreAPI.Step.rebooting)
+            let released = try await system.system.rampart("restore", "release", lease.id, "--reason", "took too long")
+            #expect(released.exitCode == 0, "\(released)")
+            try await rejoin(client, lease)  // accepted: the rejoin is recorded whatever happened to the lease
+            let device = try await RestoreTests.device(client, "rf-after")
+            #expect(device.serial == "SNREPLACE01" && device.outOfDate, "R9: the replacement's serial, out of date: \(device)")
+            let history = try Rampart_Restore_V1_ListLeasesResponse(
+                jsonString: try await system.system.rampart("restore", "history", "--device", "rf-after", "--output", "json").stdout
+            ).leases
+            #expect(history.first?.state == .rejoined && history.first?.endReason.contains("released") == true, "\(history)")
+            let checklist = try await system.system.rampart("restore", "checklist", "rf-after", "--output", "json")
+            #expect(checklist.exitCode == 0 && checklist.stdout.contains("vpn-a"), "R13: its checklist: \(checklist)")
+
+            // Before the commit point: released while applying; its next step and its rejoin are refused,
+            // and inventory keeps the original appliance's record.
+            let before = try #require(held["rf-before"])
+            let original = try await RestoreTests.device(client, "rf-before")
+            let early = try await request(client, before, facts: before.facts(serial: "SNREPLACE02"))
+            try await step(client, early, RestoreAPI.Step.applying)
+            #expect(try await system.system.rampart("restore", "release", early.id, "--reason", "wrong box").exitCode == 0)
+            await expectRefused(["has ended", "released"]) { try await step(client, early, RestoreAPI.Step.rebooting) }
+            await expectRefused(["has ended", "released"]) {
+                var request = Rampart_Restore_V1_ReportRejoinedRequest()
+                request.leaseID = early.id
+                request.fencingToken = early.fencingToken
+                let _: Rampart_Restore_V1_LeaseResponse = try await client.call(
+                    service: RestoreAPI.serviceName, method: RestoreAPI.Method.reportRejoined, request, timeout: .seconds(10))
+            }
+            let unchanged = try await RestoreTests.device(client, "rf-before")
+            #expect(unchanged.serial == original.serial && !unchanged.outOfDate, "\(unchanged)")
+        }
+    }
 }

@@ -97,6 +97,13 @@ enum LeaseStore {
         _ = try connection.execute(stepping(leaseId, step, detail))
     }
 
+    /// Whether lease `leaseId` recorded step `step` (e.g. `rebooting`, the device's commit point).
+    static func hasStep(_ leaseId: String, _ step: String, on connection: PostgresConnection) throws -> Bool {
+        try connection.query(
+            "SELECT 1 AS one FROM restore.lease_steps WHERE lease_id = \(leaseId)::uuid AND step = \(step) LIMIT 1"
+        ).first != nil
+    }
+
     /// The statement that records step `step` of lease `leaseId`.
     static func stepping(_ leaseId: String, _ step: String, _ detail: String) -> SQL {
         "INSERT INTO restore.lease_steps (lease_id, step, detail) VALUES (\(leaseId)::uuid, \(step), \(detail))"

@@ -356,6 +356,27 @@ public struct RestoreCoordinatorService: Sendable {
         return .success((lease, row))
     }
 
+    /// `checkedLease` for a rejoin, which also takes a lease that ended (released by force, or expired)
+    /// after its device passed the commit point — `rebooting` recorded under this token: that device's
+    /// configuration is written whatever happened to the lease since, and what it became must be recorded
+    /// (docs/restore.md, "A lease that ends during a restore"). The third value names how such a lease
+    /// had ended; nil for an active one.
+    func checkedRejoin(
+        _ leaseId: String, _ token: UInt64, now: Date, on connection: PostgresConnection
+    ) throws -> Result<(Rampart_Restore_V1_Lease, PostgresRow, String?), RPCError> {
+        switch try checkedLease(leaseId, token, now: now, on: connection) {
+        case .success(let (lease, row)):
+            return .success((lease, row, nil))
+        case .failure(let refusal):
+            let row = try LeaseStore.lock(try Self.leaseId(leaseId), on: connection)
+            let lease = try LeaseStore.lease(from: row)
+            guard token == lease.fencingToken, lease.state == .released || lease.state == .expired,
+                try LeaseStore.hasStep(lease.id, RestoreAPI.Step.rebooting, on: connection)
+            else { return .failure(refusal) }
+            return .success((lease, row, Self.stateLabel(lease.state)))
+        }
+    }
+
     /// A refusal when a device key reports on a lease of another device (docs/security.md).
     static func notOwn(_ lease: Rampart_Restore_V1_Lease, _ context: RequestContext) -> RPCError? {
         context.audit.subject = lease.deviceID
@@ -430,7 +451,7 @@ public struct RestoreCoordinatorService: Sendable {
         // Peek first (without holding a lock across inventory calls): token and state must be right.
         let now = Date()
         let current = try await pool.serve { connection in
-            try checkedLease(request.leaseID, request.fencingToken, now: now, on: connection).map(\.0)
+            try checkedRejoin(request.leaseID, request.fencingToken, now: now, on: connection).map(\.0)
         }.get()
         if let refusal = Self.notOwn(current, context) { throw refusal }
         var lookup = Rampart_Inventory_V1_GetDeviceRequest()
@@ -472,11 +493,15 @@ public struct RestoreCoordinatorService: Sendable {
             }
         }
         let lease = try await pool.serve { connection -> Result<Rampart_Restore_V1_Lease, RPCError> in
-            switch try checkedLease(request.leaseID, request.fencingToken, now: now, on: connection) {
+            switch try checkedRejoin(request.leaseID, request.fencingToken, now: now, on: connection) {
             case .failure(let error): return .failure(error)
-            case .success(let (lease, row)):
+            case .success(let (lease, row, endedAs)):
+                // A lease that ended after the commit point becomes rejoined, saying how it had ended.
+                let reason = endedAs.map {
+                    "rejoined after the lease was \($0) past the commit point" + (lease.endReason.isEmpty ? "" : " (\(lease.endReason))")
+                } ?? ""
                 let ended = try end(
-                    lease, state: "rejoined", reason: "", by: "", now: now, topic: "restore.lease.rejoined",
+                    lease, state: "rejoined", reason: reason, by: "", now: now, topic: "restore.lease.rejoined",
                     on: connection, step: RestoreAPI.Step.rejoined)
                 try Checklists.open(
                     for: ended, certificates: try LeaseStore.removedCertificates(row), inHaPair: inPair, now: now,

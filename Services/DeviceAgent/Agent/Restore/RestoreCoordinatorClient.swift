@@ -178,10 +178,11 @@ public actor LeaseKeeper {
 
     /// Reports that the restored device rejoined: the lease ends (REJOINED).
     @discardableResult
+    /// Reported even when the lease was lost after the commit point: the configuration is written, and
+    /// the coordinator records what the device became (it refuses only a lease that never reached it).
     public func rejoined() async throws(RestoreError) -> Rampart_Restore_V1_Lease {
         await acquire()
         defer { release() }
-        if let lost { throw lost }
         var request = Rampart_Restore_V1_ReportRejoinedRequest()
         request.leaseID = lease.id
         request.fencingToken = lease.fencingToken

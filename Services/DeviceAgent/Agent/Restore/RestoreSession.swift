@@ -298,19 +298,19 @@ public struct RestoreSession: Sendable {
         console.line("boot: connected; inventory shows \(device.name) (device \(device.id)) connected")
         var rejoined = false
         if let lost = await keeper.lost {
-            console.line("error: \(lost.message); the coordinator will not record this device's rejoin")
-        } else {
-            do throws(RestoreError) {
-                let ended = try await keeper.rejoined()
-                rejoined = true
-                logger.notice("restore rejoined", metadata: metadata)
-                console.line(
-                    "restore: complete: lease \(ended.id.isEmpty ? "?" : ended.id) ended (rejoined); the device is out of date "
-                        + "until deployed; see 'rampart restore checklist \(device.name)' (R13)")
-            } catch {
-                console.line("error: the restore coordinator did not record the rejoin: \(error.message)")
-                logger.error("rejoin not recorded", metadata: metadata.merging(["error": "\(error.message)"]) { $1 })
-            }
+            // Past the commit point the configuration is written: the rejoin is reported all the same.
+            console.line("note: the lease ended during the reboot (\(lost.message)); reporting the rejoin anyway")
+        }
+        do throws(RestoreError) {
+            let ended = try await keeper.rejoined()
+            rejoined = true
+            logger.notice("restore rejoined", metadata: metadata)
+            console.line(
+                "restore: complete: lease \(ended.id.isEmpty ? "?" : ended.id) ended (rejoined); the device is out of date "
+                    + "until deployed; see 'rampart restore checklist \(device.name)' (R13)")
+        } catch {
+            console.line("error: the restore coordinator did not record the rejoin: \(error.message)")
+            logger.error("rejoin not recorded", metadata: metadata.merging(["error": "\(error.message)"]) { $1 })
         }
         return .restored(Restored(folder: restored, device: device, rejoined: rejoined, summary: summary))
     }
