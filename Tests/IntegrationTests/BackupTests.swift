@@ -72,6 +72,39 @@ struct BackupTests {
         }
     }
 
+    @Test("B8, L2: after a data node failed, a cluster's latest backup is per node (links export takes the older bundle too); listing by node finds its bundles")
+    func clusterLatestPerNode() async throws {
+        var spec = FleetSpec()
+        spec.cluster("pn")
+        try await withBackupSystem(spec, links: true) { system in
+            let (full, fullCode) = try await system.backUp("cluster:pn")
+            #expect(fullCode == 0, "\(full)")
+            // pn-n2 dies; the next backup keeps the other nodes (B8, a partial bundle).
+            try await RestoreCoordinatorTests.power(system, "pn-n2", "off")
+            try await RestoreCoordinatorTests.waitForPresence(system, "pn-n2", connected: false)
+            let (partial, partialCode) = try await system.backUp("cluster:pn")
+            #expect(partialCode == 7 && partial.state == .partiallySucceeded, "\(partial)")
+            let older = try #require(try await system.backups(job: full.id).first)
+            let newer = try #require(try await system.backups(job: partial.id).first)
+            #expect(!newer.members.contains { $0.deviceName == "pn-n2" } && older.members.contains { $0.deviceName == "pn-n2" })
+
+            // links export --cluster: the newest bundle, and the older one that still holds pn-n2's file.
+            let export = try await system.system.rampart("links", "export", "--cluster", "pn", "--output", "json")
+            #expect(export.exitCode == 0, "\(export)")
+            let links = try Rampart_Links_V1_ExportBackupLinksResponse(jsonString: export.stdout).links
+            #expect(Set(links.map(\.backupID)) == [newer.id, older.id], "\(links.map(\.fileName))")
+
+            // Listing by node finds the bundles holding its file.
+            let listed = try await system.system.rampart("backups", "list", "--owner", "pn-n2", "--output", "json")
+            let forNode = try Rampart_Backup_V1_ListBackupsResponse(jsonString: listed.stdout).backups
+            #expect(forNode.map(\.id) == [older.id], "\(listed)")
+            let forN1 = try Rampart_Backup_V1_ListBackupsResponse(
+                jsonString: try await system.system.rampart("backups", "list", "--owner", "pn-n1", "--output", "json").stdout
+            ).backups
+            #expect(forN1.map(\.id) == [newer.id, older.id])
+        }
+    }
+
     /// How many jobs `rampart jobs list` shows.
     static func jobCount(_ system: BackupSystem) async throws -> Int {
         let listed = try await system.system.rampart("jobs", "list", "--limit", "1000", "--output", "json")

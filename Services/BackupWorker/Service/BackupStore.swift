@@ -363,7 +363,10 @@ enum BackupStore {
         try connection.query(
             """
             \(unsafeRaw: backupColumns)
-            WHERE (\(owner ?? "") = '' OR owner_id = \(owner ?? "") OR owner_name = \(owner ?? ""))
+            WHERE (\(owner ?? "") = '' OR owner_id = \(owner ?? "") OR owner_name = \(owner ?? "")
+                   -- A cluster node's file lives inside its cluster's bundles: they are its backups too.
+                   OR members @> jsonb_build_array(jsonb_build_object('deviceId', \(owner ?? "")::text))
+                   OR members @> jsonb_build_array(jsonb_build_object('deviceName', \(owner ?? "")::text)))
               AND (\(jobId ?? "") = '' OR job_id::text = \(jobId ?? ""))
             ORDER BY created_at DESC, file_name LIMIT \(limit)
             """

@@ -64,7 +64,17 @@ struct Selection: Sendable {
             return ("ha-pair \(selector.haPair) \(which)", found)
         }
         if !selector.cluster.isEmpty {
-            let found = try await list(owner: selector.cluster, jobId: "", latest: !selector.all).filter(isBundle)
+            // Latest per node: the newest bundle that holds each node's file (after a node failed, the newest
+            // bundle is partial, and the node's file is in an older one).
+            let bundles = try await list(owner: selector.cluster, jobId: "", latest: false).filter(isBundle)
+            var covered = Set<String>()
+            let found = selector.all
+                ? bundles
+                : bundles.filter { bundle in
+                    let nodes = Set(bundle.members.map(\.deviceID))
+                    defer { covered.formUnion(nodes) }
+                    return !nodes.isSubset(of: covered)
+                }
             if found.isEmpty {
                 var lookup = Rampart_Inventory_V1_GetClusterRequest()
                 lookup.cluster = selector.cluster
