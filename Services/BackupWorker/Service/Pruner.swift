@@ -38,7 +38,10 @@ public struct Pruner: Sendable {
             guard try locked.first?.decode("locked", as: Bool.self) == true else {
                 throw RPCError(.aborted, "another worker is pruning right now; try again shortly")
             }
+            // The owner's own backups only: the cluster bundles that merely hold a node's file belong to the
+            // cluster, whose retention is decided over all its bundles.
             let backups = try BackupStore.listBackups(owner: owner, jobId: nil, limit: 1_000_000, on: connection)
+                .filter { owner == nil || $0.ownerID == owner || $0.ownerName == owner }
             var deleted: [Rampart_Backup_V1_Backup] = []
             for (_, group) in Dictionary(grouping: backups, by: \.ownerID) {
                 let candidates = group.map {
