@@ -14,8 +14,21 @@ public final class PipedProcess: @unchecked Sendable {
         let base = NSTemporaryDirectory() + "device-cli-\(UUID().uuidString.prefix(8))"
         stdoutPath = base + ".out"
         stderrPath = base + ".err"
+        // Close-on-exec: the test process starts other children while this one runs (other tests, in
+        // parallel); a child that inherited the write end would keep this stdin open, and the program
+        // would never see its end of file. (The child's stdin is a dup2 of the read end, which is not.)
+        // Made on the thread that starts every child, so no child starts between pipe() and fcntl().
         var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw RunningSystem.TimeoutError(description: "pipe failed: \(String(cString: strerror(errno)))") }
+        let failure: Int32 = ParentDeath.spawningThread.run {
+            var pair: [Int32] = [0, 0]
+            guard pipe(&pair) == 0 else { return errno }
+            for fd in pair { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+            fds = pair
+            return 0
+        }
+        guard failure == 0 else {
+            throw RunningSystem.TimeoutError(description: "pipe failed: \(String(cString: strerror(failure)))")
+        }
         let pid: pid_t
         do {
             pid = try ChildProcess.spawn(

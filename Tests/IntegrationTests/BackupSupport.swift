@@ -166,7 +166,8 @@ struct BackupSystem {
 
     /// Downloads a backup through the CLI and returns its bytes.
     func download(_ backup: Rampart_Backup_V1_Backup) async throws -> Data {
-        let path = system.logDirectory + "/\(backup.fileName)"
+        // By id: two backups taken within one second share a file name.
+        let path = system.logDirectory + "/\(backup.id)-\(backup.fileName)"
         let result = try await system.rampart("backups", "download", backup.id, "-o", path)
         #expect(result.exitCode == 0, "\(result)")
         return try Data(contentsOf: URL(fileURLWithPath: path))
