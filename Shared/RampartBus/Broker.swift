@@ -85,18 +85,20 @@ public final class Broker: Service, Sendable {
     }
 
     /// Tells `worker` to go, logged and audited: its registration of `service` is refused for `reason`.
+    /// `key`: the connection's key when it has no identity any more (revoked).
     private func refuse(
-        _ worker: Data, service: String, info: Rampart_Bus_V1_WorkerInfo, identity: CallerIdentity?, reason: String,
-        on socket: ZMQSocket
+        _ worker: Data, service: String, info: Rampart_Bus_V1_WorkerInfo, identity: CallerIdentity?, key: String? = nil,
+        reason: String, on socket: ZMQSocket
     ) {
+        let key = identity?.key ?? key ?? ""
         logger.warning(
             "service registration refused",
             metadata: [
-                "service": "\(service)", "instance": "\(info.instanceID)", "name": "\(identity?.name ?? "-")",
-                "serial": "\(info.serial)", "reason": "\(reason)",
+                "service": "\(service)", "instance": "\(info.instanceID)", "key": "\(key.prefix(8))",
+                "name": "\(identity?.name ?? "-")", "serial": "\(info.serial)", "reason": "\(reason)",
             ])
         perform([.disconnect(worker: worker)], on: socket)
-        recordRefusal(key: identity?.key ?? "", identity: identity, service: service, method: "serve \(service)", message: reason)
+        recordRefusal(key: key, identity: identity, service: service, method: "serve \(service)", message: reason)
     }
 
     /// Hands a registration the broker's own checks admitted to the state machine. A device's service
@@ -204,16 +206,9 @@ public final class Broker: Service, Sendable {
                         }
                     case .success(.workerReady(let worker, let service, let info)):
                         if let refusal = revokedKey != nil ? "the key is no longer authorized" : identity.flatMap({ Self.refusal(of: $0, serving: service) }) {
-                            logger.warning(
-                                "service registration refused",
-                                metadata: [
-                                    "service": "\(service)", "key": "\((identity?.key ?? revokedKey ?? "").prefix(8))",
-                                    "name": "\(identity?.name ?? "-")", "reason": "\(refusal)",
-                                ])
-                            perform([.disconnect(worker: worker)], on: socket)
-                            recordRefusal(
-                                key: identity?.key ?? revokedKey ?? "", identity: identity, service: service,
-                                method: "serve \(service)", message: refusal)
+                            refuse(
+                                worker, service: service, info: info, identity: identity, key: revokedKey, reason: refusal,
+                                on: socket)
                             continue
                         }
                         if let deviceCheck, service.hasPrefix(BusProtocol.deviceServicePrefix), state.workers[worker] == nil {
