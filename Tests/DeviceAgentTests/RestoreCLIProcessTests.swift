@@ -76,14 +76,7 @@ struct RestoreCLIProcessTests {
         defer { client.close() }
 
         // The original appliance, registered, backed up, then dead (disconnected, R12).
-        let originalFacts = sampleFacts(name: "fw-edge-01", serial: "JADE2E0001", configSize: 32 * 1024)
-        var register = Rampart_Inventory_V1_RegisterDeviceRequest()
-        register.device = originalFacts.inventoryDevice
-        register.device.managerID = "rampart-manager"
-        let registered: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-            service: InventoryService.serviceName, method: InventoryService.Method.registerDevice, register)
-        let deviceId = registered.device.id
-        let (archive, original) = try await makeBackup(facts: originalFacts, deviceId: deviceId)
+        let (deviceId, archive, original) = try await Self.originalBacked(up: "JADE2E0001", client: client)
         defer { try? FileManager.default.removeItem(atPath: original) }
         let replacement = try makeReplacement()
         defer { try? FileManager.default.removeItem(atPath: replacement.path) }
@@ -98,7 +91,7 @@ struct RestoreCLIProcessTests {
                 "cli", "--dir", replacement.path, "--user", "alice", "--reboot-delay-ms", "700",
                 "--presence-interval-ms", "300",
             ],
-            environment: try system.environment(asDevice: originalFacts.name))
+            environment: try system.environment(asDevice: "fw-edge-01"))
         try await cli.waitForOutput("> ")
         cli.send("restore remote-manager-backup backup \(Self.fileName)")
         try await cli.waitForOutput("user alice is logged out", timeout: .seconds(30))
@@ -140,6 +133,19 @@ struct RestoreCLIProcessTests {
         _ = try await DeviceAgentProcessTests.waitForDevice(client, deviceId) { !$0.connected }
     }
 
+    /// The original appliance fw-edge-01 (serial `serial`) registered in inventory and backed up by its own
+    /// agent code: its device id, the archive, and the folder the backup was made in.
+    static func originalBacked(up serial: String, client: BusClient) async throws -> (String, Data, String) {
+        let facts = sampleFacts(name: "fw-edge-01", serial: serial, configSize: 32 * 1024)
+        var register = Rampart_Inventory_V1_RegisterDeviceRequest()
+        register.device = facts.inventoryDevice
+        register.device.managerID = "rampart-manager"
+        let registered: Rampart_Inventory_V1_DeviceResponse = try await client.call(
+            service: InventoryService.serviceName, method: InventoryService.Method.registerDevice, register)
+        let (archive, original) = try await makeBackup(facts: facts, deviceId: registered.device.id)
+        return (registered.device.id, archive, original)
+    }
+
     /// The bound on a restoring CLI's peak resident memory: the agent itself and buffers of 1 MiB, whatever
     /// the archive's size. Measured restoring 256 MiB in a debug build: 41 MiB; before the archive was
     /// streamed (release build), 800 MiB (docs/benchmarks.md, "Restore memory").
@@ -155,14 +161,7 @@ struct RestoreCLIProcessTests {
         try await system.waitUntilServing("inventory")
         let client = system.client()
         defer { client.close() }
-        let originalFacts = sampleFacts(name: "fw-edge-01", serial: "JADE2E0002", configSize: 32 * 1024)
-        var register = Rampart_Inventory_V1_RegisterDeviceRequest()
-        register.device = originalFacts.inventoryDevice
-        register.device.managerID = "rampart-manager"
-        let registered: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-            service: InventoryService.serviceName, method: InventoryService.Method.registerDevice, register)
-        let deviceId = registered.device.id
-        let (archive, original) = try await makeBackup(facts: originalFacts, deviceId: deviceId)
+        let (deviceId, archive, original) = try await Self.originalBacked(up: "JADE2E0002", client: client)
         defer { try? FileManager.default.removeItem(atPath: original) }
         let replacement = try makeReplacement()
         defer { try? FileManager.default.removeItem(atPath: replacement.path) }
@@ -178,7 +177,7 @@ struct RestoreCLIProcessTests {
         let cli = try PipedProcess(
             Binaries.path("device-agent"),
             ["cli", "--dir", replacement.path, "--user", "alice", "--reboot-delay-ms", "0", "--presence-interval-ms", "300"],
-            environment: try system.environment(asDevice: originalFacts.name))
+            environment: try system.environment(asDevice: "fw-edge-01"))
         try await cli.waitForOutput("> ")
         cli.send("restore remote-manager-backup backup \(Self.fileName)")
         try await cli.waitForOutput("serving device/\(deviceId)", timeout: .seconds(180))

@@ -3,6 +3,7 @@ import Foundation
 import InventoryService
 import RampartBus
 import RampartProto
+import SwiftProtobuf
 
 /// Turns an export selector into the backups it names, asking the backup and inventory services.
 struct Selection: Sendable {
@@ -38,14 +39,11 @@ struct Selection: Sendable {
         }
         if !selector.device.isEmpty {
             let found = try await list(owner: selector.device, jobId: "", latest: !selector.all).filter { !isBundle($0) }
-            if found.isEmpty {
-                // A typo is not a device without backups: inventory's NOT_FOUND says it is not registered.
-                var lookup = Rampart_Inventory_V1_GetDeviceRequest()
-                lookup.device = selector.device
-                _ = try await client.call(
-                    service: InventoryService.serviceName, method: InventoryService.Method.getDevice, lookup,
-                    as: Rampart_Inventory_V1_DeviceResponse.self, timeout: timeout, idempotent: true)
-                throw RPCError.notFound("device \(selector.device) has no backups")
+            guard !found.isEmpty else {
+                throw try await noBackups(
+                    "device", selector.device, lookup: InventoryService.Method.getDevice,
+                    Rampart_Inventory_V1_GetDeviceRequest.with { $0.device = selector.device },
+                    as: Rampart_Inventory_V1_DeviceResponse.self)
             }
             return ("device \(selector.device) \(which)", found)
         }
@@ -75,13 +73,11 @@ struct Selection: Sendable {
                     defer { covered.formUnion(nodes) }
                     return !nodes.isSubset(of: covered)
                 }
-            if found.isEmpty {
-                var lookup = Rampart_Inventory_V1_GetClusterRequest()
-                lookup.cluster = selector.cluster
-                _ = try await client.call(
-                    service: InventoryService.serviceName, method: InventoryService.Method.getCluster, lookup,
-                    as: Rampart_Inventory_V1_ClusterResponse.self, timeout: timeout, idempotent: true)
-                throw RPCError.notFound("cluster \(selector.cluster) has no backups")
+            guard !found.isEmpty else {
+                throw try await noBackups(
+                    "cluster", selector.cluster, lookup: InventoryService.Method.getCluster,
+                    Rampart_Inventory_V1_GetClusterRequest.with { $0.cluster = selector.cluster },
+                    as: Rampart_Inventory_V1_ClusterResponse.self)
             }
             return ("cluster \(selector.cluster) \(which)", found)
         }
@@ -105,6 +101,17 @@ struct Selection: Sendable {
     }
 
     /// A cluster bundle (`.tar.gz` of every node) rather than one device's file.
+    /// "WHAT NAME has no backups" — unless inventory does not know NAME at all: a typo is not an owner
+    /// without backups, and inventory's NOT_FOUND ("not registered") is thrown instead.
+    private func noBackups<Response: SwiftProtobuf.Message>(
+        _ what: String, _ name: String, lookup method: String, _ request: some SwiftProtobuf.Message, as: Response.Type
+    ) async throws -> RPCError {
+        _ = try await client.call(
+            service: InventoryService.serviceName, method: method, request, as: Response.self, timeout: timeout,
+            idempotent: true)
+        return RPCError.notFound("\(what) \(name) has no backups")
+    }
+
     func isBundle(_ backup: Rampart_Backup_V1_Backup) -> Bool {
         !backup.members.isEmpty || (backup.role == .unspecified && !backup.clusterID.isEmpty)
     }
