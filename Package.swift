@@ -45,6 +45,12 @@ let package = Package(
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
             path: "Shared/RampartProto"),
 
+        // The CLI's JSON for scripts: every field, enums as tables spell them, RFC 3339 times; walks the schema.
+        .target(
+            name: "RampartJSON",
+            dependencies: ["RampartProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            path: "Shared/RampartJSON", swiftSettings: strict),
+
         // The bus: frames, broker state machine, client, service host, event journal.
         .target(
             name: "RampartBus",
@@ -198,7 +204,7 @@ let package = Package(
             name: "Rampart",
             dependencies: [
                 "RampartBus", "RampartProto", "RampartCore", "InventoryService", "BackupWorkerService", "RampartArchive",
-            "RampartLinks", "RampartAPI", "RestoreCoordinatorService", "RampartAudit",
+            "RampartLinks", "RampartAPI", "RestoreCoordinatorService", "RampartAudit", "RampartJSON",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -239,6 +245,12 @@ let package = Package(
         .testTarget(
             name: "BackupWorkerTests", dependencies: ["BackupWorkerService", "RampartTesting"],
             path: "Tests/BackupWorkerTests"),
+        .testTarget(
+            name: "JSONTests",
+            dependencies: [
+                "RampartJSON", "RampartProto", "InventoryService", "BackupWorkerService", "RestoreCoordinatorService",
+            ],
+            path: "Tests/JSONTests"),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"], path: "Tests/ZeroMQTests"),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "RampartTesting"], path: "Tests/PostgresTests"),
         .testTarget(
@@ -252,7 +264,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "RampartBus", "RampartProto", "RampartTesting", "ZeroMQ", "InventoryService", "BackupWorkerService",
-                "RampartArchive", "Postgres", "RampartLinks", "RampartAPI", "RampartAudit",
+                "RampartArchive", "Postgres", "RampartLinks", "RampartAPI", "RampartAudit", "RampartJSON",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

@@ -63,7 +63,7 @@ import json, sys
 job = json.load(open(sys.argv[1]))
 start, end, workers, conc = float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
 stored = sum(int(b["size"]) for b in json.load(open(sys.argv[6])).get("backups", []))
-tasks = [t for t in job.get("tasks", []) if t.get("state") == "TASK_SUCCEEDED"]
+tasks = [t for t in job.get("tasks", []) if t.get("state") == "succeeded"]
 durations = sorted((int(t["finished_unix_ms"]) - int(t["started_unix_ms"])) / 1000 for t in tasks)
 wall = end - start
 def pct(p): return durations[min(len(durations) - 1, int(len(durations) * p))] if durations else float("nan")

@@ -157,7 +157,7 @@ struct JobsCommand: AsyncParsableCommand {
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "A job and its targets' tasks.")
         @Argument(help: "Job id.") var job: String
-        @Flag(help: "Follow it until it ends.") var wait = false
+        @Flag(help: "Follow it until it ends; the exit code then says how it ended (0, 7, 8, 9).") var wait = false
         @OptionGroup var options: ClientOptions
 
         func run() async throws {
@@ -169,6 +169,7 @@ struct JobsCommand: AsyncParsableCommand {
                 return wait ? try await follow(response.job, client: client, options: options) : response.job
             }
             if options.output == .json { try printJSON(job) } else if !wait { printJob(job) }
+            if wait { throw ExitCode(jobExitCode(job.state)) }
         }
     }
 

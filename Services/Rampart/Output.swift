@@ -1,4 +1,5 @@
 import Foundation
+import RampartJSON
 import RampartProto
 import SwiftProtobuf
 
@@ -27,12 +28,10 @@ struct Table {
     }
 }
 
-/// Prints `message` as JSON (protobuf's JSON mapping, proto field names) for scripts.
+/// Prints `message` as one line of JSON for scripts: every field, enums as the tables spell them, times
+/// in RFC 3339 beside their milliseconds (`OperatorJSON`).
 func printJSON(_ message: some SwiftProtobufMessage) throws {
-    var options = JSONEncodingOptions()
-    options.preserveProtoFieldNames = true
-    options.useDeterministicOrdering = true
-    print(try message.jsonString(options: options))
+    print(try OperatorJSON.encode(message))
 }
 
 /// A time in milliseconds since the epoch as "2026-11-27 13:11:57Z", or "-" for 0.

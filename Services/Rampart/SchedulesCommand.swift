@@ -22,7 +22,7 @@ struct SchedulesCommand: AsyncParsableCommand {
             var table = Table("NAME", "CRON", "TIME ZONE", "TARGETS", "STATE", "NEXT RUN", "LAST RUN")
             for s in response.schedules {
                 table.add(
-                    s.name, s.cron, s.timeZone, s.targets.map(targetText).joined(separator: ","), s.paused ? "paused" : "active",
+                    s.name, s.cron, s.timeZone, scheduleTargetsText(s, separator: ","), s.paused ? "paused" : "active",
                     formatTime(s.nextRunUnixMs), formatTime(s.lastRunUnixMs))
             }
             print(table.render())
@@ -143,9 +143,17 @@ private func printSchedule(_ s: Rampart_Backup_V1_Schedule, _ output: OutputForm
     table.add("name", s.name)
     table.add("cron", s.cron)
     table.add("time zone", s.timeZone)
-    table.add("targets", s.targets.map(targetText).joined(separator: ", "))
+    table.add("targets", scheduleTargetsText(s, separator: ", "))
     table.add("state", s.paused ? "paused" : "active")
     table.add("next run", formatTime(s.nextRunUnixMs))
     table.add("last run", formatTime(s.lastRunUnixMs))
     print(table.render())
+}
+
+/// A schedule's targets, each that names nothing registered any more marked "(not registered)".
+private func scheduleTargetsText(_ s: Rampart_Backup_V1_Schedule, separator: String) -> String {
+    s.targets.map { target in
+        let text = targetText(target)
+        return s.missingTargets.contains(target.ref) && !target.ref.isEmpty ? text + " (not registered)" : text
+    }.joined(separator: separator)
 }

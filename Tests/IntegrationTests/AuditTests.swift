@@ -1,6 +1,7 @@
 import Foundation
 import RampartAudit
 import RampartBus
+import RampartJSON
 import RampartProto
 import RampartTesting
 import Testing
@@ -19,7 +20,7 @@ struct AuditTests {
             let exported = try await system.system.rampart(
                 "links", "export", "--device", "fw-audit", "--output", "json")
             #expect(exported.exitCode == 0, "\(exported)")
-            let link = try #require(try Rampart_Links_V1_ExportBackupLinksResponse(jsonString: exported.stdout).links.first)
+            let link = try #require(try OperatorJSON.decode(Rampart_Links_V1_ExportBackupLinksResponse.self, from: exported.stdout).links.first)
             let path = String(link.url.dropFirst(system.system.httpBaseURL.count).prefix { $0 != "?" })
 
             let file = system.system.logDirectory + "/downloaded.tar"
@@ -82,7 +83,7 @@ struct AuditTests {
             let paged = try await audit(system, "--limit", "1", "--all")
             #expect(paged.map(\.id) == everything.map(\.id))
             let firstPage = try await system.system.rampart("audit", "--limit", "1", "--output", "json")
-            let page = try Rampart_Audit_V1_ListAuditResponse(jsonString: firstPage.stdout)
+            let page = try OperatorJSON.decode(Rampart_Audit_V1_ListAuditResponse.self, from: firstPage.stdout)
             #expect(page.entries.count == 1 && page.more, "\(firstPage)")
 
             // The table for people.
@@ -113,7 +114,7 @@ struct AuditTests {
 
         let empty = try await system.rampart("audit", "--output", "json")
         #expect(empty.exitCode == 0, "\(empty)")
-        #expect(try Rampart_Audit_V1_ListAuditResponse(jsonString: empty.stdout).entries.isEmpty)
+        #expect(try OperatorJSON.decode(Rampart_Audit_V1_ListAuditResponse.self, from: empty.stdout).entries.isEmpty)
         for arguments in [["--since", "2x"], ["--since", "1h", "--until", "2h"], ["--limit", "0"], ["--limit", "1001"]] {
             let result = try await system.rampart(["audit"] + arguments)
             #expect(result.exitCode == 64, "\(arguments): \(result)")
@@ -141,7 +142,7 @@ struct AuditTests {
     func audit(_ system: BackupSystem, _ arguments: String...) async throws -> [Rampart_Audit_V1_AuditEntry] {
         let result = try await system.system.rampart(["audit"] + arguments + ["--output", "json"])
         #expect(result.exitCode == 0, "\(result)")
-        return try Rampart_Audit_V1_ListAuditResponse(jsonString: result.stdout).entries
+        return try OperatorJSON.decode(Rampart_Audit_V1_ListAuditResponse.self, from: result.stdout).entries
     }
 
     /// Fetches `url` with the system curl into `path`; returns the HTTP status.

@@ -2,13 +2,14 @@ import BackupWorkerService
 import Foundation
 import InventoryService
 import RampartBus
+import RampartJSON
 import RampartProto
 import RampartTesting
 import Testing
 
 /// A simulated fleet for `device-agent fleet --spec` (docs/device-agent.md).
-struct FleetSpec: Encodable {
-    struct Device: Encodable {
+struct FleetSpec: Codable {
+    struct Device: Codable {
         var name: String
         var serial: String
         var model = "FPR-3120"
@@ -21,15 +22,38 @@ struct FleetSpec: Encodable {
         var managementIp: String
         var failExport = false
         var slowExportMs = 0
+
+        init(name: String, serial: String, model: String, platform: String, hypervisor: String?, managementIp: String,
+             failExport: Bool, slowExportMs: Int) {
+            (self.name, self.serial, self.model, self.platform, self.hypervisor) = (name, serial, model, platform, hypervisor)
+            (self.managementIp, self.failExport, self.slowExportMs) = (managementIp, failExport, slowExportMs)
+        }
+
+        /// A device of a spec file such as dev/fleet.json, where everything but the facts is optional.
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            name = try c.decode(String.self, forKey: .name)
+            serial = try c.decode(String.self, forKey: .serial)
+            model = try c.decode(String.self, forKey: .model)
+            platform = try c.decode(String.self, forKey: .platform)
+            hypervisor = try c.decodeIfPresent(String.self, forKey: .hypervisor)
+            software = try c.decode(String.self, forKey: .software)
+            patch = try c.decodeIfPresent(Int.self, forKey: .patch) ?? 0
+            networkModules = try c.decodeIfPresent(Int.self, forKey: .networkModules) ?? 0
+            interfaces = try c.decodeIfPresent([String: Int].self, forKey: .interfaces) ?? [:]
+            managementIp = try c.decode(String.self, forKey: .managementIp)
+            failExport = try c.decodeIfPresent(Bool.self, forKey: .failExport) ?? false
+            slowExportMs = try c.decodeIfPresent(Int.self, forKey: .slowExportMs) ?? 0
+        }
     }
 
-    struct Pair: Encodable {
+    struct Pair: Codable {
         var name: String
         var primary: String
         var secondary: String
     }
 
-    struct Cluster: Encodable {
+    struct Cluster: Codable {
         var name: String
         var control: String
         var data: [String]
@@ -41,6 +65,8 @@ struct FleetSpec: Encodable {
     var clusters: [Cluster] = []
 
     private var counter = 0
+
+    private enum CodingKeys: String, CodingKey { case configSize, devices, haPairs, clusters }
 
     mutating func device(_ name: String, model: String = "FPR-3120", platform: String = "physical", hypervisor: String? = nil,
                          failExport: Bool = false, slowExportMs: Int = 0) {
@@ -103,7 +129,7 @@ struct BackupSystem {
                 try system.start(
                     "backup-worker",
                     ["--instance-id", "worker-\(index + 1)", "--lease-seconds", "\(leaseSeconds)", "--retry-base-seconds", "0",
-                     "--schedule-interval-ms", "200"]))
+                     "--schedule-interval-ms", "200", "--schedule-target-check-seconds", "1"]))
         }
         let specPath = system.logDirectory + "/fleet.json"
         let encoder = JSONEncoder()
@@ -152,7 +178,7 @@ struct BackupSystem {
     /// `rampart backup start TARGETS --wait --output json`: the finished job and the CLI's exit code.
     func backUp(_ targets: String...) async throws -> (Rampart_Backup_V1_Job, Int32) {
         let result = try await system.rampart(["backup", "start"] + targets + ["--wait", "--output", "json", "--timeout", "60"])
-        guard let job = try? Rampart_Backup_V1_Job(jsonString: result.stdout) else {
+        guard let job = try? OperatorJSON.decode(Rampart_Backup_V1_Job.self, from: result.stdout) else {
             throw RunningSystem.TimeoutError(description: "no job from the CLI: \(result)\n\(system.logs)")
         }
         return (job, result.exitCode)
@@ -161,7 +187,7 @@ struct BackupSystem {
     func backups(job: String) async throws -> [Rampart_Backup_V1_Backup] {
         let result = try await system.rampart("backups", "list", "--job", job, "--output", "json")
         #expect(result.exitCode == 0, "\(result)")
-        return try Rampart_Backup_V1_ListBackupsResponse(jsonString: result.stdout).backups
+        return try OperatorJSON.decode(Rampart_Backup_V1_ListBackupsResponse.self, from: result.stdout).backups
     }
 
     /// Downloads a backup through the CLI and returns its bytes.

@@ -4,6 +4,7 @@ import InventoryService
 import Postgres
 import RampartArchive
 import RampartBus
+import RampartJSON
 import RampartProto
 import RampartTesting
 import Testing
@@ -91,15 +92,15 @@ struct BackupTests {
             // links export --cluster: the newest bundle, and the older one that still holds pn-n2's file.
             let export = try await system.system.rampart("links", "export", "--cluster", "pn", "--output", "json")
             #expect(export.exitCode == 0, "\(export)")
-            let links = try Rampart_Links_V1_ExportBackupLinksResponse(jsonString: export.stdout).links
+            let links = try OperatorJSON.decode(Rampart_Links_V1_ExportBackupLinksResponse.self, from: export.stdout).links
             #expect(Set(links.map(\.backupID)) == [newer.id, older.id], "\(links.map(\.fileName))")
 
             // Listing by node finds the bundles holding its file.
             let listed = try await system.system.rampart("backups", "list", "--owner", "pn-n2", "--output", "json")
-            let forNode = try Rampart_Backup_V1_ListBackupsResponse(jsonString: listed.stdout).backups
+            let forNode = try OperatorJSON.decode(Rampart_Backup_V1_ListBackupsResponse.self, from: listed.stdout).backups
             #expect(forNode.map(\.id) == [older.id], "\(listed)")
-            let forN1 = try Rampart_Backup_V1_ListBackupsResponse(
-                jsonString: try await system.system.rampart("backups", "list", "--owner", "pn-n1", "--output", "json").stdout
+            let forN1 = try OperatorJSON.decode(
+                Rampart_Backup_V1_ListBackupsResponse.self, from: try await system.system.rampart("backups", "list", "--owner", "pn-n1", "--output", "json").stdout
             ).backups
             #expect(forN1.map(\.id) == [newer.id, older.id])
         }
@@ -109,7 +110,7 @@ struct BackupTests {
     static func jobCount(_ system: BackupSystem) async throws -> Int {
         let listed = try await system.system.rampart("jobs", "list", "--limit", "1000", "--output", "json")
         #expect(listed.exitCode == 0, "\(listed)")
-        return try Rampart_Backup_V1_ListJobsResponse(jsonString: listed.stdout).jobs.count
+        return try OperatorJSON.decode(Rampart_Backup_V1_ListJobsResponse.self, from: listed.stdout).jobs.count
     }
 
     @Test("B2, B7: a typo never becomes a job (exit 3), a request every target of which is refused records none (exit 4); schedules alike, and a cron that never fires is refused (exit 6)")
@@ -154,7 +155,7 @@ struct BackupTests {
             let retarget = try await cli.rampart("schedules", "update", "nightly", "--target", "nosuch")
             #expect(retarget.exitCode == 3, "\(retarget)")
             let listed = try await cli.rampart("schedules", "list", "--output", "json")
-            let schedules = try Rampart_Backup_V1_ListSchedulesResponse(jsonString: listed.stdout).schedules
+            let schedules = try OperatorJSON.decode(Rampart_Backup_V1_ListSchedulesResponse.self, from: listed.stdout).schedules
             // (Besides the installation's default weekly schedule, B4.)
             let mine = schedules.filter { $0.name == "nightly" || $0.name == "never" }
             #expect(mine.map(\.name) == ["nightly"] && mine.first?.targets.map(\.ref) == ["edge-1"], "\(schedules)")
@@ -162,6 +163,48 @@ struct BackupTests {
             // Some refused among runnable ones: the job runs, the refused task says why.
             let (job, code) = try await system.backUp("edge-1", "hq-b")
             #expect(code == 7 && job.tasks.contains { $0.state == .refused }, "\(job)")
+        }
+    }
+
+    @Test("B4: a schedule's target unregistered later is shown and published; registered again, that too; the slot runs the rest")
+    func scheduleTargetUnregistered() async throws {
+        var spec = FleetSpec()
+        spec.device("fw-stay")
+        spec.device("fw-gone")
+        try await withBackupSystem(spec) { system in
+            let cli = system.system
+            let created = try await cli.rampart(
+                "schedules", "create", "nightly", "--cron", "0 3 * * *", "--target", "fw-stay", "--target", "device:fw-gone")
+            #expect(created.exitCode == 0, "\(created)")
+            let gone = try #require(spec.devices.first { $0.name == "fw-gone" })
+            let unregistered = try await cli.rampart("devices", "unregister", "fw-gone")
+            #expect(unregistered.exitCode == 0, "\(unregistered)")
+
+            let missing = try await cli.rampart(
+                "events", "tail", "--since", "0", "--topic", "backup.schedule.target-missing", "--count", "1", "--follow",
+                "--timeout", "30", "--output", "json")
+            #expect(missing.exitCode == 0 && missing.stdout.contains("\"target\":\"fw-gone\""), "\(missing)")
+            let shown = try await cli.rampart("schedules", "show", "nightly", "--output", "json")
+            let schedule = try OperatorJSON.decode(Rampart_Backup_V1_Schedule.self, from: shown.stdout)
+            #expect(schedule.missingTargets == ["fw-gone"], "\(shown)")
+            let table = try await cli.rampart("schedules", "list")
+            #expect(table.stdout.contains("device:fw-gone (not registered)") && !table.stdout.contains("fw-stay (not"), "\(table)")
+
+            // Named by hand, a gone target is "not registered" before any job is made.
+            let byHand = try await cli.rampart("backup", "start", "fw-stay", "device:fw-gone")
+            #expect(byHand.exitCode == 3 && byHand.stderr.contains("no device named 'fw-gone' is registered"), "\(byHand)")
+
+            let again = try await cli.rampart(
+                "devices", "register", "fw-gone", "--serial", gone.serial, "--model", gone.model, "--platform", gone.platform,
+                "--software", gone.software, "--patch", "\(gone.patch)", "--management-ip", gone.managementIp)
+            #expect(again.exitCode == 0, "\(again)")
+            let found = try await cli.rampart(
+                "events", "tail", "--since", "0", "--topic", "backup.schedule.target-found", "--count", "1", "--follow",
+                "--timeout", "30", "--output", "json")
+            #expect(found.exitCode == 0 && found.stdout.contains("\"target\":\"fw-gone\""), "\(found)")
+            let after = try OperatorJSON.decode(
+                Rampart_Backup_V1_Schedule.self, from: try await cli.rampart("schedules", "show", "nightly", "--output", "json").stdout)
+            #expect(after.missingTargets.isEmpty, "\(after)")
         }
     }
 
@@ -321,7 +364,7 @@ struct BackupTests {
         spec.device("fw-1")
         try await withBackupSystem(spec, workers: 3) { system in
             let list = try await system.system.rampart("schedules", "list", "--output", "json")
-            let schedules = try Rampart_Backup_V1_ListSchedulesResponse(jsonString: list.stdout).schedules
+            let schedules = try OperatorJSON.decode(Rampart_Backup_V1_ListSchedulesResponse.self, from: list.stdout).schedules
             let weekly = try #require(schedules.first { $0.name == "weekly" })
             #expect(weekly.cron == "0 2 * * 0" && !weekly.paused)
             #expect(weekly.targets.map(\.kind) == [.allDevices])

@@ -4,6 +4,7 @@ import Logging
 import RampartAPI
 import RampartArchive
 import RampartBus
+import RampartJSON
 import RampartProto
 import RampartAudit
 import RampartLinks
@@ -64,7 +65,7 @@ struct DeviceIdentityTests {
 
     static func device(_ system: RunningSystem, _ name: String) async throws -> Rampart_Inventory_V1_Device {
         let shown = try await system.rampart("devices", "show", name, "--output", "json")
-        return try Rampart_Inventory_V1_Device(jsonString: shown.stdout)
+        return try OperatorJSON.decode(Rampart_Inventory_V1_Device.self, from: shown.stdout)
     }
 
     @Test("P8: another device's key, an unknown device id and a viewer's key are refused as device/<id>, audited; the real device keeps every backup")

@@ -1,6 +1,7 @@
 import BackupWorkerService
 import Foundation
 import RampartBus
+import RampartJSON
 import RampartProto
 import RampartTesting
 import Testing
@@ -73,7 +74,7 @@ struct ExamplesTests {
             let tail = try await system.system.rampart(
                 "events", "tail", "--since", "0", "--topic", "backup.", "--count", "\(journal.count)", "--output", "json")
             #expect(tail.exitCode == 0, "\(tail)")
-            let tailed = try tail.stdout.split(separator: "\n").map { try Rampart_Bus_V1_Event(jsonString: String($0)) }
+            let tailed = try tail.stdout.split(separator: "\n").map { try OperatorJSON.decode(Rampart_Bus_V1_Event.self, from: String($0)) }
             #expect(tailed.map(CSubscriberRuns.line) == printed)
         }
     }

@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import InventoryService
 import RampartBus
+import RampartJSON
 import RampartProto
 import RampartTesting
 import Testing
@@ -57,7 +58,7 @@ extension RunningSystem {
     /// `rampart backup start TARGETS --output json` (not waiting): the queued job.
     func startJob(_ targets: String...) async throws -> Rampart_Backup_V1_Job {
         let result = try await rampart(["backup", "start"] + targets + ["--output", "json", "--timeout", "30"])
-        guard result.exitCode == 0, let job = try? Rampart_Backup_V1_Job(jsonString: result.stdout) else {
+        guard result.exitCode == 0, let job = try? OperatorJSON.decode(Rampart_Backup_V1_Job.self, from: result.stdout) else {
             throw FaultFailure(description: "backup start \(targets) failed: \(result)")
         }
         return job
@@ -66,7 +67,7 @@ extension RunningSystem {
     /// The job as `rampart jobs show` sees it now (nil while the CLI cannot get an answer).
     func job(_ id: String) async throws -> (Rampart_Backup_V1_Job?, String) {
         let result = try await rampart(["jobs", "show", id, "--output", "json", "--timeout", "10"])
-        guard result.exitCode == 0, let job = try? Rampart_Backup_V1_Job(jsonString: result.stdout) else {
+        guard result.exitCode == 0, let job = try? OperatorJSON.decode(Rampart_Backup_V1_Job.self, from: result.stdout) else {
             return (nil, "\(result)")
         }
         return (job, "\(job.state.label): \(job.tasks.map { "\($0.state.label) a\($0.attempts) \($0.message)" })")
@@ -84,7 +85,7 @@ extension RunningSystem {
     func backups(job id: String) async throws -> [Rampart_Backup_V1_Backup] {
         let result = try await rampart(["backups", "list", "--job", id, "--output", "json", "--timeout", "30"])
         guard result.exitCode == 0 else { throw FaultFailure(description: "backups list --job \(id): \(result)") }
-        return try Rampart_Backup_V1_ListBackupsResponse(jsonString: result.stdout).backups
+        return try OperatorJSON.decode(Rampart_Backup_V1_ListBackupsResponse.self, from: result.stdout).backups
     }
 
     /// Every object storage lists (`Storage/ListObjects`).

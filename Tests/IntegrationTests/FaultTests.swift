@@ -2,6 +2,7 @@ import BackupWorkerService
 import Foundation
 import InventoryService
 import RampartBus
+import RampartJSON
 import RampartProto
 import RampartTesting
 import Testing
@@ -149,7 +150,7 @@ struct FaultTests {
             try await system.waitUntilServing(BackupService.serviceName)
             let ids = try await eventually("the fleet is registered and connected") {
                 let result = try await system.rampart(["devices", "list", "--output", "json", "--timeout", "5"])
-                let devices = (try? Rampart_Inventory_V1_ListDevicesResponse(jsonString: result.stdout))?.devices ?? []
+                let devices = (try? OperatorJSON.decode(Rampart_Inventory_V1_ListDevicesResponse.self, from: result.stdout))?.devices ?? []
                 return (devices.filter(\.connected).count == 2 ? devices.map(\.id) : nil, "\(result)")
             }
             for id in ids { try await system.waitUntilServing("device/\(id)") }
@@ -187,7 +188,7 @@ struct FaultTests {
             // They recover by themselves: the same processes answer again, and nothing accepted is lost.
             let listed = try await eventually("inventory answers again", timeout: .seconds(180), every: .seconds(1)) {
                 let result = try await system.rampart(["devices", "list", "--output", "json", "--timeout", "5"])
-                let devices = (try? Rampart_Inventory_V1_ListDevicesResponse(jsonString: result.stdout))?.devices
+                let devices = (try? OperatorJSON.decode(Rampart_Inventory_V1_ListDevicesResponse.self, from: result.stdout))?.devices
                 return (devices, "\(result)")
             }
             #expect(Set(listed.map(\.name)) == ["fw-pg-1", "fw-pg-2", "fw-accepted"])

@@ -5,6 +5,7 @@ import RampartAPI
 import RampartAudit
 import RampartBus
 import RampartLinks
+import RampartJSON
 import RampartProto
 import RampartTesting
 import SwiftProtobuf
@@ -103,7 +104,7 @@ struct HostileInputTests {
 
             let devices = try await running.rampart("devices", "list", "--output", "json")
             #expect(devices.exitCode == 0, "\(devices)")
-            let deviceIds = try Rampart_Inventory_V1_ListDevicesResponse(jsonString: devices.stdout).devices.map(\.id)
+            let deviceIds = try OperatorJSON.decode(Rampart_Inventory_V1_ListDevicesResponse.self, from: devices.stdout).devices.map(\.id)
             #expect(deviceIds.count == 3)
 
             let processes = Self.processes(of: running)

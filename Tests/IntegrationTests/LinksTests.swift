@@ -2,6 +2,7 @@ import BackupWorkerService
 import Foundation
 import RampartBus
 import RampartLinks
+import RampartJSON
 import RampartProto
 import RampartTesting
 import Testing
@@ -31,7 +32,7 @@ struct LinksTests {
             let result = try await system.system.rampart(
                 "links", "export", "--ha-pair", "hal", "--valid", "2h", "--csv", csvPath, "--output", "json")
             #expect(result.exitCode == 0, "\(result)")
-            let response = try Rampart_Links_V1_ExportBackupLinksResponse(jsonString: result.stdout)
+            let response = try OperatorJSON.decode(Rampart_Links_V1_ExportBackupLinksResponse.self, from: result.stdout)
             #expect(response.links.count == 2)
 
             let rows = try await Self.readCSV(csvPath)
@@ -54,7 +55,7 @@ struct LinksTests {
 
             let exports = try await system.system.rampart("links", "exports", "--output", "json")
             #expect(exports.exitCode == 0, "\(exports)")
-            let record = try #require(try Rampart_Links_V1_ListExportsResponse(jsonString: exports.stdout).exports.first)
+            let record = try #require(try OperatorJSON.decode(Rampart_Links_V1_ListExportsResponse.self, from: exports.stdout).exports.first)
             #expect(record.id == response.exportID)
             #expect(Set(record.backupIds) == Set(backups.map(\.id)))
             #expect(record.requestedBy == "admin", "the authenticated name of the CLI's key, not a self-declared one")
@@ -132,7 +133,7 @@ struct LinksTests {
             let old = try await export(system, "--device", "fw-links", "--valid", "1h")
             let rotated = try await system.system.rampart("links", "keys", "rotate", "--output", "json")
             #expect(rotated.exitCode == 0, "\(rotated)")
-            let rotation = try Rampart_Links_V1_RotateKeyResponse(jsonString: rotated.stdout)
+            let rotation = try OperatorJSON.decode(Rampart_Links_V1_RotateKeyResponse.self, from: rotated.stdout)
             #expect(rotation.retired.id == old.keyID && rotation.active.id != old.keyID)
             #expect(rotation.retired.verifiesUntilUnixMs == rotation.retired.retiredUnixMs + 6 * 3_600_000)
 
@@ -144,7 +145,7 @@ struct LinksTests {
             _ = try await verify(client, new.url)
 
             let listed = try await system.system.rampart("links", "keys", "list", "--output", "json")
-            let keys = try Rampart_Links_V1_ListKeysResponse(jsonString: listed.stdout).keys
+            let keys = try OperatorJSON.decode(Rampart_Links_V1_ListKeysResponse.self, from: listed.stdout).keys
             #expect(keys.map(\.id) == [rotation.active.id, old.keyID])
             #expect(keys.map(\.active) == [true, false])
 
@@ -192,7 +193,7 @@ struct LinksTests {
     func export(_ system: BackupSystem, _ arguments: String...) async throws -> Rampart_Links_V1_BackupLink {
         let result = try await system.system.rampart(["links", "export"] + arguments + ["--output", "json"])
         #expect(result.exitCode == 0, "\(result)")
-        let response = try Rampart_Links_V1_ExportBackupLinksResponse(jsonString: result.stdout)
+        let response = try OperatorJSON.decode(Rampart_Links_V1_ExportBackupLinksResponse.self, from: result.stdout)
         return try #require(response.links.first)
     }
 

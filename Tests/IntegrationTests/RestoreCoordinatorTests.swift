@@ -5,6 +5,7 @@ import InventoryService
 import RampartAPI
 import RampartArchive
 import RampartBus
+import RampartJSON
 import RampartProto
 import RampartTesting
 import Testing
@@ -141,7 +142,7 @@ struct RestoreCoordinatorTests {
     static func waitForPresence(_ system: BackupSystem, _ name: String, connected: Bool) async throws {
         try await eventually("\(name) shows \(connected ? "connected" : "disconnected")", timeout: .seconds(60)) {
             let shown = try await system.system.rampart("devices", "show", name, "--output", "json")
-            let device = try? Rampart_Inventory_V1_Device(jsonString: shown.stdout)
+            let device = try? OperatorJSON.decode(Rampart_Inventory_V1_Device.self, from: shown.stdout)
             return (device?.connected == connected ? true : nil, "\(shown)")
         }
     }
@@ -169,7 +170,7 @@ struct RestoreCoordinatorTests {
             try await Self.waitForPresence(system, "rma-2", connected: false)
             for other in ["rma-1", "rma-3"] {
                 let shown = try await system.system.rampart("devices", "show", other, "--output", "json")
-                #expect(try Rampart_Inventory_V1_Device(jsonString: shown.stdout).connected, "\(other) is untouched: \(shown)")
+                #expect(try OperatorJSON.decode(Rampart_Inventory_V1_Device.self, from: shown.stdout).connected, "\(other) is untouched: \(shown)")
             }
             let events = try await system.system.rampart(
                 "events", "tail", "--since", "0", "--topic", "inventory.device.disconnected", "--count", "1", "--follow", "--timeout", "30",
@@ -205,7 +206,7 @@ struct RestoreCoordinatorTests {
             let (job, code) = try await system.backUp("hang-1")
             #expect(code == 0, "\(job)")
             let shown = try await system.system.rampart("devices", "show", "hang-2", "--output", "json")
-            #expect(try Rampart_Inventory_V1_Device(jsonString: shown.stdout).connected, "\(shown)")
+            #expect(try OperatorJSON.decode(Rampart_Inventory_V1_Device.self, from: shown.stdout).connected, "\(shown)")
         }
     }
 
@@ -235,7 +236,7 @@ struct RestoreCoordinatorTests {
             #expect(device.device.outOfDate && device.device.serial == "SNREPLACE01")
 
             let history = try await system.system.rampart("restore", "history", "--output", "json")
-            let leases = try Rampart_Restore_V1_ListLeasesResponse(jsonString: history.stdout).leases
+            let leases = try OperatorJSON.decode(Rampart_Restore_V1_ListLeasesResponse.self, from: history.stdout).leases
             #expect(leases.map(\.deviceName) == ["hr-b", "hr-a"])
             #expect(leases.map(\.state) == [.active, .rejoined])
         }
@@ -324,7 +325,7 @@ struct RestoreCoordinatorTests {
             await expectRefused(["cluster bundle", "rampart backups extract"]) { _ = try await request(client, bundle) }
 
             let status = try await system.system.rampart("restore", "status", "--output", "json")
-            #expect(try Rampart_Restore_V1_ListLeasesResponse(jsonString: status.stdout).leases.isEmpty, "nothing granted")
+            #expect(try OperatorJSON.decode(Rampart_Restore_V1_ListLeasesResponse.self, from: status.stdout).leases.isEmpty, "nothing granted")
         }
     }
 
@@ -348,7 +349,7 @@ struct RestoreCoordinatorTests {
                 try await step(client, second, RestoreAPI.Step.applied, token: first.fencingToken)
             }
             let shown = try await system.system.rampart("restore", "show", first.id, "--output", "json")
-            let lease = try Rampart_Restore_V1_LeaseResponse(jsonString: shown.stdout).lease
+            let lease = try OperatorJSON.decode(Rampart_Restore_V1_LeaseResponse.self, from: shown.stdout).lease
             #expect(lease.state == .expired && lease.endReason.contains("went silent"))
         }
     }
@@ -374,7 +375,7 @@ struct RestoreCoordinatorTests {
             }
             #expect(outcomes == 1)
             let status = try await system.system.rampart("restore", "status", "--output", "json")
-            #expect(try Rampart_Restore_V1_ListLeasesResponse(jsonString: status.stdout).leases.count == 1)
+            #expect(try OperatorJSON.decode(Rampart_Restore_V1_ListLeasesResponse.self, from: status.stdout).leases.count == 1)
         }
     }
 
@@ -392,7 +393,7 @@ struct RestoreCoordinatorTests {
 
             let shown = try await system.system.rampart("restore", "checklist", "hc-a", "--output", "json")
             #expect(shown.exitCode == 0, "\(shown)")
-            let checklist = try Rampart_Restore_V1_ChecklistResponse(jsonString: shown.stdout).checklist
+            let checklist = try OperatorJSON.decode(Rampart_Restore_V1_ChecklistResponse.self, from: shown.stdout).checklist
             #expect(checklist.items.map(\.key) == [
                 RestoreAPI.Item.reenrollVPNCertificates, RestoreAPI.Item.resumeHaSync, RestoreAPI.Item.resolveLicensing,
                 RestoreAPI.Item.reconfigure, RestoreAPI.Item.deploy, RestoreAPI.Item.connectDataInterfaces,
@@ -406,12 +407,12 @@ struct RestoreCoordinatorTests {
             #expect(again.exitCode == 4 && again.stderr.contains("--force"), "\(again)")
             let forced = try await system.system.rampart("deploy", "hc-a", "--force", "--output", "json")
             #expect(forced.exitCode == 0, "\(forced)")
-            #expect(try Rampart_Restore_V1_DeployResponse(jsonString: forced.stdout).forced, "\(forced)")
+            #expect(try OperatorJSON.decode(Rampart_Restore_V1_DeployResponse.self, from: forced.stdout).forced, "\(forced)")
 
             // R13: the pair says its synchronisation waits to be resumed, until resume-sync.
             func syncState() async throws -> Rampart_Inventory_V1_SyncState {
                 let shown = try await system.system.rampart("ha-pairs", "show", "hc", "--output", "json")
-                return try Rampart_Inventory_V1_HaPairResponse(jsonString: shown.stdout).pair.syncState
+                return try OperatorJSON.decode(Rampart_Inventory_V1_HaPairResponse.self, from: shown.stdout).pair.syncState
             }
             #expect(try await syncState() == .resumeNeeded)
             let table = try await system.system.rampart("ha-pairs", "show", "hc")
@@ -424,8 +425,8 @@ struct RestoreCoordinatorTests {
             let bogus = try await system.system.rampart("restore", "complete", "hc-a", "make-coffee")
             #expect(bogus.exitCode == 6, "\(bogus)")
 
-            let after = try Rampart_Restore_V1_ChecklistResponse(
-                jsonString: try await system.system.rampart("restore", "checklist", "hc-a", "--output", "json").stdout
+            let after = try OperatorJSON.decode(
+                Rampart_Restore_V1_ChecklistResponse.self, from: try await system.system.rampart("restore", "checklist", "hc-a", "--output", "json").stdout
             ).checklist
             let done = Set(after.items.filter(\.done).map(\.key))
             #expect(done == [RestoreAPI.Item.deploy, RestoreAPI.Item.resumeHaSync, RestoreAPI.Item.resolveLicensing])
@@ -450,12 +451,12 @@ struct RestoreCoordinatorTests {
             let released = try await system.system.rampart(
                 as: "operator", ["restore", "release", lease.id, "--reason", "replacement was DOA", "--output", "json"])
             #expect(released.exitCode == 0, "\(released)")
-            let ended = try Rampart_Restore_V1_LeaseResponse(jsonString: released.stdout).lease
+            let ended = try OperatorJSON.decode(Rampart_Restore_V1_LeaseResponse.self, from: released.stdout).lease
             #expect(ended.state == .released && ended.endReason == "replacement was DOA")
             #expect(ended.releasedBy == "operator", "the name of the key that released it")
             // Audited with the key, the lease and the reason (P9).
             let audit = try await system.system.rampart("audit", "--method", RestoreAPI.Method.releaseLease, "--output", "json")
-            let entries = try Rampart_Audit_V1_ListAuditResponse(jsonString: audit.stdout).entries
+            let entries = try OperatorJSON.decode(Rampart_Audit_V1_ListAuditResponse.self, from: audit.stdout).entries
             #expect(entries.map(\.outcome) == [.invalidArgument, .ok], "the release without a reason too: \(entries)")
             let entry = try #require(entries.last, "\(audit)")
             #expect(entry.callerName == "operator" && entry.callerRole == "operator" && entry.outcome == .ok, "\(entry)")
@@ -488,8 +489,8 @@ struct RestoreCoordinatorTests {
             try await rejoin(client, lease)  // accepted: the rejoin is recorded whatever happened to the lease
             let device = try await RestoreTests.device(client, "rf-after")
             #expect(device.serial == "SNREPLACE01" && device.outOfDate, "R9: the replacement's serial, out of date: \(device)")
-            let history = try Rampart_Restore_V1_ListLeasesResponse(
-                jsonString: try await system.system.rampart("restore", "history", "--device", "rf-after", "--output", "json").stdout
+            let history = try OperatorJSON.decode(
+                Rampart_Restore_V1_ListLeasesResponse.self, from: try await system.system.rampart("restore", "history", "--device", "rf-after", "--output", "json").stdout
             ).leases
             #expect(history.first?.state == .rejoined && history.first?.endReason.contains("released") == true, "\(history)")
             let checklist = try await system.system.rampart("restore", "checklist", "rf-after", "--output", "json")

@@ -4,6 +4,7 @@ import InventoryService
 import RampartAPI
 import RampartArchive
 import RampartBus
+import RampartJSON
 import RampartProto
 import RampartTesting
 import Testing
@@ -81,7 +82,7 @@ struct RestoreTests {
             let export = try await system.system.rampart(
                 "links", "export", secondary.id, "--valid", "30m", "--output", "json")
             #expect(export.exitCode == 0, "\(export)")
-            let url = try #require(try Rampart_Links_V1_ExportBackupLinksResponse(jsonString: export.stdout).links.first?.url)
+            let url = try #require(try OperatorJSON.decode(Rampart_Links_V1_ExportBackupLinksResponse.self, from: export.stdout).links.first?.url)
 
             let cliA = try Self.cli(system, dirA, replacing: "hz-a")
             try await cliA.waitForOutput("> ")
@@ -123,13 +124,13 @@ struct RestoreTests {
 
             // R13: the checklist names the certificates to re-enroll, the added-later one included.
             let shown = try await system.system.rampart("restore", "checklist", "hz-a", "--output", "json")
-            let checklist = try Rampart_Restore_V1_ChecklistResponse(jsonString: shown.stdout).checklist
+            let checklist = try OperatorJSON.decode(Rampart_Restore_V1_ChecklistResponse.self, from: shown.stdout).checklist
             let certificates = checklist.items.first { $0.key == RestoreAPI.Item.reenrollVPNCertificates }?.details ?? []
             #expect(certificates.contains("added-after-backup"), "\(certificates)")
             #expect(certificates.contains("branch-east"), "\(certificates)")
 
-            let history = try Rampart_Restore_V1_ListLeasesResponse(
-                jsonString: try await system.system.rampart("restore", "history", "--output", "json").stdout
+            let history = try OperatorJSON.decode(
+                Rampart_Restore_V1_ListLeasesResponse.self, from: try await system.system.rampart("restore", "history", "--output", "json").stdout
             ).leases
             #expect(history.map(\.deviceName) == ["hz-b", "hz-a"] && history.allSatisfy { $0.state == .rejoined })
 
@@ -174,8 +175,8 @@ struct RestoreTests {
             data.send("restore remote-manager-backup backup cz-n2.tar")
             try await data.waitForOutput("restore: complete", timeout: .seconds(60))
 
-            let leases = try Rampart_Restore_V1_ListLeasesResponse(
-                jsonString: try await system.system.rampart("restore", "history", "--output", "json").stdout
+            let leases = try OperatorJSON.decode(
+                Rampart_Restore_V1_ListLeasesResponse.self, from: try await system.system.rampart("restore", "history", "--output", "json").stdout
             ).leases
             #expect(leases.map(\.deviceName) == ["cz-n2", "cz-n1"])
             #expect(leases.map(\.role) == [.clusterData, .clusterControl])
@@ -218,13 +219,13 @@ struct RestoreTests {
             for _ in 0..<120 where !expired {
                 try await Task.sleep(for: .milliseconds(500))
                 let history = try await system.system.rampart("restore", "history", "--device", "hk-a", "--output", "json")
-                expired = (try? Rampart_Restore_V1_ListLeasesResponse(jsonString: history.stdout))?.leases.first?.state == .expired
+                expired = (try? OperatorJSON.decode(Rampart_Restore_V1_ListLeasesResponse.self, from: history.stdout))?.leases.first?.state == .expired
             }
             #expect(expired, "the dead agent's lease never expired")
             second.send("restore remote-manager-backup backup hk-b.tar")
             try await second.waitForOutput("restore: complete", timeout: .seconds(60))
-            let leases = try Rampart_Restore_V1_ListLeasesResponse(
-                jsonString: try await system.system.rampart("restore", "history", "--output", "json").stdout
+            let leases = try OperatorJSON.decode(
+                Rampart_Restore_V1_ListLeasesResponse.self, from: try await system.system.rampart("restore", "history", "--output", "json").stdout
             ).leases
             #expect(leases.map(\.deviceName) == ["hk-b", "hk-a"])
             #expect(leases.map(\.state) == [.rejoined, .expired])

@@ -2,6 +2,7 @@ import Foundation
 import InventoryService
 import Logging
 import RampartBus
+import RampartJSON
 import RampartProto
 import RampartTesting
 import Testing
@@ -25,7 +26,7 @@ struct SecurityTests {
     static func audit(_ system: RunningSystem, _ arguments: String...) async throws -> [Rampart_Audit_V1_AuditEntry] {
         let result = try await system.rampart(["audit"] + arguments + ["--output", "json"])
         #expect(result.exitCode == 0, "\(result)")
-        return try Rampart_Audit_V1_ListAuditResponse(jsonString: result.stdout).entries
+        return try OperatorJSON.decode(Rampart_Audit_V1_ListAuditResponse.self, from: result.stdout).entries
     }
 
     static func waitUntil(_ timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws -> Bool {

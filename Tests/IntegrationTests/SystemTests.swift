@@ -1,6 +1,7 @@
 import Foundation
 import InventoryService
 import RampartBus
+import RampartJSON
 import RampartProto
 import RampartTesting
 import SwiftProtobuf
@@ -17,7 +18,7 @@ struct SystemTests {
 
             let devices = try await system.rampart("devices", "list", "--output", "json")
             #expect(devices.exitCode == 0)
-            let list = try Rampart_Inventory_V1_ListDevicesResponse(jsonString: devices.stdout)
+            let list = try OperatorJSON.decode(Rampart_Inventory_V1_ListDevicesResponse.self, from: devices.stdout)
             let roles = Dictionary(uniqueKeysWithValues: list.devices.map { ($0.name, $0.role) })
             #expect(
                 roles == [
@@ -84,7 +85,7 @@ struct SystemTests {
             try await registerSmallFleet(system)
             _ = try await collectEvents(system, since: 0, count: 8)  // 8 changes are in the journal
             func seqs(_ result: ChildProcess.Result) throws -> [UInt64] {
-                try result.stdout.split(separator: "\n").map { try Rampart_Bus_V1_Event(jsonString: String($0)).seq }
+                try result.stdout.split(separator: "\n").map { try OperatorJSON.decode(Rampart_Bus_V1_Event.self, from: String($0)).seq }
             }
             // Fewer than asked: what exists, then exit 0 (it used to wait for events that never came).
             let some = try await system.rampart("events", "tail", "--since", "0", "--count", "30", "--output", "json")
@@ -132,7 +133,7 @@ struct SystemTests {
                 let registered = try await first.rampart(deviceArguments("fw-r6", serial: "R6A1", ip: "10.6.0.1"))
                 #expect(registered.exitCode == 0, "\(registered)")
                 let shown = try await first.rampart("devices", "show", "fw-r6", "--output", "json")
-                #expect(try Rampart_Inventory_V1_Device(jsonString: shown.stdout).managerID == a, "\(shown)")
+                #expect(try OperatorJSON.decode(Rampart_Inventory_V1_Device.self, from: shown.stdout).managerID == a, "\(shown)")
                 let status = try await first.rampart("bus", "status")
                 #expect(status.stdout.contains("manager: \(a)"), "\(status)")
             }
@@ -284,7 +285,7 @@ struct SystemTests {
             #expect(status.exitCode == 0 && status.stdout.contains("inventory"), "\(status)")
             // The garbage did reach the broker (over CURVE, from an admitted key) and was counted there.
             let counted = try await system.rampart("bus", "status", "--output", "json")
-            let broker = try Rampart_Bus_V1_BrokerStatusResponse(jsonString: counted.stdout)
+            let broker = try OperatorJSON.decode(Rampart_Bus_V1_BrokerStatusResponse.self, from: counted.stdout)
             #expect(broker.malformedFrames >= 1000, "\(counted)")
         }
     }

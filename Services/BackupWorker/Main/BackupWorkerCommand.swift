@@ -34,6 +34,9 @@ struct BackupWorkerCommand: AsyncParsableCommand {
     @Option(help: "How often schedules are checked, milliseconds.")
     var scheduleIntervalMs: Int = Environment.value("RAMPART_SCHEDULE_INTERVAL_MS").flatMap(Int.init) ?? 15_000
 
+    @Option(help: "How often every schedule's targets are checked to still be registered, seconds (a change is an event).")
+    var scheduleTargetCheckSeconds: Int = Environment.value("RAMPART_SCHEDULE_TARGET_CHECK_SECONDS").flatMap(Int.init) ?? 60
+
     @Option(help: "Retention: always keep this many newest backups per device or cluster.")
     var keepLast = RetentionPolicy.default.keepLast
     @Option(help: "Retention: keep the newest backup of each of this many last days.")
@@ -56,6 +59,9 @@ struct BackupWorkerCommand: AsyncParsableCommand {
         guard (3...3600).contains(leaseSeconds) else { throw ValidationError("--lease-seconds must be between 3 and 3600") }
         guard (0...60).contains(retryBaseSeconds) else { throw ValidationError("--retry-base-seconds must be 0...60") }
         guard scheduleIntervalMs >= 100 else { throw ValidationError("--schedule-interval-ms must be at least 100") }
+        guard (1...86_400).contains(scheduleTargetCheckSeconds) else {
+            throw ValidationError("--schedule-target-check-seconds must be between 1 and 86400")
+        }
     }
 
     func run() async throws {
@@ -85,7 +91,9 @@ struct BackupWorkerCommand: AsyncParsableCommand {
                     .auditing(into: AuditLog(pool: pool, logger: logger)),
                 logger: logger)),
             .init(service: JobRunner(configuration: runner, pool: pool, client: client, logger: logger)),
-            .init(service: Scheduler(pool: pool, client: client, interval: .milliseconds(scheduleIntervalMs), logger: logger)),
+            .init(service: Scheduler(
+                    pool: pool, client: client, interval: .milliseconds(scheduleIntervalMs),
+                    targetCheckInterval: .seconds(scheduleTargetCheckSeconds), logger: logger)),
         ]
         if pruneIntervalSeconds > 0 {
             services.append(.init(service: PruneLoop(pruner: pruner, interval: .seconds(pruneIntervalSeconds))))

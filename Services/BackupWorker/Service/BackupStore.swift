@@ -10,6 +10,9 @@ struct PlannedTask: Sendable {
     var targetName: String
     /// Set when the target is refused; the task is then created finished (REFUSED) with this reason.
     var refusal: String?
+
+    /// A target that names nothing registered: refused, with no id.
+    var isUnknown: Bool { kind == .unspecified && targetId.isEmpty }
 }
 
 /// A task claimed by a worker: its lease token fences every later write.

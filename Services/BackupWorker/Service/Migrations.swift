@@ -82,5 +82,12 @@ enum BackupMigrations {
                 INSERT INTO backup.schedules (id, name, cron, time_zone, targets)
                 VALUES ('00000000-0000-4000-8000-00000000b4b4', 'weekly', '0 2 * * 0', 'UTC', '[{"kind":"all"}]');
                 """),
+        Migration(
+            version: 2, name: "schedule targets that name nothing registered any more",
+            sql: """
+                -- Names of a schedule's targets that no longer resolve (unregistered after the schedule was
+                -- made), as the scheduler last saw them; a change is published with the row's update.
+                ALTER TABLE backup.schedules ADD COLUMN missing_targets jsonb NOT NULL DEFAULT '[]';
+                """),
     ]
 }

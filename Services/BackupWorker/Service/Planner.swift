@@ -20,13 +20,16 @@ struct Planner: Sendable {
     /// name is `NOT_FOUND` (a typo never becomes a job or a schedule), naming each one. Returns the plan.
     func resolve(_ targets: [Rampart_Backup_V1_Target]) async throws -> [PlannedTask] {
         let tasks = try await plan(targets)
-        let unknown = tasks.filter { $0.kind == .unspecified }.map(\.targetName)
+        let unknown = tasks.filter(\.isUnknown).compactMap(\.refusal)
         if !unknown.isEmpty {
-            throw RPCError.notFound(
-                "no device, HA pair or cluster named \(unknown.map { "'\($0)'" }.joined(separator: ", ")) is registered"
-                    + " (rampart devices list, ha-pairs list, clusters list)")
+            throw RPCError.notFound(unknown.joined(separator: "; ") + " (rampart devices list, ha-pairs list, clusters list)")
         }
         return tasks
+    }
+
+    /// The names among `targets` that name nothing registered now (a typo, or unregistered since).
+    func missing(_ targets: [Rampart_Backup_V1_Target]) async throws -> [String] {
+        try await plan(targets).filter(\.isUnknown).map(\.targetName)
     }
 
     /// The tasks for `targets` (duplicates removed, order kept).
@@ -47,12 +50,16 @@ struct Planner: Sendable {
         switch target.kind {
         case .allDevices:
             return try await planAll()
-        case .device:
-            return [try await planDevice(target.ref)]
-        case .haPair:
-            return [try await planPair(target.ref)]
-        case .cluster:
-            return [try await planCluster(target.ref)]
+        case .device, .haPair, .cluster:
+            let attempt = target.kind == .device ? planDevice : target.kind == .haPair ? planPair : planCluster
+            do {
+                return [try await attempt(target.ref)]
+            } catch let error as RPCError where error.code == .notFound {
+                // Unregistered since the schedule was made, or a typo: a refused task, never a failed plan.
+                let what = target.kind == .haPair ? "HA pair" : target.kind.label
+                return [PlannedTask(kind: .unspecified, targetId: "", targetName: target.ref,
+                                    refusal: "no \(what) named '\(target.ref)' is registered")]
+            }
         case .unspecified, .UNRECOGNIZED:
             // A bare name: a device, else an HA pair, else a cluster of that name.
             for attempt in [planDevice, planPair, planCluster] {

@@ -21,6 +21,11 @@ struct StoredSchedule: Sendable {
         return String(decoding: try JSONEncoder().encode(stored), as: UTF8.self)
     }
 
+    /// `names` as a JSON array.
+    static func namesJSON(_ names: [String]) throws -> String {
+        String(decoding: try JSONEncoder().encode(names), as: UTF8.self)
+    }
+
     static func targets(_ json: String) throws -> [Rampart_Backup_V1_Target] {
         try JSONDecoder().decode([Target].self, from: Data(json.utf8)).map {
             var target = Rampart_Backup_V1_Target()
@@ -34,7 +39,8 @@ struct StoredSchedule: Sendable {
 /// Schedule rows and their validation.
 enum ScheduleStore {
     private static let columns = """
-        SELECT id::text AS id, name, cron, time_zone, targets::text AS targets, paused, last_run, created_at, changed_at
+        SELECT id::text AS id, name, cron, time_zone, targets::text AS targets, paused, last_run, created_at, changed_at,
+            missing_targets::text AS missing_targets
         FROM backup.schedules
         """
 
@@ -58,6 +64,7 @@ enum ScheduleStore {
         schedule.timeZone = try row.decode("time_zone")
         schedule.targets = try StoredSchedule.targets(try row.decode("targets"))
         schedule.paused = try row.decode("paused")
+        schedule.missingTargets = try JSONDecoder().decode([String].self, from: Data(try row.decode("missing_targets", as: String.self).utf8))
         let lastRun = try row.decodeIfPresent("last_run", as: Date.self)
         schedule.lastRunUnixMs = lastRun.map(BackupStore.millis) ?? 0
         schedule.createdUnixMs = BackupStore.millis(try row.decode("created_at", as: Date.self))
@@ -221,26 +228,35 @@ public final class Scheduler: Service, Sendable {
     private let pool: PostgresPool
     private let planner: Planner
     private let interval: Duration
+    private let targetCheckInterval: Duration
     private let logger: Logger
     private let now: @Sendable () -> Date
 
-    /// A scheduler checking every `interval`; `now` is the clock (injected in tests).
+    /// A scheduler checking for due slots every `interval` and whether every schedule's targets are
+    /// still registered every `targetCheckInterval`; `now` is the clock (injected in tests).
     public init(
-        pool: PostgresPool, client: BusClient, interval: Duration = .seconds(15), logger: Logger,
-        now: @escaping @Sendable () -> Date = { Date() }
+        pool: PostgresPool, client: BusClient, interval: Duration = .seconds(15), targetCheckInterval: Duration = .seconds(60),
+        logger: Logger, now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.pool = pool
         self.planner = Planner(client: client)
         self.interval = interval
+        self.targetCheckInterval = targetCheckInterval
         self.logger = logger
         self.now = now
     }
 
     public func run() async throws {
         await cancelWhenGracefulShutdown { [self] in
+            let clock = ContinuousClock()
+            var lastCheck: ContinuousClock.Instant?
             while !Task.isCancelled {
                 do {
                     try await tick()
+                    if lastCheck.map({ clock.now - $0 >= targetCheckInterval }) ?? true {
+                        lastCheck = clock.now
+                        try await checkTargets()
+                    }
                 } catch is CancellationError {
                     return
                 } catch {
@@ -249,6 +265,54 @@ public final class Scheduler: Service, Sendable {
                 try? await Task.sleep(for: interval)
             }
         }
+    }
+
+    /// Records, for every schedule, which of its targets name nothing registered any more; a change is
+    /// published in the same transaction (`backup.schedule.target-missing`, `backup.schedule.target-found`,
+    /// once each however many workers check: the row is updated only from the state it was read in).
+    /// Returns the schedules whose missing targets changed in this call.
+    @discardableResult
+    public func checkTargets() async throws -> [String] {
+        let schedules = try await database { try await pool.withConnection { try ScheduleStore.all(on: $0) } }
+        var changed: [String] = []
+        for stored in schedules {
+            let schedule = stored.schedule
+            let missing: [String]
+            do {
+                missing = try await planner.missing(schedule.targets)
+            } catch let error as RPCError {
+                logger.warning("cannot check a schedule's targets", metadata: ["schedule": "\(schedule.name)", "error": "\(error)"])
+                continue
+            }
+            let before = schedule.missingTargets
+            guard missing != before else { continue }
+            let updated = try await pool.serve { connection -> Bool in
+                let rows = try connection.execute(
+                    """
+                    UPDATE backup.schedules SET missing_targets = \(try StoredSchedule.namesJSON(missing))::jsonb
+                    WHERE id = \(schedule.id)::uuid AND missing_targets = \(try StoredSchedule.namesJSON(before))::jsonb
+                    """)
+                guard rows == 1 else { return false }
+                for target in missing where !before.contains(target) {
+                    try BackupStore.emit(
+                        "backup.schedule.target-missing", subject: schedule.id,
+                        ["schedule": schedule.name, "target": target, "caller": "scheduler"], on: connection)
+                }
+                for target in before where !missing.contains(target) {
+                    try BackupStore.emit(
+                        "backup.schedule.target-found", subject: schedule.id,
+                        ["schedule": schedule.name, "target": target, "caller": "scheduler"], on: connection)
+                }
+                return true
+            }
+            if updated {
+                logger.warning(
+                    "a schedule's targets changed: some name nothing registered",
+                    metadata: ["schedule": "\(schedule.name)", "missing": "\(missing)", "before": "\(before)"])
+                changed.append(schedule.name)
+            }
+        }
+        return changed
     }
 
     /// Starts a job for every schedule with a due slot; returns the jobs this call created.
@@ -263,7 +327,16 @@ public final class Scheduler: Service, Sendable {
             let (slot, _) = cron.dueSlots(
                 lastRun: stored.lastRun, created: stored.changed, now: now(), in: zone, policy: .runOnceNow)
             guard let slot else { continue }
-            let tasks = try await planner.plan(stored.schedule.targets)
+            let tasks: [PlannedTask]
+            do {
+                tasks = try await planner.plan(stored.schedule.targets)
+            } catch let error as RPCError {
+                // Inventory unreachable, say: the slot is not taken, the next tick tries again; other
+                // schedules still run.
+                logger.warning("cannot plan a due schedule; tried again at the next tick",
+                               metadata: ["schedule": "\(stored.schedule.name)", "error": "\(error)"])
+                continue
+            }
             let schedule = stored.schedule
             let jobId = try await pool.serve { connection -> String? in
                 let jobId = try BackupStore.insertJobIfSlotFree(

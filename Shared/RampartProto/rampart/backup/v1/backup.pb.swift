@@ -523,6 +523,10 @@ public nonisolated struct Rampart_Backup_V1_Schedule: Sendable {
 
   public var createdUnixMs: Int64 = 0
 
+  /// Targets that name nothing registered any more (unregistered after the schedule was made), as the
+  /// scheduler last checked; each slot still runs the others and records a refused task for these.
+  public var missingTargets: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1389,7 +1393,7 @@ nonisolated extension Rampart_Backup_V1_BackupResponse: SwiftProtobuf.Message, S
 
 nonisolated extension Rampart_Backup_V1_Schedule: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Schedule"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}cron\0\u{3}time_zone\0\u{1}targets\0\u{1}paused\0\u{3}next_run_unix_ms\0\u{3}last_run_unix_ms\0\u{3}created_unix_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}cron\0\u{3}time_zone\0\u{1}targets\0\u{1}paused\0\u{3}next_run_unix_ms\0\u{3}last_run_unix_ms\0\u{3}created_unix_ms\0\u{3}missing_targets\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1406,6 +1410,7 @@ nonisolated extension Rampart_Backup_V1_Schedule: SwiftProtobuf.Message, SwiftPr
       case 7: try { try decoder.decodeSingularInt64Field(value: &self.nextRunUnixMs) }()
       case 8: try { try decoder.decodeSingularInt64Field(value: &self.lastRunUnixMs) }()
       case 9: try { try decoder.decodeSingularInt64Field(value: &self.createdUnixMs) }()
+      case 10: try { try decoder.decodeRepeatedStringField(value: &self.missingTargets) }()
       default: break
       }
     }
@@ -1439,6 +1444,9 @@ nonisolated extension Rampart_Backup_V1_Schedule: SwiftProtobuf.Message, SwiftPr
     if self.createdUnixMs != 0 {
       try visitor.visitSingularInt64Field(value: self.createdUnixMs, fieldNumber: 9)
     }
+    if !self.missingTargets.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.missingTargets, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1452,6 +1460,7 @@ nonisolated extension Rampart_Backup_V1_Schedule: SwiftProtobuf.Message, SwiftPr
     if lhs.nextRunUnixMs != rhs.nextRunUnixMs {return false}
     if lhs.lastRunUnixMs != rhs.lastRunUnixMs {return false}
     if lhs.createdUnixMs != rhs.createdUnixMs {return false}
+    if lhs.missingTargets != rhs.missingTargets {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
