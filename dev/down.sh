@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Stops what dev/up.sh started: the services (SIGTERM, then SIGKILL after 10 s) and the embedded PostgreSQL.
+# Stops what dev/up.sh started: the services (SIGTERM, then SIGKILL after 10 s), the replacement appliances
+# of docs/rma.md (.rampart/rma/*.pid) and the embedded PostgreSQL.
 #   dev/down.sh [--purge]   --purge also deletes .rampart/ (database and logs)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 state="$root/.rampart"
-for pidfile in "$state"/pids/*.pid; do
+for pidfile in "$state"/rma/*.pid "$state"/pids/*.pid; do
     [ -f "$pidfile" ] || continue
     pid=$(cat "$pidfile")
     if kill -0 "$pid" 2>/dev/null; then

@@ -276,7 +276,12 @@ struct BackupsCommand: AsyncParsableCommand {
     struct Download: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Download a backup file over the bus, checking its SHA-256 (rule B6/L1).")
-        @Argument(help: "Backup id.") var backup: String
+        @Argument(help: "Backup id.") var backup: String?
+        @Option(
+            help: ArgumentHelp(
+                "Instead of an id: the newest backup of this device, HA peer or cluster node (a node's: the newest bundle holding its file).",
+                valueName: "DEVICE"))
+        var latest: String?
         @Option(
             name: [.customShort("o"), .customLong("to")],
             help: "Where to write it: a file, or a folder (DIR or DIR/) to get DIR/<its file name> (default: its file name here).")
@@ -284,10 +289,16 @@ struct BackupsCommand: AsyncParsableCommand {
         @Flag(help: "Replace an existing file (a folder is never replaced).") var force = false
         @OptionGroup var options: ClientOptions
 
+        func validate() throws {
+            guard (backup == nil) != (latest == nil) else {
+                throw ValidationError("name a backup id or --latest DEVICE (one of them)")
+            }
+        }
+
         func run() async throws {
             try await options.withClient { client in
                 var request = Rampart_Backup_V1_GetBackupRequest()
-                request.backupID = backup
+                request.backupID = try await backupID(client)
                 let response: Rampart_Backup_V1_BackupResponse = try await options.call(
                     client, BackupService.serviceName, BackupMethod.getBackup, request, idempotent: true)
                 let b = response.backup
@@ -330,6 +341,20 @@ struct BackupsCommand: AsyncParsableCommand {
                     print("\(path): \(offset) bytes, SHA-256 \(digest) verified")
                 }
             }
+        }
+
+        /// The id asked for, or the newest backup of `--latest` (NOT_FOUND, exit 3, when it has none).
+        private func backupID(_ client: BusClient) async throws -> String {
+            if let backup { return backup }
+            var list = Rampart_Backup_V1_ListBackupsRequest()
+            list.owner = latest ?? ""
+            list.limit = 1
+            let response: Rampart_Backup_V1_ListBackupsResponse = try await options.call(
+                client, BackupService.serviceName, BackupMethod.listBackups, list, idempotent: true)
+            guard let newest = response.backups.first else {
+                throw RPCError(.notFound, "\(list.owner) has no backups (rampart backup start \(list.owner))")
+            }
+            return newest.id
         }
     }
 
