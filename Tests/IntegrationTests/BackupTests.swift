@@ -208,6 +208,62 @@ struct BackupTests {
         }
     }
 
+    @Test("B13: progress shows: jobs show and backup start --wait give each target's percentage, rising to 100; backup.job.progress events by quarter")
+    func progressShows() async throws {
+        var spec = FleetSpec()
+        // 8 one-MiB chunks, 300 ms each: a few seconds of export to watch.
+        spec.configSize = "8MiB"
+        spec.device("fw-prog", slowExportMs: 300)
+        try await withBackupSystem(spec) { system in
+            let client = system.system.client()
+            defer { client.close() }
+            let waited = Task { try await system.system.rampart("backup", "start", "fw-prog", "--wait", "--timeout", "120") }
+            // Watch the job the CLI started, through `jobs show`, until it ends.
+            var seen: [UInt32] = []
+            let job: Rampart_Backup_V1_Job = try await eventually("the job ends", timeout: .seconds(120), every: .milliseconds(100)) {
+                () -> (Rampart_Backup_V1_Job?, String) in
+                let listed = try await system.system.rampart("jobs", "list", "--output", "json")
+                let jobs = try OperatorJSON.decode(Rampart_Backup_V1_ListJobsResponse.self, from: listed.stdout).jobs
+                guard let id = jobs.first?.id else { return (nil, listed.stdout) }
+                let shown = try await system.system.rampart("jobs", "show", id, "--output", "json")
+                let job = try OperatorJSON.decode(Rampart_Backup_V1_Job.self, from: shown.stdout)
+                if let percent = job.tasks.first?.progressPercent, seen.last != percent { seen.append(percent) }
+                return (job.state.isFinished ? job : nil, "\(job)")
+            }
+            #expect(job.state == .succeeded, "\(job)")
+            #expect(seen.contains { $0 > 0 && $0 < 100 }, "a percentage between 0 and 100 was shown: \(seen)")
+            #expect(seen == seen.sorted() && seen.last == 100, "it only rises, to 100: \(seen)")
+            let cli = try await waited.value
+            #expect(cli.exitCode == 0, "\(cli)")
+            let lines = cli.stdout.split(separator: "\n").filter { $0.contains("fw-prog") && $0.contains("%") }
+            #expect(lines.count >= 2 && lines.last?.contains("100%") == true, "the CLI printed each change of the task's line: \(cli.stdout)")
+            let events = try await system.system.rampart(
+                "events", "tail", "--since", "0", "--topic", "backup.job.progress", "--count", "1000", "--output", "json")
+            let percents = try events.stdout.split(separator: "\n").map { try OperatorJSON.decode(Rampart_Bus_V1_Event.self, from: String($0)) }
+                .filter { $0.subject == job.id }.compactMap { $0.attributes["percent"] }
+            let quarters = percents.compactMap(Int.init).map { $0 / 25 }
+            #expect(quarters.count >= 2 && quarters == Array(Set(quarters)).sorted(), "backup.job.progress once per quarter entered: \(percents)")
+        }
+    }
+
+    @Test("B9: a cluster's nodes are all registered: a cluster with an unregistered node cannot be made, a node cannot be unregistered from it")
+    func everyNodeRegistered() async throws {
+        var spec = FleetSpec()
+        spec.cluster("cb")
+        spec.device("fw-loose")
+        try await withBackupSystem(spec) { system in
+            let cli = system.system
+            let made = try await cli.rampart("clusters", "register", "cb2", "--control", "fw-loose", "--data", "nosuch-node")
+            #expect(made.exitCode == 3 && made.stderr.contains("nosuch-node"), "\(made)")
+            let gone = try await cli.rampart("devices", "unregister", "cb-n3")
+            #expect(gone.exitCode == 4 && gone.stderr.contains("cluster"), "\(gone)")
+            let (job, code) = try await system.backUp("cluster:cb")
+            #expect(code == 0 && job.tasks.map(\.state) == [.taskSucceeded], "every node registered: the cluster backs up: \(job)")
+            let bundles = try await system.backups(job: job.id)
+            #expect(bundles.count == 1 && bundles.first?.members.count == 3, "one bundle, a file per node: \(bundles)")
+        }
+    }
+
     @Test("B2, B3: one request for several targets; virtual on KVM refused with a reason, VMware backed up")
     func supportMatrix() async throws {
         var spec = FleetSpec()
@@ -229,7 +285,7 @@ struct BackupTests {
         }
     }
 
-    @Test("Storage: a flipped bit in a stored object makes download and verify fail loudly")
+    @Test("L1, B6: a flipped bit in a stored object makes the download (written only when its SHA-256 checks out) and verify fail loudly")
     func flippedBit() async throws {
         var spec = FleetSpec()
         spec.device("fw-1")
@@ -260,7 +316,7 @@ struct BackupTests {
         }
     }
 
-    @Test("The CLI never destroys an operator's file: -o DIR/ writes into DIR, an existing file needs --force, errors are clear")
+    @Test("L1: the CLI never destroys an operator's file: -o DIR/ writes into DIR, an existing file needs --force, errors are clear")
     func downloadsNeverDestroy() async throws {
         var spec = FleetSpec()
         spec.device("fw-keep")
