@@ -32,6 +32,9 @@ let package = Package(
             name: "CLibPQ", path: "Shared/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CZlib", path: "Shared/CZlib", providers: [.apt(["zlib1g-dev"])]),
 
+        // Small helpers every layer shares: epoch milliseconds (one rounding rule), hex of bytes.
+        .target(name: "RampartBasics", path: "Shared/RampartBasics", swiftSettings: strict),
+
         // Thin, safe wrappers over them.
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"], path: "Shared/ZeroMQ", swiftSettings: strict),
         .target(
@@ -54,7 +57,7 @@ let package = Package(
         // The bus: frames, broker state machine, client, service host, event journal.
         .target(
             name: "RampartBus",
-            dependencies: [
+            dependencies: ["RampartBasics",
                 "ZeroMQ", "Postgres", "RampartProto",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
@@ -65,19 +68,19 @@ let package = Package(
         // The append-only audit log (P9): records, PostgreSQL storage, filters, API names.
         .target(
             name: "RampartAudit",
-            dependencies: ["Postgres", "RampartProto", "RampartBus", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["RampartBasics", "Postgres", "RampartProto", "RampartBus", .product(name: "Logging", package: "swift-log")],
             path: "Shared/RampartAudit", swiftSettings: strict),
 
         // Backup archives: tar, manifest.json, gzip bundles, safe extraction (docs/rules.md#archives).
         .target(
             name: "RampartArchive",
-            dependencies: ["CZlib", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["RampartBasics", "CZlib", .product(name: "Crypto", package: "swift-crypto")],
             path: "Shared/RampartArchive", swiftSettings: strict),
 
         // Encryption at rest: AES-256-GCM chunk framing, data keys wrapped by a master key.
         .target(
             name: "RampartCrypto",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["RampartBasics", .product(name: "Crypto", package: "swift-crypto")],
             path: "Shared/RampartCrypto", swiftSettings: strict),
 
         // Signed download links (L2): URL signing and checking, CSV export. Pure; no I/O.
@@ -107,7 +110,7 @@ let package = Package(
             path: "Services/Bus", swiftSettings: strict),
         .target(
             name: "InventoryService",
-            dependencies: [
+            dependencies: ["RampartBasics",
                 "RampartBus", "RampartProto", "RampartAPI", "Postgres", .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -119,7 +122,7 @@ let package = Package(
             path: "Services/Inventory/Main", swiftSettings: strict),
         .target(
             name: "DeviceAgentCore",
-            dependencies: [
+            dependencies: ["RampartBasics",
                 "RampartBus", "RampartProto", "RampartArchive", "InventoryService", "RampartAPI",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -132,7 +135,7 @@ let package = Package(
             path: "Services/DeviceAgent/Main", swiftSettings: strict),
         .target(
             name: "StorageService",
-            dependencies: [
+            dependencies: ["RampartBasics",
                 "RampartBus", "RampartProto", "RampartCrypto", "RampartAPI", "Postgres",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -158,7 +161,7 @@ let package = Package(
             path: "Services/Storage/Main", swiftSettings: strict),
         .target(
             name: "LinkSignerService",
-            dependencies: [
+            dependencies: ["RampartBasics",
                 "RampartBus", "RampartProto", "RampartLinks", "RampartCrypto", "Postgres", "InventoryService",
                 "BackupWorkerService",
                 .product(name: "Logging", package: "swift-log"),
@@ -174,7 +177,7 @@ let package = Package(
             path: "Services/LinkSigner/Main", swiftSettings: strict),
         .target(
             name: "BackupWorkerService",
-            dependencies: [
+            dependencies: ["RampartBasics",
                 "RampartBus", "RampartProto", "RampartArchive", "Postgres", "InventoryService",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -187,7 +190,7 @@ let package = Package(
             path: "Services/BackupWorker/Main", swiftSettings: strict),
         .target(
             name: "RestoreCoordinatorService",
-            dependencies: [
+            dependencies: ["RampartBasics",
                 "RampartBus", "RampartProto", "RampartAPI", "RampartArchive", "Postgres", "InventoryService",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -202,7 +205,7 @@ let package = Package(
             path: "Services/RestoreCoordinator/Main", swiftSettings: strict),
         .executableTarget(
             name: "Rampart",
-            dependencies: [
+            dependencies: ["RampartBasics",
                 "RampartBus", "RampartProto", "RampartCore", "InventoryService", "BackupWorkerService", "RampartArchive",
             "RampartLinks", "RampartAPI", "RestoreCoordinatorService", "RampartAudit", "RampartJSON",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -228,6 +231,7 @@ let package = Package(
             path: "Shared/RampartTesting", swiftSettings: strict),
 
         .testTarget(name: "ArchiveTests", dependencies: ["RampartArchive"], path: "Tests/ArchiveTests"),
+        .testTarget(name: "BasicsTests", dependencies: ["RampartBasics"], path: "Tests/BasicsTests"),
         .testTarget(name: "CryptoTests", dependencies: ["RampartCrypto"], path: "Tests/CryptoTests"),
         .testTarget(name: "LinksTests", dependencies: ["RampartLinks"], path: "Tests/LinksTests"),
         .testTarget(

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RampartAudit
+import RampartBasics
 import RampartBus
 import RampartProto
 
@@ -63,7 +64,7 @@ struct AuditCommand: AsyncParsableCommand {
         var request = try request(now: now)
         // --all ends with what was there when the command started: the log grows while it is read
         // (every refused call is an entry), and without an end the paging could follow it forever.
-        if all, until == nil { request.untilUnixMs = max(Int64(now.timeIntervalSince1970 * 1000) + 1, request.sinceUnixMs + 1) }
+        if all, until == nil { request.untilUnixMs = max(now.unixMillis + 1, request.sinceUnixMs + 1) }
         var collected = Rampart_Audit_V1_ListAuditResponse()
         try await options.withClient { client in
             while true {

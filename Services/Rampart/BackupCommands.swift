@@ -4,6 +4,7 @@ import Crypto
 import Foundation
 import InventoryService
 import RampartArchive
+import RampartBasics
 import RampartBus
 import RampartProto
 
@@ -329,7 +330,7 @@ struct BackupsCommand: AsyncParsableCommand {
                     if chunk.eof || chunk.data.isEmpty { break }
                 }
                 bar.finish()
-                let digest = hash.finalize().map { String(format: "%02x", $0) }.joined()
+                let digest = hash.finalize().hexString
                 guard offset == b.size, digest == b.sha256 else {
                     throw RPCError(.dataLoss, "downloaded \(offset) bytes with SHA-256 \(digest), expected \(b.size) bytes and \(b.sha256): nothing written")
                 }

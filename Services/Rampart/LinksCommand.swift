@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import InventoryService
+import RampartBasics
 import RampartBus
 import RampartCore
 import RampartLinks
@@ -147,7 +148,7 @@ struct LinksCommand: AsyncParsableCommand {
         }
 
         static func table(_ keys: [Rampart_Links_V1_SigningKeyInfo]) -> Table {
-            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            let now = Date().unixMillis
             var table = Table("ID", "STATE", "CREATED", "RETIRED", "VERIFIES UNTIL")
             for key in keys {
                 let state = key.active ? "active" : (key.verifiesUntilUnixMs >= now ? "retired" : "expired")

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import RampartBasics
 
 #if canImport(Glibc)
     import Glibc
@@ -206,7 +207,7 @@ public struct HashingSource<Base: ArchiveByteSource>: ArchiveByteSource {
     }
 
     /// Lower-case hex SHA-256 of everything read so far.
-    public var digest: String { hash.finalize().map { String(format: "%02x", $0) }.joined() }
+    public var digest: String { hash.finalize().hexString }
 }
 
 /// An archive written a piece at a time to a file without a name, then read back as an `ArchiveFile`:
@@ -249,7 +250,7 @@ public final class ArchiveSpool {
         try flush()
         let file = try ArchiveFile(adopting: descriptor, path: path)
         descriptor = -1
-        return (file, hash.finalize().map { String(format: "%02x", $0) }.joined())
+        return (file, hash.finalize().hexString)
     }
 
     private func flush() throws {

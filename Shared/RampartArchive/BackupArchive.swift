@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import RampartBasics
 
 /// A device backup (docs/rules.md#archives): a ustar archive whose first member is `manifest.json`, followed by the
 /// configuration tree's files in path order, each listed in the manifest with its size and SHA-256.
@@ -304,5 +305,5 @@ public enum BackupArchive {
 
 /// Lower-case hex of a digest.
 func hex(_ digest: some Sequence<UInt8>) -> String {
-    digest.map { String(format: "%02x", $0) }.joined()
+    digest.hexString
 }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import RampartBasics
 
 /// `manifest.json`, the first member of every device backup (docs/rules.md#archives): who the appliance is, what it
 /// runs (version and patch, B5), where it stands (role, HA pair, cluster), how it reaches its manager
@@ -179,7 +180,7 @@ public struct BackupManifest: Codable, Sendable, Equatable {
 
 /// Lower-case hex SHA-256 of `data`.
 public func sha256Hex(_ data: Data) -> String {
-    SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+    SHA256.hash(data: data).hexString
 }
 
 /// A date's UTC calendar fields, without Foundation formatters (thread-safe, locale-free).

@@ -1,4 +1,5 @@
 import Foundation
+import RampartBasics
 
 /// The times `rampart audit --since/--until` accept: an RFC 3339 timestamp ("2026-11-27T13:00:00Z",
 /// "2026-11-27T14:00:00.5+01:00") or a duration meaning "that long ago" ("2h", "30m", "1d12h", "90s").
@@ -8,11 +9,11 @@ public enum AuditTime {
     public static func parse(_ text: String, now: Date) throws(AuditFilterError) -> Int64 {
         let text = text.trimmingCharacters(in: .whitespaces)
         if let seconds = durationSeconds(text) {
-            return Int64((now.timeIntervalSince1970 * 1000).rounded()) - seconds * 1000
+            return now.unixMillis - seconds * 1000
         }
         if let date = timestamp(text) {
             guard date.timeIntervalSince1970 > 0 else { throw AuditFilterError("\"\(text)\" is before 1970") }
-            return Int64((date.timeIntervalSince1970 * 1000).rounded())
+            return date.unixMillis
         }
         throw AuditFilterError(
             "\"\(text)\" is neither an RFC 3339 time (2026-11-27T13:00:00Z) nor a duration ago (2h, 30m, 1d12h, 45s)")

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Postgres
+import RampartBasics
 import RampartProto
 import ServiceLifecycle
 import Synchronization
@@ -64,7 +65,7 @@ public enum JournalStore {
         event.attributes = (try? JSONDecoder().decode([String: String].self, from: Data(attributes.utf8))) ?? [:]
         event.dataType = try row.decode("data_type")
         event.data = try row.decode("data", as: Data.self)
-        event.timeUnixMs = Int64((try row.decode("time", as: Date.self).timeIntervalSince1970 * 1000).rounded())
+        event.timeUnixMs = try row.decode("time", as: Date.self).unixMillis
         return event
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import RampartBasics
 import Synchronization
 import ZeroMQ
 
@@ -67,5 +68,5 @@ public func runOnDedicatedThread<T: Sendable>(
 /// Milliseconds since the Unix epoch: the bus's wall clock (deadlines are absolute wall times).
 @inlinable
 public func unixMillis() -> Int64 {
-    Int64((Date().timeIntervalSince1970 * 1000).rounded())
+    Date().unixMillis
 }

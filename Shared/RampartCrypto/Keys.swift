@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import RampartBasics
 
 #if canImport(Glibc)
 import Glibc
@@ -181,19 +182,6 @@ public struct DataKey: Sendable, CustomStringConvertible {
     public var description: String { "DataKey(redacted)" }
 }
 
-extension Sequence where Element == UInt8 {
-    /// Lower-case hex digits.
-    public var hexString: String {
-        let digits: [UInt8] = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(64)
-        for byte in self {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0f)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-}
 
 /// A `SymmetricKey` (immutable once made) carried across concurrency domains.
 struct SealedKeyBytes: @unchecked Sendable {

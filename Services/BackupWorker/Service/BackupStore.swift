@@ -1,5 +1,6 @@
 import Foundation
 import Postgres
+import RampartBasics
 import RampartBus
 import RampartProto
 
@@ -430,7 +431,7 @@ enum BackupStore {
         try EventOutbox.append(OutboxEvent(topic: topic, subject: subject, attributes: attributes), source: source, on: connection)
     }
 
-    static func millis(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+    static func millis(_ date: Date) -> Int64 { date.unixMillis }
 }
 
 /// The role named by an inventory label ("ha-primary" → `.haPrimary`).

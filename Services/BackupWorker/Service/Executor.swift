@@ -3,6 +3,7 @@ import Foundation
 import InventoryService
 import Logging
 import RampartArchive
+import RampartBasics
 import RampartBus
 import RampartProto
 import SwiftProtobuf
@@ -206,7 +207,7 @@ struct Executor: Sendable {
         start.role = role
         start.haPairID = device.haPairID
         start.clusterID = device.clusterID
-        start.createdUnixMs = Int64(task.jobCreated.timeIntervalSince1970 * 1000)
+        start.createdUnixMs = task.jobCreated.unixMillis
         // The export belongs to this attempt: a later attempt replaces it, and the device releases it when
         // this attempt stops reading for a lease's time (docs/faults.md).
         start.taskID = task.id
@@ -318,7 +319,7 @@ struct Executor: Sendable {
                 progress(percent, "exporting \(device.name): \(percent)%")
                 if chunk.eof || chunk.data.isEmpty { break }
             }
-            digest = hash.finalize().map { String(format: "%02x", $0) }.joined()
+            digest = hash.finalize().hexString
             guard offset == export.size, digest == export.sha256 else {
                 throw RPCError(.dataLoss, "\(device.name)'s archive arrived with \(offset) bytes and SHA-256 \(digest), announced \(export.size) bytes and \(export.sha256)")
             }
@@ -426,7 +427,7 @@ struct Executor: Sendable {
         backup.sha256 = sha256
         backup.objectID = sha256
         backup.software = software
-        backup.createdUnixMs = Int64(task.jobCreated.timeIntervalSince1970 * 1000)
+        backup.createdUnixMs = task.jobCreated.unixMillis
         return backup
     }
 

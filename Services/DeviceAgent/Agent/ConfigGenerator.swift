@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import RampartBasics
 
 /// Generates a device's configuration tree, deterministic for its facts (seed included) and sized to
 /// roughly `facts.configSize` by padding the access and NAT policies with realistic rules.
@@ -162,7 +163,7 @@ enum ConfigGenerator {
             simulated-certificate v3
             subject: \(subject)
             issuer: \(issuer)
-            serial: \(random.bytes(16).map { String(format: "%02x", $0) }.joined())
+            serial: \(random.bytes(16).hexString)
             not-before: 2025-01-01T00:00:00Z
             not-after: 2027-01-01T00:00:00Z
             public-key: \(publicKey.derRepresentation.base64EncodedString())

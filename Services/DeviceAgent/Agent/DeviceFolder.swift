@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import RampartArchive
+import RampartBasics
 
 /// A simulated device's folder:
 ///
@@ -160,7 +161,7 @@ public struct DeviceFolder: Sendable {
                 hash.update(data: piece)
                 size += piece.count
             }
-            let digest = hash.finalize().map { String(format: "%02x", $0) }.joined()
+            let digest = hash.finalize().hexString
             return BackupArchive.StreamedFile(path: relative, size: size, sha256: digest) { write in
                 try Self.read(full, write)
             }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Postgres
 import RampartAPI
+import RampartBasics
 import RampartBus
 import RampartProto
 import SwiftProtobuf
@@ -119,7 +120,7 @@ public struct InventoryService: Sendable {
                 let manager = try InventoryStore.manager(on: connection)
                 var response = Rampart_Inventory_V1_ManagerResponse()
                 response.managerID = manager.id
-                response.createdUnixMs = Int64((manager.createdAt.timeIntervalSince1970 * 1000).rounded())
+                response.createdUnixMs = manager.createdAt.unixMillis
                 return response
             }
         }

@@ -1,5 +1,6 @@
 import Foundation
 import Postgres
+import RampartBasics
 import RampartBus
 import RampartProto
 
@@ -393,6 +394,6 @@ enum InventoryStore {
     }
 
     private static func millis(_ date: Date) -> Int64 {
-        Int64((date.timeIntervalSince1970 * 1000).rounded())
+        date.unixMillis
     }
 }

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Logging
 import Postgres
+import RampartBasics
 import RampartBus
 import RampartCrypto
 import RampartLinks
@@ -139,9 +140,4 @@ final class KeyStore: Sendable {
             """)
         return key
     }
-}
-
-extension Date {
-    var unixMillis: Int64 { Int64((timeIntervalSince1970 * 1000).rounded()) }
-    init(unixMillis: Int64) { self.init(timeIntervalSince1970: TimeInterval(unixMillis) / 1000) }
 }

@@ -3,6 +3,7 @@ import Foundation
 import InventoryService
 import Logging
 import Postgres
+import RampartBasics
 import RampartBus
 import RampartCrypto
 import RampartLinks

@@ -2,6 +2,7 @@ import Foundation
 import InventoryService
 import Postgres
 import RampartAPI
+import RampartBasics
 import RampartBus
 import RampartProto
 

@@ -1,5 +1,6 @@
 import Foundation
 import Postgres
+import RampartBasics
 import RampartBus
 import RampartProto
 
@@ -140,8 +141,4 @@ enum RoleLabel {
         default: .unspecified
         }
     }
-}
-
-extension Date {
-    var unixMillis: Int64 { Int64((timeIntervalSince1970 * 1000).rounded()) }
 }

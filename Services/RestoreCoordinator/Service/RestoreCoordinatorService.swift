@@ -4,6 +4,7 @@ import Logging
 import Postgres
 import RampartAPI
 import RampartArchive
+import RampartBasics
 import RampartBus
 import RampartProto
 import SwiftProtobuf

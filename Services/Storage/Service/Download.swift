@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Logging
 import Postgres
+import RampartBasics
 import RampartBus
 import RampartCrypto
 import RampartProto

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Logging
 import Postgres
+import RampartBasics
 import RampartBus
 import RampartCrypto
 import RampartProto
@@ -18,7 +19,7 @@ enum ObjectStore {
         info.contentType = try row.decode("content_type")
         info.owner = try row.decode("owner")
         info.keyID = try row.decode("key_id")
-        info.createdUnixMs = Int64((try row.decode("created_at", as: Date.self).timeIntervalSince1970 * 1000).rounded())
+        info.createdUnixMs = try row.decode("created_at", as: Date.self).unixMillis
         return info
     }
 

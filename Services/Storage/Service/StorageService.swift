@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Postgres
 import RampartAPI
+import RampartBasics
 import RampartBus
 import RampartCrypto
 import RampartProto

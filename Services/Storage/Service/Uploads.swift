@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Logging
 import Postgres
+import RampartBasics
 import RampartBus
 import RampartCrypto
 import RampartProto
@@ -307,8 +308,7 @@ extension StorageService {
                 VALUES (\(expected), \(Int64(info.size)), \(info.fileName), \(info.contentType), \(info.owner), \(info.keyID))
                 RETURNING created_at
                 """)
-            info.createdUnixMs = Int64(
-                ((try created.first?.decode("created_at", as: Date.self).timeIntervalSince1970 ?? 0) * 1000).rounded())
+            info.createdUnixMs = try created.first?.decode("created_at", as: Date.self).unixMillis ?? 0
             try Self.markCommitted(id, objectId: expected, on: connection)
             try emit("storage.object.stored", info, context, on: connection)
             return .stored(info)
