@@ -339,8 +339,13 @@ struct RestoreCoordinatorTests {
             defer { client.close() }
             let first = try await request(client, try #require(held["hf-a"]))
             try await step(client, first, RestoreAPI.Step.applying)
-            // The device goes silent (killed mid-restore): no report for longer than the lease.
-            try await Task.sleep(for: .seconds(3.5))
+            // The device goes silent (killed mid-restore): no report for longer than the lease, until the
+            // coordinator has ended it.
+            _ = try await eventually("the silent device's lease expires", timeout: .seconds(30)) { () -> (Bool?, String) in
+                let shown = try await system.system.rampart("restore", "show", first.id, "--output", "json")
+                let lease = try OperatorJSON.decode(Rampart_Restore_V1_LeaseResponse.self, from: shown.stdout).lease
+                return (lease.state == .expired ? true : nil, "\(lease)")
+            }
             let second = try await request(client, try #require(held["hf-b"]))
             #expect(second.fencingToken > first.fencingToken)
             // The first device wakes up: its reports are refused, whether with its own lease or its old token.
