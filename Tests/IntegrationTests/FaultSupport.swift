@@ -13,7 +13,8 @@ import Glibc
 #endif
 
 // Helpers of the fault-injection tests (P10, docs/faults.md): polling with generous deadlines, a private
-// PostgreSQL server that a test may stop, a backup system whose storage folder a test prepares first.
+// PostgreSQL server that a test may stop, a backup system whose storage folder a test prepares first,
+// and the figures each test reports (`FaultFigures`).
 
 /// A failed wait or check of a fault test, with what was last seen.
 struct FaultFailure: Error, CustomStringConvertible {
@@ -136,6 +137,81 @@ func filesUnder(_ folder: String) -> [String: Int] {
         }
     }
     return found
+}
+
+// MARK: figures
+
+/// What one fault test measured, for the table in docs/faults.md: printed as one line
+/// `FAULT-FIGURES {json}` on standard output, which `dev/fault-figures.sh` collects. Reported, never
+/// asserted (no timed assertions: docs/testing.md).
+struct FaultFigures: Encodable {
+    /// The test function.
+    var test: String
+    /// The fault injected, in a few words.
+    var fault: String
+    /// How many backups the test's jobs must store: one per target of each job expected to succeed
+    /// (with `unit` "events": how many events the subscriber must receive).
+    var targets: Int
+    /// How many backup records those jobs have (events received).
+    var stored: Int
+    /// Records beyond the first of one target in one job (events received more than once).
+    var duplicates: Int
+    /// How long the test kept the fault in place before ending it itself (restarting what it killed,
+    /// thawing what it froze); nil when the system had to cope on its own.
+    var heldSeconds: Double?
+    /// Seconds from `recovery`'s first event to its second.
+    var recoverSeconds: Double
+    /// What `recoverSeconds` measures: "from → until".
+    var recovery: String
+    var unit = "backups"
+
+    /// Figures over the backup records of a test's jobs (`expected` of them must exist).
+    init(
+        test: String = #function, fault: String, expected: Int, backups: [Rampart_Backup_V1_Backup], held: Double? = nil,
+        recover: Double, recovery: String
+    ) {
+        self.test = String(test.prefix { $0 != "(" })
+        self.fault = fault
+        targets = expected
+        stored = backups.count
+        duplicates = backups.count - Set(backups.map { "\($0.jobID) \($0.ownerID)" }).count
+        heldSeconds = held
+        recoverSeconds = recover
+        self.recovery = recovery
+    }
+
+    /// Figures over events: `expected` to be received, `received` their sequence numbers.
+    init(test: String = #function, fault: String, expected: Int, received: [UInt64], held: Double?, recover: Double, recovery: String) {
+        self.test = String(test.prefix { $0 != "(" })
+        self.fault = fault
+        targets = expected
+        stored = received.count
+        duplicates = received.count - Set(received).count
+        heldSeconds = held
+        recoverSeconds = recover
+        self.recovery = recovery
+        unit = "events"
+    }
+
+    /// Writes the line to standard output in one write (unbuffered: not lost if the test process dies).
+    func report() {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var rounded = self
+        rounded.recoverSeconds = (recoverSeconds * 10).rounded() / 10
+        rounded.heldSeconds = heldSeconds.map { ($0 * 10).rounded() / 10 }
+        let json = (try? encoder.encode(rounded)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        FileHandle.standardOutput.write(Data("FAULT-FIGURES \(json)\n".utf8))
+    }
+}
+
+/// Seconds from `start` to `end` (wall clock: a job's finish time comes from the database server's clock,
+/// on the same machine).
+func seconds(from start: Date, to end: Date = Date()) -> Double { end.timeIntervalSince(start) }
+
+extension Rampart_Backup_V1_Job {
+    /// When the job finished (the database's clock).
+    var finishedAt: Date { Date(timeIntervalSince1970: Double(finishedUnixMs) / 1000) }
 }
 
 // MARK: a private PostgreSQL server

@@ -55,6 +55,7 @@ struct FaultTests {
                     deadline: Int64(Date().timeIntervalSince1970 * 1000) + 8000)
             }
             try await Task.sleep(for: .milliseconds(400))
+            let killedAt = Date()
             system.bus.kill9()
 
             let reply = try await bounded("the in-flight call", .seconds(60)) { await inFlight.value }
@@ -82,6 +83,7 @@ struct FaultTests {
                 }
             }
             try await Task.sleep(for: .seconds(1))
+            let restartedAt = Date()
             try system.restartBus()
 
             // Every service instance and every device reconnects by itself.
@@ -108,6 +110,12 @@ struct FaultTests {
             // And new work runs on the restarted bus.
             let later = try await system.startJob("fw-later")
             #expect(try await system.finishedJob(later.id).state == .succeeded)
+            FaultFigures(
+                fault: "`kill -9` of the bus, restarted on the same endpoints", expected: 2,
+                backups: stored + (try await system.backups(job: later.id)), held: seconds(from: killedAt, to: restartedAt),
+                recover: seconds(from: killedAt, to: finished.finishedAt),
+                recovery: "kill → the job cut off by it succeeded (its finish time); 2nd target: a job after recovery"
+            ).report()
         }
     }
 
@@ -163,6 +171,7 @@ struct FaultTests {
             let registered = try await system.rampart(deviceArguments("fw-accepted", serial: "PGX1", ip: "10.9.9.9"))
             #expect(registered.exitCode == 0, "\(registered)")
 
+            let stoppedAt = Date()
             try await postgres.stop()
 
             // Meanwhile: UNAVAILABLE (exit 5), for reads and writes, from every service.
@@ -184,6 +193,7 @@ struct FaultTests {
             #expect(objects?.code == .unavailable, "storage: \(String(describing: objects))")
 
             try await postgres.start()
+            let startedAt = Date()
 
             // They recover by themselves: the same processes answer again, and nothing accepted is lost.
             let listed = try await eventually("inventory answers again", timeout: .seconds(180), every: .seconds(1)) {
@@ -191,6 +201,7 @@ struct FaultTests {
                 let devices = (try? OperatorJSON.decode(Rampart_Inventory_V1_ListDevicesResponse.self, from: result.stdout))?.devices
                 return (devices, "\(result)")
             }
+            let answeredAt = Date()
             #expect(Set(listed.map(\.name)) == ["fw-pg-1", "fw-pg-2", "fw-accepted"])
             for process in services + [fleet] { #expect(process.isRunning, "\(process.commandLine) died") }
             let storedAfter = try await eventually("backup-worker answers again", timeout: .seconds(180), every: .seconds(1)) {
@@ -202,6 +213,12 @@ struct FaultTests {
                 (try? await system.startJob("fw-pg-2"), "backup start refused")
             }
             #expect(try await system.finishedJob(after.id).state == .succeeded)
+            FaultFigures(
+                test: "postgresRestarted", fault: "PostgreSQL stopped, then started again", expected: 2,
+                backups: storedAfter + (try await system.backups(job: after.id)), held: seconds(from: stoppedAt, to: startedAt),
+                recover: seconds(from: stoppedAt, to: answeredAt),
+                recovery: "stop → inventory answers `devices list` again (polled every second); targets: a backup from before the stop, one after"
+            ).report()
         } catch {
             Issue.record("logs:\n\(system.logs)")
             throw error
@@ -227,6 +244,7 @@ struct FaultTests {
                 let parts = filesUnder(uploads).filter { $0.key.hasSuffix(".part") && $0.value > 96 + 65_552 }
                 return (parts.first?.key, "\(filesUnder(backup.storageDir))")
             }
+            let killedAt = Date()
             storage.kill9()
 
             // Nothing partial is visible: no object file, no backup record.
@@ -235,6 +253,7 @@ struct FaultTests {
             #expect(filesUnder(uploads)[part] != nil, "the partial upload stays private in uploads/")
 
             try await Task.sleep(for: .seconds(2))
+            let restartedAt = Date()
             try system.start("storage", ["--dir", backup.storageDir])
             try await system.waitUntilServing("storage", timeout: .seconds(90))
 
@@ -250,6 +269,11 @@ struct FaultTests {
             try await system.expectIntact(stored)
             let verify = try await system.rampart("storage", "verify", "--timeout", "60")
             #expect(verify.exitCode == 0, "\(verify)")
+            FaultFigures(
+                fault: "`kill -9` of storage during an upload", expected: 1, backups: stored,
+                held: seconds(from: killedAt, to: restartedAt), recover: seconds(from: killedAt, to: finished.finishedAt),
+                recovery: "kill → the job succeeded (its finish time)"
+            ).report()
         } catch {
             Issue.record("logs:\n\(backup.system.logs)")
             throw error
@@ -271,6 +295,7 @@ struct FaultTests {
             let index = try #require(["worker-1", "worker-2"].firstIndex(of: owner), "started by '\(owner)'")
             let frozen = backup.workers[index]
             let other = ["worker-1", "worker-2"][1 - index]
+            let frozenAt = Date()
             frozen.send(SIGSTOP)
             defer { frozen.send(SIGCONT) }
 
@@ -280,6 +305,7 @@ struct FaultTests {
                 return ((current?.tasks.first?.attempts ?? 0) >= 2 ? current : nil, seen)
             }
             #expect(taken.tasks.first?.state == .taskRunning, "\(taken)")
+            let thawedAt = Date()
             frozen.send(SIGCONT)
 
             let finished = try await system.finishedJob(job.id)
@@ -308,6 +334,11 @@ struct FaultTests {
             #expect(ofJob.filter { $0.topic == "backup.task.succeeded" }.count == 1)
             #expect(ofJob.filter { $0.topic.hasPrefix("backup.job.") && $0.topic != "backup.job.progress" }.map(\.topic)
                 == ["backup.job.queued", "backup.job.started", "backup.job.succeeded"])
+            FaultFigures(
+                fault: "a worker frozen (`SIGSTOP`) past its 3 s lease", expected: 1, backups: stored,
+                held: seconds(from: frozenAt, to: thawedAt), recover: seconds(from: frozenAt, to: finished.finishedAt),
+                recovery: "SIGSTOP → the job succeeded on the other worker (its finish time); held: until the takeover was seen"
+            ).report()
         }
     }
 
@@ -334,6 +365,7 @@ struct FaultTests {
             let info: Rampart_Bus_V1_JournalInfoResponse = try await client.call(
                 service: BusProtocol.journalService, method: JournalService.infoMethod, Rampart_Bus_V1_JournalInfoRequest(),
                 idempotent: true)
+            let awayAt = Date()
             var lookup = Rampart_Inventory_V1_GetDeviceRequest()
             lookup.device = "fw-events"
             var connected = (try await client.call(
@@ -354,7 +386,9 @@ struct FaultTests {
             let expected = (0..<count).map { "fault-\($0)" } + ["fault-marker"]
 
             // Back: the Swift EventSubscriber from the saved position.
+            let backAt = Date()
             let replayed = try await collectEvents(system, since: info.lastSeq, count: count + 1, prefix: "inventory.device.")
+            let replayedAt = Date()
             Self.checkExactlyOnceInOrder(replayed.map { ($0.seq, $0.attributes["caller"] ?? "") }, expected: expected)
 
             // And the CLI: `rampart events tail --since N`.
@@ -368,6 +402,11 @@ struct FaultTests {
                 return (UInt64(fields.first ?? "") ?? 0, caller)
             }
             Self.checkExactlyOnceInOrder(lines, expected: expected)
+            FaultFigures(
+                fault: "a subscriber away while 1,001 events happen", expected: expected.count, received: replayed.map(\.seq),
+                held: seconds(from: awayAt, to: backAt), recover: seconds(from: backAt, to: replayedAt),
+                recovery: "back (EventSubscriber from its saved position) → all events received; held: how long it was away"
+            ).report()
         }
     }
 
@@ -398,6 +437,7 @@ struct FaultTests {
         defer { backup.system.stopInBackground() }
         do {
             let system = backup.system
+            let startedAt = Date()
             let job = try await system.startJob("fw-huge")
             let finished = try await system.finishedJob(job.id)
             #expect(finished.state == .failed, "\(finished)")
@@ -445,6 +485,11 @@ struct FaultTests {
             let _: Rampart_Storage_V1_AbortUploadResponse = try await client.call(
                 service: "storage", method: "rampart.storage.v1.Storage/AbortUpload", abort, timeout: .seconds(30))
             #expect(filesUnder(backup.storageDir).keys.filter { $0 != "master.key" }.isEmpty)
+            FaultFigures(
+                fault: "disk full on the storage folder (the job must fail, storing nothing)", expected: 0,
+                backups: try await system.backups(job: job.id), recover: seconds(from: startedAt, to: finished.finishedAt),
+                recovery: "no recovery (the disk stays full): job started → failed with the reason, after its 3 attempts"
+            ).report()
         } catch {
             Issue.record("logs:\n\(backup.system.logs)")
             throw error

@@ -29,6 +29,43 @@ struct InterruptionTests {
         return (started.job.id, task)
     }
 
+    /// Waits until job `id` has ended (in any state); returns it.
+    static func ended(_ client: BusClient, _ id: String, timeout: Duration = .seconds(120)) async throws -> Rampart_Backup_V1_Job {
+        try await eventually("job \(id) ends", timeout: timeout) { () -> (Rampart_Backup_V1_Job?, String) in
+            let job = try await getJob(client, id)
+            return (job.state.isFinished ? job : nil, "\(job)")
+        }
+    }
+
+    /// A backup of `device` cancelled (`rampart jobs cancel`) while its export is read; returns when the
+    /// job has ended, with the time the cancel was sent.
+    static func cancelMidExport(_ system: BackupSystem, _ client: BusClient, _ device: String) async throws -> Date {
+        let (job, _) = try await startAndWaitForExport(system, client, device)
+        let cancelledAt = Date()
+        let cancelled = try await system.system.rampart("jobs", "cancel", job)
+        #expect(cancelled.exitCode == 0, "\(cancelled)")
+        _ = try await ended(client, job, timeout: .seconds(60))
+        return cancelledAt
+    }
+
+    /// A backup of `device` whose worker (one of two, "worker-1" and "worker-2") is killed (`kill -9`) while it
+    /// reads the export; a new worker process takes the dead one's place at once (same instance id, as a
+    /// supervisor would). Returns the job (not waited for) and the time of the kill.
+    static func killHolderMidExport(_ system: inout BackupSystem, _ client: BusClient, _ device: String, leaseSeconds: Int)
+        async throws -> (job: String, killedAt: Date)
+    {
+        let (job, task) = try await startAndWaitForExport(system, client, device)
+        let owner = try #require(try await leaseOwner(system, task), "the task backing up \(device) has no lease owner")
+        let index = owner == "worker-1" ? 0 : 1
+        let killedAt = Date()
+        system.workers[index].kill9()
+        system.workers[index] = try system.system.start(
+            "backup-worker",
+            ["--instance-id", owner, "--lease-seconds", "\(leaseSeconds)", "--retry-base-seconds", "0",
+             "--schedule-interval-ms", "200"])
+        return (job, killedAt)
+    }
+
     @Test("Five backups cancelled mid-export in a row, then a backup with --wait: it succeeds (the device held 4 exports at most)")
     func cancelledAttemptsReleaseTheirExports() async throws {
         var spec = FleetSpec()
@@ -38,18 +75,16 @@ struct InterruptionTests {
         try await withBackupSystem(spec) { system in
             let client = system.system.client()
             defer { client.close() }
-            for _ in 0..<5 {
-                let (job, _) = try await Self.startAndWaitForExport(system, client, "fw-x")
-                let cancelled = try await system.system.rampart("jobs", "cancel", job)
-                #expect(cancelled.exitCode == 0, "\(cancelled)")
-                _ = try await eventually("job \(job) ends", timeout: .seconds(60)) { () -> (Bool?, String) in
-                    let state = try await getJob(client, job).state
-                    return (state.isFinished ? true : nil, "\(state)")
-                }
-            }
+            var lastCancel = Date()
+            for _ in 0..<5 { lastCancel = try await Self.cancelMidExport(system, client, "fw-x") }
             let (finished, code) = try await system.backUp("fw-x")
             #expect(code == 0, "\(finished)")
             #expect(finished.state == .succeeded, "\(finished)")
+            FaultFigures(
+                fault: "5 backups of one device cancelled mid-export", expected: 1,
+                backups: try await system.backups(job: finished.id), recover: seconds(from: lastCancel, to: finished.finishedAt),
+                recovery: "the 5th cancel → the 6th backup (`--wait`) succeeded (its finish time)"
+            ).report()
         }
     }
 
@@ -62,23 +97,20 @@ struct InterruptionTests {
             var system = system
             let client = system.system.client()
             defer { client.close() }
+            var (stored, longest) = ([Rampart_Backup_V1_Backup](), 0.0)
             for round in 0..<4 {
-                let (job, task) = try await Self.startAndWaitForExport(system, client, "fw-k")
-                let owner = try #require(try await leaseOwner(system, task), "round \(round)")
-                let index = owner == "worker-1" ? 0 : 1
-                system.workers[index].kill9()
-                // A new worker process takes the dead one's place (same instance id, as a supervisor would).
-                system.workers[index] = try system.system.start(
-                    "backup-worker",
-                    ["--instance-id", owner, "--lease-seconds", "3", "--retry-base-seconds", "0", "--schedule-interval-ms", "200"])
-                let finished = try await eventually("job \(job) ends (round \(round))", timeout: .seconds(120)) {
-                    () -> (Rampart_Backup_V1_Job?, String) in
-                    let job = try await getJob(client, job)
-                    return (job.state.isFinished ? job : nil, "\(job)")
-                }
+                let (job, killedAt) = try await Self.killHolderMidExport(&system, client, "fw-k", leaseSeconds: 3)
+                let finished = try await Self.ended(client, job)
                 #expect(finished.state == .succeeded, "round \(round): \(finished)")
-                #expect(try await system.backups(job: job).count == 1, "round \(round): exactly one backup record")
+                let backups = try await system.backups(job: job)
+                #expect(backups.count == 1, "round \(round): exactly one backup record")
+                stored += backups
+                longest = max(longest, seconds(from: killedAt, to: finished.finishedAt))
             }
+            FaultFigures(
+                fault: "`kill -9` of the worker holding a device's task, 4 rounds", expected: 4, backups: stored,
+                recover: longest, recovery: "kill → that round's job succeeded (its finish time; the longest of 4 rounds)"
+            ).report()
         }
     }
 }
