@@ -57,7 +57,10 @@ func bounded<T: Sendable>(_ what: String, _ limit: Duration, _ body: @escaping @
 
 extension RunningSystem {
     /// `rampart backup start TARGETS --output json` (not waiting): the queued job.
-    func startJob(_ targets: String...) async throws -> Rampart_Backup_V1_Job {
+    func startJob(_ targets: String...) async throws -> Rampart_Backup_V1_Job { try await startJob(targets) }
+
+    /// `rampart backup start TARGETS --output json` (not waiting): the queued job.
+    func startJob(_ targets: [String]) async throws -> Rampart_Backup_V1_Job {
         let result = try await rampart(["backup", "start"] + targets + ["--output", "json", "--timeout", "30"])
         guard result.exitCode == 0, let job = try? OperatorJSON.decode(Rampart_Backup_V1_Job.self, from: result.stdout) else {
             throw FaultFailure(description: "backup start \(targets) failed: \(result)")

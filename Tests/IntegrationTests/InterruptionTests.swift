@@ -113,4 +113,71 @@ struct InterruptionTests {
             ).report()
         }
     }
+
+    @Test("P10: a fleet backup of 14 devices after interrupted backups of 3 of them, the bus killed (kill -9) mid-job and restarted: the job succeeds, every target stored exactly once, nothing damaged")
+    func fleetBackupAfterInterruptionsSurvivesABrokerKill() async throws {
+        var spec = FleetSpec()
+        // Three 1 MiB chunks per export. The devices interrupted earlier are slow (2 s a chunk), so that a
+        // cancel, a kill -9 of a worker and the bus's kill land while their exports are read; the rest are
+        // quicker (~1 s an export) and still running or waiting when the bus dies.
+        spec.configSize = "3MiB"
+        let interrupted = ["fw-c1", "fw-c2", "fw-k"]
+        for name in interrupted { spec.device(name, slowExportMs: 2000) }
+        let others = (1...11).map { String(format: "fw-%02d", $0) }
+        for name in others { spec.device(name, slowExportMs: 300) }
+        try await withBackupSystem(spec, workers: 2, leaseSeconds: 3) { backup in
+            var backup = backup
+            let system = backup.system
+            let client = system.client()
+            defer { client.close() }
+
+            // Earlier: three backups each of fw-c1 and fw-c2 cancelled mid-export; the worker holding fw-k's
+            // task killed (its retry then completes the job). Each left an export on its device.
+            for device in ["fw-c1", "fw-c2"] {
+                for _ in 0..<3 { _ = try await Self.cancelMidExport(backup, client, device) }
+            }
+            let (killedJob, _) = try await Self.killHolderMidExport(&backup, client, "fw-k", leaseSeconds: 3)
+            let retried = try await Self.ended(client, killedJob)
+            #expect(retried.state == .succeeded, "the job whose worker was killed: \(retried)")
+
+            // The fleet backup, its first tasks on the interrupted devices; the bus dies while they are read.
+            let targets = interrupted + others
+            let job = try await system.startJob(targets)
+            _ = try await eventually("the interrupted devices' exports are read", every: .milliseconds(50)) {
+                () -> (Void?, String) in
+                let current = try await getJob(client, job.id)
+                let reading = current.tasks.filter {
+                    interrupted.contains($0.targetName) && $0.state == .taskRunning && $0.progressPercent > 0
+                }
+                return (reading.count == interrupted.count ? () : nil, "\(current)")
+            }
+            let killedAt = Date()
+            system.bus.kill9()
+            let down = try await system.rampart("devices", "list", "--timeout", "2")
+            #expect(down.exitCode == 5, "while the bus is down: \(down)")
+            let restartedAt = Date()
+            try system.restartBus()
+
+            // Delayed, not lost: every target has exactly one backup of this job, intact.
+            let finished = try await system.finishedJob(job.id, timeout: .seconds(300))
+            #expect(
+                finished.state == .succeeded,
+                "\(finished.state.label): \(finished.tasks.map { "\($0.targetName) \($0.state.label) a\($0.attempts) \($0.message)" })")
+            let stored = try await system.backups(job: job.id)
+            let byTarget = Dictionary(grouping: stored, by: \.ownerName)
+            for target in targets {
+                #expect(byTarget[target]?.count == 1, "\(target): \(byTarget[target]?.count ?? 0) backups of the fleet job")
+            }
+            #expect(stored.count == targets.count, "backups of the fleet job: \(stored.map(\.ownerName).sorted())")
+            try await system.expectIntact(stored)
+            let verify = try await system.rampart("storage", "verify", "--timeout", "60")
+            #expect(verify.exitCode == 0, "\(verify)")
+            FaultFigures(
+                fault: "`kill -9` of the bus during a fleet backup, after 7 interrupted backups of 3 of its devices",
+                expected: targets.count, backups: stored, held: seconds(from: killedAt, to: restartedAt),
+                recover: seconds(from: killedAt, to: finished.finishedAt),
+                recovery: "kill → the fleet job succeeded (its finish time)"
+            ).report()
+        }
+    }
 }
