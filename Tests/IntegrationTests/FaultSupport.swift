@@ -170,8 +170,8 @@ struct FaultFigures: Encodable {
 
     /// Figures over the backup records of a test's jobs (`expected` of them must exist).
     init(
-        test: String = #function, fault: String, expected: Int, backups: [Rampart_Backup_V1_Backup], held: Double? = nil,
-        recover: Double, recovery: String
+        test: String = #function, fault: String, expected: Int, backups: [Rampart_Backup_V1_Backup],
+        held: Double? = nil, recover: Double, recovery: String
     ) {
         self.test = String(test.prefix { $0 != "(" })
         self.fault = fault
@@ -184,7 +184,10 @@ struct FaultFigures: Encodable {
     }
 
     /// Figures over events: `expected` to be received, `received` their sequence numbers.
-    init(test: String = #function, fault: String, expected: Int, received: [UInt64], held: Double?, recover: Double, recovery: String) {
+    init(
+        test: String = #function, fault: String, expected: Int, received: [UInt64], held: Double?, recover: Double,
+        recovery: String
+    ) {
         self.test = String(test.prefix { $0 != "(" })
         self.fault = fault
         targets = expected

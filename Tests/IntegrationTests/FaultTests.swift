@@ -114,7 +114,7 @@ struct FaultTests {
                 fault: "`kill -9` of the bus, restarted on the same endpoints", expected: 2,
                 backups: stored + (try await system.backups(job: later.id)), held: seconds(from: killedAt, to: restartedAt),
                 recover: seconds(from: killedAt, to: finished.finishedAt),
-                recovery: "kill → the job cut off by it succeeded (its finish time); 2nd target: a job after recovery"
+                recovery: "kill → the job it cut off finished (the job's finish time); 2nd target: a job started after recovery"
             ).report()
         }
     }
@@ -272,7 +272,7 @@ struct FaultTests {
             FaultFigures(
                 fault: "`kill -9` of storage during an upload", expected: 1, backups: stored,
                 held: seconds(from: killedAt, to: restartedAt), recover: seconds(from: killedAt, to: finished.finishedAt),
-                recovery: "kill → the job succeeded (its finish time)"
+                recovery: "kill → the job finished (its finish time)"
             ).report()
         } catch {
             Issue.record("logs:\n\(backup.system.logs)")
@@ -337,7 +337,7 @@ struct FaultTests {
             FaultFigures(
                 fault: "a worker frozen (`SIGSTOP`) past its 3 s lease", expected: 1, backups: stored,
                 held: seconds(from: frozenAt, to: thawedAt), recover: seconds(from: frozenAt, to: finished.finishedAt),
-                recovery: "SIGSTOP → the job succeeded on the other worker (its finish time); held: until the takeover was seen"
+                recovery: "SIGSTOP → the job finished on the other worker (its finish time); held: until the takeover was seen"
             ).report()
         }
     }
@@ -488,7 +488,7 @@ struct FaultTests {
             FaultFigures(
                 fault: "disk full on the storage folder (the job must fail, storing nothing)", expected: 0,
                 backups: try await system.backups(job: job.id), recover: seconds(from: startedAt, to: finished.finishedAt),
-                recovery: "no recovery (the disk stays full): job started → failed with the reason, after its 3 attempts"
+                recovery: "no recovery (the disk stays full): job started → the job finished (it must fail, with the reason, after 3 attempts)"
             ).report()
         } catch {
             Issue.record("logs:\n\(backup.system.logs)")
