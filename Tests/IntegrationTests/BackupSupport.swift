@@ -190,6 +190,16 @@ struct BackupSystem {
         return try OperatorJSON.decode(Rampart_Backup_V1_ListBackupsResponse.self, from: result.stdout).backups
     }
 
+    /// Damages `backup`'s stored object: one bit flipped in its middle, as a failing disk would.
+    func flipBit(of backup: Rampart_Backup_V1_Backup) throws {
+        let objects = try FileManager.default.subpathsOfDirectory(atPath: storageDir + "/objects")
+            .filter { $0.contains(backup.objectID) }
+        let path = storageDir + "/objects/" + (try #require(objects.first, "the object of \(backup.id)"))
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        bytes[bytes.count / 2] ^= 0x10
+        try bytes.write(to: URL(fileURLWithPath: path))
+    }
+
     /// Downloads a backup through the CLI and returns its bytes.
     func download(_ backup: Rampart_Backup_V1_Backup) async throws -> Data {
         // By id: two backups taken within one second share a file name.

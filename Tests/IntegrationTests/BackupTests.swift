@@ -296,12 +296,7 @@ struct BackupTests {
             let verifiedBefore = try await system.system.rampart("storage", "verify")
             #expect(verifiedBefore.exitCode == 0, "\(verifiedBefore)")
 
-            let objects = try FileManager.default.subpathsOfDirectory(atPath: system.storageDir + "/objects")
-                .filter { $0.contains(backup.objectID) }
-            let path = system.storageDir + "/objects/" + (try #require(objects.first))
-            var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
-            bytes[bytes.count / 2] ^= 0x10
-            try bytes.write(to: URL(fileURLWithPath: path))
+            try system.flipBit(of: backup)
 
             let download = try await system.system.rampart(
                 "backups", "download", backup.id, "-o", system.system.logDirectory + "/damaged.tar")

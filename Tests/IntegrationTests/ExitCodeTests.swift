@@ -66,12 +66,7 @@ struct ExitCodeTests {
                 1, "anything else: the folder to write into does not exist",
                 try await system.system.rampart("backups", "download", backup.id, "-o", system.system.logDirectory + "/absent/x.tar"))
 
-            let objects = try FileManager.default.subpathsOfDirectory(atPath: system.storageDir + "/objects")
-                .filter { $0.contains(backup.objectID) }
-            let path = system.storageDir + "/objects/" + (try #require(objects.first))
-            var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
-            bytes[bytes.count / 2] ^= 0x10
-            try bytes.write(to: URL(fileURLWithPath: path))
+            try system.flipBit(of: backup)
             expect(10, "storage found damage", try await system.system.rampart("storage", "verify"))
             expect(
                 11, "data loss: the downloaded bytes do not check out",
