@@ -178,7 +178,7 @@ let package = Package(
         .target(
             name: "BackupWorkerService",
             dependencies: ["RampartBasics",
-                "RampartBus", "RampartProto", "RampartArchive", "Postgres", "InventoryService",
+                "RampartBus", "RampartProto", "RampartArchive", "RampartAPI", "Postgres", "InventoryService",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),

@@ -9,6 +9,8 @@ public enum RestoreAPI {
         static let prefix = "rampart.restore.v1.Restore/"
         /// A replacement device asks to restore a backup: a lease with a fencing token, or a refusal naming what differs.
         public static let requestLease = prefix + "RequestLease"
+        /// RequestLease's checks, one by one, granting and recording nothing (the device CLI's `check`).
+        public static let checkRestore = prefix + "CheckRestore"
         /// The device reports a step (and so renews its lease).
         public static let reportStep = prefix + "ReportStep"
         /// The device rebooted and reconnected as the restored device: the lease ends.

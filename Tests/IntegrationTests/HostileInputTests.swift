@@ -68,7 +68,7 @@ struct HostileInputTests {
             (
                 RestoreAPI.serviceName,
                 [
-                    restore.requestLease, restore.reportStep, restore.reportRejoined, restore.reportFailed, restore.releaseLease,
+                    restore.requestLease, restore.checkRestore, restore.reportStep, restore.reportRejoined, restore.reportFailed, restore.releaseLease,
                     restore.getLease, restore.listLeases, restore.getChecklist, restore.completeItem, restore.deploy,
                     restore.resumeHaSync,
                 ]

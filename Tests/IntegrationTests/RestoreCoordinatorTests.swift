@@ -2,6 +2,7 @@ import BackupWorkerService
 import Crypto
 import Foundation
 import InventoryService
+import Postgres
 import RampartAPI
 import RampartArchive
 import RampartBus
@@ -518,6 +519,162 @@ struct RestoreCoordinatorTests {
             }
             let unchanged = try await RestoreTests.device(client, "rf-before")
             #expect(unchanged.serial == original.serial && !unchanged.outOfDate, "\(unchanged)")
+        }
+    }
+
+    /// What the coordinator has recorded: leases, requests, steps, its events (outbox and journal), audit
+    /// entries of CheckRestore.
+    static func recorded(_ system: BackupSystem) throws -> [Int] {
+        let connection = try PostgresConnection(connectionString: system.system.database)
+        let row = try #require(
+            try connection.query(
+                """
+                SELECT (SELECT count(*) FROM restore.leases) AS leases, (SELECT count(*) FROM restore.requests) AS requests,
+                    (SELECT count(*) FROM restore.lease_steps) AS steps,
+                    (SELECT count(*) FROM events.outbox WHERE source = 'restore-coordinator')
+                        + (SELECT count(*) FROM events.journal WHERE source = 'restore-coordinator') AS events,
+                    (SELECT count(*) FROM audit.entries WHERE method = \(RestoreAPI.Method.checkRestore)) AS audited
+                """
+            ).first)
+        return try ["leases", "requests", "steps", "events", "audited"].map { try row.decode($0, as: Int.self) }
+    }
+
+    func check(_ client: BusClient, _ held: Held, facts: Rampart_Restore_V1_DeviceFacts? = nil) async throws
+        -> Rampart_Restore_V1_CheckRestoreResponse
+    {
+        var request = Rampart_Restore_V1_RequestLeaseRequest()
+        request.manifestJson = held.manifestJSON
+        request.archiveSha256 = held.backup.sha256
+        request.archiveFileName = held.backup.fileName
+        request.facts = facts ?? held.facts()
+        request.cliUser = "admin"
+        return try await client.call(
+            service: RestoreAPI.serviceName, method: RestoreAPI.Method.checkRestore, request,
+            as: Rampart_Restore_V1_CheckRestoreResponse.self, timeout: .seconds(10))
+    }
+
+    /// Expects RequestLease refused with exactly the reasons of the checks that failed in `checked`.
+    func expectSameRefusal(
+        _ client: BusClient, _ held: Held, facts: Rampart_Restore_V1_DeviceFacts? = nil,
+        as checked: Rampart_Restore_V1_CheckRestoreResponse, sourceLocation: SourceLocation = #_sourceLocation
+    ) async {
+        let reasons = checked.checks.filter { !$0.passed }.flatMap(\.reasons)
+        #expect(!checked.passed && !reasons.isEmpty, "\(checked)", sourceLocation: sourceLocation)
+        do {
+            _ = try await request(client, held, facts: facts)
+            Issue.record("granted, but CheckRestore said: \(reasons)", sourceLocation: sourceLocation)
+        } catch let error as RPCError {
+            let expected =
+                checked.deviceName.isEmpty
+                ? reasons.joined(separator: "; ") : "restore of \(checked.deviceName) refused: " + reasons.joined(separator: "; ")
+            #expect(error.code == .failedPrecondition && error.message == expected, "\(error)", sourceLocation: sourceLocation)
+        } catch {
+            Issue.record("unexpected \(error)", sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test(
+        "R3, R4, R5, R6, R7, R12, R14: CheckRestore answers RequestLease's checks one by one and records nothing; RequestLease refuses with exactly the failed checks' reasons; a newer backup is a warning on both"
+    )
+    func checkRestore() async throws {
+        var spec = FleetSpec()
+        spec.device("ck-1")
+        spec.pair("hq")
+        try await withBackupSystem(spec, followLiveness: false) { system in
+            // Two backups of ck-1: the first one's file is then older than the newest.
+            let (firstJob, firstCode) = try await system.backUp("ck-1")
+            #expect(firstCode == 0, "\(firstJob)")
+            let first = try #require(try await system.backups(job: firstJob.id).first)
+            let firstContents = try BackupArchive.read(try await system.download(first))
+            let older = Held(backup: first, manifest: firstContents.manifest, manifestJSON: firstContents.manifestJSON)
+            let held = try await Self.prepare(system, "all")
+            let client = system.system.client()
+            defer { client.close() }
+            let newest = try #require(held["ck-1"])
+            #expect(newest.backup.createdUnixMs > older.backup.createdUnixMs)
+            let before = try Self.recorded(system)
+
+            let good = try await check(client, newest)
+            #expect(good.passed && good.deviceName == "ck-1", "\(good)")
+            #expect(
+                good.checks.map(\.name)
+                    == ["own appliance", "manager", "hardware", "software", "role", "original disconnected", "order"])
+            #expect(!good.hasNewerBackup && good.backupsNotChecked.isEmpty, "the newest backup: nothing newer")
+            let old = try await check(client, older)
+            #expect(old.passed, "\(old)")
+            #expect(old.newerBackup.fileName == newest.backup.fileName && old.newerBackup.backupID == newest.backup.id)
+            #expect(old.newerBackup.createdUnixMs == newest.backup.createdUnixMs)
+
+            // Each bad case: the failed check names it.
+            var model = newest.facts()
+            model.model = "FPR-1010"
+            var patch = newest.facts()
+            patch.software.patch = 3
+            var otherManager = newest
+            otherManager.manifest.managerId = "another-fmc"
+            otherManager.manifestJSON = try otherManager.manifest.encoded()
+            var unknown = newest
+            unknown.manifest.deviceId = UUID().uuidString.lowercased()
+            unknown.manifestJSON = try unknown.manifest.encoded()
+            var wrongRole = try #require(held["hq-b"])
+            wrongRole.manifest.deviceId = try #require(held["hq-a"]).manifest.deviceId
+            wrongRole.manifestJSON = try wrongRole.manifest.encoded()
+            let cases: [(String, Held, Rampart_Restore_V1_DeviceFacts?, [String])] = [
+                ("model", newest, model, ["hardware"]),
+                ("patch", newest, patch, ["software"]),
+                ("manager", otherManager, nil, ["manager"]),
+                ("unregistered", unknown, nil, ["own appliance"]),
+                ("role", wrongRole, nil, ["role"]),
+            ]
+            var answers: [String: Rampart_Restore_V1_CheckRestoreResponse] = [:]
+            for (name, held, facts, failed) in cases {
+                let answer = try await check(client, held, facts: facts)
+                #expect(!answer.passed && answer.checks.filter { !$0.passed }.map(\.name) == failed, "\(name): \(answer)")
+                answers[name] = answer
+            }
+            #expect(answers["unregistered"]?.checks.first?.reasons.first?.contains("R14") == true)
+            // R12: the original connected again.
+            var presence = Rampart_Inventory_V1_ReportPresenceRequest()
+            presence.device = newest.manifest.deviceId
+            presence.connected = true
+            let _: Rampart_Inventory_V1_DeviceResponse = try await client.call(
+                service: InventoryService.serviceName, method: InventoryService.Method.reportPresence, presence)
+            let connected = try await check(client, newest)
+            #expect(connected.checks.filter { !$0.passed }.map(\.name) == ["original disconnected"], "\(connected)")
+            #expect(try Self.recorded(system) == before, "CheckRestore recorded nothing: no lease, request, step, event or audit entry")
+
+            // RequestLease refuses each with exactly the reasons the checks gave.
+            await expectSameRefusal(client, newest, as: connected)
+            presence.connected = false
+            let _: Rampart_Inventory_V1_DeviceResponse = try await client.call(
+                service: InventoryService.serviceName, method: InventoryService.Method.reportPresence, presence)
+            for (name, held, facts, _) in cases {
+                await expectSameRefusal(client, held, facts: facts, as: try #require(answers[name]))
+            }
+
+            // A grant of the older backup says which newer one exists (a warning: the lease is granted).
+            var leaseRequest = Rampart_Restore_V1_RequestLeaseRequest()
+            leaseRequest.manifestJson = older.manifestJSON
+            leaseRequest.archiveSha256 = older.backup.sha256
+            leaseRequest.archiveFileName = older.backup.fileName
+            leaseRequest.facts = older.facts()
+            let granted: Rampart_Restore_V1_LeaseResponse = try await client.call(
+                service: RestoreAPI.serviceName, method: RestoreAPI.Method.requestLease, leaseRequest,
+                timeout: .seconds(10))
+            #expect(granted.lease.state == .active && granted.newerBackup.fileName == newest.backup.fileName)
+            // Now ck-1 is being restored: the check's order says so, and so does RequestLease.
+            let busy = try await check(client, newest)
+            #expect(busy.checks.filter { !$0.passed }.map(\.name) == ["order"], "\(busy)")
+            #expect(busy.checks.last?.reasons.first?.contains("ck-1 is already being restored") == true)
+
+            // R7: the first peer holds the pair; the second's check names it, recording nothing.
+            _ = try await request(client, try #require(held["hq-a"]))
+            let recorded = try Self.recorded(system)
+            let peer = try await check(client, try #require(held["hq-b"]))
+            #expect(peer.checks.last?.name == "order" && peer.checks.last?.rules == "R7")
+            #expect(peer.checks.last?.reasons.first?.contains("its HA peer hq-a is being restored") == true, "\(peer)")
+            #expect(try Self.recorded(system) == recorded)
+            await expectSameRefusal(client, try #require(held["hq-b"]), as: peer)
         }
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import RampartArchive
 import RampartProto
 import Testing
@@ -178,5 +179,106 @@ struct RestoreChecksTests {
         s.facts.software.patch = 0
         s.device.connected = true
         #expect(RestoreChecks.refusals(s).count == 3)
+    }
+
+    @Test("R3, R4, R5, R6, R7, R12: CheckRestore's checks are RequestLease's refusals, one check per rule, in the same order")
+    func checksAreTheRefusals() {
+        var s = Self.situation()
+        let passing = RestoreChecks.checks(s)
+        #expect(passing.map(\.name) == ["own appliance", "manager", "hardware", "software", "role", "original disconnected"])
+        #expect(passing.allSatisfy { $0.passed && !$0.detail.isEmpty }, "\(passing)")
+        s.facts.model = "FPR-1010"
+        s.facts.software.patch = 0
+        s.device.connected = true
+        s.manifest.managerId = "another-fmc"
+        let failing = RestoreChecks.checks(s)
+        #expect(failing.flatMap(\.reasons) == RestoreChecks.refusals(s))
+        #expect(failing.filter { !$0.passed }.map(\.name) == ["manager", "hardware", "software", "original disconnected"])
+        #expect(failing.first { $0.name == "software" }?.rules == "R4")
+        // On the wire a failed check carries its reasons and no detail.
+        let wire = failing.first { $0.name == "hardware" }!.message
+        #expect(!wire.passed && wire.detail.isEmpty && wire.reasons.first?.contains("FPR-1010") == true)
+        // A pair member and a cluster member get the check of their group.
+        s = Self.situation()
+        s.device.haPairID = "pair-1"
+        #expect(RestoreChecks.checks(s).last?.name == "HA pair")
+        s.device.haPairID = ""
+        s.device.clusterID = "cluster-1"
+        #expect(RestoreChecks.checks(s).last?.name == "cluster")
+    }
+
+    @Test("R7, R8: the order check names the lease that holds the scope, and the control node a data node waits for")
+    func order() {
+        var s = Self.situation()
+        #expect(s.scope == "device:\(Self.deviceId)")
+        #expect(RestoreChecks.order(s, active: nil).passed)
+        var active = Rampart_Restore_V1_Lease()
+        active.id = "lease-1"
+        active.deviceID = Self.deviceId
+        active.deviceName = "fw-1"
+        active.step = "applying"
+        #expect(RestoreChecks.order(s, active: active).reasons == ["fw-1 is already being restored (lease lease-1, step applying)"])
+        s.device.haPairID = "pair-1"
+        active.deviceID = "peer-id"
+        active.deviceName = "fw-1b"
+        let peer = RestoreChecks.order(s, active: active)
+        #expect(s.scope == "ha-pair:pair-1" && peer.rules == "R7")
+        #expect(peer.reasons.count == 1 && peer.reasons[0].contains("its HA peer fw-1b is being restored"), "\(peer)")
+    }
+
+    static func backup(
+        _ id: String, sha256: String, createdMs: Int64, owner: String = deviceId, file: String? = nil,
+        members: [(device: String, file: String, sha256: String)] = []
+    ) -> Rampart_Backup_V1_Backup {
+        var backup = Rampart_Backup_V1_Backup()
+        backup.id = id
+        backup.ownerID = owner
+        backup.fileName = file ?? "fw-1_\(id).tar"
+        backup.sha256 = sha256
+        backup.createdUnixMs = createdMs
+        backup.members = members.map { member in
+            var stored = Rampart_Backup_V1_BundleMember()
+            stored.deviceID = member.device
+            stored.fileName = member.file
+            stored.sha256 = member.sha256
+            return stored
+        }
+        return backup
+    }
+
+    @Test("a newer backup of the device than the one restored is found by its SHA-256, else by the manifest's time")
+    func newerBackups() {
+        let created = Date(timeIntervalSince1970: 1_790_000_000)  // the manifest's time, whole seconds
+        let ms = Int64(1_790_000_000_000)
+        // Newest first, as ListBackups answers.
+        let backups = [
+            Self.backup("c", sha256: "sha-c", createdMs: ms + 7_000),
+            Self.backup("b", sha256: "sha-b", createdMs: ms + 3_000, owner: "another-device"),
+            Self.backup("a", sha256: "sha-a", createdMs: ms + 400),
+        ]
+        func newest(_ sha: String, _ among: [Rampart_Backup_V1_Backup] = backups, createdAt: Date? = created)
+            -> Rampart_Restore_V1_NewerBackup?
+        {
+            NewerBackups.newest(after: sha, createdAt: createdAt, deviceId: Self.deviceId, among: among)
+        }
+        #expect(newest("sha-a")?.fileName == "fw-1_c.tar" && newest("sha-a")?.createdUnixMs == ms + 7_000)
+        #expect(newest("sha-a")?.backupID == "c")
+        #expect(newest("sha-c") == nil, "the newest itself has nothing newer")
+        // Not held by Rampart: compared with the manifest's time; the same second is not newer.
+        #expect(newest("sha-elsewhere", [Self.backup("a", sha256: "sha-a", createdMs: ms + 400)]) == nil)
+        #expect(newest("sha-elsewhere")?.backupID == "c")
+        #expect(newest("sha-elsewhere", createdAt: nil) == nil)
+        // A cluster node: its file in the newer bundle, and the bundle's name.
+        let bundles = [
+            Self.backup(
+                "n", sha256: "bundle-n", createdMs: ms + 9_000, owner: "cluster-1", file: "cl.20260101T000009Z.tar.gz",
+                members: [("other", "cl-n2_data_x.tar", "sha-o"), (Self.deviceId, "fw-1_data_n.tar", "sha-n")]),
+            Self.backup(
+                "m", sha256: "bundle-m", createdMs: ms, owner: "cluster-1", file: "cl.20260101T000000Z.tar.gz",
+                members: [(Self.deviceId, "fw-1_data_m.tar", "sha-m")]),
+        ]
+        let found = newest("sha-m", bundles)
+        #expect(found?.fileName == "fw-1_data_n.tar" && found?.bundleFileName == "cl.20260101T000009Z.tar.gz")
+        #expect(newest("sha-n", bundles) == nil)
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Postgres
+import RampartAPI
 import RampartBus
 import RampartProto
 
@@ -8,7 +9,7 @@ import RampartProto
 /// jobs (B3, B13), backups (B6), schedules (B4).
 public struct BackupService: Sendable {
     /// The service name on the bus.
-    public static let serviceName = "backup"
+    public static let serviceName = BackupAPI.serviceName
 
     /// Method names, "rampart.backup.v1.Backup/<Name>".
     public enum Method {
@@ -17,7 +18,7 @@ public struct BackupService: Sendable {
         public static let getJob = prefix + "GetJob"
         public static let listJobs = prefix + "ListJobs"
         public static let cancelJob = prefix + "CancelJob"
-        public static let listBackups = prefix + "ListBackups"
+        public static let listBackups = BackupAPI.Method.listBackups
         public static let getBackup = prefix + "GetBackup"
         public static let pruneBackups = prefix + "PruneBackups"
         public static let createSchedule = prefix + "CreateSchedule"

@@ -82,6 +82,12 @@ enum LeaseStore {
         """
     }
 
+    /// The statement that reads the lease holding `scope` at `now`: active and not past its time (after
+    /// ``expiring(now:scope:)`` in the same round trip, simply the active one).
+    static func holding(scope: String, now: Date) -> SQL {
+        "SELECT \(unsafeRaw: columns) FROM restore.leases WHERE scope = \(scope) AND state = 'active' AND expires_at >= \(now)"
+    }
+
     /// The leases ``expiring(now:scope:)`` ended, and the statements recording each one's step and event.
     static func expired(_ rows: PostgresRows) throws -> (leases: [Rampart_Restore_V1_Lease], records: [SQL]) {
         let leases = try rows.map(lease(from:))

@@ -4,6 +4,8 @@ import RampartProto
 
 /// The checks before a restore lease (R3–R8, R12, R14), pure: every difference is named, so an
 /// operator sees at once everything that stands between the replacement and the restore.
+/// `RequestLease` grants a lease only when every check of `checks(_:active:)` passes; `CheckRestore`
+/// answers the same checks one by one, recording nothing.
 public enum RestoreChecks {
     /// What is known when a lease is asked for.
     public struct Situation: Sendable {
@@ -36,59 +38,126 @@ public enum RestoreChecks {
             self.cluster = cluster
             self.clusterDevices = clusterDevices
         }
+
+        /// What one restore at a time is counted over: the HA pair for a peer, the cluster for a node,
+        /// the device itself otherwise (one active lease per scope).
+        public var scope: String {
+            !device.haPairID.isEmpty
+                ? "ha-pair:\(device.haPairID)" : !device.clusterID.isEmpty ? "cluster:\(device.clusterID)" : "device:\(device.id)"
+        }
+    }
+
+    /// One check: its name, the rules it decides, what it found when it passed, every reason when not.
+    public struct Check: Sendable, Equatable {
+        /// A short name ("hardware").
+        public var name: String
+        /// The rules it decides ("R3").
+        public var rules: String
+        /// Passed: what was found.
+        public var detail: String
+        /// Why it failed; empty when it passed.
+        public var reasons: [String]
+
+        /// Whether it passed.
+        public var passed: Bool { reasons.isEmpty }
+
+        /// A check that found `detail` when `reasons` is empty.
+        public init(_ name: String, _ rules: String, detail: String = "", reasons: [String]) {
+            self.name = name
+            self.rules = rules
+            self.detail = detail
+            self.reasons = reasons
+        }
+
+        /// On the wire.
+        public var message: Rampart_Restore_V1_RestoreCheck {
+            var check = Rampart_Restore_V1_RestoreCheck()
+            check.name = name
+            check.rules = rules
+            check.passed = passed
+            check.detail = passed ? detail : ""
+            check.reasons = reasons
+            return check
+        }
     }
 
     /// Every reason to refuse, each naming what differs; empty when the restore may go ahead
-    /// (ordering against other restores is decided separately, under the database lock).
+    /// (ordering against other restores is decided separately, by `order(_:active:)`).
     public static func refusals(_ s: Situation) -> [String] {
-        var reasons: [String] = []
+        checks(s).flatMap(\.reasons)
+    }
+
+    /// Every check but the order, in the order RequestLease names their reasons.
+    public static func checks(_ s: Situation) -> [Check] {
         let manifest = s.manifest, facts = s.facts, device = s.device
+        var checks: [Check] = []
         // R5, R14: the backup restores only its own appliance, which must still be registered.
-        if device.id != manifest.deviceId {
-            reasons.append("the backup is of device \(manifest.deviceId), not \(device.id) (R5)")
-        }
-        // R6: a backup taken under another manager.
+        checks.append(
+            Check(
+                "own appliance", "R5, R14",
+                detail: "the backup is of \(device.name) (\(device.id)), registered in inventory",
+                reasons: device.id != manifest.deviceId
+                    ? ["the backup is of device \(manifest.deviceId), not \(device.id) (R5)"] : []))
+        // R6: a backup taken under another manager, or a device registered with another one.
+        var manager: [String] = []
         if manifest.managerId != s.managerId {
-            reasons.append(
+            manager.append(
                 "the backup was taken under manager \(quoted(manifest.managerId)), this manager is \(quoted(s.managerId)) (R6)")
         }
         if !device.managerID.isEmpty && device.managerID != s.managerId {
-            reasons.append("device \(device.name) is registered with manager \(quoted(device.managerID)), not this one (R6)")
+            manager.append("device \(device.name) is registered with manager \(quoted(device.managerID)), not this one (R6)")
         }
+        checks.append(Check("manager", "R6", detail: "backup and device are this manager's (\(s.managerId))", reasons: manager))
         // R3: same model, modules, interfaces — as the backup says and as inventory says.
+        var hardware: [String] = []
         if facts.model != manifest.model {
-            reasons.append("model: the replacement is \(facts.model), the backup's device is \(manifest.model) (R3)")
+            hardware.append("model: the replacement is \(facts.model), the backup's device is \(manifest.model) (R3)")
         } else if facts.model != device.model {
-            reasons.append("model: the replacement is \(facts.model), inventory has \(device.model) for \(device.name) (R3)")
+            hardware.append("model: the replacement is \(facts.model), inventory has \(device.model) for \(device.name) (R3)")
         }
         if Int(facts.networkModules) != manifest.networkModules {
-            reasons.append(
+            hardware.append(
                 "network modules: the replacement has \(facts.networkModules), the backup's device had \(manifest.networkModules) (R3)")
         }
         let mine = facts.interfaces.mapValues(Int.init)
         let theirs = Dictionary(manifest.interfaces.map { ($0.type, $0.count) }, uniquingKeysWith: +)
         for type in Set(mine.keys).union(theirs.keys).sorted() where mine[type, default: 0] != theirs[type, default: 0] {
-            reasons.append(
+            hardware.append(
                 "interfaces \(type): the replacement has \(mine[type, default: 0]), the backup's device had \(theirs[type, default: 0]) (R3)")
         }
+        let interfaces = mine.keys.sorted().map { "\($0)=\(mine[$0]!)" }.joined(separator: ", ")
+        checks.append(
+            Check(
+                "hardware", "R3",
+                detail: "\(facts.model), \(facts.networkModules) network module(s), interfaces \(interfaces.isEmpty ? "none" : interfaces)",
+                reasons: hardware))
         // R4: the same software version, patch included.
         let backupVersion = describe(manifest.software.version, manifest.software.patch)
         let ownVersion = describe(facts.software.version, Int(facts.software.patch))
-        if backupVersion != ownVersion {
-            reasons.append("software: the replacement runs \(ownVersion), the backup was taken on \(backupVersion) (R4)")
-        }
+        checks.append(
+            Check(
+                "software", "R4", detail: ownVersion,
+                reasons: backupVersion != ownVersion
+                    ? ["software: the replacement runs \(ownVersion), the backup was taken on \(backupVersion) (R4)"] : []))
         // R7: the file of the right role.
-        if manifest.role.rawValue != device.role.label {
-            reasons.append(
-                "role: the backup is the \(manifest.role.rawValue) file, but \(device.name) is \(device.role.label.isEmpty ? "unassigned" : device.role.label) now: pick the file of its role (R7)")
-        }
+        checks.append(
+            Check(
+                "role", "R7", detail: "the \(manifest.role.rawValue) file for the \(device.role.label) device",
+                reasons: manifest.role.rawValue != device.role.label
+                    ? [
+                        "role: the backup is the \(manifest.role.rawValue) file, but \(device.name) is \(device.role.label.isEmpty ? "unassigned" : device.role.label) now: pick the file of its role (R7)"
+                    ] : []))
         // R12: the faulty device must be disconnected (its management IP would conflict).
-        if device.connected {
-            reasons.append(
-                "device \(device.name) is still connected: disconnect the faulty device first, its management IP \(device.managementIp) would conflict (R12)")
-        }
+        checks.append(
+            Check(
+                "original disconnected", "R12", detail: "\(device.name) is disconnected",
+                reasons: device.connected
+                    ? [
+                        "device \(device.name) is still connected: disconnect the faulty device first, its management IP \(device.managementIp) would conflict (R12)"
+                    ] : []))
         // R7: the HA pair must not be suspended or broken.
         if !device.haPairID.isEmpty {
+            var reasons: [String] = []
             if let pair = s.pair {
                 if pair.syncState == .suspended {
                     reasons.append("HA pair \(pair.name) is suspended: do not suspend or break HA to restore a peer (R7)")
@@ -99,9 +168,11 @@ public enum RestoreChecks {
             } else {
                 reasons.append("the HA pair of \(device.name) is gone: the pair is broken (R7, R12)")
             }
+            checks.append(Check("HA pair", "R7", detail: "\(s.pair?.name ?? "") holds it and is not suspended", reasons: reasons))
         }
         // R8: the cluster must be intact.
         if !device.clusterID.isEmpty {
+            var reasons: [String] = []
             if let cluster = s.cluster {
                 let controls = cluster.nodes.filter { $0.role == .clusterControl }
                 if controls.count != 1 {
@@ -113,8 +184,39 @@ public enum RestoreChecks {
             } else {
                 reasons.append("the cluster of \(device.name) is gone: it is not intact (R8, R12)")
             }
+            checks.append(
+                Check("cluster", "R8", detail: "\(s.cluster?.name ?? "") holds it with one control node", reasons: reasons))
         }
-        return reasons
+        return checks
+    }
+
+    /// The order of restores (R7, R8; one at a time per device): the scope's `active` lease (the one
+    /// that holds it now, if any) and, for a data node, its control node.
+    public static func order(_ s: Situation, active: Rampart_Restore_V1_Lease?) -> Check {
+        var reasons: [String] = []
+        if let active { reasons.append(busyReason(active, for: s.device)) }
+        if let wait = controlNodeWait(s) { reasons.append(wait) }
+        let rules = !s.device.haPairID.isEmpty ? "R7" : !s.device.clusterID.isEmpty ? "R8" : "R1"
+        let detail =
+            !s.device.haPairID.isEmpty
+            ? "no restore of its HA pair is under way"
+            : !s.device.clusterID.isEmpty
+                ? "no restore in its cluster is under way" + (s.device.role == .clusterData ? "; its control node is connected" : "")
+                : "no other restore of \(s.device.name) is under way"
+        return Check("order", rules, detail: detail, reasons: reasons)
+    }
+
+    /// Why the scope is taken by `active`, for `device`.
+    public static func busyReason(_ active: Rampart_Restore_V1_Lease, for device: Rampart_Inventory_V1_Device) -> String {
+        if active.deviceID == device.id {
+            return "\(device.name) is already being restored (lease \(active.id), step \(active.step))"
+        }
+        if !device.haPairID.isEmpty {
+            return
+                "its HA peer \(active.deviceName) is being restored (step \(active.step)): the second peer starts only after the first has finished, reboot included (R7)"
+        }
+        return
+            "node \(active.deviceName) of its cluster is being restored (step \(active.step)): one node at a time, each reboot included (R8)"
     }
 
     /// R8: a data node waits while its cluster's control node is not connected (being replaced, or

@@ -59,6 +59,8 @@ public struct RestoreCoordinatorService: Sendable {
     /// against its key's name); forced releases, checklists and deploys are operator work; all audited.
     public static let policy = AccessPolicy([
         RestoreAPI.Method.requestLease: .deviceOwn,
+        // Records nothing, so it is not audited (a refusal by this policy or for another device still is).
+        RestoreAPI.Method.checkRestore: .deviceOwn.notAudited,
         RestoreAPI.Method.reportStep: .deviceOwn,
         RestoreAPI.Method.reportRejoined: .deviceOwn,
         RestoreAPI.Method.reportFailed: .deviceOwn,
@@ -76,6 +78,9 @@ public struct RestoreCoordinatorService: Sendable {
         var router = ServiceRouter(serviceName: RestoreAPI.serviceName, policy: Self.policy)
         router.register(RestoreAPI.Method.requestLease) { (request: Rampart_Restore_V1_RequestLeaseRequest, context) in
             try await requestLease(request, context)
+        }
+        router.register(RestoreAPI.Method.checkRestore) { (request: Rampart_Restore_V1_RequestLeaseRequest, context) in
+            try await checkRestore(request, context)
         }
         router.register(RestoreAPI.Method.reportStep) { (request: Rampart_Restore_V1_ReportStepRequest, context) in
             try await reportStep(request, context)
@@ -116,11 +121,30 @@ public struct RestoreCoordinatorService: Sendable {
         return router
     }
 
-    // MARK: RequestLease
+    // MARK: RequestLease and CheckRestore
 
-    func requestLease(
+    /// What RequestLease and CheckRestore both establish before the order of restores, from the same
+    /// code: the request is well formed, the backup's device is registered, the caller may act for it,
+    /// every check but the order (`RestoreChecks.checks`), and whether a newer backup exists.
+    struct Assessment: Sendable {
+        /// The backup's manifest.
+        var manifest: BackupManifest
+        /// Inventory's view; nil when the backup's device is not registered (R5, R14).
+        var situation: RestoreChecks.Situation?
+        /// Every check but the order (empty when the device is not registered).
+        var checks: [RestoreChecks.Check]
+        /// A newer backup of the device (a warning).
+        var newer: NewerBackups.Lookup
+
+        /// The refusal of a backup whose device inventory does not know.
+        var unregistered: String {
+            "the backup's device \(manifest.deviceName) (\(manifest.deviceId)) is not registered: a backup restores only the appliance it was taken from (R5), and a device is never unregistered to restore it (R14)"
+        }
+    }
+
+    func assess(
         _ request: Rampart_Restore_V1_RequestLeaseRequest, _ context: RequestContext
-    ) async throws -> Rampart_Restore_V1_LeaseResponse {
+    ) async throws -> Assessment {
         guard !request.archiveFileName.hasSuffix(".tar.gz") else {
             throw RPCError.failedPrecondition(
                 "\(request.archiveFileName) is a cluster bundle: extract the node's file with `rampart backups extract BUNDLE --node NAME` and restore that (R8)")
@@ -138,41 +162,47 @@ public struct RestoreCoordinatorService: Sendable {
         } catch {
             throw RPCError.invalidArgument("manifest_json is not a backup manifest: \(error)")
         }
-        let situation = try await situation(manifest: manifest, facts: request.facts)
+        // Asked while inventory is: the backup service answers on its own.
+        async let newer = newerBackup(of: manifest, archiveSHA256: request.archiveSha256)
+        guard let situation = try await situation(manifest: manifest, facts: request.facts) else {
+            return Assessment(manifest: manifest, situation: nil, checks: [], newer: .none)
+        }
         // A device key restores only the device it is named for (the replacement gets the original's key).
         try context.requireOwnDevice(situation.device.name)
         context.audit.subject = situation.device.id
         context.audit.note("archive", request.archiveFileName)
         context.audit.note("replacement_serial", request.facts.serial)
-        var reasons = RestoreChecks.refusals(situation)
-        if reasons.isEmpty, let wait = RestoreChecks.controlNodeWait(situation) { reasons.append(wait) }
+        return Assessment(
+            manifest: manifest, situation: situation, checks: RestoreChecks.checks(situation), newer: await newer)
+    }
+
+    func requestLease(
+        _ request: Rampart_Restore_V1_RequestLeaseRequest, _ context: RequestContext
+    ) async throws -> Rampart_Restore_V1_LeaseResponse {
+        let assessment = try await assess(request, context)
+        guard let situation = assessment.situation else {
+            throw RPCError.failedPrecondition(assessment.unregistered)
+        }
         let device = situation.device
-        let scope = !device.haPairID.isEmpty ? "ha-pair:\(device.haPairID)" : !device.clusterID.isEmpty
-            ? "cluster:\(device.clusterID)" : "device:\(device.id)"
+        let scope = situation.scope
         let now = Date()
         let ttl = TimeInterval(configuration.leaseTTL.components.seconds)
             + TimeInterval(configuration.leaseTTL.components.attoseconds) / 1e18
         let caller = context.caller
-        let refusedEarly = reasons
         let outcome = try await pool.serve { connection -> Result<Rampart_Restore_V1_Lease, RPCError> in
-            var reasons = refusedEarly
+            // One decision per scope at a time (the unique index is the backstop). The lock, the expiry
+            // of a lease whose device went silent and the scope's active lease go in one round trip:
+            // the server runs them in order, so the two reads start after the lock is granted and see
+            // every decision committed before it.
+            let read = try connection.pipeline([
+                "SELECT pg_advisory_xact_lock(hashtext(\("restore:" + scope)))",
+                LeaseStore.expiring(now: now, scope: scope),
+                LeaseStore.holding(scope: scope, now: now),
+            ])
             // Statements that only write, sent together in one round trip once the decision is made.
-            var writes: [SQL] = []
-            if reasons.isEmpty {
-                // One decision per scope at a time (the unique index is the backstop). The lock, the expiry
-                // of a lease whose device went silent and the scope's active lease go in one round trip:
-                // the server runs them in order, so the two reads start after the lock is granted and see
-                // every decision committed before it.
-                let read = try connection.pipeline([
-                    "SELECT pg_advisory_xact_lock(hashtext(\("restore:" + scope)))",
-                    LeaseStore.expiring(now: now, scope: scope),
-                    "SELECT \(unsafeRaw: LeaseStore.columns) FROM restore.leases WHERE scope = \(scope) AND state = 'active'",
-                ])
-                writes += try LeaseStore.expired(read[1]).records
-                if let active = try read[2].first.map(LeaseStore.lease(from:)) {
-                    reasons.append(Self.busyReason(active, for: device))
-                }
-            }
+            var writes = try LeaseStore.expired(read[1]).records
+            let active = try read[2].first.map(LeaseStore.lease(from:))
+            let reasons = (assessment.checks + [RestoreChecks.order(situation, active: active)]).flatMap(\.reasons)
             guard reasons.isEmpty else {
                 writes.append(
                     """
@@ -228,20 +258,59 @@ public struct RestoreCoordinatorService: Sendable {
                 metadata: ["device": "\(device.name)", "lease": "\(lease.id)", "token": "\(lease.fencingToken)"])
             var response = Rampart_Restore_V1_LeaseResponse()
             response.lease = lease
+            if let newer = assessment.newer.backup { response.newerBackup = newer }
             return response
         }
     }
 
-    static func busyReason(_ active: Rampart_Restore_V1_Lease, for device: Rampart_Inventory_V1_Device) -> String {
-        if active.deviceID == device.id {
-            return "\(device.name) is already being restored (lease \(active.id), step \(active.step))"
+    /// RequestLease's decision, check by check, recording nothing: no lock, no lease, no request row, no
+    /// event (a lease past its time counts as ended, as RequestLease would first expire it).
+    func checkRestore(
+        _ request: Rampart_Restore_V1_RequestLeaseRequest, _ context: RequestContext
+    ) async throws -> Rampart_Restore_V1_CheckRestoreResponse {
+        let assessment = try await assess(request, context)
+        var response = Rampart_Restore_V1_CheckRestoreResponse()
+        guard let situation = assessment.situation else {
+            response.checks = [RestoreChecks.Check("own appliance", "R5, R14", reasons: [assessment.unregistered]).message]
+            return response
         }
-        if !device.haPairID.isEmpty {
-            return
-                "its HA peer \(active.deviceName) is being restored (step \(active.step)): the second peer starts only after the first has finished, reboot included (R7)"
+        let now = Date()
+        let active = try await pool.serve { connection in
+            try connection.query(LeaseStore.holding(scope: situation.scope, now: now)).first.map(LeaseStore.lease(from:))
         }
-        return
-            "node \(active.deviceName) of its cluster is being restored (step \(active.step)): one node at a time, each reboot included (R8)"
+        let checks = assessment.checks + [RestoreChecks.order(situation, active: active)]
+        response.checks = checks.map(\.message)
+        response.passed = checks.allSatisfy(\.passed)
+        response.deviceID = situation.device.id
+        response.deviceName = situation.device.name
+        switch assessment.newer {
+        case .none: break
+        case .newer(let backup): response.newerBackup = backup
+        case .unknown(let why): response.backupsNotChecked = why
+        }
+        return response
+    }
+
+    /// The newest backup of the manifest's device taken after the one being restored (asked of the
+    /// backup service; when it does not answer, the restore goes on without the warning).
+    func newerBackup(of manifest: BackupManifest, archiveSHA256: String) async -> NewerBackups.Lookup {
+        var request = Rampart_Backup_V1_ListBackupsRequest()
+        request.owner = manifest.deviceId
+        request.limit = 100
+        do {
+            let response = try await client.call(
+                service: BackupAPI.serviceName, method: BackupAPI.Method.listBackups, request,
+                as: Rampart_Backup_V1_ListBackupsResponse.self, timeout: configuration.callTimeout, idempotent: true)
+            return NewerBackups.newest(
+                after: archiveSHA256, createdAt: manifest.createdDate, deviceId: manifest.deviceId,
+                among: response.backups
+            ).map(NewerBackups.Lookup.newer) ?? .none
+        } catch {
+            logger.notice(
+                "newer backups not looked for: the backup service did not answer",
+                metadata: ["device": "\(manifest.deviceId)", "error": "\(error)"])
+            return .unknown("the backup service did not answer (\(error))")
+        }
     }
 
     /// This manager's id (R6): the configured one, or the installation's, asked of inventory once.
@@ -254,8 +323,8 @@ public struct RestoreCoordinatorService: Sendable {
         return manager.managerID
     }
 
-    /// Inventory's view of the backup's device, its pair or cluster; refuses when the device is gone.
-    func situation(manifest: BackupManifest, facts: Rampart_Restore_V1_DeviceFacts) async throws -> RestoreChecks.Situation {
+    /// Inventory's view of the backup's device, its pair or cluster; nil when the device is not registered.
+    func situation(manifest: BackupManifest, facts: Rampart_Restore_V1_DeviceFacts) async throws -> RestoreChecks.Situation? {
         let managerId = try await managerId()
         func situation(
             _ device: Rampart_Inventory_V1_Device, pair: Rampart_Inventory_V1_HaPair? = nil,
@@ -286,10 +355,7 @@ public struct RestoreCoordinatorService: Sendable {
             let device = try await unlessNotFound({
                 try await inventory(InventoryService.Method.getDevice, lookup, as: Rampart_Inventory_V1_DeviceResponse.self)
             })?.device
-        else {
-            throw RPCError.failedPrecondition(
-                "the backup's device \(manifest.deviceName) (\(manifest.deviceId)) is not registered: a backup restores only the appliance it was taken from (R5), and a device is never unregistered to restore it (R14)")
-        }
+        else { return nil }
         let pairResponse = try await device.haPairID.isEmpty ? nil : haPair(device.haPairID)
         let clusterResponse = try await device.clusterID.isEmpty ? nil : cluster(device.clusterID)
         return situation(device, pair: pairResponse?.pair, cluster: clusterResponse)

@@ -16,6 +16,8 @@
 /// the backup's manifest and its own facts, applies the configuration, reports each step under the
 /// lease's fencing token, "reboots", reconnects as the restored device and reports that it rejoined,
 /// which ends the lease. A lease whose device goes silent expires; the next restore may then start.
+/// CheckRestore makes RequestLease's checks without granting or recording anything (the device CLI's
+/// `restore remote-manager-backup check ...`).
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -271,6 +273,29 @@ public nonisolated struct Rampart_Restore_V1_Lease: @unchecked Sendable {
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
+/// A backup of the device taken after the one being restored: a warning, never a refusal (the
+/// operator may mean to restore the older one).
+public nonisolated struct Rampart_Restore_V1_NewerBackup: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The backup record (`rampart backups show`); for a cluster node, the bundle's.
+  public var backupID: String = String()
+
+  /// The file a device restores: the device's own .tar (for a cluster node, its file in the bundle).
+  public var fileName: String = String()
+
+  public var createdUnixMs: Int64 = 0
+
+  /// For a cluster node: the bundle that holds the file ("" otherwise).
+  public var bundleFileName: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Rampart_Restore_V1_LeaseResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -285,11 +310,86 @@ public nonisolated struct Rampart_Restore_V1_LeaseResponse: Sendable {
   /// Clears the value of `lease`. Subsequent reads from it will return its default value.
   public mutating func clearLease() {self._lease = nil}
 
+  /// RequestLease only: set when a newer backup of the device exists than the one being restored.
+  public var newerBackup: Rampart_Restore_V1_NewerBackup {
+    get {_newerBackup ?? Rampart_Restore_V1_NewerBackup()}
+    set {_newerBackup = newValue}
+  }
+  /// Returns true if `newerBackup` has been explicitly set.
+  public var hasNewerBackup: Bool {self._newerBackup != nil}
+  /// Clears the value of `newerBackup`. Subsequent reads from it will return its default value.
+  public mutating func clearNewerBackup() {self._newerBackup = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _lease: Rampart_Restore_V1_Lease? = nil
+  fileprivate var _newerBackup: Rampart_Restore_V1_NewerBackup? = nil
+}
+
+/// One of the checks RequestLease makes, as CheckRestore reports it.
+public nonisolated struct Rampart_Restore_V1_RestoreCheck: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// "own appliance", "manager", "hardware", "software", "role", "original disconnected",
+  /// "HA pair", "cluster", "order".
+  public var name: String = String()
+
+  /// The rules it decides, e.g. "R5, R14".
+  public var rules: String = String()
+
+  public var passed: Bool = false
+
+  /// Passed: what was found; failed: empty.
+  public var detail: String = String()
+
+  /// Failed: every reason, each as RequestLease's refusal would name it.
+  public var reasons: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// CheckRestore takes a RequestLeaseRequest and answers whether RequestLease would grant a lease now,
+/// check by check, from the same decision code, recording nothing: no lease, no request row, no event.
+public nonisolated struct Rampart_Restore_V1_CheckRestoreResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Every check, in the order RequestLease makes them.
+  public var checks: [Rampart_Restore_V1_RestoreCheck] = []
+
+  /// Every check passed: RequestLease would grant a lease now.
+  public var passed: Bool = false
+
+  /// The backup's device as inventory has it ("" when it is not registered).
+  public var deviceID: String = String()
+
+  public var deviceName: String = String()
+
+  /// A newer backup of the device than the one checked (a warning).
+  public var newerBackup: Rampart_Restore_V1_NewerBackup {
+    get {_newerBackup ?? Rampart_Restore_V1_NewerBackup()}
+    set {_newerBackup = newValue}
+  }
+  /// Returns true if `newerBackup` has been explicitly set.
+  public var hasNewerBackup: Bool {self._newerBackup != nil}
+  /// Clears the value of `newerBackup`. Subsequent reads from it will return its default value.
+  public mutating func clearNewerBackup() {self._newerBackup = nil}
+
+  /// Why newer backups could not be looked for ("" when they were: the backup service did not answer).
+  public var backupsNotChecked: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _newerBackup: Rampart_Restore_V1_NewerBackup? = nil
 }
 
 /// Renews the lease and records a step. A wrong or outdated token → FAILED_PRECONDITION
@@ -876,9 +976,54 @@ nonisolated extension Rampart_Restore_V1_Lease: SwiftProtobuf.Message, SwiftProt
   }
 }
 
+nonisolated extension Rampart_Restore_V1_NewerBackup: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NewerBackup"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}backup_id\0\u{3}file_name\0\u{3}created_unix_ms\0\u{3}bundle_file_name\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.backupID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.fileName) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.createdUnixMs) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.bundleFileName) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.backupID.isEmpty {
+      try visitor.visitSingularStringField(value: self.backupID, fieldNumber: 1)
+    }
+    if !self.fileName.isEmpty {
+      try visitor.visitSingularStringField(value: self.fileName, fieldNumber: 2)
+    }
+    if self.createdUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.createdUnixMs, fieldNumber: 3)
+    }
+    if !self.bundleFileName.isEmpty {
+      try visitor.visitSingularStringField(value: self.bundleFileName, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Restore_V1_NewerBackup, rhs: Rampart_Restore_V1_NewerBackup) -> Bool {
+    if lhs.backupID != rhs.backupID {return false}
+    if lhs.fileName != rhs.fileName {return false}
+    if lhs.createdUnixMs != rhs.createdUnixMs {return false}
+    if lhs.bundleFileName != rhs.bundleFileName {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Rampart_Restore_V1_LeaseResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".LeaseResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}lease\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}lease\0\u{3}newer_backup\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -887,6 +1032,7 @@ nonisolated extension Rampart_Restore_V1_LeaseResponse: SwiftProtobuf.Message, S
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularMessageField(value: &self._lease) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._newerBackup) }()
       default: break
       }
     }
@@ -900,11 +1046,124 @@ nonisolated extension Rampart_Restore_V1_LeaseResponse: SwiftProtobuf.Message, S
     try { if let v = self._lease {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
     } }()
+    try { if let v = self._newerBackup {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Rampart_Restore_V1_LeaseResponse, rhs: Rampart_Restore_V1_LeaseResponse) -> Bool {
     if lhs._lease != rhs._lease {return false}
+    if lhs._newerBackup != rhs._newerBackup {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Restore_V1_RestoreCheck: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RestoreCheck"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}rules\0\u{1}passed\0\u{1}detail\0\u{1}reasons\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.rules) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.passed) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.detail) }()
+      case 5: try { try decoder.decodeRepeatedStringField(value: &self.reasons) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.rules.isEmpty {
+      try visitor.visitSingularStringField(value: self.rules, fieldNumber: 2)
+    }
+    if self.passed != false {
+      try visitor.visitSingularBoolField(value: self.passed, fieldNumber: 3)
+    }
+    if !self.detail.isEmpty {
+      try visitor.visitSingularStringField(value: self.detail, fieldNumber: 4)
+    }
+    if !self.reasons.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.reasons, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Restore_V1_RestoreCheck, rhs: Rampart_Restore_V1_RestoreCheck) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.rules != rhs.rules {return false}
+    if lhs.passed != rhs.passed {return false}
+    if lhs.detail != rhs.detail {return false}
+    if lhs.reasons != rhs.reasons {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Restore_V1_CheckRestoreResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CheckRestoreResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}checks\0\u{1}passed\0\u{3}device_id\0\u{3}device_name\0\u{3}newer_backup\0\u{3}backups_not_checked\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.checks) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.passed) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.deviceID) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.deviceName) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._newerBackup) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.backupsNotChecked) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.checks.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.checks, fieldNumber: 1)
+    }
+    if self.passed != false {
+      try visitor.visitSingularBoolField(value: self.passed, fieldNumber: 2)
+    }
+    if !self.deviceID.isEmpty {
+      try visitor.visitSingularStringField(value: self.deviceID, fieldNumber: 3)
+    }
+    if !self.deviceName.isEmpty {
+      try visitor.visitSingularStringField(value: self.deviceName, fieldNumber: 4)
+    }
+    try { if let v = self._newerBackup {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    if !self.backupsNotChecked.isEmpty {
+      try visitor.visitSingularStringField(value: self.backupsNotChecked, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Restore_V1_CheckRestoreResponse, rhs: Rampart_Restore_V1_CheckRestoreResponse) -> Bool {
+    if lhs.checks != rhs.checks {return false}
+    if lhs.passed != rhs.passed {return false}
+    if lhs.deviceID != rhs.deviceID {return false}
+    if lhs.deviceName != rhs.deviceName {return false}
+    if lhs._newerBackup != rhs._newerBackup {return false}
+    if lhs.backupsNotChecked != rhs.backupsNotChecked {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
