@@ -47,10 +47,16 @@ struct RestoreCLIProcessTests {
         try await cli.waitForOutput("patch: this device runs 7.4.1 patch 2, the backup was taken on 7.4.1 patch 3 (R4)")
         cli.send("restore remote-manager-backup backup \(Self.fileName)")
         try await cli.waitForOutput("error: the restore coordinator cannot be reached", timeout: .seconds(15))
+        // check: the device's own checks, then the coordinator's (unreachable here); the prompt comes back.
+        cli.send("restore remote-manager-backup check backup patched_20250131T120000Z.tar")
+        try await cli.waitForOutput("check: failed: 2 of 5 checks failed", timeout: .seconds(15))
+        #expect(cli.stdout.contains("check: ok     archive: patched_20250131T120000Z.tar"))
+        #expect(cli.stdout.contains("check: failed this device (R3, R4): patch: this device runs 7.4.1 patch 2"))
+        #expect(cli.stdout.contains("check: failed coordinator: the restore coordinator cannot be reached"))
         cli.send("exit")
         try await cli.waitForOutput("user alice logged out")
         #expect(try await cli.waitForExit() == 0, "\(cli.stderr)")
-        #expect(cli.stdout.components(separatedBy: "> ").count - 1 == 7)
+        #expect(cli.stdout.components(separatedBy: "> ").count - 1 == 8)
         #expect(snapshot(replacement.path) == before)
     }
 
@@ -204,13 +210,15 @@ struct RestoreCLIProcessTests {
         var router = ServiceRouter(
             serviceName: RestoreAPI.serviceName,
             policy: AccessPolicy([
-                RestoreAPI.Method.requestLease: .deviceOwn, RestoreAPI.Method.reportStep: .deviceOwn,
+                RestoreAPI.Method.requestLease: .deviceOwn, RestoreAPI.Method.checkRestore: .deviceOwn,
+                RestoreAPI.Method.reportStep: .deviceOwn,
                 RestoreAPI.Method.reportRejoined: .deviceOwn, RestoreAPI.Method.reportFailed: .deviceOwn,
             ]))
         router.register(RestoreAPI.Method.requestLease) { (request: Rampart_Restore_V1_RequestLeaseRequest, _) in
-            var response = Rampart_Restore_V1_LeaseResponse()
-            response.lease = try await fake.requestLease(request)
-            return response
+            try await fake.requestLease(request)
+        }
+        router.register(RestoreAPI.Method.checkRestore) { (request: Rampart_Restore_V1_RequestLeaseRequest, _) in
+            try await fake.checkRestore(request)
         }
         router.register(RestoreAPI.Method.reportStep) { (request: Rampart_Restore_V1_ReportStepRequest, _) in
             var response = Rampart_Restore_V1_LeaseResponse()

@@ -69,6 +69,24 @@ struct RestoreCommandTests {
         #expect(try DeviceCommandParser.parse(" \t ") == .empty)
     }
 
+    @Test("R2: restore remote-manager-backup check SOURCE: the same three sources, checked only")
+    func checkCommands() throws {
+        #expect(
+            try DeviceCommandParser.parse("restore remote-manager-backup check backup fw_20250131T120000Z.tar")
+                == .check(.local(fileName: "fw_20250131T120000Z.tar")))
+        #expect(
+            try DeviceCommandParser.parse("Restore REMOTE-MANAGER-BACKUP Check location [::1]:2200 root /tmp backup a.tar")
+                == .check(.location(.init(host: "[::1]", port: 2200, user: "root", path: "/tmp", fileName: "a.tar"))))
+        let url = "https://storage.example:7480/v1/backups/0c9e/fw_20250131T120000Z.tar?expires=1&sig=xyz"
+        #expect(
+            try DeviceCommandParser.parse("restore remote-manager-backup check url \(url)")
+                == .check(.url(try #require(URL(string: url)))))
+        // Values are checked as for a restore.
+        #expect(throws: RestoreError.self) {
+            try DeviceCommandParser.parse("restore remote-manager-backup check backup ../../etc/passwd")
+        }
+    }
+
     /// Lines that must be refused, and a word the message must hold.
     static let badLines: [(String, String)] = [
         ("reboot", "unknown command"),
@@ -97,6 +115,10 @@ struct RestoreCommandTests {
         ("restore remote-manager-backup url file:///etc/passwd", "http"),
         ("restore remote-manager-backup url https://host/", "file name"),
         ("restore remote-manager-backup url", "one URL"),
+        ("restore remote-manager-backup check", "check' needs 'location', 'url' or 'backup'"),
+        ("restore remote-manager-backup check check backup a.tar", "unknown source 'check'"),
+        ("restore remote-manager-backup check ftp host", "unknown source"),
+        ("restore remote-manager-backup backup a.tar check", "one TAR-FILE"),
         ("help me", "no arguments"),
         ("exit now", "no arguments"),
         ("restore remote-manager-backup backup a\u{7}.tar", "control characters"),

@@ -260,6 +260,40 @@ struct RestoreFetchTests {
             })
     }
 
+    @Test("L2, R2: check location ... and check url URL fetch the backup, check it and remove the download; nothing else is written")
+    func checkRemoteSources() async throws {
+        let server = try await LoopbackSSHServer()
+        defer { server.stop() }
+        let (archive, original) = try await makeBackup()
+        defer { try? FileManager.default.removeItem(atPath: original) }
+        try archive.write(to: URL(fileURLWithPath: server.folder + "/" + Self.fileName))
+        let http = try LoopbackHTTPServer(body: archive)
+        defer { http.stop() }
+        let replacement = try makeReplacement()
+        defer { try? FileManager.default.removeItem(atPath: replacement.path) }
+        let before = snapshot(replacement.path)
+        var configuration = RestoreSession.Configuration()
+        configuration.fetch.sshIdentity = server.clientKey
+        configuration.fetch.sshKnownHosts = server.knownHosts
+        let coordinator = FakeCoordinator()
+        let console = CapturingConsole()
+        let session = RestoreSession(
+            directory: replacement.path, configuration: configuration, coordinator: coordinator, console: console,
+            logger: quietLogger)
+        let location = BackupSource.location(
+            .init(host: "127.0.0.1", port: server.port, user: server.user, path: server.folder, fileName: Self.fileName))
+        let url = try #require(
+            URL(string: "http://127.0.0.1:\(http.port)/ok/v1/backups/0c9e/\(Self.fileName)?expires=1&kid=a&nonce=b&sig=c"))
+        for source in [location, .url(url)] {
+            let report = await session.check(source)
+            #expect(report.passed, "\(source): \(console.text)")
+            #expect(snapshot(replacement.path) == before, "the download is removed, nothing else written")
+        }
+        #expect(console.text.contains("check: ok     fetch: downloaded \(Self.fileName) (removed after the check)"))
+        #expect(coordinator.methods == ["CheckRestore", "CheckRestore"])
+        #expect(coordinator.requests.allSatisfy { $0.archiveSha256 == sha256Hex(archive) })
+    }
+
     @Test("L2, R2: url URL downloads a signed link with curl and checks the HTTP status")
     func urlFetch() async throws {
         let (archive, original) = try await makeBackup()

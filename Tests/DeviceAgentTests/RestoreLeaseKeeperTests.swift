@@ -9,7 +9,7 @@ import Testing
 struct RestoreLeaseKeeperTests {
     /// A keeper of a lease granted by `coordinator` at the manual clock's time, living `ttlMs` on that clock.
     static func keeper(_ coordinator: FakeCoordinator, clock: ManualClock) async throws -> LeaseKeeper {
-        let lease = try await coordinator.requestLease(Rampart_Restore_V1_RequestLeaseRequest())
+        let lease = try await coordinator.requestLease(Rampart_Restore_V1_RequestLeaseRequest()).lease
         return LeaseKeeper(lease: lease, coordinator: coordinator, logger: quietLogger, now: { clock.now })
     }
 

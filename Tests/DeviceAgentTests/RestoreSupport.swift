@@ -98,6 +98,7 @@ final class FakeCoordinator: RestoreCoordinating {
         var requests: [Rampart_Restore_V1_RequestLeaseRequest] = []
         var lease = Rampart_Restore_V1_Lease()
         var refusal: RPCError?
+        var newerBackup: Rampart_Restore_V1_NewerBackup?
         var staleAtStep: String?
         var stepFailures: [RPCError] = []
     }
@@ -120,6 +121,9 @@ final class FakeCoordinator: RestoreCoordinating {
         }
     }
 
+    /// Says that `backup` is newer than the one asked for (RequestLease and CheckRestore).
+    func announceNewer(_ backup: Rampart_Restore_V1_NewerBackup?) { state.withLock { $0.newerBackup = backup } }
+
     /// The next ReportStep calls fail with these, in order.
     func failNextSteps(_ errors: [RPCError]) { state.withLock { $0.stepFailures = errors } }
 
@@ -129,7 +133,9 @@ final class FakeCoordinator: RestoreCoordinating {
     var steps: [String] { calls.filter { $0.method == "ReportStep" }.map(\.step) }
     var methods: [String] { calls.map(\.method) }
 
-    func requestLease(_ request: Rampart_Restore_V1_RequestLeaseRequest) async throws -> Rampart_Restore_V1_Lease {
+    func requestLease(_ request: Rampart_Restore_V1_RequestLeaseRequest) async throws
+        -> Rampart_Restore_V1_LeaseResponse
+    {
         try state.withLock { state in
             state.calls.append(Call(method: "RequestLease"))
             state.requests.append(request)
@@ -144,7 +150,38 @@ final class FakeCoordinator: RestoreCoordinating {
             lease.cliUser = request.cliUser
             lease.expiresUnixMs = now() + ttlMs
             state.lease = lease
-            return lease
+            var response = Rampart_Restore_V1_LeaseResponse()
+            response.lease = lease
+            if let newer = state.newerBackup { response.newerBackup = newer }
+            return response
+        }
+    }
+
+    /// Like the real coordinator: every check passed, or its refusal (FAILED_PRECONDITION) as a failed
+    /// check; other refusals are thrown.
+    func checkRestore(_ request: Rampart_Restore_V1_RequestLeaseRequest) async throws
+        -> Rampart_Restore_V1_CheckRestoreResponse
+    {
+        try state.withLock { state in
+            state.calls.append(Call(method: "CheckRestore"))
+            state.requests.append(request)
+            var response = Rampart_Restore_V1_CheckRestoreResponse()
+            var check = Rampart_Restore_V1_RestoreCheck()
+            check.name = "order"
+            check.rules = "R1"
+            if let refusal = state.refusal {
+                guard refusal.code == .failedPrecondition else { throw refusal }
+                check.reasons = [refusal.message]
+            } else {
+                check.passed = true
+                check.detail = "no other restore of fw-edge-01 is under way"
+            }
+            response.checks = [check]
+            response.passed = check.passed
+            response.deviceID = originalDeviceId
+            response.deviceName = "fw-edge-01"
+            if let newer = state.newerBackup { response.newerBackup = newer }
+            return response
         }
     }
 

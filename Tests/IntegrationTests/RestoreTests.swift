@@ -9,6 +9,10 @@ import RampartProto
 import RampartTesting
 import Testing
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Whole restores over real processes: replacement devices run `device-agent cli`, fetch their
 /// backup (local folder, or a signed download URL served by storage), ask the real
 /// restore-coordinator for a lease, apply, reboot and rejoin (R1–R14).
@@ -230,6 +234,98 @@ struct RestoreTests {
             #expect(leases.map(\.deviceName) == ["hk-b", "hk-a"])
             #expect(leases.map(\.state) == [.rejoined, .expired])
             second.send("exit")
+        }
+    }
+
+    /// Every entry below `root`: files with their contents, folders and anything else as markers.
+    static func snapshot(_ root: String) -> [String: Data] {
+        var entries: [String: Data] = [:]
+        let enumerator = FileManager.default.enumerator(atPath: root)
+        while let relative = enumerator?.nextObject() as? String {
+            var info = stat()
+            guard lstat(root + "/" + relative, &info) == 0 else { continue }
+            switch info.st_mode & S_IFMT {
+            case S_IFREG: entries[relative] = FileManager.default.contents(atPath: root + "/" + relative) ?? Data()
+            case S_IFDIR: entries[relative + "/"] = Data("<dir \(info.st_mode & 0o7777)>".utf8)
+            default: entries[relative] = Data("<other \(info.st_mode)>".utf8)
+            }
+        }
+        return entries
+    }
+
+    /// The leases of `device`, newest first.
+    static func history(_ system: BackupSystem, _ device: String) async throws -> [Rampart_Restore_V1_Lease] {
+        let shown = try await system.system.rampart("restore", "history", "--device", device, "--output", "json")
+        return try Rampart_Restore_V1_ListLeasesResponse(jsonString: shown.stdout).leases
+    }
+
+    @Test(
+        "R2, R4, R12, Archives: check through device-agent cli runs the device's and the real coordinator's checks and changes nothing; a newer backup is warned about by check and by the restore, which goes ahead"
+    )
+    func checkThenRestore() async throws {
+        var spec = FleetSpec()
+        spec.device("ck-a")
+        try await withBackupSystem(spec) { system in
+            let (firstJob, firstCode) = try await system.backUp("ck-a")
+            #expect(firstCode == 0, "\(firstJob)")
+            let older = try #require(try await system.backups(job: firstJob.id).first)
+            let (secondJob, secondCode) = try await system.backUp("ck-a")
+            #expect(secondCode == 0, "\(secondJob)")
+            let newer = try #require(try await system.backups(job: secondJob.id).first)
+            #expect(newer.createdUnixMs > older.createdUnixMs)
+            let dir = try await Self.replacement(system, name: "rma-ck", serial: "RMACK0001", model: "FPR-3120")
+            let olderArchive = try await system.download(older)
+            try olderArchive.write(to: URL(fileURLWithPath: dir + "/backups/ck-a-older.tar"))
+            try await system.download(newer).write(to: URL(fileURLWithPath: dir + "/backups/ck-a-newer.tar"))
+            // A hostile copy: a member that would land outside the configuration folder.
+            let members = try TarReader(data: olderArchive).members()
+            try TarWriter.archive(members + [.file("../../outside/evil", Data("pwned\n".utf8))]).write(
+                to: URL(fileURLWithPath: dir + "/backups/ck-a-hostile.tar"))
+            let before = Self.snapshot(dir)
+
+            // The original still runs: the coordinator's R12 check fails, nothing else.
+            try system.system.start("restore-coordinator", ["--lease-seconds", "20"])
+            try await system.system.waitUntilServing(RestoreAPI.serviceName)
+            let cli = try Self.cli(system, dir, replacing: "ck-a")
+            try await cli.waitForOutput("> ")
+            cli.send("restore remote-manager-backup check backup ck-a-newer.tar")
+            try await cli.waitForOutput("check: failed: 1 of ", timeout: .seconds(30))
+            #expect(
+                cli.stdout.contains("check: failed coordinator: original disconnected (R12): device ck-a is still connected"),
+                "\(cli.stdout)")
+
+            #expect(await system.fleet?.stop() == true, "R12: the faulty device is disconnected")
+            cli.send("restore remote-manager-backup check backup ck-a-hostile.tar")
+            try await cli.waitForOutput("check: failed archive: the archive ck-a-hostile.tar is refused", timeout: .seconds(30))
+            try await cli.waitForOutput("(the restore coordinator was not asked)", timeout: .seconds(30))
+            cli.send("restore remote-manager-backup check backup ck-a-newer.tar")
+            try await cli.waitForOutput("check: passed: all ", timeout: .seconds(30))
+            let warning = "warning: newer backup exists: \(newer.fileName) taken "
+            #expect(!cli.stdout.contains(warning), "the newest backup: no warning\n\(cli.stdout)")
+            cli.send("restore remote-manager-backup check backup ck-a-older.tar")
+            try await cli.waitForOutput("check: passed: all ", count: 2, timeout: .seconds(30))
+            #expect(cli.stdout.contains(warning), "\(cli.stdout)")
+            for name in ["own appliance (R5, R14)", "manager (R6)", "hardware (R3)", "software (R4)", "role (R7)",
+                         "original disconnected (R12)", "order (R1)"] {
+                #expect(cli.stdout.contains("check: ok     coordinator: \(name): "), "\(name)\n\(cli.stdout)")
+            }
+            // Nothing changed: the device folder, the coordinator's records.
+            #expect(Self.snapshot(dir) == before)
+            #expect(try RestoreCoordinatorTests.recorded(system) == [0, 0, 0, 0, 0], "no lease, request, step, event, audit")
+
+            // The restore of the older backup warns before its lease and goes ahead.
+            cli.send("restore remote-manager-backup backup ck-a-older.tar")
+            try await cli.waitForOutput("restore: complete", timeout: .seconds(60))
+            let restoring = cli.stdout.components(separatedBy: "backup ck-a-older.tar").last ?? ""
+            let warned = try #require(restoring.range(of: warning), "\(restoring)")
+            let leased = try #require(restoring.range(of: "restore: lease "), "\(restoring)")
+            #expect(warned.lowerBound < leased.lowerBound)
+            let client = system.system.client()
+            defer { client.close() }
+            let device = try await Self.device(client, "ck-a")
+            #expect(device.serial == "RMACK0001" && device.outOfDate)
+            kill(cli.pid, SIGTERM)
+            #expect(try await cli.waitForExit() == 0, "\(cli.stderr)")
         }
     }
 }

@@ -128,6 +128,7 @@ extension DeviceAgentCommand {
                   restore remote-manager-backup location HOST USER PATH backup TAR-FILE   (scp; HOST may be host:port)
                   restore remote-manager-backup url URL                                    (a signed link from 'rampart links export')
                   restore remote-manager-backup backup TAR-FILE                            (from DIR/backups/)
+                  restore remote-manager-backup check location|url|backup ...              (every check; changes nothing)
                   help
                   exit
                 After a restore the user is logged out, the device reboots (--reboot-delay-ms) and runs as the

@@ -37,10 +37,11 @@ public final class ConsoleInput: Sendable {
 }
 
 /// `device-agent cli`: the device's interactive command line (R1, R2). Reads commands line by line,
-/// prompting with `> `; `restore remote-manager-backup ...` runs a `RestoreSession`. After a restore the
-/// CLI user is logged out, the device "reboots" and then runs as the restored device — found in
-/// inventory by the id in its restored manager-registration.json — serving `device/<id>` like
-/// `device-agent run` until a graceful shutdown. End of input or `exit` ends the CLI.
+/// prompting with `> `; `restore remote-manager-backup ...` runs a `RestoreSession` (`... check ...` only
+/// its checks, changing nothing). After a restore the CLI user is logged out, the device "reboots" and
+/// then runs as the restored device — found in inventory by the id in its restored
+/// manager-registration.json — serving `device/<id>` like `device-agent run` until a graceful shutdown.
+/// End of input or `exit` ends the CLI.
 public struct DeviceCLI: Service {
     /// Settings of the CLI.
     public struct Configuration: Sendable {
@@ -170,16 +171,11 @@ public struct DeviceCLI: Service {
             case .exit:
                 console.line("user \(configuration.user) logged out")
                 return nil
+            case .check(let source):
+                // Changes nothing; the session goes on whatever the checks found.
+                _ = await restoreSession(sessionClient).check(source)
             case .restore(let source):
-                var sessionConfiguration = RestoreSession.Configuration()
-                sessionConfiguration.user = configuration.user
-                sessionConfiguration.rebootDelayMs = configuration.rebootDelayMs
-                sessionConfiguration.fetch = configuration.fetch
-                sessionConfiguration.hooks = configuration.hooks
-                let restore = RestoreSession(
-                    directory: directory, configuration: sessionConfiguration,
-                    coordinator: BusRestoreCoordinator(client: sessionClient, timeout: configuration.callTimeout),
-                    console: console, logger: logger)
+                let restore = restoreSession(sessionClient)
                 let outcome = await restore.run(source) { [logger] folder in
                     try await RestoredDevice.boot(folder, client: deviceClient, logger: logger)
                 }
@@ -194,6 +190,19 @@ public struct DeviceCLI: Service {
             }
         }
         return nil
+    }
+
+    /// A restore (or check) of this device, calling the restore coordinator through `client`.
+    private func restoreSession(_ client: BusClient) -> RestoreSession {
+        var sessionConfiguration = RestoreSession.Configuration()
+        sessionConfiguration.user = configuration.user
+        sessionConfiguration.rebootDelayMs = configuration.rebootDelayMs
+        sessionConfiguration.fetch = configuration.fetch
+        sessionConfiguration.hooks = configuration.hooks
+        return RestoreSession(
+            directory: directory, configuration: sessionConfiguration,
+            coordinator: BusRestoreCoordinator(client: client, timeout: configuration.callTimeout),
+            console: console, logger: logger)
     }
 }
 

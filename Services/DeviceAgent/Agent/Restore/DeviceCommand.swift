@@ -64,6 +64,8 @@ public struct SCPLocation: Sendable, Equatable {
 public enum DeviceCommand: Sendable, Equatable {
     /// `restore remote-manager-backup ...` (R1, R2).
     case restore(BackupSource)
+    /// `restore remote-manager-backup check ...`: every check of a restore, changing nothing.
+    case check(BackupSource)
     /// `help` (or `?`).
     case help
     /// `exit` (or `quit`, `logout`): ends the CLI session.
@@ -75,9 +77,9 @@ public enum DeviceCommand: Sendable, Equatable {
 /// The device CLI's grammar (R2):
 ///
 /// ```
-/// restore remote-manager-backup location HOST USER PATH backup TAR-FILE
-/// restore remote-manager-backup url URL
-/// restore remote-manager-backup backup TAR-FILE
+/// restore remote-manager-backup [check] location HOST USER PATH backup TAR-FILE
+/// restore remote-manager-backup [check] url URL
+/// restore remote-manager-backup [check] backup TAR-FILE
 /// help | ?
 /// exit | quit | logout
 /// ```
@@ -99,6 +101,9 @@ public enum DeviceCommandParser {
               download a signed backup link (from 'rampart links export') and restore it
           restore remote-manager-backup backup TAR-FILE
               restore TAR-FILE from this device's local backup folder (backups/)
+          restore remote-manager-backup check location|url|backup ...
+              run every check of that restore (archive, this device, the restore coordinator's) and say
+              whether it would be granted; nothing is written, no lease is taken
           help
               this text
           exit
@@ -106,13 +111,14 @@ public enum DeviceCommandParser {
         A restore verifies the archive and compares this device with the backup (model, network modules,
         interfaces, software version and patch), asks the restore coordinator for a lease, overwrites all
         configuration (management IP included), removes every VPN certificate and all VPN configuration,
-        re-encrypts private keys under a new device key, logs you out and reboots the device.
+        re-encrypts private keys under a new device key, logs you out and reboots the device. A newer backup
+        of the device than the one named is warned about; the restore goes ahead.
         """
 
     static let restoreUsage = """
-        usage: restore remote-manager-backup location HOST USER PATH backup TAR-FILE
-               restore remote-manager-backup url URL
-               restore remote-manager-backup backup TAR-FILE
+        usage: restore remote-manager-backup [check] location HOST USER PATH backup TAR-FILE
+               restore remote-manager-backup [check] url URL
+               restore remote-manager-backup [check] backup TAR-FILE
         """
 
     /// The command on `line`; throws `RestoreError(.usage)` saying what is wrong.
@@ -133,7 +139,17 @@ public enum DeviceCommandParser {
             guard words.count == 1 else { throw RestoreError(.usage, "'\(first)' takes no arguments") }
             return .exit
         case "restore":
-            return .restore(try parseRestore(Array(words.dropFirst())))
+            let rest = Array(words.dropFirst())
+            // restore remote-manager-backup check SOURCE: the same source, checked only.
+            if rest.count >= 2, rest[0].lowercased() == "remote-manager-backup", rest[1].lowercased() == "check" {
+                guard rest.count > 2 else {
+                    throw RestoreError(
+                        .usage,
+                        "'restore remote-manager-backup check' needs 'location', 'url' or 'backup'\n" + restoreUsage)
+                }
+                return .check(try parseRestore([rest[0]] + rest.dropFirst(2)))
+            }
+            return .restore(try parseRestore(rest))
         default:
             throw RestoreError(.usage, "unknown command '\(printable(first))'; type 'help' for the commands")
         }
@@ -184,7 +200,9 @@ public enum DeviceCommandParser {
             return .local(fileName: try parseFileName(rest[1]))
         default:
             throw RestoreError(
-                .usage, "unknown source '\(printable(mode))': 'location', 'url' or 'backup'\n" + restoreUsage)
+                .usage,
+                "unknown source '\(printable(mode))': 'location', 'url' or 'backup' (after 'check' to check only)\n"
+                    + restoreUsage)
         }
     }
 

@@ -7,8 +7,12 @@ import RampartProto
 /// What the device asks of the restore coordinator (`proto/rampart/restore/v1/restore.proto`). The bus
 /// implementation is `BusRestoreCoordinator`; tests give their own.
 public protocol RestoreCoordinating: Sendable {
-    /// Asks for a restore lease; throws the coordinator's `RPCError` when it refuses.
-    func requestLease(_ request: Rampart_Restore_V1_RequestLeaseRequest) async throws -> Rampart_Restore_V1_Lease
+    /// Asks for a restore lease (and learns of a newer backup); throws the coordinator's `RPCError` when it refuses.
+    func requestLease(_ request: Rampart_Restore_V1_RequestLeaseRequest) async throws
+        -> Rampart_Restore_V1_LeaseResponse
+    /// RequestLease's checks one by one, granting and recording nothing (`restore remote-manager-backup check`).
+    func checkRestore(_ request: Rampart_Restore_V1_RequestLeaseRequest) async throws
+        -> Rampart_Restore_V1_CheckRestoreResponse
     /// Reports a step (renews the lease).
     func reportStep(_ request: Rampart_Restore_V1_ReportStepRequest) async throws -> Rampart_Restore_V1_Lease
     /// Reports that the restored device rebooted and reconnected (ends the lease).
@@ -29,12 +33,21 @@ public struct BusRestoreCoordinator: RestoreCoordinating {
         self.timeout = timeout
     }
 
-    public func requestLease(_ request: Rampart_Restore_V1_RequestLeaseRequest) async throws -> Rampart_Restore_V1_Lease
+    public func requestLease(_ request: Rampart_Restore_V1_RequestLeaseRequest) async throws
+        -> Rampart_Restore_V1_LeaseResponse
     {
         // Not idempotent: a retried grant could be refused as "already restoring".
-        let response: Rampart_Restore_V1_LeaseResponse = try await client.call(
+        try await client.call(
             service: RestoreAPI.serviceName, method: RestoreAPI.Method.requestLease, request, timeout: timeout)
-        return response.lease
+    }
+
+    public func checkRestore(_ request: Rampart_Restore_V1_RequestLeaseRequest) async throws
+        -> Rampart_Restore_V1_CheckRestoreResponse
+    {
+        // Records nothing: safe to repeat.
+        try await client.call(
+            service: RestoreAPI.serviceName, method: RestoreAPI.Method.checkRestore, request, timeout: timeout,
+            idempotent: true)
     }
 
     public func reportStep(_ request: Rampart_Restore_V1_ReportStepRequest) async throws -> Rampart_Restore_V1_Lease {

@@ -56,9 +56,61 @@ public enum RestorePreflight {
         try verify(.data(data), fileName: fileName, device: facts)
     }
 
-    /// Verifies `archive`, named `fileName`, for the device with `facts`.
+    /// Verifies `archive`, named `fileName`, for the device with `facts`: `inspect`, then the first of
+    /// what stands in the way (the backup's contents, B11, B12; then this device's facts, R3, R4).
     public static func verify(_ archive: ArchiveBytes, fileName: String, device facts: DeviceFacts)
         throws(RestoreError) -> VerifiedBackup
+    {
+        let inspection = try inspect(archive, fileName: fileName, device: facts)
+        if let problem = inspection.contentProblems.first { throw problem }
+        if let mismatch = inspection.mismatch { throw mismatch }
+        guard let registration = inspection.registration else {
+            throw RestoreError(.backupContents, "the backup's manager-registration.json cannot be read")
+        }
+        return VerifiedBackup(
+            listing: inspection.listing, archive: archive, fileName: fileName, deviceId: registration.deviceId,
+            managerId: registration.managerId)
+    }
+
+    /// What reading a backup found (`inspect`): the archive verified, and everything that stands between
+    /// it and a restore on this device, all at once.
+    public struct Inspection: Sendable {
+        /// The archive's manifest, manifest.json as stored, every file's path, size and SHA-256, the whole
+        /// archive's SHA-256 and size.
+        public var listing: BackupArchive.Listing
+        /// The manager and device of manager-registration.json when it names both and agrees with the
+        /// manifest (B11).
+        public var registration: Registration?
+        /// Why the backup cannot be restored as it is (B11, B12), in the order `verify` names them; empty
+        /// when it can.
+        public var contentProblems: [RestoreError]
+        /// What differs between this device and the backup's (R3, R4), one line each; empty when they match.
+        public var differences: [String]
+
+        /// The refusal of `differences`, nil when there are none.
+        public var mismatch: RestoreError? {
+            guard !differences.isEmpty else { return nil }
+            return RestoreError(
+                .mismatch(differences),
+                "this device does not match the backup of \(listing.manifest.deviceName), so it cannot restore it (R3, R4):\n  "
+                    + differences.joined(separator: "\n  ") + "\nnothing was written")
+        }
+    }
+
+    /// Where a backup's device is registered (its manager-registration.json, B11).
+    public struct Registration: Sendable, Equatable {
+        /// The manager.
+        public var managerId: String
+        /// The device.
+        public var deviceId: String
+    }
+
+    /// Reads `archive`, named `fileName`, as a stream and checks it for the device with `facts`, writing
+    /// nothing: throws only when the archive itself is refused (a cluster bundle; the manifest, a hash, a
+    /// path, a link, a device file — nothing in it can be trusted then); the backup's contents (B11, B12)
+    /// and this device's facts (R3, R4) are found all at once.
+    public static func inspect(_ archive: ArchiveBytes, fileName: String, device facts: DeviceFacts)
+        throws(RestoreError) -> Inspection
     {
         try refuseClusterBundle(archive, fileName: fileName)
         let listing: BackupArchive.Listing
@@ -89,41 +141,48 @@ public enum RestorePreflight {
                 .archive(.badHeader), "the archive \(fileName) is refused: \(error); nothing was written")
         }
         let manifest = listing.manifest
+        var problems: [RestoreError] = []
         if let encrypted = encryptedKey {
-            throw RestoreError(
-                .backupContents,
-                "the backup holds an encrypted private key (\(encrypted)); a backup holds private keys decrypted "
-                    + "(B12), so this one cannot be restored")
+            problems.append(
+                RestoreError(
+                    .backupContents,
+                    "the backup holds an encrypted private key (\(encrypted)); a backup holds private keys decrypted "
+                        + "(B12), so this one cannot be restored"))
         }
         if let key = oversizeKey {
-            throw RestoreError(
-                .backupContents,
-                "the backup's private key \(key.path) is \(key.size) bytes; a private key is at most "
-                    + "\(maxPrivateKeySize) bytes, so this backup is not restored")
+            problems.append(
+                RestoreError(
+                    .backupContents,
+                    "the backup's private key \(key.path) is \(key.size) bytes; a private key is at most "
+                        + "\(maxPrivateKeySize) bytes, so this backup is not restored"))
         }
-        let registration = try registration(registrationJSON)
-        guard !manifest.deviceId.isEmpty, registration.deviceId == manifest.deviceId else {
-            throw RestoreError(
-                .backupContents,
-                "the backup's manager-registration.json names device '\(registration.deviceId)' but its manifest names "
-                    + "'\(manifest.deviceId)': the backup is inconsistent and is not restored")
+        var consistent: Registration?
+        do throws(RestoreError) {
+            let registration = try registration(registrationJSON)
+            var agrees = true
+            if manifest.deviceId.isEmpty || registration.deviceId != manifest.deviceId {
+                agrees = false
+                problems.append(
+                    RestoreError(
+                        .backupContents,
+                        "the backup's manager-registration.json names device '\(registration.deviceId)' but its manifest names "
+                            + "'\(manifest.deviceId)': the backup is inconsistent and is not restored"))
+            }
+            if manifest.managerId.isEmpty || registration.managerId != manifest.managerId {
+                agrees = false
+                problems.append(
+                    RestoreError(
+                        .backupContents,
+                        "the backup's manager-registration.json names manager '\(registration.managerId)' but its manifest names "
+                            + "'\(manifest.managerId)': the backup is inconsistent and is not restored"))
+            }
+            if agrees { consistent = Registration(managerId: registration.managerId, deviceId: registration.deviceId) }
+        } catch {
+            problems.append(error)
         }
-        guard !manifest.managerId.isEmpty, registration.managerId == manifest.managerId else {
-            throw RestoreError(
-                .backupContents,
-                "the backup's manager-registration.json names manager '\(registration.managerId)' but its manifest names "
-                    + "'\(manifest.managerId)': the backup is inconsistent and is not restored")
-        }
-        let differences = differences(device: facts, backup: manifest)
-        guard differences.isEmpty else {
-            throw RestoreError(
-                .mismatch(differences),
-                "this device does not match the backup of \(manifest.deviceName), so it cannot restore it (R3, R4):\n  "
-                    + differences.joined(separator: "\n  ") + "\nnothing was written")
-        }
-        return VerifiedBackup(
-            listing: listing, archive: archive, fileName: fileName, deviceId: registration.deviceId,
-            managerId: registration.managerId)
+        return Inspection(
+            listing: listing, registration: consistent, contentProblems: problems,
+            differences: differences(device: facts, backup: manifest))
     }
 
     /// Refuses a cluster bundle (`.tar.gz`, gzip data): a device restores its own node file (R8).

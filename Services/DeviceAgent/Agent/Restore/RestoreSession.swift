@@ -49,7 +49,8 @@ public struct StandardConsole: DeviceConsole {
 /// 2. verify it (`RestorePreflight`, streaming the file): member hashes, safe paths, no cluster bundle,
 ///    this device's model, network modules, interfaces, version and patch (R3, R4) — a refusal writes nothing;
 /// 3. `RequestLease` with manifest.json as stored, the archive's SHA-256 and name, this device's facts and
-///    the CLI user — a refusal prints the coordinator's message and writes nothing;
+///    the CLI user — a refusal prints the coordinator's message and writes nothing; a grant that names a
+///    newer backup of the device prints a warning and goes on;
 /// 4. under the lease (renewed in the background every third of its time to live): `applying`, stage
 ///    the new device (`ConfigSwap.prepare`), check the lease once more, swap it in, `applied` (with the
 ///    removed VPN certificates) and `rebooting`, then commit — a lost lease before the commit puts the
@@ -98,11 +99,11 @@ public struct RestoreSession: Sendable {
     /// Brings the restored device back after its reboot: finds it in inventory and reports it connected.
     public typealias Boot = @Sendable (DeviceFolder) async throws -> Rampart_Inventory_V1_Device
 
-    private let directory: String
-    private let configuration: Configuration
-    private let coordinator: any RestoreCoordinating
-    private let console: any DeviceConsole
-    private let logger: Logger
+    let directory: String
+    let configuration: Configuration
+    let coordinator: any RestoreCoordinating
+    let console: any DeviceConsole
+    let logger: Logger
 
     /// A restore of the device in `directory`.
     public init(
@@ -173,7 +174,16 @@ public struct RestoreSession: Sendable {
         console.line("restore: asking the restore coordinator for a lease")
         let lease: Rampart_Restore_V1_Lease
         do throws(RestoreError) {
-            lease = try await requestLease(backup, facts: folder.facts)
+            let granted = try await requestLease(backup, facts: folder.facts)
+            lease = granted.lease
+            if granted.hasNewerBackup {
+                // A warning, not a refusal: the operator named this backup (docs/device-agent.md).
+                console.line(
+                    Self.newerWarning(granted.newerBackup, fileName: backup.fileName, takenAt: manifest.createdAt))
+                logger.notice(
+                    "a newer backup exists than the one restored",
+                    metadata: metadata.merging(["newer": "\(granted.newerBackup.fileName)"]) { $1 })
+            }
         } catch {
             logger.notice("restore refused", metadata: metadata.merging(["reason": "\(error.message)"]) { $1 })
             return refuse(error)
@@ -315,19 +325,28 @@ public struct RestoreSession: Sendable {
         return .restored(Restored(folder: restored, device: device, rejoined: rejoined, summary: summary))
     }
 
-    /// RequestLease; a refusal becomes `.refused` with the coordinator's message.
-    private func requestLease(_ backup: VerifiedBackup, facts: DeviceFacts) async throws(RestoreError)
-        -> Rampart_Restore_V1_Lease
+    /// The lease request for the backup `listing` named `fileName` on the device with `facts` (RequestLease
+    /// and CheckRestore take the same).
+    func leaseRequest(_ listing: BackupArchive.Listing, fileName: String, facts: DeviceFacts)
+        -> Rampart_Restore_V1_RequestLeaseRequest
     {
         var request = Rampart_Restore_V1_RequestLeaseRequest()
-        request.manifestJson = backup.listing.manifestJSON
-        request.archiveSha256 = backup.archiveSHA256
-        request.archiveFileName = backup.fileName
+        request.manifestJson = listing.manifestJSON
+        request.archiveSha256 = listing.archiveSHA256
+        request.archiveFileName = fileName
         request.facts = Self.leaseFacts(facts)
         request.cliUser = configuration.user
-        let lease: Rampart_Restore_V1_Lease
+        return request
+    }
+
+    /// RequestLease; a refusal becomes `.refused` with the coordinator's message.
+    private func requestLease(_ backup: VerifiedBackup, facts: DeviceFacts) async throws(RestoreError)
+        -> Rampart_Restore_V1_LeaseResponse
+    {
+        let request = leaseRequest(backup.listing, fileName: backup.fileName, facts: facts)
+        let granted: Rampart_Restore_V1_LeaseResponse
         do {
-            lease = try await coordinator.requestLease(request)
+            granted = try await coordinator.requestLease(request)
         } catch let error as RPCError {
             switch error.code {
             case .unavailable, .deadlineExceeded, .cancelled:
@@ -342,11 +361,19 @@ public struct RestoreSession: Sendable {
             throw RestoreError(
                 .coordinatorUnavailable, "the restore coordinator cannot be reached (\(error)); nothing was written")
         }
-        guard !lease.id.isEmpty else {
+        guard !granted.lease.id.isEmpty else {
             throw RestoreError(
                 .refused(.internal), "the restore coordinator granted a lease without an id; nothing was written")
         }
-        return lease
+        return granted
+    }
+
+    /// The warning that the device has a backup newer than the one named (`fileName`, taken `takenAt`).
+    static func newerWarning(_ newer: Rampart_Restore_V1_NewerBackup, fileName: String, takenAt: String) -> String {
+        let taken = BackupManifest.timestamp(Date(timeIntervalSince1970: Double(newer.createdUnixMs) / 1000))
+        return "warning: newer backup exists: \(newer.fileName) taken \(taken)"
+            + (newer.bundleFileName.isEmpty ? "" : " (in cluster bundle \(newer.bundleFileName))")
+            + "; \(fileName) was taken \(takenAt)"
     }
 
     /// This device's facts as the coordinator wants them (R3, R4): interfaces added up by type.
