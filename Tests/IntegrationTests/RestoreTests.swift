@@ -328,4 +328,91 @@ struct RestoreTests {
             #expect(try await cli.waitForExit() == 0, "\(cli.stderr)")
         }
     }
+
+    @Test(
+        "R9, R13: through device-agent cli, a lease released by force during the reboot (past the commit point): the device comes back and its rejoin is recorded; released before the write: nothing is written"
+    )
+    func releasedAroundTheCommitPoint() async throws {
+        var spec = FleetSpec()
+        spec.device("rl-after")
+        spec.device("rl-before")
+        try await withBackupSystem(spec) { system in
+            let (job, code) = try await system.backUp("all")
+            #expect(code == 0, "\(job)")
+            let backups = try await system.backups(job: job.id)
+            try await Self.replaceFleet(system)
+            let client = system.system.client()
+            defer { client.close() }
+            func cli(_ dir: String, replacing device: String, hold: String, file: String) throws -> PipedProcess {
+                try PipedProcess(
+                    Binaries.path("device-agent"),
+                    [
+                        "cli", "--dir", dir, "--user", "rma-tech", "--reboot-delay-ms", "0", "--presence-interval-ms",
+                        "500", hold, file,
+                    ],
+                    environment: try system.system.environment(asDevice: device))
+            }
+
+            // Past the commit point: the device reboots (held) when the operator releases its lease.
+            let after = try #require(backups.first { $0.ownerName == "rl-after" })
+            let dirA = try await Self.replacement(system, name: "rma-after", serial: "RMARL0001", model: "FPR-3120")
+            try await system.download(after).write(to: URL(fileURLWithPath: dirA + "/backups/" + after.fileName))
+            let rebootGate = system.system.logDirectory + "/reboot-gate"
+            let cliA = try cli(dirA, replacing: "rl-after", hold: "--hold-reboot", file: rebootGate)
+            try await cliA.waitForOutput("> ")
+            cliA.send("restore remote-manager-backup backup \(after.fileName)")
+            try await cliA.waitForOutput("boot: holding the reboot", timeout: .seconds(60))
+            let rebooting = try #require(try await Self.history(system, "rl-after").first)
+            #expect(rebooting.state == .active && rebooting.step == RestoreAPI.Step.rebooting, "\(rebooting)")
+            let released = try await system.system.rampart(
+                "restore", "release", rebooting.id, "--reason", "replacement slow to boot")
+            #expect(released.exitCode == 0, "\(released)")
+            #expect(try await Self.history(system, "rl-after").first?.state == .released)
+            #expect(FileManager.default.createFile(atPath: rebootGate, contents: nil))
+            try await cliA.waitForOutput("restore: complete", timeout: .seconds(60))
+            let device = try await Self.device(client, "rl-after")
+            #expect(device.connected && device.outOfDate && device.serial == "RMARL0001", "R9: \(device)")
+            let ended = try #require(try await Self.history(system, "rl-after").first)
+            #expect(ended.id == rebooting.id && ended.state == .rejoined, "\(ended)")
+            #expect(
+                ended.endReason == "rejoined after the lease was released past the commit point (replacement slow to boot)",
+                "\(ended.endReason)")
+            let checklist = try await system.system.rampart("restore", "checklist", "rl-after", "--output", "json")
+            #expect(checklist.exitCode == 0, "R13: the checklist is open: \(checklist)")
+            let facts = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dirA + "/facts.json")))
+                as? [String: Any]
+            #expect(facts?["name"] as? String == "rl-after" && facts?["serial"] as? String == "RMARL0001")
+            kill(cliA.pid, SIGTERM)
+            #expect(try await cliA.waitForExit() == 0, "\(cliA.stderr)")
+
+            // Before the commit point: released while the device holds before writing; nothing is written.
+            let early = try #require(backups.first { $0.ownerName == "rl-before" })
+            let dirB = try await Self.replacement(system, name: "rma-before", serial: "RMARL0002", model: "FPR-3120")
+            try await system.download(early).write(to: URL(fileURLWithPath: dirB + "/backups/" + early.fileName))
+            let original = try await Self.device(client, "rl-before")
+            let untouched = Self.snapshot(dirB)
+            let writeGate = system.system.logDirectory + "/write-gate"
+            let cliB = try cli(dirB, replacing: "rl-before", hold: "--hold-before-write", file: writeGate)
+            try await cliB.waitForOutput("> ")
+            cliB.send("restore remote-manager-backup backup \(early.fileName)")
+            try await cliB.waitForOutput("restore: holding before writing", timeout: .seconds(60))
+            let applying = try #require(try await Self.history(system, "rl-before").first)
+            #expect(applying.state == .active && applying.step == RestoreAPI.Step.applying, "\(applying)")
+            let wrongBox = try await system.system.rampart("restore", "release", applying.id, "--reason", "wrong box")
+            #expect(wrongBox.exitCode == 0, "\(wrongBox)")
+            #expect(FileManager.default.createFile(atPath: writeGate, contents: nil))
+            try await cliB.waitForOutput("nothing was written", timeout: .seconds(30))
+            #expect(cliB.stdout.contains("error: the restore lease was lost: "), "\(cliB.stdout)")
+            try await cliB.waitForOutput("> ", count: 2, timeout: .seconds(30))
+            #expect(Self.snapshot(dirB) == untouched, "the device folder is as it was")
+            let unchanged = try await Self.device(client, "rl-before")
+            #expect(unchanged.serial == original.serial && !unchanged.outOfDate, "\(unchanged)")
+            let endedEarly = try #require(try await Self.history(system, "rl-before").first)
+            #expect(endedEarly.state == .released && endedEarly.endReason == "wrong box", "\(endedEarly)")
+            let checklistB = try await system.system.rampart("restore", "checklist", "rl-before")
+            #expect(checklistB.exitCode != 0, "no checklist: nothing was restored: \(checklistB)")
+            cliB.send("exit")
+            #expect(try await cliB.waitForExit() == 0, "\(cliB.stderr)")
+        }
+    }
 }

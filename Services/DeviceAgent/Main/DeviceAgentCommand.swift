@@ -145,6 +145,16 @@ extension DeviceAgentCommand {
         @Option(help: "The longest a backup download may take, seconds.") var fetchTimeout: Int = 600
         @Option(help: "Timeout of each call to the restore coordinator, seconds.") var timeout: Int = 10
         @Option(help: "How often the restored device reports presence, ms.") var presenceIntervalMs: Int64 = 10_000
+        @Option(
+            help: ArgumentHelp(
+                "Test switch: a restore waits after staging, before its lease is confirmed and anything is written, "
+                    + "until FILE exists.", valueName: "FILE"))
+        var holdBeforeWrite: String?
+        @Option(
+            help: ArgumentHelp(
+                "Test switch: the simulated reboot after a restore lasts until FILE exists (and --reboot-delay-ms).",
+                valueName: "FILE"))
+        var holdReboot: String?
         @OptionGroup var bus: BusOptions
         @OptionGroup var log: LogOptions
 
@@ -162,7 +172,10 @@ extension DeviceAgentCommand {
             guard presenceIntervalMs >= 100 else {
                 throw ValidationError("--presence-interval-ms must be at least 100")
             }
-            for (flag, file) in [("--ssh-identity", sshIdentity), ("--ssh-known-hosts", sshKnownHosts)] {
+            for (flag, file) in [
+                ("--ssh-identity", sshIdentity), ("--ssh-known-hosts", sshKnownHosts),
+                ("--hold-before-write", holdBeforeWrite), ("--hold-reboot", holdReboot),
+            ] {
                 if let file, file.isEmpty || file.hasPrefix("-") {
                     throw ValidationError("\(flag) must name a file")
                 }
@@ -188,6 +201,8 @@ extension DeviceAgentCommand {
             configuration.fetch.sshIdentity = sshIdentity
             configuration.fetch.sshKnownHosts = sshKnownHosts
             configuration.fetch.timeout = .seconds(fetchTimeout)
+            configuration.holdBeforeWrite = holdBeforeWrite.map(RestoreSession.Hold.untilFileExists)
+            configuration.holdReboot = holdReboot.map(RestoreSession.Hold.untilFileExists)
             let cli = DeviceCLI(
                 directory: dir, configuration: configuration, input: .standardInput(), console: StandardConsole(),
                 logger: logger)

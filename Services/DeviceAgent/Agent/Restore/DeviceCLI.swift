@@ -65,6 +65,10 @@ public struct DeviceCLI: Service {
         public var fetch = FetchSettings()
         /// Failure injection points of the apply step (tests).
         public var hooks = ConfigSwap.Hooks()
+        /// Test switch (`--hold-before-write FILE`): a restore waits here after staging, before writing.
+        public var holdBeforeWrite: RestoreSession.Hold?
+        /// Test switch (`--hold-reboot FILE`): the reboot lasts until this ends.
+        public var holdReboot: RestoreSession.Hold?
 
         /// Defaults for a device on the broker at `busEndpoint`.
         public init(busEndpoint: String, security: BusSecurity) {
@@ -199,6 +203,8 @@ public struct DeviceCLI: Service {
         sessionConfiguration.rebootDelayMs = configuration.rebootDelayMs
         sessionConfiguration.fetch = configuration.fetch
         sessionConfiguration.hooks = configuration.hooks
+        sessionConfiguration.holdBeforeWrite = configuration.holdBeforeWrite
+        sessionConfiguration.holdReboot = configuration.holdReboot
         return RestoreSession(
             directory: directory, configuration: sessionConfiguration,
             coordinator: BusRestoreCoordinator(client: client, timeout: configuration.callTimeout),

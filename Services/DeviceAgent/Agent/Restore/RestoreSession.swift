@@ -68,9 +68,36 @@ public struct RestoreSession: Sendable {
         public var fetch = FetchSettings()
         /// Failure injection points of the apply step (tests).
         public var hooks = ConfigSwap.Hooks()
+        /// Test switch: after staging, before the lease is confirmed and anything is written, wait for this.
+        public var holdBeforeWrite: Hold?
+        /// Test switch: the simulated reboot lasts (beyond the reboot delay) until this ends.
+        public var holdReboot: Hold?
 
         /// Defaults: user "admin", 3 s reboot.
         public init() {}
+    }
+
+    /// A point where a restore waits for a test to let it go on (`device-agent cli --hold-before-write`,
+    /// `--hold-reboot`), so that a test can act there (end the lease by force) without timing. The lease
+    /// keeps being renewed while it waits.
+    public struct Hold: Sendable {
+        /// What it waits for, for the console.
+        public var description: String
+        /// Returns when the restore may go on; throws when it is cancelled.
+        public var wait: @Sendable () async throws -> Void
+
+        /// A hold waiting for `wait`.
+        public init(_ description: String, wait: @escaping @Sendable () async throws -> Void) {
+            self.description = description
+            self.wait = wait
+        }
+
+        /// Waits until the file `path` exists (looked for every 50 ms).
+        public static func untilFileExists(_ path: String) -> Hold {
+            Hold("until \(path) exists") {
+                while !FileManager.default.fileExists(atPath: path) { try await Task.sleep(for: .milliseconds(50)) }
+            }
+        }
     }
 
     /// A device that restored and came back.
@@ -223,6 +250,16 @@ public struct RestoreSession: Sendable {
             await keeper.failed(error.message)
             throw error
         }
+        if let hold = configuration.holdBeforeWrite {
+            console.line("restore: holding before writing \(hold.description) (test switch)")
+            do {
+                try await hold.wait()
+            } catch {
+                swap.discard()
+                await keeper.failed("interrupted while held before writing")
+                throw RestoreError(.apply, "the restore was interrupted before writing; nothing was written")
+            }
+        }
         // Fencing: the lease must still be ours right before anything is written.
         do throws(RestoreError) {
             try await keeper.report(RestoreAPI.Step.applying, detail: "configuration staged; writing it")
@@ -286,6 +323,10 @@ public struct RestoreSession: Sendable {
         // The reboot: the lease keeps being renewed meanwhile.
         do {
             try await Task.sleep(for: .milliseconds(configuration.rebootDelayMs))
+            if let hold = configuration.holdReboot {
+                console.line("boot: holding the reboot \(hold.description) (test switch)")
+                try await hold.wait()
+            }
         } catch {
             return .restoredButNotBack(RestoreError(.boot, "the reboot was interrupted"))
         }
