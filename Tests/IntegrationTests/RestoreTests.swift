@@ -88,7 +88,9 @@ struct RestoreTests {
             #expect(export.exitCode == 0, "\(export)")
             let url = try #require(try OperatorJSON.decode(Rampart_Links_V1_ExportBackupLinksResponse.self, from: export.stdout).links.first?.url)
 
-            let cliA = try Self.cli(system, dirA, replacing: "hz-a")
+            // A's lease must still be held when B asks, however slowly B's fetch runs on a loaded
+            // machine: A waits 15 s in its reboot step (its lease renewed meanwhile).
+            let cliA = try Self.cli(system, dirA, replacing: "hz-a", rebootDelayMs: 15_000)
             try await cliA.waitForOutput("> ")
             cliA.send("restore remote-manager-backup backup \(primary.fileName)")
             try await cliA.waitForOutput("restore: lease ", timeout: .seconds(30))
@@ -256,7 +258,7 @@ struct RestoreTests {
     /// The leases of `device`, newest first.
     static func history(_ system: BackupSystem, _ device: String) async throws -> [Rampart_Restore_V1_Lease] {
         let shown = try await system.system.rampart("restore", "history", "--device", device, "--output", "json")
-        return try Rampart_Restore_V1_ListLeasesResponse(jsonString: shown.stdout).leases
+        return try OperatorJSON.decode(Rampart_Restore_V1_ListLeasesResponse.self, from: shown.stdout).leases
     }
 
     @Test(

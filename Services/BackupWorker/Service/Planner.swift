@@ -28,8 +28,11 @@ struct Planner: Sendable {
     }
 
     /// The names among `targets` that name nothing registered now (a typo, or unregistered since).
+    /// `all` always names what there is: it is not looked up (that would list the whole fleet).
     func missing(_ targets: [Rampart_Backup_V1_Target]) async throws -> [String] {
-        try await plan(targets).filter(\.isUnknown).map(\.targetName)
+        let named = targets.filter { $0.kind != .allDevices }
+        guard !named.isEmpty else { return [] }
+        return try await plan(named).filter(\.isUnknown).map(\.targetName)
     }
 
     /// The tasks for `targets` (duplicates removed, order kept).
