@@ -51,16 +51,18 @@ struct DownloadResponder: HTTPResponder {
         if !context.remote.isEmpty { logger[metadataKey: "remote"] = "\(context.remote)" }
         let outcome = Outcome(logger: logger, started: started)
 
-        guard path.hasPrefix(LinksAPI.downloadPathPrefix) else {
-            return outcome.refused(.notFound, "not found", reason: "no such path")
-        }
-        guard request.method == .get || request.method == .head else {
-            var response = outcome.refused(.methodNotAllowed, "method not allowed", reason: "method not allowed")
-            response.headers[.allow] = "GET, HEAD"
-            return response
+        if let refusal = DownloadDecision.admit(path: path, method: request.method) {
+            return outcome.answer(refusal)
         }
         let trail = DownloadAudit(
             sink: audit, method: request.method.rawValue, path: path, query: query, remote: context.remote)
+        /// Audits `refusal` and answers it.
+        func refuse(_ refusal: DownloadRefusal) async -> Response {
+            if let record = refusal.audit {
+                await trail.record(record.code, httpStatus: Int(refusal.status.code), message: record.message)
+            }
+            return outcome.answer(refusal)
+        }
 
         // 1. The link.
         var check = Rampart_Links_V1_VerifyLinkRequest()
@@ -70,97 +72,37 @@ struct DownloadResponder: HTTPResponder {
         let link: Rampart_Links_V1_VerifyLinkResponse
         do {
             link = try await verifier.verify(check)
-        } catch let error as RPCError {
-            switch error.code {
-            case .permissionDenied:
-                let reason = Self.printable(error.message, limit: 200)
-                let text = reason.isEmpty ? "forbidden" : "forbidden: \(reason)"
-                await trail.record(.permissionDenied, httpStatus: 403, message: reason.isEmpty ? "refused" : reason)
-                return outcome.refused(.forbidden, text, reason: reason.isEmpty ? "refused" : reason)
-            case .notFound:
-                let reason = "backup gone: \(Self.printable(error.message, limit: 200))"
-                await trail.record(.notFound, httpStatus: 404, message: reason)
-                return outcome.refused(.notFound, "not found", reason: reason)
-            default:
-                await trail.record(.unavailable, httpStatus: 503, message: "the link could not be checked")
-                return outcome.unavailable(reason: "link check failed: \(error)")
-            }
         } catch is CancellationError {
             throw CancellationError()
         } catch {
-            await trail.record(.unavailable, httpStatus: 503, message: "the link could not be checked")
-            return outcome.unavailable(reason: "link check failed: \(error)")
+            return await refuse(DownloadDecision.linkFailed(error))
         }
         trail.verified(link)
         outcome.logger[metadataKey: "backup"] = "\(link.backupID)"
         outcome.logger[metadataKey: "object"] = "\(link.objectID)"
 
         // 2. The object it names.
-        let info: Rampart_Storage_V1_ObjectInfo?
+        let found: Rampart_Storage_V1_ObjectInfo?
         do {
-            info = try await storage.objectInfo(id: link.objectID)
+            found = try await storage.objectInfo(id: link.objectID)
         } catch {
-            await trail.record(.unavailable, httpStatus: 503, message: "the object could not be looked up")
-            return outcome.unavailable(reason: "object lookup failed: \(error)")
+            return await refuse(.unavailable("object lookup failed: \(error)", audit: "the object could not be looked up"))
         }
-        guard let info else {
-            let reason = "the link's object is not in storage"
-            await trail.record(.notFound, httpStatus: 404, message: reason)
-            return outcome.refused(.notFound, "not found", reason: reason)
-        }
-        guard info.fileName == link.fileName else {
-            let reason = "the object's file name differs from the link's"
-            await trail.record(.notFound, httpStatus: 404, message: reason)
-            return outcome.refused(.notFound, "not found", reason: reason)
-        }
-        guard link.size == 0 || link.size == info.size, link.sha256.isEmpty || link.sha256.lowercased() == info.objectID
-        else {
-            let reason = "the link describes other content than the object"
-            await trail.record(.notFound, httpStatus: 404, message: reason)
-            return outcome.refused(.notFound, "not found", reason: reason)
+        let info: Rampart_Storage_V1_ObjectInfo
+        switch DownloadDecision.object(found, for: link) {
+        case .success(let object): info = object
+        case .failure(let refusal): return await refuse(refusal)
         }
 
         // 3. What to send.
-        let etag = "\"\(info.objectID)\""
-        let decision: RangeDecision =
-            request.method == .head
-            ? .full  // Range is defined for GET only (RFC 9110 §14.2).
-            : RangeDecision.decide(
-                ranges: request.headers[values: .range], ifRange: request.headers[.ifRange], size: info.size, etag: etag
-            )
-        var headers = HTTPFields()
-        headers[.contentType] = info.contentType.isEmpty ? "application/octet-stream" : info.contentType
-        headers[.eTag] = etag
-        // The whole file's SHA-256 (RFC 9530), on full and partial answers alike, before any byte of the
-        // body: a downloader checks what it got without asking anything else (docs/links.md). The ETag
-        // is the same hash in hex.
-        if let digest = Self.reprDigest(objectId: info.objectID) { headers[Self.reprDigestField] = digest }
-        headers[.contentDisposition] = Self.contentDisposition(fileName: info.fileName)
-        headers[.acceptRanges] = "bytes"
-        headers[.cacheControl] = "no-store"
-        let status: HTTPResponse.Status
-        let range: Range<UInt64>
-        let rangeText: String
-        switch decision {
-        case .full:
-            status = .ok
-            range = 0..<info.size
-            rangeText = "full"
-        case .partial(let bytes):
-            status = .partialContent
-            range = bytes.lowerBound..<(bytes.upperBound + 1)
-            rangeText = "\(bytes.lowerBound)-\(bytes.upperBound)"
-            headers[.contentRange] = "bytes \(bytes.lowerBound)-\(bytes.upperBound)/\(info.size)"
-        case .unsatisfiable:
-            await trail.record(.outOfRange, httpStatus: 416, message: "range not satisfiable")
-            var response = outcome.refused(
-                .rangeNotSatisfiable, "range not satisfiable", reason: "range not satisfiable")
-            response.headers[.contentRange] = "bytes */\(info.size)"
-            response.headers[.acceptRanges] = "bytes"
-            response.headers[.eTag] = etag
-            return response
+        let plan: DownloadPlan
+        switch DownloadDecision.plan(
+            method: request.method, ranges: request.headers[values: .range], ifRange: request.headers[.ifRange], info: info)
+        {
+        case .success(let chosen): plan = chosen
+        case .failure(let refusal): return await refuse(refusal)
         }
-        headers[.contentLength] = "\(range.upperBound - range.lowerBound)"
+        let (status, range, rangeText, headers) = (plan.status, plan.range, plan.rangeText, plan.headers)
 
         // 4. Open it (a damaged or missing file fails here, before any header is sent).
         let reader: ObjectRangeReader
@@ -345,6 +287,15 @@ final class Outcome: @unchecked Sendable {
     func refused(_ status: HTTPResponse.Status, _ text: String, reason: String) -> Response {
         log(.notice, "download refused", status: status, bytes: 0, reason: reason)
         return Self.text(status, text)
+    }
+
+    /// The answer to `refusal` (logged as refused or unavailable), with its headers.
+    func answer(_ refusal: DownloadRefusal) -> Response {
+        var response =
+            refusal.kind == .unavailable
+            ? unavailable(reason: refusal.reason) : refused(refusal.status, refusal.text, reason: refusal.reason)
+        for field in refusal.headers { response.headers[field.name] = field.value }
+        return response
     }
 
     /// 503 with Retry-After: the link or the object could not be looked up right now.
