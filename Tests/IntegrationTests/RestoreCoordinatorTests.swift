@@ -286,7 +286,7 @@ struct RestoreCoordinatorTests {
             await expectRefused(["network modules", "R3"]) { _ = try await request(client, standalone, facts: facts) }
             facts = standalone.facts()
             facts.interfaces["1GbE-RJ45"] = 4
-            await expectRefused(["interfaces 1GbE-RJ45", "has 4", "had 8", "R3"]) {
+            await expectRefused(["interfaces: the replacement has 4 1GbE-RJ45", "had 8", "R3"]) {
                 _ = try await request(client, standalone, facts: facts)
             }
             facts = standalone.facts()
@@ -294,7 +294,7 @@ struct RestoreCoordinatorTests {
             await expectRefused(["software", "7.4.2", "R4"]) { _ = try await request(client, standalone, facts: facts) }
             facts = standalone.facts()
             facts.software.patch = 3
-            await expectRefused(["software", "patch 3", "patch 2", "R4"]) { _ = try await request(client, standalone, facts: facts) }
+            await expectRefused(["patch: the replacement runs", "patch 3", "patch 2", "R4"]) { _ = try await request(client, standalone, facts: facts) }
 
             var otherManager = standalone
             otherManager.manifest.managerId = "another-fmc"

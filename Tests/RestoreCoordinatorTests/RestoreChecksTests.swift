@@ -74,8 +74,8 @@ struct RestoreChecksTests {
         s.facts.interfaces = ["1GbE-RJ45": 8, "25GbE-SFP28": 4]
         let reasons = RestoreChecks.refusals(s)
         #expect(reasons.count == 2)
-        #expect(reasons.contains { $0.hasPrefix("interfaces 10GbE-SFP+: the replacement has 0, the backup's device had 4") })
-        #expect(reasons.contains { $0.hasPrefix("interfaces 25GbE-SFP28: the replacement has 4, the backup's device had 0") })
+        #expect(reasons.contains { $0.hasPrefix("interfaces: the backup's device had 4 10GbE-SFP+, the replacement has none") })
+        #expect(reasons.contains { $0.hasPrefix("interfaces: the replacement has 4 25GbE-SFP28, the backup's device had none") })
     }
 
     @Test("R4: another version or another patch is refused", arguments: [("7.4.2", UInt32(2)), ("7.4.1", UInt32(3)), ("7.4.1", UInt32(0))])
@@ -84,7 +84,8 @@ struct RestoreChecksTests {
         s.facts.software.version = version
         s.facts.software.patch = patch
         let reasons = RestoreChecks.refusals(s)
-        #expect(reasons.count == 1 && reasons[0].hasPrefix("software:") && reasons[0].contains("7.4.1 patch 2") && reasons[0].contains("R4"))
+        let field = version == "7.4.1" ? "patch:" : "software version:"
+        #expect(reasons.count == 1 && reasons[0].hasPrefix(field) && reasons[0].contains("7.4.1 patch 2") && reasons[0].contains("R4"), "\(reasons)")
     }
 
     @Test("R6: a backup taken under another manager is refused")

@@ -108,37 +108,27 @@ public enum RestoreChecks {
             manager.append("device \(device.name) is registered with manager \(quoted(device.managerID)), not this one (R6)")
         }
         checks.append(Check("manager", "R6", detail: "backup and device are this manager's (\(s.managerId))", reasons: manager))
-        // R3: same model, modules, interfaces — as the backup says and as inventory says.
-        var hardware: [String] = []
-        if facts.model != manifest.model {
-            hardware.append("model: the replacement is \(facts.model), the backup's device is \(manifest.model) (R3)")
-        } else if facts.model != device.model {
-            hardware.append("model: the replacement is \(facts.model), inventory has \(device.model) for \(device.name) (R3)")
+        // R3: same model, modules, interfaces — as the backup says (ApplianceMatch, as the device
+        // checks it) and, for the model, as inventory says.
+        let replacement = ApplianceMatch.Facts(
+            model: facts.model, networkModules: Int(facts.networkModules),
+            interfaces: facts.interfaces.map { ($0.key, Int($0.value)) }, version: facts.software.version,
+            patch: Int(facts.software.patch))
+        let backup = ApplianceMatch.Facts(manifest)
+        var hardware = ApplianceMatch.hardware(replacement, backup: backup, subject: "the replacement")
+        if facts.model == manifest.model && facts.model != device.model {
+            hardware.append("model: the replacement is a \(facts.model), inventory has \(device.model) for \(device.name) (R3)")
         }
-        if Int(facts.networkModules) != manifest.networkModules {
-            hardware.append(
-                "network modules: the replacement has \(facts.networkModules), the backup's device had \(manifest.networkModules) (R3)")
-        }
-        let mine = facts.interfaces.mapValues(Int.init)
-        let theirs = Dictionary(manifest.interfaces.map { ($0.type, $0.count) }, uniquingKeysWith: +)
-        for type in Set(mine.keys).union(theirs.keys).sorted() where mine[type, default: 0] != theirs[type, default: 0] {
-            hardware.append(
-                "interfaces \(type): the replacement has \(mine[type, default: 0]), the backup's device had \(theirs[type, default: 0]) (R3)")
-        }
-        let interfaces = mine.keys.sorted().map { "\($0)=\(mine[$0]!)" }.joined(separator: ", ")
         checks.append(
             Check(
                 "hardware", "R3",
-                detail: "\(facts.model), \(facts.networkModules) network module(s), interfaces \(interfaces.isEmpty ? "none" : interfaces)",
+                detail: "\(facts.model), \(facts.networkModules) network module(s), interfaces \(replacement.interfacesText)",
                 reasons: hardware))
         // R4: the same software version, patch included.
-        let backupVersion = describe(manifest.software.version, manifest.software.patch)
-        let ownVersion = describe(facts.software.version, Int(facts.software.patch))
         checks.append(
             Check(
-                "software", "R4", detail: ownVersion,
-                reasons: backupVersion != ownVersion
-                    ? ["software: the replacement runs \(ownVersion), the backup was taken on \(backupVersion) (R4)"] : []))
+                "software", "R4", detail: describe(facts.software.version, Int(facts.software.patch)),
+                reasons: ApplianceMatch.software(replacement, backup: backup, subject: "the replacement")))
         // R7: the file of the right role.
         checks.append(
             Check(

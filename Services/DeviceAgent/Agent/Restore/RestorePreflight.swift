@@ -234,49 +234,20 @@ public enum RestorePreflight {
         return (managerId, deviceId)
     }
 
-    /// What differs between this device and the backup's (R3: model, network modules, type and number
-    /// of physical interfaces; R4: software version, patch level). One line each, naming both values;
-    /// empty when they match.
-    public static func differences(device facts: DeviceFacts, backup manifest: BackupManifest) -> [String] {
-        var differences: [String] = []
-        if facts.model != manifest.model {
-            differences.append("model: this device is a \(facts.model), the backup is of a \(manifest.model) (R3)")
-        }
-        if facts.networkModules != manifest.networkModules {
-            differences.append(
-                "network modules: this device has \(facts.networkModules), the backup's device had \(manifest.networkModules) (R3)"
-            )
-        }
-        let mine = interfaceCounts(facts.interfaces.map { ($0.type, $0.count) })
-        let theirs = interfaceCounts(manifest.interfaces.map { ($0.type, $0.count) })
-        for type in Set(mine.keys).union(theirs.keys).sorted() where mine[type] != theirs[type] {
-            switch (mine[type], theirs[type]) {
-            case (let here?, nil):
-                differences.append("interfaces: this device has \(here) \(type), the backup's device had none (R3)")
-            case (nil, let there?):
-                differences.append("interfaces: the backup's device had \(there) \(type), this device has none (R3)")
-            case (let here?, let there?):
-                differences.append("interfaces: this device has \(here) \(type), the backup's device had \(there) (R3)")
-            case (nil, nil):
-                break
-            }
-        }
-        if facts.software != manifest.software.version {
-            differences.append(
-                "software version: this device runs \(facts.software) patch \(facts.patch), the backup was taken on "
-                    + "\(manifest.software.version) patch \(manifest.software.patch) (R4)")
-        } else if facts.patch != manifest.software.patch {
-            differences.append(
-                "patch: this device runs \(facts.software) patch \(facts.patch), the backup was taken on "
-                    + "\(manifest.software.version) patch \(manifest.software.patch) (R4)")
-        }
-        return differences
+    /// This device's facts as R3 and R4 compare them.
+    static func matchFacts(_ facts: DeviceFacts) -> ApplianceMatch.Facts {
+        ApplianceMatch.Facts(
+            model: facts.model, networkModules: facts.networkModules, interfaces: facts.interfaces.map { ($0.type, $0.count) },
+            version: facts.software, patch: facts.patch)
     }
 
-    /// Interface counts by type (groups of the same type added up; empty groups ignored).
-    static func interfaceCounts(_ groups: [(String, Int)]) -> [String: Int] {
-        var counts: [String: Int] = [:]
-        for (type, count) in groups where count > 0 { counts[type, default: 0] += count }
-        return counts
+    /// What differs between this device and the backup's (R3: model, network modules, type and number
+    /// of physical interfaces; R4: software version, patch level), as `ApplianceMatch` decides it for
+    /// the coordinator too. One line each, naming both values; empty when they match.
+    public static func differences(device facts: DeviceFacts, backup manifest: BackupManifest) -> [String] {
+        let device = matchFacts(facts)
+        let backup = ApplianceMatch.Facts(manifest)
+        return ApplianceMatch.hardware(device, backup: backup, subject: "this device")
+            + ApplianceMatch.software(device, backup: backup, subject: "this device")
     }
 }

@@ -427,7 +427,7 @@ public struct RestoreSession: Sendable {
         result.software.version = facts.software
         result.software.patch = UInt32(clamping: facts.patch)
         result.networkModules = UInt32(clamping: facts.networkModules)
-        for (type, count) in RestorePreflight.interfaceCounts(facts.interfaces.map { ($0.type, $0.count) }) {
+        for (type, count) in RestorePreflight.matchFacts(facts).interfaces {
             result.interfaces[type] = UInt32(clamping: count)
         }
         return result
