@@ -3,6 +3,24 @@ import Foundation
 /// A cluster backup (docs/rules.md#archives, B8): one `.tar.gz` holding one device backup per node,
 /// `<node>_control_<timestamp>.tar` and `<node>_data_<timestamp>.tar`, at the top level.
 public enum ClusterBundle {
+    /// R8, decided once for the device and the coordinator: whether a file to restore is a cluster
+    /// bundle — its name ends in `.tar.gz` or `.tgz` (any case), or its first bytes (when known) are
+    /// gzip's. A device restores its own node file, never a bundle.
+    public static func isBundle(fileName: String, firstBytes: Data? = nil) -> Bool {
+        let lowered = fileName.lowercased()
+        if lowered.hasSuffix(".tar.gz") || lowered.hasSuffix(".tgz") { return true }
+        guard let magic = firstBytes, magic.count >= 2 else { return false }
+        return magic[magic.startIndex] == 0x1f && magic[magic.startIndex + 1] == 0x8b
+    }
+
+    /// Why a bundle is not restored (R8), and what to do instead; `nodes` ("cl01-n1 (control), …") when
+    /// the bundle could be read.
+    public static func restoreRefusal(fileName: String, nodes: [String] = []) -> String {
+        let holding = nodes.isEmpty ? "" : "; it holds files for " + nodes.joined(separator: ", ")
+        return "\(fileName) is a cluster bundle (.tar.gz)\(holding). A device restores its own node file (R8): extract it with "
+            + "'rampart backups extract \(fileName) --node NAME' and restore that .tar; restore the control node first"
+    }
+
     /// The default limit on a bundle's uncompressed size: 4 GiB.
     public static let defaultMaxSize = Gzip.defaultMaxSize
 

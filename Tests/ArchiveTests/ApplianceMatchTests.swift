@@ -1,3 +1,4 @@
+import Foundation
 import RampartArchive
 import Testing
 
@@ -50,5 +51,26 @@ struct ApplianceMatchTests {
         #expect(
             ApplianceMatch.software(Self.facts(patch: 1), backup: Self.facts(), subject: "the replacement")
                 == ["patch: the replacement runs 7.4.1 patch 1, the backup was taken on 7.4.1 patch 2 (R4)"])
+    }
+}
+
+@Suite("R8: a cluster bundle is never restored (one rule for device and coordinator)")
+struct BundleRefusalTests {
+    @Test("R8: a bundle is known by its name (.tar.gz, .tgz, any case) or, when the bytes are at hand, by gzip's magic")
+    func isBundle() {
+        #expect(ClusterBundle.isBundle(fileName: "cl.20261207T101500Z.tar.gz"))
+        #expect(ClusterBundle.isBundle(fileName: "CL.TGZ"))
+        #expect(ClusterBundle.isBundle(fileName: "renamed.tar", firstBytes: Data([0x1f, 0x8b, 0x08])))
+        #expect(!ClusterBundle.isBundle(fileName: "cl-n1_control_20261207T101500Z.tar"))
+        #expect(!ClusterBundle.isBundle(fileName: "fw.tar", firstBytes: Data([0x1f])))
+        #expect(!ClusterBundle.isBundle(fileName: "fw.tar", firstBytes: Data("manifest".utf8)))
+    }
+
+    @Test("R8: the refusal says what to do, naming the nodes when known")
+    func refusal() {
+        let text = ClusterBundle.restoreRefusal(fileName: "cl.tar.gz", nodes: ["cl-n1 (control)", "cl-n2 (data)"])
+        #expect(text.contains("it holds files for cl-n1 (control), cl-n2 (data)"))
+        #expect(text.contains("'rampart backups extract cl.tar.gz --node NAME'") && text.contains("(R8)"))
+        #expect(!ClusterBundle.restoreRefusal(fileName: "cl.tar.gz").contains("holds files"))
     }
 }

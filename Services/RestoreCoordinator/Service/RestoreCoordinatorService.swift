@@ -145,9 +145,8 @@ public struct RestoreCoordinatorService: Sendable {
     func assess(
         _ request: Rampart_Restore_V1_RequestLeaseRequest, _ context: RequestContext
     ) async throws -> Assessment {
-        guard !request.archiveFileName.hasSuffix(".tar.gz") else {
-            throw RPCError.failedPrecondition(
-                "\(request.archiveFileName) is a cluster bundle: extract the node's file with `rampart backups extract BUNDLE --node NAME` and restore that (R8)")
+        guard !ClusterBundle.isBundle(fileName: request.archiveFileName) else {
+            throw RPCError.failedPrecondition(ClusterBundle.restoreRefusal(fileName: request.archiveFileName))
         }
         guard request.archiveSha256.utf8.count == 64,
             request.archiveSha256.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })

@@ -193,23 +193,18 @@ public enum RestorePreflight {
     /// Refuses a cluster bundle (`.tar.gz`, gzip data): a device restores its own node file (R8). The
     /// nodes it holds are named, read from the bundle as a stream.
     public static func refuseClusterBundle(_ archive: ArchiveBytes, fileName: String) throws(RestoreError) {
-        let lowered = fileName.lowercased()
         let magic = (try? archive.prefix(2)) ?? Data()
-        let gzip = magic.count == 2 && magic[magic.startIndex] == 0x1f && magic[magic.startIndex + 1] == 0x8b
-        guard gzip || lowered.hasSuffix(".tar.gz") || lowered.hasSuffix(".tgz") else { return }
-        var nodes = ""
-        if gzip, let names = try? ClusterBundle.fileNames(archive.source(), maxSize: 1 << 30) {
-            let named = names.compactMap { name -> String? in
+        guard ClusterBundle.isBundle(fileName: fileName, firstBytes: magic) else { return }
+        var nodes: [String] = []
+        if ClusterBundle.isBundle(fileName: "", firstBytes: magic),
+            let names = try? ClusterBundle.fileNames(archive.source(), maxSize: 1 << 30)
+        {
+            nodes = names.compactMap { name -> String? in
                 guard let parsed = try? BackupNaming.parseDeviceFile(name) else { return nil }
                 return "\(parsed.deviceName) (\(parsed.role.fileNameTag ?? parsed.role.rawValue))"
             }
-            if !named.isEmpty { nodes = "; it holds files for " + named.joined(separator: ", ") }
         }
-        throw RestoreError(
-            .clusterBundle,
-            "\(fileName) is a cluster bundle (.tar.gz)\(nodes). A device restores its own node file (R8): extract it with "
-                + "'rampart backups extract \(fileName) --node NAME' and restore that .tar; restore the control node first"
-        )
+        throw RestoreError(.clusterBundle, ClusterBundle.restoreRefusal(fileName: fileName, nodes: nodes))
     }
 
     /// Where the backup's device is registered: manager-registration.json of the backup (B11).
