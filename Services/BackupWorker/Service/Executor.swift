@@ -109,12 +109,7 @@ struct Executor: Sendable {
         var request = Rampart_Inventory_V1_GetClusterRequest()
         request.cluster = task.targetId
         let cluster: Rampart_Inventory_V1_ClusterResponse = try await inventory(InventoryService.Method.getCluster, request)
-        let nodes = cluster.cluster.nodes.compactMap { node in cluster.devices.first { $0.id == node.deviceID } }
-        guard nodes.count == cluster.cluster.nodes.count, let control = nodes.first(where: { $0.role == .clusterControl })
-        else {
-            throw RPCError.failedPrecondition("cluster \(cluster.cluster.name) has unregistered nodes (rule B9)")
-        }
-        let data = nodes.filter { $0.role == .clusterData }
+        let (control, data) = try Planner.clusterNodes(cluster).get()
         let ordered = [control] + data
         var exports: [String: DeviceExport] = [:]
         var failures: [String: String] = [:]

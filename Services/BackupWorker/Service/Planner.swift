@@ -132,8 +132,8 @@ struct Planner: Sendable {
         request.cluster = reference
         let response: Rampart_Inventory_V1_ClusterResponse = try await call(InventoryService.Method.getCluster, request)
         var task = PlannedTask(kind: .cluster, targetId: response.cluster.id, targetName: response.cluster.name)
-        if response.devices.count != response.cluster.nodes.count {
-            task.refusal = "cluster \(response.cluster.name) has nodes that are not registered: a cluster backup needs every node registered (rule B9)"
+        if case .failure(let refusal) = Self.clusterNodes(response) {
+            task.refusal = refusal.message
         } else {
             task.refusal = supportRefusal(response.devices)
         }
@@ -161,6 +161,24 @@ struct Planner: Sendable {
             tasks.append(PlannedTask(kind: .cluster, targetId: cluster.id, targetName: cluster.name, refusal: supportRefusal(members)))
         }
         return tasks
+    }
+}
+
+extension Planner {
+    /// B9, decided once for planning and for the run: a cluster is backed up only when every node it
+    /// lists is registered and one of them is its control node. Its nodes, control node first, or the
+    /// refusal (FAILED_PRECONDITION).
+    static func clusterNodes(_ response: Rampart_Inventory_V1_ClusterResponse)
+        -> Result<(control: Rampart_Inventory_V1_Device, data: [Rampart_Inventory_V1_Device]), RPCError>
+    {
+        let nodes = response.cluster.nodes.compactMap { node in response.devices.first { $0.id == node.deviceID } }
+        guard nodes.count == response.cluster.nodes.count, let control = nodes.first(where: { $0.role == .clusterControl })
+        else {
+            return .failure(
+                RPCError.failedPrecondition(
+                    "cluster \(response.cluster.name) has nodes that are not registered: a cluster backup needs every node registered (rule B9)"))
+        }
+        return .success((control, nodes.filter { $0.role == .clusterData }))
     }
 }
 
