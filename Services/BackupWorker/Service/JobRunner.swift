@@ -24,14 +24,14 @@ public final class JobRunner: Service, Sendable {
 
     private let configuration: Configuration
     private let pool: PostgresPool
-    private let executor: Executor
+    private let taskRunner: TaskRunner
     private let logger: Logger
 
     /// A runner claiming from `pool`'s database and calling devices and storage through `client`.
     public init(configuration: Configuration, pool: PostgresPool, client: BusClient, logger: Logger) {
         self.configuration = configuration
         self.pool = pool
-        self.executor = Executor(client: client, logger: logger, leaseSeconds: configuration.leaseSeconds)
+        self.taskRunner = TaskRunner(client: client, logger: logger, leaseSeconds: configuration.leaseSeconds)
         self.logger = logger
     }
 
@@ -95,8 +95,8 @@ public final class JobRunner: Service, Sendable {
         logger[metadataKey: "target"] = "\(task.targetName)"
         let progress = TaskProgress()
         let outcome: Result<TaskResult, any Error> = await withTaskGroup(of: Result<TaskResult, any Error>?.self) { group in
-            group.addTask { [executor] in
-                do { return .success(try await executor.run(task, progress: progress)) } catch { return .failure(error) }
+            group.addTask { [taskRunner] in
+                do { return .success(try await taskRunner.run(task, progress: progress)) } catch { return .failure(error) }
             }
             group.addTask { [self] in
                 do {

@@ -49,7 +49,7 @@ struct DownloadResponder: HTTPResponder {
         // The path holds the backup id and file name, never the signature (which is in the query).
         logger[metadataKey: "path"] = "\(Self.printable(path, limit: 300))"
         if !context.remote.isEmpty { logger[metadataKey: "remote"] = "\(context.remote)" }
-        let outcome = Outcome(logger: logger, started: started)
+        let outcome = DownloadLog(logger: logger, started: started)
 
         if let refusal = DownloadDecision.admit(path: path, method: request.method) {
             return outcome.answer(refusal)
@@ -260,7 +260,7 @@ struct DownloadResponder: HTTPResponder {
 }
 
 /// How one request ended, logged once with its method, status, bytes, backup and (on refusal) reason.
-final class Outcome: @unchecked Sendable {
+final class DownloadLog: @unchecked Sendable {
     // Mutated only before the response is returned; read afterwards by the body writer.
     var logger: Logger
     let started: ContinuousClock.Instant

@@ -51,7 +51,7 @@ struct DeviceExport: Sendable {
 }
 
 /// Runs one claimed task: asks devices for their configuration archives and stores them.
-struct Executor: Sendable {
+struct TaskRunner: Sendable {
     let client: BusClient
     let logger: Logger
     /// The task lease, seconds: told to devices, which release an export unread for that long.
