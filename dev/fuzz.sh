@@ -14,7 +14,8 @@
 #   FUZZ_SWIFT_PROTOBUF=<its Sources/SwiftProtobuf>) compiled as a static library module with
 #   coverage, the generated bus.pb.swift as module RampartProto, then Frames.swift + Fuzz/FrameCodecFuzz.swift.
 #   (The rest of RampartBus needs ZeroMQ, libpq and ServiceLifecycle and is not needed here.)
-# - archive-reader: RampartArchive's sources + CZlib (system zlib) + Fuzz/ArchiveReaderFuzz.swift.
+# - archive-reader: RampartArchive's sources + CZlib (system zlib) + Fuzz/ArchiveReaderFuzz.swift, with
+#   RampartBasics compiled first as a static library module.
 #   Its one use of swift-crypto (SHA256.hash) is served by Fuzz/CryptoStub/Crypto.swift, a small
 #   pure-Swift SHA-256 compiled as module `Crypto`, so BoringSSL need not be built with the sanitizers.
 # Fuzz/ is outside every target path in Package.swift, so `swift build` never sees these files.
@@ -51,7 +52,11 @@ archive-reader)
         (cd "$out/lib" && swiftc "${flags[@]}" -module-name Crypto -emit-module -emit-library -static \
             "$OLDPWD/Fuzz/CryptoStub/Crypto.swift")
     fi
-    swiftc "${flags[@]}" -module-name ArchiveReaderFuzz -I "$out/lib" -L "$out/lib" -lCrypto \
+    if [[ ! -f "$out/lib/libRampartBasics.a" ]]; then
+        (cd "$out/lib" && swiftc "${flags[@]}" -module-name RampartBasics -emit-module -emit-library -static \
+            "$OLDPWD"/Shared/RampartBasics/*.swift)
+    fi
+    swiftc "${flags[@]}" -module-name ArchiveReaderFuzz -I "$out/lib" -L "$out/lib" -lCrypto -lRampartBasics \
         -I Shared/CZlib -Xcc -fmodule-map-file=Shared/CZlib/module.modulemap -lz \
         Shared/RampartArchive/*.swift Fuzz/ArchiveReaderFuzz.swift -o "$out/fuzz"
     ;;

@@ -1,5 +1,5 @@
-// A stand-in for swift-crypto's `Crypto` module with the one API RampartArchive uses
-// (`SHA256.hash(data:)`), so the archive fuzz target builds from sources with plain swiftc
+// A stand-in for swift-crypto's `Crypto` module with the API RampartArchive uses
+// (`SHA256.hash(data:)`, and `SHA256()`, `update(data:)`, `finalize()` for streams), so the archive fuzz target builds from sources with plain swiftc
 // (dev/fuzz.sh). A straightforward SHA-256 (FIPS 180-4); not for production use.
 import Foundation
 
@@ -8,7 +8,7 @@ public struct SHA256Digest: Sequence {
     public func makeIterator() -> IndexingIterator<[UInt8]> { bytes.makeIterator() }
 }
 
-public enum SHA256 {
+public struct SHA256 {
     private static let k: [UInt32] = [
         0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
         0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
@@ -20,16 +20,44 @@ public enum SHA256 {
         0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
     ]
 
+    private var h: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
+    private var pending: [UInt8] = []
+    private var length: UInt64 = 0
+
+    public init() {}
+
     public static func hash<D: DataProtocol>(data: D) -> SHA256Digest {
-        var message = [UInt8](data)
-        let bitLength = UInt64(message.count) &* 8
-        message.append(0x80)
-        while message.count % 64 != 56 { message.append(0) }
-        for shift in stride(from: 56, through: 0, by: -8) { message.append(UInt8(truncatingIfNeeded: bitLength >> UInt64(shift))) }
-        var h: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
+        var hasher = SHA256()
+        hasher.update(data: data)
+        return hasher.finalize()
+    }
+
+    /// Adds `data` to what is hashed (whole 64-byte blocks are processed at once).
+    public mutating func update<D: DataProtocol>(data: D) {
+        pending.append(contentsOf: data)
+        length &+= UInt64(data.count)
+        let whole = pending.count - pending.count % 64
+        if whole > 0 {
+            compress(pending[0..<whole])
+            pending.removeFirst(whole)
+        }
+    }
+
+    public func finalize() -> SHA256Digest {
+        var copy = self
+        var tail = copy.pending
+        let bitLength = length &* 8
+        tail.append(0x80)
+        while tail.count % 64 != 56 { tail.append(0) }
+        for shift in stride(from: 56, through: 0, by: -8) { tail.append(UInt8(truncatingIfNeeded: bitLength >> UInt64(shift))) }
+        copy.compress(tail[...])
+        return SHA256Digest(bytes: copy.h.flatMap { v in (0..<4).map { UInt8(truncatingIfNeeded: v >> UInt32(24 - 8 * $0)) } })
+    }
+
+    private mutating func compress(_ message: ArraySlice<UInt8>) {
         func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
         var w = [UInt32](repeating: 0, count: 64)
-        for chunk in stride(from: 0, to: message.count, by: 64) {
+        for chunk in stride(from: message.startIndex, to: message.endIndex, by: 64) {
             for i in 0..<16 {
                 let j = chunk + i * 4
                 w[i] = UInt32(message[j]) << 24 | UInt32(message[j + 1]) << 16 | UInt32(message[j + 2]) << 8 | UInt32(message[j + 3])
@@ -41,12 +69,11 @@ public enum SHA256 {
             }
             var (a, b, c, d, e, f, g, hh) = (h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7])
             for i in 0..<64 {
-                let t1 = hh &+ (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) &+ ((e & f) ^ (~e & g)) &+ k[i] &+ w[i]
+                let t1 = hh &+ (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) &+ ((e & f) ^ (~e & g)) &+ Self.k[i] &+ w[i]
                 let t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) &+ ((a & b) ^ (a & c) ^ (b & c))
                 (hh, g, f, e, d, c, b, a) = (g, f, e, d &+ t1, c, b, a, t1 &+ t2)
             }
             h = [h[0] &+ a, h[1] &+ b, h[2] &+ c, h[3] &+ d, h[4] &+ e, h[5] &+ f, h[6] &+ g, h[7] &+ hh]
         }
-        return SHA256Digest(bytes: h.flatMap { v in (0..<4).map { UInt8(truncatingIfNeeded: v >> UInt32(24 - 8 * $0)) } })
     }
 }
