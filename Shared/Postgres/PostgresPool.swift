@@ -31,6 +31,12 @@ public final class PostgresPool: Sendable {
         self.state = Mutex(State(free: Array((0..<size).reversed())))
     }
 
+    /// How many connections are taken right now, and how many callers wait for one (for metrics, and
+    /// for tests that wait for a state instead of sleeping).
+    public var usage: (taken: Int, waiting: Int) {
+        state.withLock { (slots.count - $0.free.count, $0.waiters.count) }
+    }
+
     /// Runs `body` with a connection on that connection's own thread; waits while all connections are busy.
     ///
     /// Throws `.connection` when no connection can be opened, `.pool` after `close()`, `CancellationError` when

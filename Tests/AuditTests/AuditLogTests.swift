@@ -184,7 +184,7 @@ struct AuditLogTests {
         defer { Task { await database.pool.close() } }
         // The only connection is busy, so the append has to wait for it: a cancelled wait would give up.
         let busy = Task { try await database.pool.withConnection { _ in Thread.sleep(forTimeInterval: 0.3) } }
-        try await Task.sleep(for: .milliseconds(50))
+        while database.pool.usage.taken == 0 { try await Task.sleep(for: .milliseconds(1)) }
         let log = database.log
         let task = Task {
             withUnsafeCurrentTask { $0?.cancel() }

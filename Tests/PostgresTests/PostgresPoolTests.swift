@@ -157,13 +157,22 @@ extension PostgresPoolTests {
 
 @Suite("Waiting for a pooled connection")
 struct PoolWaitingTests {
+    /// Polls `condition` every millisecond, for at most 10 s.
+    static func until(_ condition: () -> Bool) async throws {
+        for _ in 0..<10_000 {
+            if condition() { return }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        Issue.record("the pool never reached the state waited for")
+    }
+
     @Test("a caller cancelled while waiting gives up; the others are still served in turn")
     func cancelledWaiter() async throws {
         let pool = PostgresPool(connectionString: try TestDatabase.create(), size: 1, logger: Logger(label: "test.pool"))
         let holder = Task { try await pool.withConnection { try $0.query("SELECT pg_sleep(0.3)").count } }
-        try await Task.sleep(for: .milliseconds(100))
+        try await Self.until { pool.usage.taken == 1 }
         let waiter = Task { try await pool.withConnection { _ in 1 } }
-        try await Task.sleep(for: .milliseconds(50))
+        try await Self.until { pool.usage.waiting == 1 }
         waiter.cancel()
         await #expect(throws: CancellationError.self) { try await waiter.value }
         #expect(try await holder.value == 1)
