@@ -127,9 +127,16 @@ struct ExamplesTests {
             try await waitUntil("the subscriber printed \(expected.count) lines", timeout: 20) {
                 subscriber.lines().count >= expected.count
             }
-            try await Task.sleep(for: .milliseconds(300))  // room for a wrong extra line to show
+            // A marker after everything sent: once it is printed, any wrong extra line would be before it.
+            var marker = try #require(events.last)
+            marker.seq += 1
+            marker.topic = "backup.marker"
+            publisher.send([try frames(marker)])
+            try await waitUntil("the subscriber printed the marker", timeout: 20) {
+                subscriber.lines().count >= expected.count + 1
+            }
             #expect(run.isRunning, "bad frames are never fatal: \(run.log)")
-            #expect(subscriber.lines() == expected, "\(run.log)")
+            #expect(subscriber.lines() == expected + [CSubscriberRuns.line(marker)], "\(run.log)")
             for report in [
                 "a message of 1 frames", "a message of 3 frames", "topic is not UTF-8", "undecodable Event",
                 "undecodable PublisherHeartbeat",
