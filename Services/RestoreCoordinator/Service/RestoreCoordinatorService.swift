@@ -185,67 +185,25 @@ public struct RestoreCoordinatorService: Sendable {
         let device = situation.device
         let scope = situation.scope
         let now = Date()
-        let ttl = TimeInterval(configuration.leaseTTL.components.seconds)
-            + TimeInterval(configuration.leaseTTL.components.attoseconds) / 1e18
-        let caller = context.caller
+        let lifecycle = self.lifecycle
+        let asked = LeaseLifecycle.Request(
+            leaseId: UUID().uuidString.lowercased(), situation: situation, checks: assessment.checks,
+            archiveFileName: request.archiveFileName, archiveSHA256: request.archiveSha256, cliUser: request.cliUser,
+            caller: context.caller)
         let outcome = try await pool.serve { connection -> Result<Rampart_Restore_V1_Lease, RPCError> in
-            // One decision per scope at a time (the unique index is the backstop). The lock, the expiry
-            // of a lease whose device went silent and the scope's active lease go in one round trip:
-            // the server runs them in order, so the two reads start after the lock is granted and see
-            // every decision committed before it.
+            // One decision per scope at a time (the unique index is the backstop). The lock and the scope's
+            // active leases go in one round trip: the server runs them in order, so the read starts after the
+            // lock is granted and sees every decision committed before it; its rows stay locked, so no report
+            // renews them while this decision stands.
             let read = try connection.pipeline([
                 "SELECT pg_advisory_xact_lock(hashtext(\("restore:" + scope)))",
-                LeaseStore.expiring(now: now, scope: scope),
-                LeaseStore.holding(scope: scope, now: now),
+                LeaseStore.active(scope: scope, locked: true),
             ])
-            // Statements that only write, sent together in one round trip once the decision is made.
-            var writes = try LeaseStore.expired(read[1]).records
-            let active = try read[2].first.map(LeaseStore.lease(from:))
-            let reasons = (assessment.checks + [RestoreChecks.order(situation, active: active)]).flatMap(\.reasons)
-            guard reasons.isEmpty else {
-                writes.append(
-                    """
-                    INSERT INTO restore.requests (device_id, replacement_serial, archive_file_name, granted, reasons)
-                    VALUES (\(device.id), \(request.facts.serial), \(request.archiveFileName), false, \(reasons))
-                    """)
-                writes.append(
-                    try EventOutbox.appending(
-                        OutboxEvent(
-                            topic: "restore.lease.refused", subject: device.id,
-                            attributes: [
-                                "device_name": device.name, "replacement_serial": request.facts.serial,
-                                "reasons": reasons.joined(separator: "; "), "caller": caller,
-                            ]),
-                        source: RestoreAPI.serviceName))
-                _ = try connection.pipeline(writes)
-                return .failure(RPCError.failedPrecondition("restore of \(device.name) refused: " + reasons.joined(separator: "; ")))
-            }
-            let id = UUID()
-            let rows = try connection.query(
-                """
-                INSERT INTO restore.leases (
-                    id, device_id, device_name, role, ha_pair_id, cluster_id, scope, fencing_token, state, step,
-                    archive_file_name, archive_sha256, replacement_serial, cli_user, requested_by, granted_at, expires_at)
-                VALUES (
-                    \(id), \(device.id), \(device.name), \(device.role.label), \(device.haPairID), \(device.clusterID),
-                    \(scope), nextval('restore.fencing_tokens'), 'active', \(RestoreAPI.Step.granted),
-                    \(request.archiveFileName), \(request.archiveSha256), \(request.facts.serial), \(request.cliUser),
-                    \(caller), \(now), \(now.addingTimeInterval(ttl)))
-                RETURNING \(unsafeRaw: LeaseStore.columns)
-                """)
-            let lease = try LeaseStore.lease(from: rows.first!)
-            writes.append(
-                """
-                INSERT INTO restore.requests (device_id, replacement_serial, archive_file_name, granted, lease_id)
-                VALUES (\(device.id), \(request.facts.serial), \(request.archiveFileName), true, \(id))
-                """)
-            writes.append(LeaseStore.stepping(lease.id, RestoreAPI.Step.granted, "replacement \(request.facts.serial)"))
-            writes.append(
-                try LeaseStore.emitting(
-                    "restore.lease.granted", lease,
-                    ["replacement_serial": request.facts.serial, "archive": request.archiveFileName, "caller": caller]))
-            _ = try connection.pipeline(writes)
-            return .success(lease)
+            let decision = lifecycle.decide(
+                .request(asked, scopeLeases: try read[1].map(LeaseStore.record(from:))), now: now)
+            let written = try LeaseStore.apply(decision, now: now, on: connection)
+            if let refusal = decision.refusal { return .failure(RPCError.failedPrecondition(refusal)) }
+            return .success(try Self.written(asked.leaseId, in: written))
         }
         switch outcome {
         case .failure(let error):
@@ -275,9 +233,9 @@ public struct RestoreCoordinatorService: Sendable {
         }
         let now = Date()
         let active = try await pool.serve { connection in
-            try connection.query(LeaseStore.holding(scope: situation.scope, now: now)).first.map(LeaseStore.lease(from:))
+            try connection.query(LeaseStore.active(scope: situation.scope, locked: false)).map(LeaseStore.record(from:))
         }
-        let checks = assessment.checks + [RestoreChecks.order(situation, active: active)]
+        let checks = assessment.checks + [LeaseLifecycle.order(situation, scopeLeases: active, at: now)]
         response.checks = checks.map(\.message)
         response.passed = checks.allSatisfy(\.passed)
         response.deviceID = situation.device.id
@@ -398,49 +356,35 @@ public struct RestoreCoordinatorService: Sendable {
 
     // MARK: reports under a lease
 
-    /// Locks the lease and checks the token and that it is still active (expiring it when its time is up).
-    func checkedLease(
-        _ leaseId: String, _ token: UInt64, now: Date, on connection: PostgresConnection
-    ) throws -> Result<(Rampart_Restore_V1_Lease, PostgresRow), RPCError> {
-        let id = try Self.leaseId(leaseId)
-        let row = try LeaseStore.lock(id, on: connection)
-        let lease = try LeaseStore.lease(from: row)
-        guard token == lease.fencingToken else {
-            return .failure(
-                RPCError.failedPrecondition(
-                    "stale fencing token \(token): lease \(lease.id) holds token \(lease.fencingToken); this restore must stop"))
-        }
-        if lease.state == .active && lease.expiresUnixMs < now.unixMillis {
-            _ = try LeaseStore.expireOverdue(now: now, scope: nil, on: connection)
-            return .failure(RPCError.failedPrecondition("lease \(lease.id) expired: the device was silent too long; start again"))
-        }
-        guard lease.state == .active else {
-            return .failure(
-                RPCError.failedPrecondition(
-                    "lease \(lease.id) has ended (\(Self.stateLabel(lease.state))\(lease.endReason.isEmpty ? "" : ": \(lease.endReason)"))"))
-        }
-        return .success((lease, row))
+    /// The lease machine with this instance's time to live.
+    var lifecycle: LeaseLifecycle { LeaseLifecycle(timeToLive: configuration.leaseTTL) }
+
+    /// The lease `id` as `written` by a decision that was accepted.
+    static func written(_ id: String, in written: [String: Rampart_Restore_V1_Lease]) throws -> Rampart_Restore_V1_Lease {
+        guard let lease = written[id] else { throw RPCError.internalError("restore lease \(id) was decided on but not written") }
+        return lease
     }
 
-    /// `checkedLease` for a rejoin, which also takes a lease that ended (released by force, or expired)
-    /// after its device passed the commit point — `rebooting` recorded under this token: that device's
-    /// configuration is written whatever happened to the lease since, and what it became must be recorded
-    /// (docs/restore.md, "A lease that ends during a restore"). The third value names how such a lease
-    /// had ended; nil for an active one.
-    func checkedRejoin(
-        _ leaseId: String, _ token: UInt64, now: Date, on connection: PostgresConnection
-    ) throws -> Result<(Rampart_Restore_V1_Lease, PostgresRow, String?), RPCError> {
-        switch try checkedLease(leaseId, token, now: now, on: connection) {
-        case .success(let (lease, row)):
-            return .success((lease, row, nil))
-        case .failure(let refusal):
-            let row = try LeaseStore.lock(try Self.leaseId(leaseId), on: connection)
-            let lease = try LeaseStore.lease(from: row)
-            guard token == lease.fencingToken, lease.state == .released || lease.state == .expired,
-                try LeaseStore.hasStep(lease.id, RestoreAPI.Step.rebooting, on: connection)
-            else { return .failure(refusal) }
-            return .success((lease, row, Self.stateLabel(lease.state)))
-        }
+    /// Locks lease `leaseId`, asks the lease machine about `event` (made from the locked lease) and, when it
+    /// accepts and a device's `context` is given, checks the caller may act for the lease's device; then
+    /// applies the decision. A refusal's actions are applied too (a lease found past its time is expired)
+    /// and committed.
+    func decided(
+        _ leaseId: String, now: Date, context: RequestContext? = nil,
+        _ event: @escaping @Sendable (LeaseLifecycle.Lease) -> LeaseLifecycle.Event
+    ) async throws -> Rampart_Restore_V1_Lease {
+        let id = try Self.leaseId(leaseId)
+        let lifecycle = self.lifecycle
+        return try await pool.serve { connection -> Result<Rampart_Restore_V1_Lease, RPCError> in
+            let lease = try LeaseStore.lock(id, on: connection)
+            let decision = lifecycle.decide(event(lease), now: now)
+            if decision.accepted, let context, let refusal = Self.notOwn(lease.message, context) {
+                return .failure(refusal)
+            }
+            let written = try LeaseStore.apply(decision, now: now, on: connection)
+            if let refusal = decision.refusal { return .failure(RPCError.failedPrecondition(refusal)) }
+            return .success(try Self.written(lease.id, in: written))
+        }.get()
     }
 
     /// A refusal when a device key reports on a lease of another device (docs/security.md).
@@ -463,29 +407,11 @@ public struct RestoreCoordinatorService: Sendable {
         guard !request.step.isEmpty, request.step.utf8.count <= 64 else {
             throw RPCError.invalidArgument("step must be 1 to 64 characters")
         }
-        let now = Date()
-        let ttl = configuration.leaseTTL
-        let lease = try await pool.serve { connection -> Result<Rampart_Restore_V1_Lease, RPCError> in
-            switch try checkedLease(request.leaseID, request.fencingToken, now: now, on: connection) {
-            case .failure(let error): return .failure(error)
-            case .success(let (lease, _)):
-                if let refusal = Self.notOwn(lease, context) { return .failure(refusal) }
-                let expires = now.addingTimeInterval(TimeInterval(ttl.components.seconds))
-                let rows = try connection.query(
-                    """
-                    UPDATE restore.leases SET step = \(request.step), expires_at = \(expires),
-                        removed_vpn_certificates = CASE WHEN cardinality(\(request.removedVpnCertificates)::text[]) > 0
-                            THEN \(request.removedVpnCertificates)::text[] ELSE removed_vpn_certificates END
-                    WHERE id = \(lease.id)::uuid RETURNING \(unsafeRaw: LeaseStore.columns)
-                    """)
-                let updated = try LeaseStore.lease(from: rows.first!)
-                if request.step != lease.step {
-                    try LeaseStore.step(lease.id, request.step, request.detail, on: connection)
-                    try LeaseStore.emit("restore.step", updated, ["detail": request.detail], on: connection)
-                }
-                return .success(updated)
-            }
-        }.get()
+        let lease = try await decided(request.leaseID, now: Date(), context: context) { lease in
+            .reportStep(
+                lease, token: request.fencingToken, step: request.step, detail: request.detail,
+                removedVPNCertificates: request.removedVpnCertificates)
+        }
         var response = Rampart_Restore_V1_LeaseResponse()
         response.lease = lease
         return response
@@ -494,17 +420,9 @@ public struct RestoreCoordinatorService: Sendable {
     func reportFailed(
         _ request: Rampart_Restore_V1_ReportFailedRequest, _ context: RequestContext
     ) async throws -> Rampart_Restore_V1_LeaseResponse {
-        let now = Date()
-        let lease = try await pool.serve { connection -> Result<Rampart_Restore_V1_Lease, RPCError> in
-            switch try checkedLease(request.leaseID, request.fencingToken, now: now, on: connection) {
-            case .failure(let error): return .failure(error)
-            case .success(let (lease, _)):
-                if let refusal = Self.notOwn(lease, context) { return .failure(refusal) }
-                return .success(
-                    try end(lease, state: "failed", reason: request.reason.isEmpty ? "failed on the device" : request.reason,
-                        by: "", now: now, topic: "restore.lease.failed", on: connection))
-            }
-        }.get()
+        let lease = try await decided(request.leaseID, now: Date(), context: context) { lease in
+            .reportFailed(lease, token: request.fencingToken, reason: request.reason)
+        }
         context.logger.warning("restore failed on the device", metadata: ["lease": "\(lease.id)", "reason": "\(request.reason)"])
         var response = Rampart_Restore_V1_LeaseResponse()
         response.lease = lease
@@ -514,10 +432,25 @@ public struct RestoreCoordinatorService: Sendable {
     func reportRejoined(
         _ request: Rampart_Restore_V1_ReportRejoinedRequest, _ context: RequestContext
     ) async throws -> Rampart_Restore_V1_LeaseResponse {
-        // Peek first (without holding a lock across inventory calls): token and state must be right.
         let now = Date()
-        let current = try await pool.serve { connection in
-            try checkedRejoin(request.leaseID, request.fencingToken, now: now, on: connection).map(\.0)
+        let id = try Self.leaseId(request.leaseID)
+        let lifecycle = self.lifecycle
+        /// The lease locked, and whether it passed the commit point.
+        @Sendable func read(_ connection: PostgresConnection) throws -> (LeaseLifecycle.Lease, Bool) {
+            let rows = try connection.pipeline([
+                LeaseStore.locking(id), LeaseStore.hasStep(id, LeaseLifecycle.commitPoint),
+            ])
+            return (try LeaseStore.found(id, rows[0]), try rows[1].first?.decode("recorded", as: Bool.self) ?? false)
+        }
+        // Peek first (without holding a lock across inventory calls): token and state must be right. Only a
+        // refusal is applied here (a lease found past its time is expired); the rejoin is decided again below.
+        let current = try await pool.serve { connection -> Result<Rampart_Restore_V1_Lease, RPCError> in
+            let (lease, passed) = try read(connection)
+            let decision = lifecycle.decide(
+                .rejoin(lease, token: request.fencingToken, passedCommitPoint: passed, inHaPair: false), now: now)
+            guard let refusal = decision.refusal else { return .success(lease.message) }
+            try LeaseStore.apply(decision, now: now, on: connection)
+            return .failure(RPCError.failedPrecondition(refusal))
         }.get()
         if let refusal = Self.notOwn(current, context) { throw refusal }
         var lookup = Rampart_Inventory_V1_GetDeviceRequest()
@@ -558,22 +491,15 @@ public struct RestoreCoordinatorService: Sendable {
                     InventoryService.Method.updateHaPair, update, as: Rampart_Inventory_V1_HaPairResponse.self)
             }
         }
+        // Decided again under the lock: a lease that ended after the commit point becomes rejoined, saying
+        // how it had ended; the checklist opens.
         let lease = try await pool.serve { connection -> Result<Rampart_Restore_V1_Lease, RPCError> in
-            switch try checkedRejoin(request.leaseID, request.fencingToken, now: now, on: connection) {
-            case .failure(let error): return .failure(error)
-            case .success(let (lease, row, endedAs)):
-                // A lease that ended after the commit point becomes rejoined, saying how it had ended.
-                let reason = endedAs.map {
-                    "rejoined after the lease was \($0) past the commit point" + (lease.endReason.isEmpty ? "" : " (\(lease.endReason))")
-                } ?? ""
-                let ended = try end(
-                    lease, state: "rejoined", reason: reason, by: "", now: now, topic: "restore.lease.rejoined",
-                    on: connection, step: RestoreAPI.Step.rejoined)
-                try Checklists.open(
-                    for: ended, certificates: try LeaseStore.removedCertificates(row), inHaPair: inPair, now: now,
-                    on: connection)
-                return .success(ended)
-            }
+            let (lease, passed) = try read(connection)
+            let decision = lifecycle.decide(
+                .rejoin(lease, token: request.fencingToken, passedCommitPoint: passed, inHaPair: inPair), now: now)
+            let written = try LeaseStore.apply(decision, now: now, on: connection)
+            if let refusal = decision.refusal { return .failure(RPCError.failedPrecondition(refusal)) }
+            return .success(try Self.written(lease.id, in: written))
         }.get()
         context.logger.notice(
             "device restored and rejoined", metadata: ["device": "\(lease.deviceName)", "lease": "\(lease.id)"])
@@ -589,40 +515,14 @@ public struct RestoreCoordinatorService: Sendable {
         guard !reason.isEmpty else { throw RPCError.invalidArgument("a forced release needs a reason (it is audited)") }
         context.audit.note("lease", request.leaseID)
         context.audit.note("reason", reason)
-        let id = try Self.leaseId(request.leaseID)
         let caller = context.caller
-        let now = Date()
-        let lease = try await pool.serve { connection -> Result<Rampart_Restore_V1_Lease, RPCError> in
-            let lease = try LeaseStore.lease(from: try LeaseStore.lock(id, on: connection))
-            guard lease.state == .active else {
-                return .failure(RPCError.failedPrecondition("lease \(lease.id) is not active (\(Self.stateLabel(lease.state)))"))
-            }
-            return .success(
-                try end(lease, state: "released", reason: reason, by: caller, now: now, topic: "restore.lease.released",
-                    on: connection))
-        }.get()
+        let lease = try await decided(request.leaseID, now: Date()) { .release($0, reason: reason, by: caller) }
         context.audit.subject = lease.deviceID
         context.logger.notice(
             "restore lease released by force", metadata: ["lease": "\(lease.id)", "by": "\(caller)", "reason": "\(reason)"])
         var response = Rampart_Restore_V1_LeaseResponse()
         response.lease = lease
         return response
-    }
-
-    func end(
-        _ lease: Rampart_Restore_V1_Lease, state: String, reason: String, by: String, now: Date, topic: String,
-        on connection: PostgresConnection, step: String? = nil
-    ) throws -> Rampart_Restore_V1_Lease {
-        let rows = try connection.query(
-            """
-            UPDATE restore.leases SET state = \(state), step = \(step ?? state), ended_at = \(now), end_reason = \(reason),
-                released_by = \(by)
-            WHERE id = \(lease.id)::uuid RETURNING \(unsafeRaw: LeaseStore.columns)
-            """)
-        let ended = try LeaseStore.lease(from: rows.first!)
-        try LeaseStore.step(lease.id, step ?? state, reason, on: connection)
-        try LeaseStore.emit(topic, ended, reason.isEmpty ? [:] : ["reason": reason, "by": by], on: connection)
-        return ended
     }
 
     // MARK: ListLeases
@@ -632,8 +532,9 @@ public struct RestoreCoordinatorService: Sendable {
         let device = request.device
         let activeOnly = request.activeOnly
         let now = Date()
+        let lifecycle = self.lifecycle
         return try await pool.serve { connection in
-            _ = try LeaseStore.expireOverdue(now: now, scope: nil, on: connection)
+            _ = try Self.expireOverdue(lifecycle, now: now, on: connection)
             let rows = try connection.query(
                 """
                 SELECT \(unsafeRaw: LeaseStore.columns) FROM restore.leases
@@ -652,7 +553,8 @@ public struct RestoreCoordinatorService: Sendable {
     /// Ends leases whose devices went silent; run every second by `LeaseExpiry`.
     func expireOverdue() async throws -> Int {
         let now = Date()
-        let expired = try await pool.serve { try LeaseStore.expireOverdue(now: now, scope: nil, on: $0) }
+        let lifecycle = self.lifecycle
+        let expired = try await pool.serve { try Self.expireOverdue(lifecycle, now: now, on: $0) }
         for lease in expired {
             logger.warning(
                 "restore lease expired: the device went silent", metadata: ["device": "\(lease.deviceName)", "lease": "\(lease.id)"])
@@ -660,12 +562,22 @@ public struct RestoreCoordinatorService: Sendable {
         return expired.count
     }
 
+    /// Reads the active leases past their time at `now` (locked; those another call holds are left to it),
+    /// lets the lease machine expire them (a tick) and applies that; returns them, expired.
+    static func expireOverdue(
+        _ lifecycle: LeaseLifecycle, now: Date, on connection: PostgresConnection
+    ) throws -> [LeaseLifecycle.Lease] {
+        let active = try connection.query(LeaseStore.overdue(now: now)).map(LeaseStore.record(from:))
+        let decision = lifecycle.decide(.tick(active), now: now)
+        try LeaseStore.apply(decision, now: now, on: connection)
+        return decision.expired
+    }
+
     static func leaseId(_ text: String) throws -> UUID {
         guard let id = UUID(uuidString: text) else { throw RPCError.invalidArgument("lease id \(text) is not a UUID") }
         return id
     }
 
-    static func stateLabel(_ state: Rampart_Restore_V1_LeaseState) -> String { state.label }
 }
 
 extension Rampart_Restore_V1_LeaseState {

@@ -393,7 +393,9 @@ public nonisolated struct Rampart_Restore_V1_CheckRestoreResponse: Sendable {
 }
 
 /// Renews the lease and records a step. A wrong or outdated token → FAILED_PRECONDITION
-/// ("stale fencing token"); an ended lease → FAILED_PRECONDITION.
+/// ("stale fencing token"); an ended lease → FAILED_PRECONDITION. Steps go forward: "granted",
+/// "applying", "applied", "rebooting"; the same step again only renews, a later one may skip steps, an
+/// earlier one or another name → FAILED_PRECONDITION ("out of order").
 public nonisolated struct Rampart_Restore_V1_ReportStepRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
