@@ -332,8 +332,15 @@ struct HTTPDownloadTests {
         defer { Task { await storage.close() } }
         try await withDownloadServer(storage, verifier: verifier, drainTimeout: .milliseconds(500)) { base, group in
             // At 2 MiB/s the 24 MiB would arrive whole within curl's 20 s: a short body proves the cut-off.
-            async let slow = curl(base + Self.path + "?sig=good", ["--limit-rate", "2M", "--max-time", "20"])
-            try await Task.sleep(for: .milliseconds(500))
+            let body = NSTemporaryDirectory() + "rampart-drain-\(UUID().uuidString.prefix(8)).body"
+            defer { unlink(body) }
+            async let slow = curl(base + Self.path + "?sig=good", ["--limit-rate", "2M", "--max-time", "20"], output: body)
+            // The shutdown comes while the body is flowing: once curl has written some of it.
+            for _ in 0..<2000 {
+                let written = (try? FileManager.default.attributesOfItem(atPath: body)[.size] as? Int) ?? 0
+                if written > 0 { break }
+                try await Task.sleep(for: .milliseconds(5))
+            }
             await group.triggerGracefulShutdown()
             let got = try await slow
             #expect(got.exitCode != 0)
