@@ -92,11 +92,12 @@ let package = Package(
         // Service and method names of services that several executables call. No dependencies.
         .target(name: "RampartAPI", path: "Shared/RampartAPI", swiftSettings: strict),
 
-        // Configuration, logging and start-up helpers every executable shares.
+        // Configuration, logging and start-up helpers every executable shares; the one way a service
+        // boots (`ServiceBoot`: logging, migrations, pool, bus key, host, service group).
         .target(
             name: "RampartCore",
             dependencies: [
-                "RampartBus", "Postgres",
+                "RampartBus", "Postgres", "RampartAudit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -256,6 +257,7 @@ let package = Package(
             ],
             path: "Tests/JSONTests"),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"], path: "Tests/ZeroMQTests"),
+        .testTarget(name: "CoreTests", dependencies: ["RampartCore"], path: "Tests/CoreTests"),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "RampartTesting"], path: "Tests/PostgresTests"),
         .testTarget(
             name: "AuditTests", dependencies: ["RampartAudit", "Postgres", "RampartTesting"], path: "Tests/AuditTests"),

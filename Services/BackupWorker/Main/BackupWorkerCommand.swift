@@ -1,12 +1,6 @@
 import ArgumentParser
 import BackupWorkerService
-import Foundation
-import Logging
-import Postgres
-import RampartAudit
-import RampartBus
 import RampartCore
-import ServiceLifecycle
 
 /// `backup-worker`: serves the backup API and runs backup jobs from the durable queue. Start as
 /// many as you like; they share the queue in PostgreSQL.
@@ -65,45 +59,34 @@ struct BackupWorkerCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let logger = log.bootstrap("rampart.backup-worker")
-        try await Startup.withDatabase(database.connectionString, logger: logger) { connection in
-            try BackupService.migrate(connection: connection, logger: logger)
-            try AuditLog.migrate(connection: connection, logger: logger)
-        }
-        let pool = PostgresPool(
-            connectionString: database.connectionString, size: max(database.poolSize, concurrency + 2), logger: logger)
-        let security = try bus.security(defaultKey: "services/backup-worker.key", logger: logger)
-        var host = ServiceHost.Configuration(
-            service: BackupService.serviceName, brokerEndpoint: bus.endpoint, security: security, instanceId: instanceId)
-        host.heartbeatIntervalMs = bus.heartbeatMs
-        let workerId = host.instanceId
-        let client = BusClient(endpoint: bus.endpoint, security: security, caller: workerId, logger: logger)
-        var runner = JobRunner.Configuration(workerId: workerId)
-        runner.concurrency = concurrency
-        runner.leaseSeconds = leaseSeconds
-        runner.retryBaseSeconds = retryBaseSeconds
+        let boot = ServiceBoot("backup-worker", log: log)
         let policy = try RetentionPolicy(
             keepLast: keepLast, keepDaily: keepDaily, keepWeekly: keepWeekly, keepMonthly: keepMonthly)
-        let pruner = Pruner(pool: pool, client: client, policy: policy, logger: logger)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: ServiceHost(
-                configuration: host, router: BackupService(pool: pool, client: client, pruner: pruner).router()
-                    .auditing(into: AuditLog(pool: pool, logger: logger)),
-                logger: logger)),
-            .init(service: JobRunner(configuration: runner, pool: pool, client: client, logger: logger)),
-            .init(service: Scheduler(
-                    pool: pool, client: client, interval: .milliseconds(scheduleIntervalMs),
-                    targetCheckInterval: .seconds(scheduleTargetCheckSeconds), logger: logger)),
-        ]
-        if pruneIntervalSeconds > 0 {
-            services.append(.init(service: PruneLoop(pruner: pruner, interval: .seconds(pruneIntervalSeconds))))
+        try await boot.run(
+            service: BackupService.serviceName, bus: bus, database: database, instanceId: instanceId,
+            poolSize: max(database.poolSize, concurrency + 2), migrations: [BackupService.migrate]
+        ) { resources, host in
+            let pool = resources.pool
+            let logger = resources.logger
+            // The worker's id is its instance's: a task's lease names the worker holding it.
+            let client = resources.client(of: host)
+            var runner = JobRunner.Configuration(workerId: host.instanceId)
+            runner.concurrency = concurrency
+            runner.leaseSeconds = leaseSeconds
+            runner.retryBaseSeconds = retryBaseSeconds
+            let pruner = Pruner(pool: pool, client: client, policy: policy, logger: logger)
+            var services: [BootService] = [
+                .required(resources.serve(BackupService(pool: pool, client: client, pruner: pruner).router(), on: host)),
+                .required(JobRunner(configuration: runner, pool: pool, client: client, logger: logger)),
+                .required(
+                    Scheduler(
+                        pool: pool, client: client, interval: .milliseconds(scheduleIntervalMs),
+                        targetCheckInterval: .seconds(scheduleTargetCheckSeconds), logger: logger)),
+            ]
+            if pruneIntervalSeconds > 0 {
+                services.append(.required(PruneLoop(pruner: pruner, interval: .seconds(pruneIntervalSeconds))))
+            }
+            return services
         }
-        let group = ServiceGroup(
-            configuration: .init(
-                services: services,
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
-        client.close()
-        await pool.close()
     }
 }

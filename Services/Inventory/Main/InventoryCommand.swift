@@ -1,11 +1,6 @@
 import ArgumentParser
 import InventoryService
-import Logging
-import Postgres
-import RampartAudit
-import RampartBus
 import RampartCore
-import ServiceLifecycle
 
 /// `inventory`: serves devices, HA pairs and clusters on the bus. Start as many as you like.
 @main
@@ -36,32 +31,26 @@ struct InventoryCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let logger = log.bootstrap("rampart.inventory")
-        try await Startup.withDatabase(database.connectionString, logger: logger) { connection in
-            try InventoryService.migrate(connection: connection, logger: logger)
-            try AuditLog.migrate(connection: connection, logger: logger)
+        let boot = ServiceBoot("inventory", log: log)
+        try await boot.run(
+            service: InventoryService.serviceName, bus: bus, database: database, instanceId: instanceId,
+            capacity: capacity, migrations: [InventoryService.migrate]
+        ) { resources, host in
+            let router = InventoryService(pool: resources.pool).router()
+            var services: [BootService] = [.required(resources.serve(router, on: host))]
+            // Presence follows the bus's liveness: polled twice per heartbeat interval (docs/decisions.md).
+            let pollMs = presencePollMs ?? max(50, bus.heartbeatMs / 2)
+            if pollMs > 0 {
+                services.append(
+                    .required(
+                        PresenceWatcher(
+                            pool: resources.pool, client: resources.client(of: host), pollIntervalMs: pollMs,
+                            logger: resources.logger)))
+            } else {
+                resources.logger.notice(
+                    "presence comes only from reports: the bus's liveness is not followed (--presence-poll-ms 0)")
+            }
+            return services
         }
-        let pool = PostgresPool(connectionString: database.connectionString, size: database.poolSize, logger: logger)
-        let security = try bus.security(defaultKey: "services/inventory.key", logger: logger)
-        var host = ServiceHost.Configuration(
-            service: InventoryService.serviceName, brokerEndpoint: bus.endpoint, security: security, instanceId: instanceId)
-        host.capacity = capacity
-        host.heartbeatIntervalMs = bus.heartbeatMs
-        let service = ServiceHost(configuration: host, router: InventoryService(pool: pool).router().auditing(into: AuditLog(pool: pool, logger: logger)),
-            logger: logger)
-        // Presence follows the bus's liveness: polled twice per heartbeat interval (docs/decisions.md).
-        let client = BusClient(endpoint: bus.endpoint, security: security, caller: host.instanceId, logger: logger)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: service)]
-        let pollMs = presencePollMs ?? max(50, bus.heartbeatMs / 2)
-        if pollMs > 0 {
-            services.append(.init(service: PresenceWatcher(pool: pool, client: client, pollIntervalMs: pollMs, logger: logger)))
-        } else {
-            logger.notice("presence comes only from reports: the bus's liveness is not followed (--presence-poll-ms 0)")
-        }
-        let group = ServiceGroup(
-            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
-        client.close()
-        await pool.close()
     }
 }

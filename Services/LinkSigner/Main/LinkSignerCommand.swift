@@ -1,14 +1,10 @@
 import ArgumentParser
 import Foundation
 import LinkSignerService
-import Logging
-import Postgres
-import RampartAudit
 import RampartBus
 import RampartCore
 import RampartCrypto
 import RampartLinks
-import ServiceLifecycle
 
 /// `link-signer`: signs short-lived download links for backup files (L2) and checks them for
 /// storage's HTTP endpoint. Several instances may share the database and the master key.
@@ -52,49 +48,35 @@ struct LinkSignerCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let logger = log.bootstrap("rampart.link-signer")
+        let boot = ServiceBoot("link-signer", log: log)
         let key: MasterKey
         do {
             key = try MasterKey.loadOrCreate(at: masterKey)
         } catch {
-            logger.critical("refusing to start", metadata: ["error": "\(error)"])
+            boot.logger.critical("refusing to start", metadata: ["error": "\(error)"])
             throw ExitCode(78)  // EX_CONFIG
         }
         if clockOffsetFile != nil {
-            logger.warning("the clock is offset by a file: for tests only", metadata: ["file": "\(clockOffsetFile ?? "")"])
+            boot.logger.warning(
+                "the clock is offset by a file: for tests only", metadata: ["file": "\(clockOffsetFile ?? "")"])
         }
-        let pool = PostgresPool(connectionString: database.connectionString, size: database.poolSize, logger: logger)
-        let security = try bus.security(defaultKey: "services/link-signer.key", logger: logger)
-        var host = ServiceHost.Configuration(
-            service: LinksAPI.serviceName, brokerEndpoint: bus.endpoint, security: security, instanceId: instanceId)
-        host.capacity = capacity
-        host.heartbeatIntervalMs = bus.heartbeatMs
-        let client = BusClient(endpoint: bus.endpoint, security: security, caller: host.instanceId, logger: logger)
-        let service = LinkSignerService(
-            configuration: LinkSignerConfiguration(baseURL: baseURL), pool: pool, masterKey: key, client: client,
-            clock: LinkClock(offsetFile: clockOffsetFile), logger: logger)
-        do {
-            try await Startup.withDatabase(database.connectionString, logger: logger) { connection in
-                try LinkSignerService.migrate(connection: connection, logger: logger)
-                try AuditLog.migrate(connection: connection, logger: logger)
-                try service.prepareKeys(on: connection)
+        try await boot.run(
+            service: LinksAPI.serviceName, bus: bus, database: database, instanceId: instanceId, capacity: capacity,
+            migrations: [LinkSignerService.migrate]
+        ) { resources, host in
+            let logger = resources.logger
+            let service = LinkSignerService(
+                configuration: LinkSignerConfiguration(baseURL: baseURL), pool: resources.pool, masterKey: key,
+                client: resources.client(of: host), clock: LinkClock(offsetFile: clockOffsetFile), logger: logger)
+            // A signing key that does not open under this master key: refused before serving anything.
+            do {
+                try await resources.pool.withConnection { try service.prepareKeys(on: $0) }
+            } catch let error as RPCError {
+                logger.critical("refusing to start", metadata: ["error": "\(error.message)"])
+                throw ExitCode(78)
             }
-        } catch let error as RPCError {
-            logger.critical("refusing to start", metadata: ["error": "\(error.message)"])
-            throw ExitCode(78)
+            logger.info("signing links", metadata: ["base-url": "\(baseURL)", "master-key": "\(key.id)"])
+            return [.required(resources.serve(service.router(), on: host))]
         }
-        logger.info("signing links", metadata: ["base-url": "\(baseURL)", "master-key": "\(key.id)"])
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [
-                    .init(
-                        service: ServiceHost(
-                            configuration: host, router: service.router().auditing(into: AuditLog(pool: pool, logger: logger)),
-                            logger: logger))
-                ],
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
-        client.close()
-        await pool.close()
     }
 }

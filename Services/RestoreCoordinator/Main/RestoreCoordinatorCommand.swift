@@ -1,9 +1,5 @@
 import ArgumentParser
-import Logging
-import Postgres
 import RampartAPI
-import RampartAudit
-import RampartBus
 import RampartCore
 import RestoreCoordinatorService
 import ServiceLifecycle
@@ -40,37 +36,24 @@ struct RestoreCoordinatorCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let logger = log.bootstrap("rampart.restore-coordinator")
-        try await Startup.withDatabase(database.connectionString, logger: logger) { connection in
-            try RestoreCoordinatorService.migrate(connection: connection, logger: logger)
-            try AuditLog.migrate(connection: connection, logger: logger)
+        let boot = ServiceBoot("restore-coordinator", log: log)
+        try await boot.run(
+            service: RestoreAPI.serviceName, bus: bus, database: database, instanceId: instanceId, capacity: capacity,
+            migrations: [RestoreCoordinatorService.migrate]
+        ) { resources, host in
+            var configuration = RestoreConfiguration(managerId: managerId)
+            configuration.leaseTTL = .seconds(leaseSeconds)
+            let service = RestoreCoordinatorService(
+                configuration: configuration, pool: resources.pool, client: resources.client(of: host),
+                logger: resources.logger)
+            resources.logger.info(
+                "coordinating restores",
+                metadata: ["manager-id": "\(managerId ?? "the installation's (inventory)")", "lease-seconds": "\(leaseSeconds)"])
+            return [
+                .required(resources.serve(service.router(), on: host)),
+                .required(ExpiryService(expiry: LeaseExpiry(service: service))),
+            ]
         }
-        let pool = PostgresPool(connectionString: database.connectionString, size: database.poolSize, logger: logger)
-        let security = try bus.security(defaultKey: "services/restore-coordinator.key", logger: logger)
-        var host = ServiceHost.Configuration(
-            service: RestoreAPI.serviceName, brokerEndpoint: bus.endpoint, security: security, instanceId: instanceId)
-        host.capacity = capacity
-        host.heartbeatIntervalMs = bus.heartbeatMs
-        let client = BusClient(endpoint: bus.endpoint, security: security, caller: host.instanceId, logger: logger)
-        var configuration = RestoreConfiguration(managerId: managerId)
-        configuration.leaseTTL = .seconds(leaseSeconds)
-        let service = RestoreCoordinatorService(configuration: configuration, pool: pool, client: client, logger: logger)
-        logger.info(
-            "coordinating restores",
-            metadata: ["manager-id": "\(managerId ?? "the installation's (inventory)")", "lease-seconds": "\(leaseSeconds)"])
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [
-                    .init(
-                        service: ServiceHost(
-                            configuration: host, router: service.router().auditing(into: AuditLog(pool: pool, logger: logger)),
-                            logger: logger)),
-                    .init(service: ExpiryService(expiry: LeaseExpiry(service: service))),
-                ],
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
-        client.close()
-        await pool.close()
     }
 }
 

@@ -1,11 +1,6 @@
 import ArgumentParser
-import Logging
-import Postgres
-import RampartAudit
-import RampartBus
 import RampartCore
 import RampartCrypto
-import ServiceLifecycle
 import StorageHTTP
 import StorageService
 
@@ -62,57 +57,45 @@ struct StorageCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let logger = log.bootstrap("rampart.storage")
+        let boot = ServiceBoot("storage", log: log)
         Self.keepBatchMemory()
         let keyPath = masterKey ?? dir + "/master.key"
         let key: MasterKey
         do {
             key = try MasterKey.loadOrCreate(at: keyPath)
         } catch {
-            logger.critical("refusing to start", metadata: ["error": "\(error)"])
+            boot.logger.critical("refusing to start", metadata: ["error": "\(error)"])
             throw ExitCode(78)  // EX_CONFIG
         }
-        logger.info("master key loaded", metadata: ["key-id": "\(key.id)", "dir": "\(dir)"])
-        try await Startup.withDatabase(database.connectionString, logger: logger) { connection in
-            try StorageService.migrate(connection: connection, logger: logger)
-            try AuditLog.migrate(connection: connection, logger: logger)
+        boot.logger.info("master key loaded", metadata: ["key-id": "\(key.id)", "dir": "\(dir)"])
+        try await boot.run(
+            service: StorageService.serviceName, bus: bus, database: database, instanceId: instanceId, capacity: capacity,
+            migrations: [StorageService.migrate]
+        ) { resources, host in
+            let logger = resources.logger
+            let storage = StorageService(
+                configuration: StorageConfiguration(directory: dir), pool: resources.pool, masterKey: key, logger: logger)
+            try storage.prepareDirectories()
+            // Abandoned uploads (a worker that died mid-upload) are swept every quarter of the idle time, at
+            // most every minute.
+            let janitor = UploadJanitor(
+                storage: storage, idleSeconds: uploadIdleSeconds, interval: .seconds(max(1, min(60, uploadIdleSeconds / 4))))
+            var services: [BootService] = [.required(resources.serve(storage.router(), on: host)), .required(janitor)]
+            if httpPort == 0 {
+                logger.info("HTTP downloads disabled (--http-port 0)")
+            } else {
+                // Signed download links (L2) over HTTP; each request is checked by link-signer over the bus.
+                logger.info("starting HTTP downloads", metadata: ["address": "http://\(httpHost):\(httpPort)"])
+                let linkClient = resources.client(of: host, caller: StorageService.serviceName)
+                let http = StorageHTTPServer(
+                    configuration: .init(host: httpHost, port: httpPort), storage: storage,
+                    verifier: BusLinkVerifier(client: linkClient), audit: resources.audit, logger: logger)
+                // A port already taken (another instance on this host) leaves the bus service running: the
+                // failure is logged by the server and the group goes on without HTTP.
+                services.append(.failureIgnored(http))
+            }
+            return services
         }
-        let pool = PostgresPool(connectionString: database.connectionString, size: database.poolSize, logger: logger)
-        let storage = StorageService(
-            configuration: StorageConfiguration(directory: dir), pool: pool, masterKey: key, logger: logger)
-        try storage.prepareDirectories()
-        let security = try bus.security(defaultKey: "services/storage.key", logger: logger)
-        var host = ServiceHost.Configuration(
-            service: StorageService.serviceName, brokerEndpoint: bus.endpoint, security: security, instanceId: instanceId)
-        host.capacity = capacity
-        host.heartbeatIntervalMs = bus.heartbeatMs
-        let audit = AuditLog(pool: pool, logger: logger)
-        let service = ServiceHost(configuration: host, router: storage.router().auditing(into: audit), logger: logger)
-        // Abandoned uploads (a worker that died mid-upload) are swept every quarter of the idle time, at
-        // most every minute.
-        let janitor = UploadJanitor(
-            storage: storage, idleSeconds: uploadIdleSeconds, interval: .seconds(max(1, min(60, uploadIdleSeconds / 4))))
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: service), .init(service: janitor)]
-        // Signed download links (L2) over HTTP; each request is checked by link-signer over the bus.
-        let linkClient = BusClient(
-            endpoint: bus.endpoint, security: security, caller: StorageService.serviceName, logger: logger)
-        if httpPort == 0 {
-            logger.info("HTTP downloads disabled (--http-port 0)")
-        } else {
-            logger.info("starting HTTP downloads", metadata: ["address": "http://\(httpHost):\(httpPort)"])
-            let http = StorageHTTPServer(
-                configuration: .init(host: httpHost, port: httpPort), storage: storage,
-                verifier: BusLinkVerifier(client: linkClient), audit: audit,
-                logger: logger)
-            // A port already taken (another instance on this host) leaves the bus service running: the
-            // failure is logged by the server and the group goes on without HTTP.
-            services.append(.init(service: http, failureTerminationBehavior: .ignore))
-        }
-        let group = ServiceGroup(
-            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        defer { linkClient.close() }
-        try await group.run()
-        await pool.close()
     }
 }
 
