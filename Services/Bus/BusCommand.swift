@@ -1,10 +1,8 @@
 import ArgumentParser
 import Logging
-import Postgres
 import RampartAudit
 import RampartBus
 import RampartCore
-import ServiceLifecycle
 
 /// `bus`: the broker (request routing by service name, heartbeats), the event publisher and the
 /// journal service, in one process; also the `audit` service that reads the audit log.
@@ -84,53 +82,39 @@ struct BusCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let logger = log.bootstrap("rampart.bus")
+        let boot = ServiceBoot("bus", log: log)
+        let logger = boot.logger
         let (security, zap) = try security(logger: logger)
         try zap?.start()
         defer { zap?.stop() }
-        try await Startup.withDatabase(database.connectionString, logger: logger) { connection in
-            try EventOutbox.migrate(connection: connection, logger: logger)
-            try AuditLog.migrate(connection: connection, logger: logger)
+        try await boot.run(database: database, migrations: [EventOutbox.migrate]) { resources in
+            let internalEndpoint = "inproc://rampart-broker"
+            // Device registrations are checked against inventory, asked over the bus inside this process.
+            let inventoryClient = resources.client(
+                endpoint: internalEndpoint, security: security.instanceSecurity, caller: "bus")
+            let deviceCheck = DeviceIdentityCheck(client: inventoryClient, logger: logger)
+            let broker = Broker(
+                endpoints: [listen, internalEndpoint], security: security,
+                configuration: .init(heartbeatIntervalMs: heartbeatMs), auditor: resources.audit.auditor,
+                deviceCheck: { await deviceCheck.check($0) }, logger: logger)
+            let publisher = EventPublisher(
+                connectionString: database.connectionString, endpoint: publish, secretKey: security.secretKey,
+                authorized: security.authorized, logger: logger)
+            let advertised = advertiseEvents
+            var journalHost = ServiceHost.Configuration(
+                service: BusProtocol.journalService, brokerEndpoint: internalEndpoint, security: security.instanceSecurity)
+            journalHost.heartbeatIntervalMs = heartbeatMs
+            let journal = resources.serve(
+                JournalService.router(pool: resources.pool) {
+                    advertised ?? (publisher.boundEndpoint ?? "").replacingOccurrences(of: "*", with: "127.0.0.1")
+                        .replacingOccurrences(of: "0.0.0.0", with: "127.0.0.1")
+                },
+                on: journalHost)
+            var auditHost = ServiceHost.Configuration(
+                service: AuditAPI.serviceName, brokerEndpoint: internalEndpoint, security: security.instanceSecurity)
+            auditHost.heartbeatIntervalMs = heartbeatMs
+            let audit = resources.serve(AuditService.router(log: resources.audit), on: auditHost)
+            return [.required(broker), .required(publisher), .required(journal), .required(audit)]
         }
-        let internalEndpoint = "inproc://rampart-broker"
-        let pool = PostgresPool(connectionString: database.connectionString, size: database.poolSize, logger: logger)
-        let auditLog = AuditLog(pool: pool, logger: logger)
-        // Device registrations are checked against inventory, asked over the bus inside this process.
-        let inventoryClient = BusClient(
-            endpoint: internalEndpoint, security: security.instanceSecurity, caller: "bus", logger: logger)
-        defer { inventoryClient.close() }
-        let deviceCheck = DeviceIdentityCheck(client: inventoryClient, logger: logger)
-        let broker = Broker(
-            endpoints: [listen, internalEndpoint], security: security,
-            configuration: .init(heartbeatIntervalMs: heartbeatMs), auditor: auditLog.auditor,
-            deviceCheck: { await deviceCheck.check($0) }, logger: logger)
-        let publisher = EventPublisher(
-            connectionString: database.connectionString, endpoint: publish, secretKey: security.secretKey,
-            authorized: security.authorized, logger: logger)
-        let advertised = advertiseEvents
-        var journalHost = ServiceHost.Configuration(
-            service: BusProtocol.journalService, brokerEndpoint: internalEndpoint, security: security.instanceSecurity)
-        journalHost.heartbeatIntervalMs = heartbeatMs
-        let journal = ServiceHost(
-            configuration: journalHost,
-            router: JournalService.router(pool: pool) {
-                advertised ?? (publisher.boundEndpoint ?? "").replacingOccurrences(of: "*", with: "127.0.0.1")
-                    .replacingOccurrences(of: "0.0.0.0", with: "127.0.0.1")
-            }.auditing(into: auditLog),
-            logger: logger)
-        var auditHost = ServiceHost.Configuration(
-            service: AuditAPI.serviceName, brokerEndpoint: internalEndpoint, security: security.instanceSecurity)
-        auditHost.heartbeatIntervalMs = heartbeatMs
-        let audit = ServiceHost(
-            configuration: auditHost, router: AuditService.router(log: auditLog),
-            logger: logger)
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [
-                    .init(service: broker), .init(service: publisher), .init(service: journal), .init(service: audit),
-                ],
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
-        await pool.close()
     }
 }
