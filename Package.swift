@@ -225,10 +225,13 @@ let package = Package(
             ],
             path: "Benchmarks/BusBench", swiftSettings: strict),
 
-        // Helpers only tests use: throwaway databases, process launching, free ports.
+        // Helpers only tests use: throwaway databases, process launching, free ports, handlers called in-process.
         .target(
             name: "RampartTesting",
-            dependencies: ["Postgres", "RampartBus", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "Postgres", "RampartBus", "RampartProto", .product(name: "Logging", package: "swift-log"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
             path: "Shared/RampartTesting", swiftSettings: strict),
 
         .testTarget(name: "ArchiveTests", dependencies: ["RampartArchive"], path: "Tests/ArchiveTests"),
