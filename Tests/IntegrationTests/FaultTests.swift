@@ -285,9 +285,12 @@ struct FaultTests {
     @Test("P10: a worker frozen (SIGSTOP) past its lease: another worker takes the job, the frozen one's late writes are fenced off, one backup record")
     func frozenWorkerFenced() async throws {
         var spec = FleetSpec()
+        // ~12 s per attempt, a 6 s lease: frozen past its lease long before the attempt could end, and each
+        // 1 MiB chunk (2 s) read well within the lease, so the device keeps attempt 2's export even on a
+        // loaded machine (it releases one left unread for the lease's length).
         spec.configSize = "6MiB"
-        spec.device("fw-slow", slowExportMs: 2500)  // ~15 s per attempt, a 3 s lease
-        try await withBackupSystem(spec, workers: 2, leaseSeconds: 3) { backup in
+        spec.device("fw-slow", slowExportMs: 2000)
+        try await withBackupSystem(spec, workers: 2, leaseSeconds: 6) { backup in
             let system = backup.system
             let job = try await system.startJob("fw-slow")
             let started = try await collectEvents(system, since: 0, count: 1, prefix: "backup.task.started")
@@ -335,7 +338,7 @@ struct FaultTests {
             #expect(ofJob.filter { $0.topic.hasPrefix("backup.job.") && $0.topic != "backup.job.progress" }.map(\.topic)
                 == ["backup.job.queued", "backup.job.started", "backup.job.succeeded"])
             FaultFigures(
-                fault: "a worker frozen (`SIGSTOP`) past its 3 s lease", expected: 1, backups: stored,
+                fault: "a worker frozen (`SIGSTOP`) past its 6 s lease", expected: 1, backups: stored,
                 held: seconds(from: frozenAt, to: thawedAt), recover: seconds(from: frozenAt, to: finished.finishedAt),
                 recovery: "SIGSTOP → the job finished on the other worker (its finish time); held: until the takeover was seen"
             ).report()
