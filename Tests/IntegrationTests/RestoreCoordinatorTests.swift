@@ -73,17 +73,22 @@ struct RestoreCoordinatorTests {
         return held
     }
 
-    func request(_ client: BusClient, _ held: Held, facts: Rampart_Restore_V1_DeviceFacts? = nil) async throws
-        -> Rampart_Restore_V1_Lease
-    {
+    /// The request a replacement holding `held` sends (RequestLease and CheckRestore take the same one).
+    func leaseRequest(_ held: Held, facts: Rampart_Restore_V1_DeviceFacts?) -> Rampart_Restore_V1_RequestLeaseRequest {
         var request = Rampart_Restore_V1_RequestLeaseRequest()
         request.manifestJson = held.manifestJSON
         request.archiveSha256 = held.backup.sha256
         request.archiveFileName = held.backup.fileName
         request.facts = facts ?? held.facts()
         request.cliUser = "admin"
-        return try await client.call(
-            service: RestoreAPI.serviceName, method: RestoreAPI.Method.requestLease, request,
+        return request
+    }
+
+    func request(_ client: BusClient, _ held: Held, facts: Rampart_Restore_V1_DeviceFacts? = nil) async throws
+        -> Rampart_Restore_V1_Lease
+    {
+        try await client.call(
+            service: RestoreAPI.serviceName, method: RestoreAPI.Method.requestLease, leaseRequest(held, facts: facts),
             as: Rampart_Restore_V1_LeaseResponse.self, timeout: .seconds(10)
         ).lease
     }
@@ -542,14 +547,8 @@ struct RestoreCoordinatorTests {
     func check(_ client: BusClient, _ held: Held, facts: Rampart_Restore_V1_DeviceFacts? = nil) async throws
         -> Rampart_Restore_V1_CheckRestoreResponse
     {
-        var request = Rampart_Restore_V1_RequestLeaseRequest()
-        request.manifestJson = held.manifestJSON
-        request.archiveSha256 = held.backup.sha256
-        request.archiveFileName = held.backup.fileName
-        request.facts = facts ?? held.facts()
-        request.cliUser = "admin"
-        return try await client.call(
-            service: RestoreAPI.serviceName, method: RestoreAPI.Method.checkRestore, request,
+        try await client.call(
+            service: RestoreAPI.serviceName, method: RestoreAPI.Method.checkRestore, leaseRequest(held, facts: facts),
             as: Rampart_Restore_V1_CheckRestoreResponse.self, timeout: .seconds(10))
     }
 
