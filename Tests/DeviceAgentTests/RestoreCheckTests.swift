@@ -121,11 +121,9 @@ struct RestoreCheckTests {
 
     @Test("R1, R2: check passes a good backup: each check ok, then a summary; the request is RequestLease's; nothing written, no lease")
     func passesGoodBackup() async throws {
-        let (archive, original) = try await makeBackup()
-        defer { try? FileManager.default.removeItem(atPath: original) }
-        let replacement = try makeReplacement()
-        defer { try? FileManager.default.removeItem(atPath: replacement.path) }
-        try placeBackup(archive, in: replacement, as: Self.fileName)
+        let stage = try await PlacedBackup.make(as: Self.fileName)
+        defer { stage.remove() }
+        let (archive, replacement) = (stage.archive, stage.replacement)
         let before = snapshot(replacement.path)
         let coordinator = FakeCoordinator()
         let console = CapturingConsole()
@@ -150,11 +148,9 @@ struct RestoreCheckTests {
 
     @Test("R2, R12: the coordinator's failed checks, its refusal and its absence are failed checks; nothing written")
     func coordinatorSays() async throws {
-        let (archive, original) = try await makeBackup()
-        defer { try? FileManager.default.removeItem(atPath: original) }
-        let replacement = try makeReplacement()
-        defer { try? FileManager.default.removeItem(atPath: replacement.path) }
-        try placeBackup(archive, in: replacement, as: Self.fileName)
+        let stage = try await PlacedBackup.make(as: Self.fileName)
+        defer { stage.remove() }
+        let replacement = stage.replacement
         let before = snapshot(replacement.path)
         let cases: [(RPCError, String)] = [
             (
@@ -181,11 +177,9 @@ struct RestoreCheckTests {
 
     @Test("R2: a newer backup is a warning: check shows it, a restore prints it before its lease and goes ahead; none without")
     func newerBackupWarning() async throws {
-        let (archive, original) = try await makeBackup()
-        defer { try? FileManager.default.removeItem(atPath: original) }
-        let replacement = try makeReplacement()
-        defer { try? FileManager.default.removeItem(atPath: replacement.path) }
-        try placeBackup(archive, in: replacement, as: Self.fileName)
+        let stage = try await PlacedBackup.make(as: Self.fileName)
+        defer { stage.remove() }
+        let (archive, replacement) = (stage.archive, stage.replacement)
         var newer = Rampart_Restore_V1_NewerBackup()
         newer.backupID = "b-2"
         newer.fileName = "fw-edge-01_20250207T120000Z.tar"

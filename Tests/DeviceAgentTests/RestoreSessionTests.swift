@@ -15,11 +15,9 @@ struct RestoreSessionTests {
         "R1, R9: lease, applying, applied with the removed certificates, rebooting, logout, reboot, rejoin — in that order"
     )
     func fullSequence() async throws {
-        let (archive, original) = try await makeBackup()
-        defer { try? FileManager.default.removeItem(atPath: original) }
-        let replacement = try makeReplacement()
-        defer { try? FileManager.default.removeItem(atPath: replacement.path) }
-        try placeBackup(archive, in: replacement, as: Self.fileName)
+        let stage = try await PlacedBackup.make(as: Self.fileName)
+        defer { stage.remove() }
+        let (archive, replacement) = (stage.archive, stage.replacement)
         let coordinator = FakeCoordinator(ttlMs: 300)
         let console = CapturingConsole()
         let booted = BootRecorder()
@@ -74,11 +72,9 @@ struct RestoreSessionTests {
 
     @Test("R1: a refused lease prints the coordinator's message and writes nothing")
     func refused() async throws {
-        let (archive, original) = try await makeBackup()
-        defer { try? FileManager.default.removeItem(atPath: original) }
-        let replacement = try makeReplacement()
-        defer { try? FileManager.default.removeItem(atPath: replacement.path) }
-        try placeBackup(archive, in: replacement, as: Self.fileName)
+        let stage = try await PlacedBackup.make(as: Self.fileName)
+        defer { stage.remove() }
+        let replacement = stage.replacement
         let before = snapshot(replacement.path)
         let coordinator = FakeCoordinator(
             refusal: RPCError(
@@ -102,11 +98,9 @@ struct RestoreSessionTests {
 
     @Test("R7: a stale fencing token before the write aborts the restore; nothing is written")
     func staleBeforeWrite() async throws {
-        let (archive, original) = try await makeBackup()
-        defer { try? FileManager.default.removeItem(atPath: original) }
-        let replacement = try makeReplacement()
-        defer { try? FileManager.default.removeItem(atPath: replacement.path) }
-        try placeBackup(archive, in: replacement, as: Self.fileName)
+        let stage = try await PlacedBackup.make(as: Self.fileName)
+        defer { stage.remove() }
+        let replacement = stage.replacement
         let before = snapshot(replacement.path)
         let coordinator = FakeCoordinator(staleAtStep: RestoreAPI.Step.applying)
         let console = CapturingConsole()
@@ -124,11 +118,9 @@ struct RestoreSessionTests {
 
     @Test("R7: a stale fencing token when reporting 'applied' puts the previous configuration back; no reboot")
     func staleAfterSwap() async throws {
-        let (archive, original) = try await makeBackup()
-        defer { try? FileManager.default.removeItem(atPath: original) }
-        let replacement = try makeReplacement()
-        defer { try? FileManager.default.removeItem(atPath: replacement.path) }
-        try placeBackup(archive, in: replacement, as: Self.fileName)
+        let stage = try await PlacedBackup.make(as: Self.fileName)
+        defer { stage.remove() }
+        let replacement = stage.replacement
         let before = snapshot(replacement.path)
         let coordinator = FakeCoordinator(staleAtStep: RestoreAPI.Step.applied)
         let console = CapturingConsole()
@@ -147,11 +139,9 @@ struct RestoreSessionTests {
 
     @Test("R9: a failure while staging reports the restore failed (ending the lease) and writes nothing")
     func stagingFailure() async throws {
-        let (archive, original) = try await makeBackup()
-        defer { try? FileManager.default.removeItem(atPath: original) }
-        let replacement = try makeReplacement()
-        defer { try? FileManager.default.removeItem(atPath: replacement.path) }
-        try placeBackup(archive, in: replacement, as: Self.fileName)
+        let stage = try await PlacedBackup.make(as: Self.fileName)
+        defer { stage.remove() }
+        let replacement = stage.replacement
         let before = snapshot(replacement.path)
         let coordinator = FakeCoordinator()
         let console = CapturingConsole()
@@ -170,11 +160,9 @@ struct RestoreSessionTests {
 
     @Test("R2: a missing local backup names what the folder holds; an unreachable coordinator writes nothing")
     func missingAndUnreachable() async throws {
-        let (archive, original) = try await makeBackup()
-        defer { try? FileManager.default.removeItem(atPath: original) }
-        let replacement = try makeReplacement()
-        defer { try? FileManager.default.removeItem(atPath: replacement.path) }
-        try placeBackup(archive, in: replacement, as: Self.fileName)
+        let stage = try await PlacedBackup.make(as: Self.fileName)
+        defer { stage.remove() }
+        let replacement = stage.replacement
         let before = snapshot(replacement.path)
         let console = CapturingConsole()
         let missing = await session(replacement, coordinator: FakeCoordinator(), console: console).run(

@@ -30,6 +30,27 @@ func makeBackup(
     return (archive, path)
 }
 
+/// The usual stage of a restore test: a backup of the original device (`makeBackup()`), a replacement
+/// (`makeReplacement()`) and the backup in the replacement's local backup folder; `remove()` deletes both
+/// folders.
+struct PlacedBackup {
+    let archive: Data
+    let original: String
+    let replacement: DeviceFolder
+
+    static func make(as fileName: String) async throws -> PlacedBackup {
+        let (archive, original) = try await makeBackup()
+        let replacement = try makeReplacement()
+        try placeBackup(archive, in: replacement, as: fileName)
+        return PlacedBackup(archive: archive, original: original, replacement: replacement)
+    }
+
+    func remove() {
+        try? FileManager.default.removeItem(atPath: original)
+        try? FileManager.default.removeItem(atPath: replacement.path)
+    }
+}
+
 /// The replacement appliance (RMA): the same hardware and software as `sampleFacts()`, another serial,
 /// name and management IP; with `extraCertificate` it also holds a VPN certificate added after the backup.
 func makeReplacement(
