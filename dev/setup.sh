@@ -3,7 +3,7 @@
 #   dev/setup.sh              install what is missing
 #   dev/setup.sh --check-only only report what is missing (exit 1 if anything is)
 set -euo pipefail
-packages=(libzmq3-dev libpq-dev postgresql protobuf-compiler zlib1g-dev curl python3 python3-venv pkg-config gcc protobuf-c-compiler libprotobuf-c-dev openssh-server openssh-client util-linux)
+packages=(libzmq3-dev libpq-dev postgresql protobuf-compiler libprotobuf-dev zlib1g-dev curl python3 python3-venv pkg-config gcc protobuf-c-compiler libprotobuf-c-dev openssh-server openssh-client util-linux)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

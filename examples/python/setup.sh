@@ -7,7 +7,8 @@
 # Fast when repeated: the environment is rebuilt only when requirements.txt or the Python interpreter
 # changed (a stamp file records both); the protobuf code is regenerated every time (it takes a moment).
 # Concurrent runs for the same VENV_DIR wait for each other (flock on VENV_DIR.lock).
-# Needs (Debian): python3, python3-venv, protobuf-compiler. Environment: PYTHON (default python3).
+# Needs (Debian): python3, python3-venv, protobuf-compiler, libprotobuf-dev (google/protobuf/descriptor.proto,
+# which proto/rampart/bus/v1/access.proto imports). Environment: PYTHON (default python3).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
