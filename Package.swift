@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "link-signer", targets: ["LinkSigner"]),
         .executable(name: "restore-coordinator", targets: ["RestoreCoordinator"]),
         .executable(name: "bus-bench", targets: ["BusBench"]),
+        .executable(name: "rampart-api-gen", targets: ["APIGen"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
@@ -54,11 +55,36 @@ let package = Package(
             dependencies: ["RampartProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             path: "Shared/RampartJSON", swiftSettings: strict),
 
+        // What a bus method is: typed method descriptors, roles and access policies, the caller protocol.
+        .target(
+            name: "RampartRPC",
+            dependencies: ["RampartProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            path: "Shared/RampartRPC", swiftSettings: strict),
+
+        // Each service's API, generated from the service blocks of proto/ (dev/generate-protos.sh): method
+        // descriptors, policies and typed clients; plus how its enum values and words are spelled (labels,
+        // restore steps, download paths).
+        .target(
+            name: "RampartAPI", dependencies: ["RampartProto", "RampartRPC"], path: "Shared/RampartAPI",
+            swiftSettings: strict),
+
+        // The inventory's pure rules, shared by everyone who handles devices: names and validation, the
+        // backup support matrix (B2).
+        .target(
+            name: "RampartInventory", dependencies: ["RampartProto", "RampartRPC", "RampartAPI"], path: "Shared/RampartInventory",
+            swiftSettings: strict),
+
+        // Writes RampartAPI's generated files from proto/'s descriptor set; run by dev/generate-protos.sh.
+        .executableTarget(
+            name: "APIGen",
+            dependencies: ["RampartProto", "RampartRPC", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            path: "Tools/APIGen", swiftSettings: strict),
+
         // The bus: frames, broker state machine, client, service host, event journal.
         .target(
             name: "RampartBus",
             dependencies: ["RampartBasics",
-                "ZeroMQ", "Postgres", "RampartProto",
+                "ZeroMQ", "Postgres", "RampartProto", "RampartRPC", "RampartAPI",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -68,7 +94,7 @@ let package = Package(
         // The append-only audit log (P9): records, PostgreSQL storage, filters, API names.
         .target(
             name: "RampartAudit",
-            dependencies: ["RampartBasics", "Postgres", "RampartProto", "RampartBus", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["RampartBasics", "Postgres", "RampartProto", "RampartRPC", "RampartBus", .product(name: "Logging", package: "swift-log")],
             path: "Shared/RampartAudit", swiftSettings: strict),
 
         // Backup archives: tar, manifest.json, gzip bundles, safe extraction (docs/rules.md#archives).
@@ -89,9 +115,6 @@ let package = Package(
             dependencies: [.product(name: "Crypto", package: "swift-crypto")],
             path: "Shared/RampartLinks", swiftSettings: strict),
 
-        // Service and method names of services that several executables call. No dependencies.
-        .target(name: "RampartAPI", path: "Shared/RampartAPI", swiftSettings: strict),
-
         // Configuration, logging and start-up helpers every executable shares; the one way a service
         // boots (`ServiceBoot`: logging, migrations, pool, bus key, host, service group).
         .target(
@@ -107,12 +130,13 @@ let package = Package(
         // Executables, one folder each under Services/.
         .executableTarget(
             name: "Bus",
-            dependencies: ["RampartCore", "RampartBus", "RampartAudit", "RampartProto", "RampartAPI"],
+            dependencies: ["RampartCore", "RampartBus", "RampartAudit", "RampartProto", "RampartRPC", "RampartAPI"],
             path: "Services/Bus", swiftSettings: strict),
         .target(
             name: "InventoryService",
             dependencies: ["RampartBasics",
-                "RampartBus", "RampartProto", "RampartAPI", "Postgres", .product(name: "Logging", package: "swift-log"),
+                "RampartBus", "RampartProto", "RampartRPC", "RampartAPI", "RampartInventory", "Postgres",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -124,7 +148,7 @@ let package = Package(
         .target(
             name: "DeviceAgentCore",
             dependencies: ["RampartBasics",
-                "RampartBus", "RampartProto", "RampartArchive", "InventoryService", "RampartAPI",
+                "RampartBus", "RampartProto", "RampartRPC", "RampartAPI", "RampartArchive", "RampartInventory",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -137,7 +161,7 @@ let package = Package(
         .target(
             name: "StorageService",
             dependencies: ["RampartBasics",
-                "RampartBus", "RampartProto", "RampartCrypto", "RampartAPI", "Postgres",
+                "RampartBus", "RampartProto", "RampartRPC", "RampartAPI", "RampartCrypto", "Postgres",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -147,7 +171,7 @@ let package = Package(
         .target(
             name: "StorageHTTP",
             dependencies: [
-                "StorageService", "RampartBus", "RampartProto", "RampartLinks", "RampartAudit",
+                "StorageService", "RampartBus", "RampartProto", "RampartRPC", "RampartAPI", "RampartLinks", "RampartAudit",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -163,8 +187,7 @@ let package = Package(
         .target(
             name: "LinkSignerService",
             dependencies: ["RampartBasics",
-                "RampartBus", "RampartProto", "RampartLinks", "RampartCrypto", "Postgres", "InventoryService",
-                "BackupWorkerService",
+                "RampartBus", "RampartProto", "RampartRPC", "RampartAPI", "RampartLinks", "RampartCrypto", "Postgres",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
@@ -172,14 +195,14 @@ let package = Package(
         .executableTarget(
             name: "LinkSigner",
             dependencies: [
-                "LinkSignerService", "RampartCore", "RampartCrypto", "RampartLinks", "RampartAudit",
+                "LinkSignerService", "RampartCore", "RampartRPC", "RampartCrypto", "RampartLinks", "RampartAudit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Services/LinkSigner/Main", swiftSettings: strict),
         .target(
             name: "BackupWorkerService",
             dependencies: ["RampartBasics",
-                "RampartBus", "RampartProto", "RampartArchive", "RampartAPI", "Postgres", "InventoryService",
+                "RampartBus", "RampartProto", "RampartRPC", "RampartAPI", "RampartInventory", "RampartArchive", "Postgres",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -192,7 +215,7 @@ let package = Package(
         .target(
             name: "RestoreCoordinatorService",
             dependencies: ["RampartBasics",
-                "RampartBus", "RampartProto", "RampartAPI", "RampartArchive", "Postgres", "InventoryService",
+                "RampartBus", "RampartProto", "RampartRPC", "RampartAPI", "RampartInventory", "RampartArchive", "Postgres",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
@@ -207,8 +230,8 @@ let package = Package(
         .executableTarget(
             name: "Rampart",
             dependencies: ["RampartBasics",
-                "RampartBus", "RampartProto", "RampartCore", "InventoryService", "BackupWorkerService", "RampartArchive",
-            "RampartLinks", "RampartAPI", "RestoreCoordinatorService", "RampartAudit", "RampartJSON",
+                "RampartBus", "RampartProto", "RampartRPC", "RampartAPI", "RampartInventory", "RampartCore", "RampartArchive",
+                "RampartLinks", "RampartAudit", "RampartJSON",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -219,7 +242,7 @@ let package = Package(
         .executableTarget(
             name: "BusBench",
             dependencies: [
-                "RampartBus", "RampartProto", "RampartLinks", "RampartAPI", "RampartArchive", "InventoryService", "ZeroMQ",
+                "RampartBus", "RampartProto", "RampartRPC", "RampartAPI", "RampartLinks", "RampartArchive", "ZeroMQ",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
@@ -229,50 +252,55 @@ let package = Package(
         .target(
             name: "RampartTesting",
             dependencies: [
-                "Postgres", "RampartBus", "RampartProto", .product(name: "Logging", package: "swift-log"),
+                "Postgres", "RampartBus", "RampartProto", "RampartRPC", "RampartAPI",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             path: "Shared/RampartTesting", swiftSettings: strict),
 
+        .testTarget(
+            name: "APITests",
+            dependencies: ["RampartAPI", "RampartRPC", "RampartProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            path: "Tests/APITests"),
         .testTarget(name: "ArchiveTests", dependencies: ["RampartArchive"], path: "Tests/ArchiveTests"),
         .testTarget(name: "BasicsTests", dependencies: ["RampartBasics"], path: "Tests/BasicsTests"),
         .testTarget(name: "CryptoTests", dependencies: ["RampartCrypto"], path: "Tests/CryptoTests"),
         .testTarget(name: "LinksTests", dependencies: ["RampartLinks"], path: "Tests/LinksTests"),
         .testTarget(
-            name: "StorageTests", dependencies: ["StorageService", "StorageHTTP", "RampartAudit", "RampartTesting"],
+            name: "StorageTests", dependencies: ["StorageService", "StorageHTTP", "RampartAudit", "RampartTesting", "RampartAPI", "RampartRPC"],
             path: "Tests/StorageTests"),
         .testTarget(
-            name: "RestoreCoordinatorTests", dependencies: ["RestoreCoordinatorService", "RampartArchive", "RampartTesting"],
+            name: "RestoreCoordinatorTests", dependencies: ["RestoreCoordinatorService", "RampartArchive", "RampartTesting", "RampartAPI"],
             path: "Tests/RestoreCoordinatorTests"),
         .testTarget(
-            name: "LinkSignerTests", dependencies: ["LinkSignerService", "RampartLinks", "RampartTesting"],
+            name: "LinkSignerTests", dependencies: ["LinkSignerService", "RampartLinks", "RampartTesting", "RampartRPC"],
             path: "Tests/LinkSignerTests"),
         .testTarget(
-            name: "DeviceAgentTests", dependencies: ["DeviceAgentCore", "RampartArchive", "RampartAPI", "RampartTesting"],
+            name: "DeviceAgentTests", dependencies: ["DeviceAgentCore", "RampartArchive", "RampartAPI", "RampartTesting", "RampartRPC"],
             path: "Tests/DeviceAgentTests"),
         .testTarget(
-            name: "BackupWorkerTests", dependencies: ["BackupWorkerService", "RampartTesting"],
+            name: "BackupWorkerTests", dependencies: ["BackupWorkerService", "RampartTesting", "RampartAPI"],
             path: "Tests/BackupWorkerTests"),
         .testTarget(
             name: "JSONTests",
             dependencies: [
-                "RampartJSON", "RampartProto", "InventoryService", "BackupWorkerService", "RestoreCoordinatorService",
+                "RampartJSON", "RampartProto", "RampartAPI", "RampartRPC",
             ],
             path: "Tests/JSONTests"),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"], path: "Tests/ZeroMQTests"),
         .testTarget(name: "CoreTests", dependencies: ["RampartCore"], path: "Tests/CoreTests"),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "RampartTesting"], path: "Tests/PostgresTests"),
         .testTarget(
-            name: "AuditTests", dependencies: ["RampartAudit", "Postgres", "RampartTesting"], path: "Tests/AuditTests"),
+            name: "AuditTests", dependencies: ["RampartAudit", "Postgres", "RampartTesting", "RampartAPI"], path: "Tests/AuditTests"),
         .testTarget(
-            name: "BusTests", dependencies: ["RampartBus", "RampartTesting"], path: "Tests/BusTests"),
+            name: "BusTests", dependencies: ["RampartBus", "RampartTesting", "RampartAPI", "RampartRPC"], path: "Tests/BusTests"),
         .testTarget(
-            name: "InventoryTests", dependencies: ["InventoryService", "RampartTesting"],
+            name: "InventoryTests", dependencies: ["InventoryService", "RampartTesting", "RampartAPI", "RampartRPC", "RampartInventory"],
             path: "Tests/InventoryTests"),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "RampartBus", "RampartProto", "RampartTesting", "ZeroMQ", "InventoryService", "BackupWorkerService",
+                "RampartBus", "RampartProto", "RampartRPC", "RampartTesting", "ZeroMQ",
                 "RampartArchive", "Postgres", "RampartLinks", "RampartAPI", "RampartAudit", "RampartJSON",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import RampartBus
 import RampartProto
+import RampartRPC
 import Synchronization
 import ZeroMQ
 
@@ -15,6 +16,10 @@ import ZeroMQ
 ///                                                   (restore lease decisions; dev/bench-restore.sh)
 @main
 struct BusBench {
+    /// The benchmark's echo method (served by this process only; not a Rampart service).
+    static let echo = RPCMethod<Rampart_Inventory_V1_GetDeviceRequest, Rampart_Inventory_V1_DeviceResponse>(
+        service: "bench", name: "rampart.bench.v1.Echo/Get", policy: .read)
+
     static func main() async throws {
         var requests = 20_000
         var pipeline = 64
@@ -106,9 +111,8 @@ struct BusBench {
         }
         defer { zap?.stop() }
         let broker = Broker(endpoints: [endpoint], security: brokerSecurity, logger: logger)
-        var router = ServiceRouter(
-            serviceName: "bench", policy: AccessPolicy(["rampart.bench.v1.Echo/Get": .read]))
-        router.register("rampart.bench.v1.Echo/Get") { (request: Rampart_Inventory_V1_GetDeviceRequest, _) in
+        var router = ServiceRouter(serviceName: "bench", policy: AccessPolicy([Self.echo]))
+        router.register(Self.echo) { (request: Rampart_Inventory_V1_GetDeviceRequest, _) in
             var response = Rampart_Inventory_V1_DeviceResponse()
             response.device.name = request.device
             return response
@@ -248,7 +252,7 @@ struct BusBench {
             dealer = try ZMQSocket(.dealer)
             try dealer.connect("tcp://127.0.0.1:\(throughForwarder ? forwarderPort : echoPort)")
             var header = Rampart_Bus_V1_RequestHeader()
-            header.method = "rampart.bench.v1.Echo/Get"
+            header.method = BusBench.echo.name
             self.header = header
             self.payload = payload
             _ = try lockStep(100)  // warm-up
@@ -280,7 +284,7 @@ struct BusBench {
     static func waitForService(_ client: BusClient) async throws {
         for _ in 0..<200 {
             let reply = await client.send(
-                service: "bench", method: "rampart.bench.v1.Echo/Get", payload: Data(), deadline: unixMillis() + 1000)
+                service: echo.service, method: echo.name, payload: Data(), deadline: unixMillis() + 1000)
             if reply.header.status == .ok { return }
             try await Task.sleep(for: .milliseconds(25))
         }
@@ -326,7 +330,7 @@ struct BusBench {
 
     static func call(_ client: BusClient, _ payload: Data) async -> Rampart_Bus_V1_StatusCode {
         await client.send(
-            service: "bench", method: "rampart.bench.v1.Echo/Get", payload: payload, deadline: unixMillis() + 10_000
+            service: echo.service, method: echo.name, payload: payload, deadline: unixMillis() + 10_000
         ).header.status
     }
 }

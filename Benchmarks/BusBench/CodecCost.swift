@@ -13,7 +13,7 @@ enum CodecCost {
         let worker = Data([0, 0x12, 0x34, 0x56, 0x78])
         var header = Rampart_Bus_V1_RequestHeader()
         header.requestID = 42
-        header.method = "rampart.bench.v1.Echo/Get"
+        header.method = BusBench.echo.name
         header.deadlineUnixMs = unixMillis() + 10_000
         header.metadata = ["caller": "bench", "trace-id": UUID().uuidString.lowercased()]
 

@@ -1,9 +1,9 @@
 import Foundation
-import InventoryService
 import RampartAPI
 import RampartArchive
 import RampartBus
 import RampartProto
+import RampartRPC
 import SwiftProtobuf
 
 /// `bus-bench --restore-leases BUS`: decision latency of `restore-coordinator`'s RequestLease under
@@ -143,23 +143,21 @@ enum RestoreLeases {
         request.limit = 1
         for _ in 0..<300 {
             let inventory = try? await client.call(
-                service: InventoryService.serviceName, method: InventoryService.Method.listHaPairs,
-                Rampart_Inventory_V1_ListHaPairsRequest(), as: Rampart_Inventory_V1_ListHaPairsResponse.self,
+                InventoryAPI.listHaPairs,
+                Rampart_Inventory_V1_ListHaPairsRequest(),
                 timeout: .seconds(1))
             let restore = try? await client.call(
-                service: RestoreAPI.serviceName, method: RestoreAPI.Method.listLeases, request,
-                as: Rampart_Restore_V1_ListLeasesResponse.self, timeout: .seconds(1))
+                RestoreAPI.listLeases, request, timeout: .seconds(1))
             if inventory != nil && restore != nil { return }
             try await Task.sleep(for: .milliseconds(100))
         }
         throw LinkSigning.BenchError("inventory or restore-coordinator is not serving on the bus")
     }
 
-    static func inventoryCall<Response: SwiftProtobuf.Message>(
-        _ client: BusClient, _ method: String, _ request: some SwiftProtobuf.Message, as: Response.Type = Response.self
+    static func inventoryCall<Request, Response>(
+        _ client: BusClient, _ method: RPCMethod<Request, Response>, _ request: Request
     ) async throws -> Response {
-        try await client.call(
-            service: InventoryService.serviceName, method: method, request, as: Response.self, timeout: timeout)
+        try await client.call(method, request, timeout: timeout)
     }
 
     /// Registers a device, or finds it when a previous run did.
@@ -182,7 +180,7 @@ enum RestoreLeases {
         request.device = device
         do {
             let _: Rampart_Inventory_V1_DeviceResponse = try await inventoryCall(
-                client, InventoryService.Method.registerDevice, request)
+                client, InventoryAPI.registerDevice, request)
         } catch let error as RPCError where error.code == .alreadyExists {}
     }
 
@@ -199,10 +197,10 @@ enum RestoreLeases {
             create.secondary = b
             let response: Rampart_Inventory_V1_HaPairResponse
             do {
-                response = try await inventoryCall(client, InventoryService.Method.createHaPair, create)
+                response = try await inventoryCall(client, InventoryAPI.createHaPair, create)
             } catch let error as RPCError where error.code == .alreadyExists {
                 response = try await inventoryCall(
-                    client, InventoryService.Method.getHaPair,
+                    client, InventoryAPI.getHaPair,
                     Rampart_Inventory_V1_GetHaPairRequest.with { $0.pair = create.name })
             }
             devices += response.devices
@@ -220,10 +218,10 @@ enum RestoreLeases {
             create.data = Array(names.dropFirst())
             var response: Rampart_Inventory_V1_ClusterResponse
             do {
-                response = try await inventoryCall(client, InventoryService.Method.createCluster, create)
+                response = try await inventoryCall(client, InventoryAPI.createCluster, create)
             } catch let error as RPCError where error.code == .alreadyExists {
                 response = try await inventoryCall(
-                    client, InventoryService.Method.getCluster,
+                    client, InventoryAPI.getCluster,
                     Rampart_Inventory_V1_GetClusterRequest.with { $0.cluster = create.name })
             }
             // The first half of the clusters have their control node up (its own restore is refused, R12; its
@@ -233,10 +231,10 @@ enum RestoreLeases {
             presence.device = names[0]
             presence.connected = controlUp
             let _: Rampart_Inventory_V1_DeviceResponse = try await inventoryCall(
-                client, InventoryService.Method.reportPresence, presence)
+                client, InventoryAPI.reportPresence, presence)
             if controlUp {
                 response = try await inventoryCall(
-                    client, InventoryService.Method.getCluster,
+                    client, InventoryAPI.getCluster,
                     Rampart_Inventory_V1_GetClusterRequest.with { $0.cluster = create.name })
             }
             devices += response.devices
@@ -317,18 +315,18 @@ enum RestoreLeases {
         let t0 = BusBench.now()
         do {
             let lease = try await client.call(
-                service: RestoreAPI.serviceName, method: RestoreAPI.Method.requestLease, request,
-                as: Rampart_Restore_V1_LeaseResponse.self, timeout: timeout
+                RestoreAPI.requestLease, request, timeout: timeout
             ).lease
             let elapsed = milliseconds(since: t0)
             tally.decisions.append(elapsed)
             tally.granted.append(elapsed)
             /// One follow-up call on the lease: its latency in ms, or nil (the failure counted under `label`).
-            func timed(_ label: String, _ method: String, _ message: some SwiftProtobuf.Message) async -> Double? {
+            func timed<Request>(
+                _ label: String, _ method: RPCMethod<Request, Rampart_Restore_V1_LeaseResponse>, _ message: Request
+            ) async -> Double? {
                 let start = BusBench.now()
                 do {
-                    let _: Rampart_Restore_V1_LeaseResponse = try await client.call(
-                        service: RestoreAPI.serviceName, method: method, message, timeout: timeout)
+                    _ = try await client.call(method, message, timeout: timeout)
                     return milliseconds(since: start)
                 } catch {
                     tally.errors["\(label): \(error)".prefix(120).description, default: 0] += 1
@@ -340,12 +338,12 @@ enum RestoreLeases {
             step.fencingToken = lease.fencingToken
             step.step = RestoreAPI.Step.applying
             step.detail = "bus-bench"
-            if let ms = await timed("ReportStep", RestoreAPI.Method.reportStep, step) { tally.steps.append(ms) }
+            if let ms = await timed("ReportStep", RestoreAPI.reportStep, step) { tally.steps.append(ms) }
             var failed = Rampart_Restore_V1_ReportFailedRequest()
             failed.leaseID = lease.id
             failed.fencingToken = lease.fencingToken
             failed.reason = "bus-bench: released at once"
-            if let ms = await timed("ReportFailed", RestoreAPI.Method.reportFailed, failed) { tally.ends.append(ms) }
+            if let ms = await timed("ReportFailed", RestoreAPI.reportFailed, failed) { tally.ends.append(ms) }
         } catch let error as RPCError where error.code == .failedPrecondition {
             let elapsed = milliseconds(since: t0)
             tally.decisions.append(elapsed)
@@ -381,15 +379,15 @@ enum RestoreLeases {
                         let device = targets.randomElement(using: &generator)!.device
                         let t0 = BusBench.now()
                         let _: Rampart_Inventory_V1_DeviceResponse = try await inventoryCall(
-                            client, InventoryService.Method.getDevice,
+                            client, InventoryAPI.getDevice,
                             Rampart_Inventory_V1_GetDeviceRequest.with { $0.device = device.id })
                         if !device.haPairID.isEmpty {
                             let _: Rampart_Inventory_V1_HaPairResponse = try await inventoryCall(
-                                client, InventoryService.Method.getHaPair,
+                                client, InventoryAPI.getHaPair,
                                 Rampart_Inventory_V1_GetHaPairRequest.with { $0.pair = device.haPairID })
                         } else if !device.clusterID.isEmpty {
                             let _: Rampart_Inventory_V1_ClusterResponse = try await inventoryCall(
-                                client, InventoryService.Method.getCluster,
+                                client, InventoryAPI.getCluster,
                                 Rampart_Inventory_V1_GetClusterRequest.with { $0.cluster = device.clusterID })
                         }
                         mine.append(milliseconds(since: t0))

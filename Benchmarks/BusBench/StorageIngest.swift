@@ -1,7 +1,9 @@
 import Crypto
 import Foundation
+import RampartAPI
 import RampartBus
 import RampartProto
+import RampartRPC
 import SwiftProtobuf
 
 /// Uploads one large object to a running `storage` through the bus in 1 MiB chunks (the backup
@@ -23,9 +25,8 @@ enum StorageIngest {
         for index in 0..<mebibytes { hash.update(data: piece(index)) }
         let digest = hash.finalize().map { String(format: "%02x", $0) }.joined()
 
-        func call<Response: SwiftProtobufMessage>(_ method: String, _ request: some SwiftProtobufMessage) async throws -> Response {
-            try await client.call(
-                service: "storage", method: "rampart.storage.v1.Storage/\(method)", request, timeout: .seconds(120))
+        func call<Request, Response>(_ method: RPCMethod<Request, Response>, _ request: Request) async throws -> Response {
+            try await client.call(method, request, timeout: .seconds(120))
         }
         let start = DispatchTime.now().uptimeNanoseconds
         var begin = Rampart_Storage_V1_BeginUploadRequest()
@@ -34,18 +35,18 @@ enum StorageIngest {
         begin.owner = "bench"
         begin.size = UInt64(mebibytes * chunk)
         begin.idempotencyKey = UUID().uuidString
-        let upload: Rampart_Storage_V1_BeginUploadResponse = try await call("BeginUpload", begin)
+        let upload: Rampart_Storage_V1_BeginUploadResponse = try await call(StorageAPI.beginUpload, begin)
         for index in 0..<mebibytes {
             var put = Rampart_Storage_V1_UploadChunkRequest()
             put.uploadID = upload.uploadID
             put.offset = UInt64(index * chunk)
             put.data = piece(index)
-            let _: Rampart_Storage_V1_UploadChunkResponse = try await call("UploadChunk", put)
+            let _: Rampart_Storage_V1_UploadChunkResponse = try await call(StorageAPI.uploadChunk, put)
         }
         var commit = Rampart_Storage_V1_CommitUploadRequest()
         commit.uploadID = upload.uploadID
         commit.sha256 = digest
-        let _: Rampart_Storage_V1_ObjectInfo = try await call("CommitUpload", commit)
+        let _: Rampart_Storage_V1_ObjectInfo = try await call(StorageAPI.commitUpload, commit)
         let ingest = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
 
         let readStart = DispatchTime.now().uptimeNanoseconds
@@ -55,7 +56,7 @@ enum StorageIngest {
             read.objectID = digest
             read.offset = offset
             read.length = UInt32(chunk)
-            let response: Rampart_Storage_V1_ReadObjectResponse = try await call("ReadObject", read)
+            let response: Rampart_Storage_V1_ReadObjectResponse = try await call(StorageAPI.readObject, read)
             offset += UInt64(response.data.count)
             if response.eof || response.data.isEmpty { break }
         }

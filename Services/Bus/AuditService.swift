@@ -1,18 +1,16 @@
+import RampartAPI
 import RampartAudit
 import RampartBus
 import RampartProto
+import RampartRPC
 
 /// The `audit` service (P9): reads the append-only audit log for `rampart audit`. Hosted
 /// inside the bus process over the inproc endpoint, like `bus.journal`; writes happen in the services.
 enum AuditService {
-    /// Who may read the audit log: admins and viewers (auditors). A refused read is recorded, like
-    /// every refused call; allowed reads are not (they would fill the log with its own reading).
-    static let policy = AccessPolicy([AuditAPI.Method.list: MethodPolicy(roles: [.admin, .viewer])])
-
     /// The router serving `rampart.audit.v1.Audit/List` from `log`.
     static func router(log: AuditLog) -> ServiceRouter {
-        var router = ServiceRouter(serviceName: AuditAPI.serviceName, policy: policy)
-        router.register(AuditAPI.Method.list) { (request: Rampart_Audit_V1_ListAuditRequest, _) in
+        var router = ServiceRouter(for: AuditAPI.self)
+        router.register(AuditAPI.list) { (request: Rampart_Audit_V1_ListAuditRequest, _) in
             let page: AuditLog.Page
             do {
                 page = try await database { try await log.list(try AuditFilter(request)) }

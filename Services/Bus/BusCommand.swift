@@ -1,5 +1,6 @@
 import ArgumentParser
 import Logging
+import RampartAPI
 import RampartAudit
 import RampartBus
 import RampartCore

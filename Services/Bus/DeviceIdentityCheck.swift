@@ -2,6 +2,7 @@ import Logging
 import RampartAPI
 import RampartBus
 import RampartProto
+import RampartRPC
 
 /// The broker's check of a device registration (docs/security.md, "One key, one device"; rule P8): asks
 /// inventory, over the bus inside this process, for the device the service names, and admits the
@@ -22,7 +23,7 @@ struct DeviceIdentityCheck: Sendable {
         let device: Rampart_Inventory_V1_Device
         do {
             let response: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-                service: InventoryAPI.serviceName, method: InventoryAPI.Method.getDevice, request, timeout: .seconds(5),
+                InventoryAPI.getDevice, request, timeout: .seconds(5),
                 idempotent: true)
             device = response.device
         } catch let error as RPCError where error.code == .notFound {
@@ -46,7 +47,7 @@ struct DeviceIdentityCheck: Sendable {
         conflict.reason = reason
         do {
             let _: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-                service: InventoryAPI.serviceName, method: InventoryAPI.Method.reportIdentityConflict, conflict,
+                InventoryAPI.reportIdentityConflict, conflict,
                 timeout: .seconds(5), idempotent: true)
         } catch {
             logger.warning(

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RampartAPI
 import RampartAudit
 import RampartBasics
 import RampartBus
@@ -69,7 +70,7 @@ struct AuditCommand: AsyncParsableCommand {
         try await options.withClient { client in
             while true {
                 let page: Rampart_Audit_V1_ListAuditResponse = try await options.call(
-                    client, AuditAPI.serviceName, AuditAPI.Method.list, request, idempotent: true)
+                    client, AuditAPI.list, request, idempotent: true)
                 collected.entries += page.entries
                 collected.more = page.more
                 guard all, page.more, let last = page.entries.last, last.id > request.afterID else { break }

@@ -1,14 +1,14 @@
 import ArgumentParser
-import BackupWorkerService
 import Crypto
 import Foundation
-import InventoryService
+import RampartAPI
 import RampartArchive
 import RampartBasics
 import RampartBus
+import RampartInventory
 import RampartProto
+import RampartRPC
 
-typealias BackupMethod = BackupService.Method
 
 /// Parses "device:NAME", "pair:NAME", "cluster:NAME", "all" or a bare NAME.
 func parseTarget(_ text: String) throws -> Rampart_Backup_V1_Target {
@@ -63,7 +63,7 @@ struct BackupCommand: AsyncParsableCommand {
             request.idempotencyKey = idempotencyKey ?? UUID().uuidString
             let job: Rampart_Backup_V1_Job = try await options.withClient { client in
                 let response: Rampart_Backup_V1_JobResponse = try await options.call(
-                    client, BackupService.serviceName, BackupMethod.startBackup, request, idempotent: true)
+                    client, BackupAPI.startBackup, request, idempotent: true)
                 guard wait else { return response.job }
                 return try await follow(response.job, client: client, options: options)
             }
@@ -98,7 +98,7 @@ func follow(_ job: Rampart_Backup_V1_Job, client: BusClient, options: ClientOpti
         var request = Rampart_Backup_V1_GetJobRequest()
         request.jobID = job.id
         let response: Rampart_Backup_V1_JobResponse = try await options.call(
-            client, BackupService.serviceName, BackupMethod.getJob, request, idempotent: true)
+            client, BackupAPI.getJob, request, idempotent: true)
         current = response.job
     }
     if options.output == .table { print("job \(current.id) \(current.state.label)") }
@@ -144,7 +144,7 @@ struct JobsCommand: AsyncParsableCommand {
             var request = Rampart_Backup_V1_ListJobsRequest()
             request.limit = limit
             let response: Rampart_Backup_V1_ListJobsResponse = try await options.withClient {
-                try await options.call($0, BackupService.serviceName, BackupMethod.listJobs, request, idempotent: true)
+                try await options.call($0, BackupAPI.listJobs, request, idempotent: true)
             }
             if options.output == .json { return try printJSON(response) }
             var table = Table("JOB", "STATE", "ORIGIN", "TARGETS", "CREATED", "BY")
@@ -166,7 +166,7 @@ struct JobsCommand: AsyncParsableCommand {
             request.jobID = job
             let job: Rampart_Backup_V1_Job = try await options.withClient { client in
                 let response: Rampart_Backup_V1_JobResponse = try await options.call(
-                    client, BackupService.serviceName, BackupMethod.getJob, request, idempotent: true)
+                    client, BackupAPI.getJob, request, idempotent: true)
                 return wait ? try await follow(response.job, client: client, options: options) : response.job
             }
             if options.output == .json { try printJSON(job) } else if !wait { printJob(job) }
@@ -183,7 +183,7 @@ struct JobsCommand: AsyncParsableCommand {
             var request = Rampart_Backup_V1_CancelJobRequest()
             request.jobID = job
             let response: Rampart_Backup_V1_JobResponse = try await options.withClient {
-                try await options.call($0, BackupService.serviceName, BackupMethod.cancelJob, request)
+                try await options.call($0, BackupAPI.cancelJob, request)
             }
             if options.output == .json { return try printJSON(response) }
             printJob(response.job)
@@ -208,7 +208,7 @@ struct BackupsCommand: AsyncParsableCommand {
             request.owner = owner ?? ""
             request.dryRun = dryRun
             let response: Rampart_Backup_V1_PruneBackupsResponse = try await options.withClient {
-                try await options.call($0, BackupService.serviceName, BackupMethod.pruneBackups, request)
+                try await options.call($0, BackupAPI.pruneBackups, request)
             }
             if options.output == .json { return try printJSON(response) }
             print("\(dryRun ? "would delete" : "deleted") \(response.deleted.count) \(response.deleted.count == 1 ? "backup" : "backups"), kept \(response.kept)")
@@ -229,7 +229,7 @@ struct BackupsCommand: AsyncParsableCommand {
             request.jobID = job ?? ""
             request.limit = limit
             let response: Rampart_Backup_V1_ListBackupsResponse = try await options.withClient {
-                try await options.call($0, BackupService.serviceName, BackupMethod.listBackups, request, idempotent: true)
+                try await options.call($0, BackupAPI.listBackups, request, idempotent: true)
             }
             if options.output == .json { return try printJSON(response) }
             var table = Table("FILE", "OWNER", "ROLE", "SIZE", "SOFTWARE", "CREATED", "ID")
@@ -251,7 +251,7 @@ struct BackupsCommand: AsyncParsableCommand {
             var request = Rampart_Backup_V1_GetBackupRequest()
             request.backupID = backup
             let response: Rampart_Backup_V1_BackupResponse = try await options.withClient {
-                try await options.call($0, BackupService.serviceName, BackupMethod.getBackup, request, idempotent: true)
+                try await options.call($0, BackupAPI.getBackup, request, idempotent: true)
             }
             if options.output == .json { return try printJSON(response) }
             let b = response.backup
@@ -301,7 +301,7 @@ struct BackupsCommand: AsyncParsableCommand {
                 var request = Rampart_Backup_V1_GetBackupRequest()
                 request.backupID = try await backupID(client)
                 let response: Rampart_Backup_V1_BackupResponse = try await options.call(
-                    client, BackupService.serviceName, BackupMethod.getBackup, request, idempotent: true)
+                    client, BackupAPI.getBackup, request, idempotent: true)
                 let b = response.backup
                 let target = try OutputFile(output, defaultName: b.fileName, force: force)
                 let path = target.path
@@ -318,7 +318,7 @@ struct BackupsCommand: AsyncParsableCommand {
                     read.offset = offset
                     read.length = 1 << 20
                     let chunk: Rampart_Storage_V1_ReadObjectResponse = try await options.call(
-                        client, "storage", "rampart.storage.v1.Storage/ReadObject", read, idempotent: true)
+                        client, StorageAPI.readObject, read, idempotent: true)
                     do {
                         try file.write(contentsOf: chunk.data)
                     } catch {
@@ -351,7 +351,7 @@ struct BackupsCommand: AsyncParsableCommand {
             list.owner = latest ?? ""
             list.limit = 1
             let response: Rampart_Backup_V1_ListBackupsResponse = try await options.call(
-                client, BackupService.serviceName, BackupMethod.listBackups, list, idempotent: true)
+                client, BackupAPI.listBackups, list, idempotent: true)
             guard let newest = response.backups.first else {
                 throw RPCError(.notFound, "\(list.owner) has no backups (rampart backup start \(list.owner))")
             }
@@ -424,7 +424,7 @@ struct StorageCommand: AsyncParsableCommand {
             var request = Rampart_Storage_V1_VerifyRequest()
             request.sample = sample
             let response: Rampart_Storage_V1_VerifyResponse = try await options.withClient {
-                try await options.call($0, "storage", "rampart.storage.v1.Storage/Verify", request, idempotent: true)
+                try await options.call($0, StorageAPI.verify, request, idempotent: true)
             }
             if options.output == .json { try printJSON(response) } else {
                 print("checked \(response.checked) objects, \(response.damaged.count) damaged")

@@ -1,7 +1,8 @@
 import ArgumentParser
 import Foundation
-import InventoryService
+import RampartAPI
 import RampartBus
+import RampartInventory
 import RampartProto
 
 struct HaPairsCommand: AsyncParsableCommand {
@@ -22,7 +23,7 @@ struct HaPairsCommand: AsyncParsableCommand {
             request.primary = primary
             request.secondary = secondary
             let response: Rampart_Inventory_V1_HaPairResponse = try await options.withClient {
-                try await options.call($0, InventoryService.serviceName, Method.createHaPair, request)
+                try await options.call($0, InventoryAPI.createHaPair, request)
             }
             try printPair(response, options.output)
         }
@@ -36,7 +37,7 @@ struct HaPairsCommand: AsyncParsableCommand {
             let (pairs, devices): (Rampart_Inventory_V1_ListHaPairsResponse, [String: String]) = try await options.withClient {
                 client in
                 let pairs: Rampart_Inventory_V1_ListHaPairsResponse = try await options.call(
-                    client, InventoryService.serviceName, Method.listHaPairs, Rampart_Inventory_V1_ListHaPairsRequest(),
+                    client, InventoryAPI.listHaPairs, Rampart_Inventory_V1_ListHaPairsRequest(),
                     idempotent: true)
                 return (pairs, try await deviceNames(client, options))
             }
@@ -60,7 +61,7 @@ struct HaPairsCommand: AsyncParsableCommand {
             var request = Rampart_Inventory_V1_GetHaPairRequest()
             request.pair = pair
             let response: Rampart_Inventory_V1_HaPairResponse = try await options.withClient {
-                try await options.call($0, InventoryService.serviceName, Method.getHaPair, request, idempotent: true)
+                try await options.call($0, InventoryAPI.getHaPair, request, idempotent: true)
             }
             try printPair(response, options.output)
         }
@@ -87,7 +88,7 @@ struct HaPairsCommand: AsyncParsableCommand {
             request.swapRoles = swapRoles
             guard name != nil || sync != nil || swapRoles else { throw ValidationError("name something to change") }
             let response: Rampart_Inventory_V1_HaPairResponse = try await options.withClient {
-                try await options.call($0, InventoryService.serviceName, Method.updateHaPair, request)
+                try await options.call($0, InventoryAPI.updateHaPair, request)
             }
             try printPair(response, options.output)
         }
@@ -102,7 +103,7 @@ struct HaPairsCommand: AsyncParsableCommand {
             var request = Rampart_Inventory_V1_DeleteHaPairRequest()
             request.pair = pair
             let response: Rampart_Inventory_V1_DeleteHaPairResponse = try await options.withClient {
-                try await options.call($0, InventoryService.serviceName, Method.deleteHaPair, request)
+                try await options.call($0, InventoryAPI.deleteHaPair, request)
             }
             if options.output == .json { return try printJSON(response) }
             print("unregistered HA pair \(pair) (\(response.pairID))")
@@ -128,7 +129,7 @@ struct ClustersCommand: AsyncParsableCommand {
             request.control = control
             request.data = data
             let response: Rampart_Inventory_V1_ClusterResponse = try await options.withClient {
-                try await options.call($0, InventoryService.serviceName, Method.createCluster, request)
+                try await options.call($0, InventoryAPI.createCluster, request)
             }
             try printCluster(response, options.output)
         }
@@ -142,7 +143,7 @@ struct ClustersCommand: AsyncParsableCommand {
             let (clusters, devices): (Rampart_Inventory_V1_ListClustersResponse, [String: String]) =
                 try await options.withClient { client in
                     let clusters: Rampart_Inventory_V1_ListClustersResponse = try await options.call(
-                        client, InventoryService.serviceName, Method.listClusters, Rampart_Inventory_V1_ListClustersRequest(),
+                        client, InventoryAPI.listClusters, Rampart_Inventory_V1_ListClustersRequest(),
                         idempotent: true)
                     return (clusters, try await deviceNames(client, options))
                 }
@@ -166,7 +167,7 @@ struct ClustersCommand: AsyncParsableCommand {
             var request = Rampart_Inventory_V1_GetClusterRequest()
             request.cluster = cluster
             let response: Rampart_Inventory_V1_ClusterResponse = try await options.withClient {
-                try await options.call($0, InventoryService.serviceName, Method.getCluster, request, idempotent: true)
+                try await options.call($0, InventoryAPI.getCluster, request, idempotent: true)
             }
             try printCluster(response, options.output)
         }
@@ -192,7 +193,7 @@ struct ClustersCommand: AsyncParsableCommand {
             request.removeData = removeData
             request.control = control ?? ""
             let response: Rampart_Inventory_V1_ClusterResponse = try await options.withClient {
-                try await options.call($0, InventoryService.serviceName, Method.updateCluster, request)
+                try await options.call($0, InventoryAPI.updateCluster, request)
             }
             try printCluster(response, options.output)
         }
@@ -207,7 +208,7 @@ struct ClustersCommand: AsyncParsableCommand {
             var request = Rampart_Inventory_V1_DeleteClusterRequest()
             request.cluster = cluster
             let response: Rampart_Inventory_V1_DeleteClusterResponse = try await options.withClient {
-                try await options.call($0, InventoryService.serviceName, Method.deleteCluster, request)
+                try await options.call($0, InventoryAPI.deleteCluster, request)
             }
             if options.output == .json { return try printJSON(response) }
             print("unregistered cluster \(cluster) (\(response.clusterID))")
@@ -218,7 +219,7 @@ struct ClustersCommand: AsyncParsableCommand {
 /// Device names by id, for tables that show members.
 private func deviceNames(_ client: BusClient, _ options: ClientOptions) async throws -> [String: String] {
     let devices: Rampart_Inventory_V1_ListDevicesResponse = try await options.call(
-        client, InventoryService.serviceName, Method.listDevices, Rampart_Inventory_V1_ListDevicesRequest(), idempotent: true)
+        client, InventoryAPI.listDevices, Rampart_Inventory_V1_ListDevicesRequest(), idempotent: true)
     return Dictionary(uniqueKeysWithValues: devices.devices.map { ($0.id, $0.name) })
 }
 

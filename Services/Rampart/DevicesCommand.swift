@@ -1,10 +1,10 @@
 import ArgumentParser
 import Foundation
-import InventoryService
+import RampartAPI
 import RampartCore
+import RampartInventory
 import RampartProto
 
-typealias Method = InventoryService.Method
 
 struct DevicesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -95,7 +95,7 @@ struct DevicesCommand: AsyncParsableCommand {
             var request = Rampart_Inventory_V1_RegisterDeviceRequest()
             request.device = device
             let response: Rampart_Inventory_V1_DeviceResponse = try await options.withClient {
-                try await options.call($0, InventoryService.serviceName, Method.registerDevice, request)
+                try await options.call($0, InventoryAPI.registerDevice, request)
             }
             try printDevice(response.device, options.output)
         }
@@ -125,7 +125,7 @@ struct DevicesCommand: AsyncParsableCommand {
             request.onlyDisconnected = disconnected
             request.onlyOutOfDate = outOfDate
             let response: Rampart_Inventory_V1_ListDevicesResponse = try await options.withClient {
-                try await options.call($0, InventoryService.serviceName, Method.listDevices, request, idempotent: true)
+                try await options.call($0, InventoryAPI.listDevices, request, idempotent: true)
             }
             if options.output == .json { return try printJSON(response) }
             var table = Table("NAME", "ROLE", "MODEL", "PLATFORM", "SOFTWARE", "MANAGEMENT IP", "STATE", "ID")
@@ -147,7 +147,7 @@ struct DevicesCommand: AsyncParsableCommand {
             var request = Rampart_Inventory_V1_GetDeviceRequest()
             request.device = device
             let response: Rampart_Inventory_V1_DeviceResponse = try await options.withClient {
-                try await options.call($0, InventoryService.serviceName, Method.getDevice, request, idempotent: true)
+                try await options.call($0, InventoryAPI.getDevice, request, idempotent: true)
             }
             try printDevice(response.device, options.output)
         }
@@ -171,7 +171,7 @@ struct DevicesCommand: AsyncParsableCommand {
                 throw ValidationError("--patch needs --software too (the version and its patch change together)")
             }
             let response: Rampart_Inventory_V1_DeviceResponse = try await options.withClient {
-                try await options.call($0, InventoryService.serviceName, Method.updateDevice, request)
+                try await options.call($0, InventoryAPI.updateDevice, request)
             }
             try printDevice(response.device, options.output)
         }
@@ -187,7 +187,7 @@ struct DevicesCommand: AsyncParsableCommand {
             var request = Rampart_Inventory_V1_UnregisterDeviceRequest()
             request.device = device
             let response: Rampart_Inventory_V1_UnregisterDeviceResponse = try await options.withClient {
-                try await options.call($0, InventoryService.serviceName, Method.unregisterDevice, request)
+                try await options.call($0, InventoryAPI.unregisterDevice, request)
             }
             if options.output == .json { return try printJSON(response) }
             print("unregistered \(device) (\(response.deviceID))")
@@ -214,7 +214,7 @@ struct DevicesCommand: AsyncParsableCommand {
             request.device = device
             request.connected = state == "connected"
             let response: Rampart_Inventory_V1_DeviceResponse = try await options.withClient {
-                try await options.call($0, InventoryService.serviceName, Method.reportPresence, request, idempotent: true)
+                try await options.call($0, InventoryAPI.reportPresence, request, idempotent: true)
             }
             try printDevice(response.device, options.output)
         }
@@ -232,7 +232,7 @@ struct DevicesCommand: AsyncParsableCommand {
             request.device = device
             request.outOfDate = !clear
             let response: Rampart_Inventory_V1_DeviceResponse = try await options.withClient {
-                try await options.call($0, InventoryService.serviceName, Method.setOutOfDate, request, idempotent: true)
+                try await options.call($0, InventoryAPI.setOutOfDate, request, idempotent: true)
             }
             try printDevice(response.device, options.output)
         }
@@ -248,7 +248,7 @@ struct DevicesCommand: AsyncParsableCommand {
             var request = Rampart_Inventory_V1_BackupSupportRequest()
             request.devices = devices
             let response: Rampart_Inventory_V1_BackupSupportResponse = try await options.withClient {
-                try await options.call($0, InventoryService.serviceName, Method.backupSupport, request, idempotent: true)
+                try await options.call($0, InventoryAPI.backupSupport, request, idempotent: true)
             }
             if options.output == .json { return try printJSON(response) }
             var table = Table("DEVICE", "BACKUP", "REASON")

@@ -4,6 +4,7 @@ import Logging
 import RampartAPI
 import RampartBus
 import RampartProto
+import RampartRPC
 import Synchronization
 
 struct EventsCommand: AsyncParsableCommand {
@@ -55,7 +56,7 @@ struct EventsCommand: AsyncParsableCommand {
                 request.sinceSeq = seq
                 request.topicPrefix = topic
                 request.limit = limit
-                return try await options.call(client, BusProtocol.journalService, JournalService.replayMethod, request, idempotent: true)
+                return try await options.call(client, JournalAPI.replay, request, idempotent: true)
             }
             if let since {
                 var position = since
@@ -77,7 +78,7 @@ struct EventsCommand: AsyncParsableCommand {
             // holds enough of them (or reaches the start).
             let wanted = count ?? 10
             let info: Rampart_Bus_V1_JournalInfoResponse = try await options.call(
-                client, BusProtocol.journalService, JournalService.infoMethod, Rampart_Bus_V1_JournalInfoRequest(), idempotent: true)
+                client, JournalAPI.info, Rampart_Bus_V1_JournalInfoRequest(), idempotent: true)
             var window = UInt64(max(wanted, 100))
             while true {
                 let from = info.lastSeq > window ? info.lastSeq - window : 0
@@ -155,10 +156,10 @@ struct BusStatusCommand: AsyncParsableCommand {
         func run() async throws {
             let (status, manager) = try await options.withClient { client in
                 let status: Rampart_Bus_V1_BrokerStatusResponse = try await options.call(
-                    client, BusProtocol.brokerService, Broker.statusMethod, Rampart_Bus_V1_BrokerStatusRequest(), idempotent: true)
+                    client, BrokerAPI.status, Rampart_Bus_V1_BrokerStatusRequest(), idempotent: true)
                 // This installation's manager id (R6), when inventory answers.
                 let manager: Rampart_Inventory_V1_ManagerResponse? = try? await options.call(
-                    client, InventoryAPI.serviceName, InventoryAPI.Method.getManager, Rampart_Inventory_V1_GetManagerRequest(),
+                    client, InventoryAPI.getManager, Rampart_Inventory_V1_GetManagerRequest(),
                     idempotent: true)
                 return (status, manager)
             }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import RampartBus
 import RampartCore
+import RampartRPC
 
 /// `rampart keys`: the bus's CURVE keys (docs/security.md). Works on a key folder directly; the bus
 /// re-reads its authorized keys when they change, so adding and revoking take effect without a restart.

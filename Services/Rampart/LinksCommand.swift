@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import InventoryService
+import RampartAPI
 import RampartBasics
 import RampartBus
 import RampartCore
@@ -65,7 +65,7 @@ struct LinksCommand: AsyncParsableCommand {
             request.selector.all = all
             request.validSeconds = UInt32(try LinkValidity.parse(valid).components.seconds)
             let response: Rampart_Links_V1_ExportBackupLinksResponse = try await options.withClient {
-                try await options.call($0, LinksAPI.serviceName, LinksAPI.Method.exportBackupLinks, request)
+                try await options.call($0, LinksAPI.exportBackupLinks, request)
             }
             if csv == "-" {
                 FileHandle.standardOutput.write(Data(response.csv.utf8))
@@ -97,7 +97,7 @@ struct LinksCommand: AsyncParsableCommand {
             var request = Rampart_Links_V1_ListExportsRequest()
             request.limit = limit
             let response: Rampart_Links_V1_ListExportsResponse = try await options.withClient {
-                try await options.call($0, LinksAPI.serviceName, LinksAPI.Method.listExports, request, idempotent: true)
+                try await options.call($0, LinksAPI.listExports, request, idempotent: true)
             }
             if options.output == .json { return try printJSON(response) }
             var table = Table("CREATED", "BY", "SELECTOR", "LINKS", "EXPIRES", "ID")
@@ -122,7 +122,7 @@ struct LinksCommand: AsyncParsableCommand {
             func run() async throws {
                 let response: Rampart_Links_V1_ListKeysResponse = try await options.withClient {
                     try await options.call(
-                        $0, LinksAPI.serviceName, LinksAPI.Method.listKeys, Rampart_Links_V1_ListKeysRequest(),
+                        $0, LinksAPI.listKeys, Rampart_Links_V1_ListKeysRequest(),
                         idempotent: true)
                 }
                 if options.output == .json { return try printJSON(response) }
@@ -138,7 +138,7 @@ struct LinksCommand: AsyncParsableCommand {
             func run() async throws {
                 let response: Rampart_Links_V1_RotateKeyResponse = try await options.withClient {
                     try await options.call(
-                        $0, LinksAPI.serviceName, LinksAPI.Method.rotateKey, Rampart_Links_V1_RotateKeyRequest())
+                        $0, LinksAPI.rotateKey, Rampart_Links_V1_RotateKeyRequest())
                 }
                 if options.output == .json { return try printJSON(response) }
                 print(

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import RampartBus
 import RampartCore
+import RampartRPC
 
 /// `rampart`: the operator's command line, a client of every service on the bus.
 @main
@@ -106,13 +107,12 @@ struct ClientOptions: ParsableArguments {
         }
     }
 
-    /// Calls `method` of `service` with this command's deadline.
-    func call<Response: SwiftProtobufMessage>(
-        _ client: BusClient, _ service: String, _ method: String, _ request: some SwiftProtobufMessage,
+    /// Calls `method` with this command's deadline; `service` overrides the method's own (a device's).
+    func call<Request, Response>(
+        _ client: BusClient, _ method: RPCMethod<Request, Response>, _ request: Request, service: String? = nil,
         idempotent: Bool = false
     ) async throws -> Response {
-        try await client.call(
-            service: service, method: method, request, as: Response.self, timeout: timeoutDuration, idempotent: idempotent)
+        try await client.call(method, request, service: service, timeout: timeoutDuration, idempotent: idempotent)
     }
 
     static func exitCode(for code: RPCStatus) -> Int32 {

@@ -1,11 +1,9 @@
 import ArgumentParser
 import Foundation
-import InventoryService
 import RampartAPI
 import RampartBus
 import RampartCore
 import RampartProto
-import RestoreCoordinatorService
 
 /// `rampart restore …`: restore leases (status, history, forced release) and the post-restore
 /// checklist (R13). Restores themselves run on the device (R1): `device-agent cli`.
@@ -53,7 +51,7 @@ struct RestoreCommand: AsyncParsableCommand {
             var request = Rampart_Restore_V1_GetLeaseRequest()
             request.leaseID = lease
             let response: Rampart_Restore_V1_LeaseResponse = try await options.withClient {
-                try await options.call($0, RestoreAPI.serviceName, RestoreAPI.Method.getLease, request, idempotent: true)
+                try await options.call($0, RestoreAPI.getLease, request, idempotent: true)
             }
             if options.output == .json { return try printJSON(response) }
             let lease = response.lease
@@ -76,7 +74,7 @@ struct RestoreCommand: AsyncParsableCommand {
             request.leaseID = lease
             request.reason = reason
             let response: Rampart_Restore_V1_LeaseResponse = try await options.withClient {
-                try await options.call($0, RestoreAPI.serviceName, RestoreAPI.Method.releaseLease, request)
+                try await options.call($0, RestoreAPI.releaseLease, request)
             }
             if options.output == .json { return try printJSON(response) }
             print("released lease \(response.lease.id) of \(response.lease.deviceName): \(response.lease.endReason)")
@@ -92,7 +90,7 @@ struct RestoreCommand: AsyncParsableCommand {
             var request = Rampart_Restore_V1_GetChecklistRequest()
             request.device = device
             let response: Rampart_Restore_V1_ChecklistResponse = try await options.withClient {
-                try await options.call($0, RestoreAPI.serviceName, RestoreAPI.Method.getChecklist, request, idempotent: true)
+                try await options.call($0, RestoreAPI.getChecklist, request, idempotent: true)
             }
             if options.output == .json { return try printJSON(response) }
             RestoreCommand.printChecklist(response.checklist)
@@ -111,7 +109,7 @@ struct RestoreCommand: AsyncParsableCommand {
             request.device = device
             request.key = item
             let response: Rampart_Restore_V1_ChecklistResponse = try await options.withClient {
-                try await options.call($0, RestoreAPI.serviceName, RestoreAPI.Method.completeItem, request)
+                try await options.call($0, RestoreAPI.completeItem, request)
             }
             if options.output == .json { return try printJSON(response) }
             RestoreCommand.printChecklist(response.checklist)
@@ -120,7 +118,7 @@ struct RestoreCommand: AsyncParsableCommand {
 
     static func list(_ request: Rampart_Restore_V1_ListLeasesRequest, _ options: ClientOptions) async throws {
         let response: Rampart_Restore_V1_ListLeasesResponse = try await options.withClient {
-            try await options.call($0, RestoreAPI.serviceName, RestoreAPI.Method.listLeases, request, idempotent: true)
+            try await options.call($0, RestoreAPI.listLeases, request, idempotent: true)
         }
         if options.output == .json { return try printJSON(response) }
         var table = Table("DEVICE", "ROLE", "STATE", "STEP", "TOKEN", "GRANTED", "ENDED", "LEASE")
@@ -156,7 +154,7 @@ struct DeployCommand: AsyncParsableCommand {
         request.device = device
         request.force = force
         let response: Rampart_Restore_V1_DeployResponse = try await options.withClient {
-            try await options.call($0, RestoreAPI.serviceName, RestoreAPI.Method.deploy, request)
+            try await options.call($0, RestoreAPI.deploy, request)
         }
         if options.output == .json { return try printJSON(response) }
         print("deployed to \(device)\(response.forced ? " (forced)" : "")")
@@ -178,7 +176,7 @@ struct HaCommand: AsyncParsableCommand {
             var request = Rampart_Restore_V1_ResumeHaSyncRequest()
             request.pair = pair
             let response: Rampart_Restore_V1_ResumeHaSyncResponse = try await options.withClient {
-                try await options.call($0, RestoreAPI.serviceName, RestoreAPI.Method.resumeHaSync, request)
+                try await options.call($0, RestoreAPI.resumeHaSync, request)
             }
             if options.output == .json { return try printJSON(response) }
             print("HA pair \(response.pair.name): synchronisation \(response.pair.syncState.label)")

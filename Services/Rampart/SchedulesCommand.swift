@@ -1,6 +1,6 @@
 import ArgumentParser
-import BackupWorkerService
 import Foundation
+import RampartAPI
 import RampartProto
 
 struct SchedulesCommand: AsyncParsableCommand {
@@ -15,7 +15,7 @@ struct SchedulesCommand: AsyncParsableCommand {
         func run() async throws {
             let response: Rampart_Backup_V1_ListSchedulesResponse = try await options.withClient {
                 try await options.call(
-                    $0, BackupService.serviceName, BackupMethod.listSchedules, Rampart_Backup_V1_ListSchedulesRequest(),
+                    $0, BackupAPI.listSchedules, Rampart_Backup_V1_ListSchedulesRequest(),
                     idempotent: true)
             }
             if options.output == .json { return try printJSON(response) }
@@ -38,7 +38,7 @@ struct SchedulesCommand: AsyncParsableCommand {
             var request = Rampart_Backup_V1_GetScheduleRequest()
             request.schedule = schedule
             let response: Rampart_Backup_V1_ScheduleResponse = try await options.withClient {
-                try await options.call($0, BackupService.serviceName, BackupMethod.getSchedule, request, idempotent: true)
+                try await options.call($0, BackupAPI.getSchedule, request, idempotent: true)
             }
             try printSchedule(response.schedule, options.output)
         }
@@ -62,7 +62,7 @@ struct SchedulesCommand: AsyncParsableCommand {
             request.schedule.targets = try targets.map(parseTarget)
             request.schedule.paused = paused
             let response: Rampart_Backup_V1_ScheduleResponse = try await options.withClient {
-                try await options.call($0, BackupService.serviceName, BackupMethod.createSchedule, request)
+                try await options.call($0, BackupAPI.createSchedule, request)
             }
             try printSchedule(response.schedule, options.output)
         }
@@ -89,7 +89,7 @@ struct SchedulesCommand: AsyncParsableCommand {
             request.targets = try targets.map(parseTarget)
             request.replaceTargets = !targets.isEmpty
             let response: Rampart_Backup_V1_ScheduleResponse = try await options.withClient {
-                try await options.call($0, BackupService.serviceName, BackupMethod.updateSchedule, request)
+                try await options.call($0, BackupAPI.updateSchedule, request)
             }
             try printSchedule(response.schedule, options.output)
         }
@@ -118,7 +118,7 @@ struct SchedulesCommand: AsyncParsableCommand {
             var request = Rampart_Backup_V1_DeleteScheduleRequest()
             request.schedule = schedule
             let response: Rampart_Backup_V1_DeleteScheduleResponse = try await options.withClient {
-                try await options.call($0, BackupService.serviceName, BackupMethod.deleteSchedule, request)
+                try await options.call($0, BackupAPI.deleteSchedule, request)
             }
             if options.output == .json { return try printJSON(response) }
             print("deleted schedule \(schedule) (\(response.scheduleID))")
@@ -131,7 +131,7 @@ private func setPaused(_ schedule: String, _ paused: Bool, _ options: ClientOpti
     request.schedule = schedule
     request.paused = paused
     let response: Rampart_Backup_V1_ScheduleResponse = try await options.withClient {
-        try await options.call($0, BackupService.serviceName, BackupMethod.setSchedulePaused, request)
+        try await options.call($0, BackupAPI.setSchedulePaused, request)
     }
     try printSchedule(response.schedule, options.output)
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import RampartAPI
 import RampartProto
 import ServiceLifecycle
 import Synchronization
@@ -8,9 +9,6 @@ import ZeroMQ
 /// The broker's I/O shell: one ROUTER socket on one thread, feeding `BrokerStateMachine` and
 /// carrying out its actions. Answers `bus.broker` (`rampart.bus.v1.Broker/Status`) itself.
 public final class Broker: Service, Sendable {
-    /// Method name of the broker's own status call.
-    public static let statusMethod = "rampart.bus.v1.Broker/Status"
-
     private let endpoints: [String]
     private let security: BrokerSecurity
     private let configuration: BrokerStateMachine.Configuration
@@ -302,7 +300,7 @@ public final class Broker: Service, Sendable {
     {
         let reply: Rampart_Bus_V1_ReplyHeader
         var payload = Data()
-        if header.method == Broker.statusMethod {
+        if header.method == BrokerAPI.status.name {
             reply = FrameCodec.replyHeader(requestId: header.requestID, status: .ok, message: "", answeredBy: "broker")
             payload = FrameCodec.serialize(status)
         } else {

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import RampartProto
+import RampartRPC
 import Synchronization
 import SwiftProtobuf
 import ZeroMQ
@@ -8,7 +9,7 @@ import ZeroMQ
 /// Calls services over the bus. Thread-safe; one DEALER socket on its own thread, started at the
 /// first call. Every call has a deadline and ends by it: a reply, the broker's status, or
 /// `DEADLINE_EXCEEDED` made locally when nothing came back (the bus may be down).
-public final class BusClient: Sendable {
+public final class BusClient: Sendable, RPCCaller {
     /// Where the broker listens.
     public let endpoint: String
     /// How this client authenticates to the broker (subscribers made from it use the same key).

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import RampartProto
+import RampartRPC
 import Synchronization
 import ZeroMQ
 
@@ -8,24 +9,7 @@ import ZeroMQ
 import Glibc
 #endif
 
-/// What a caller may do (docs/security.md): carried by its authenticated key, checked by each service
-/// for each method.
-public enum BusRole: String, CaseIterable, Sendable, Codable, Comparable {
-    /// Everything.
-    case admin
-    /// Backups, links, schedules, restores, deploys; no key or inventory administration.
-    case `operator`
-    /// Read only.
-    case viewer
-    /// A device agent: only its own device-facing calls.
-    case device
-    /// A Rampart service calling another.
-    case service
-
-    public static func < (lhs: BusRole, rhs: BusRole) -> Bool {
-        allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
-    }
-
+extension BusRole {
     /// The sub-folder of a key folder where keys of this role live ("operators", "devices", "services").
     public var folder: String {
         switch self {

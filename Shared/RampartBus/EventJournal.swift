@@ -1,8 +1,10 @@
 import Foundation
 import Logging
 import Postgres
+import RampartAPI
 import RampartBasics
 import RampartProto
+import RampartRPC
 import ServiceLifecycle
 import Synchronization
 import ZeroMQ
@@ -199,17 +201,13 @@ public final class EventPublisher: Service, Sendable {
 
 /// The `bus.journal` service: `Replay` and `Info`, served by the bus process over its own broker.
 public enum JournalService {
-    public static let replayMethod = "rampart.bus.v1.Journal/Replay"
-    public static let infoMethod = "rampart.bus.v1.Journal/Info"
     /// Most events one Replay answer holds.
     public static let maxReplay: UInt32 = 10_000
-    /// Reading the journal: everyone but devices.
-    public static let policy = AccessPolicy([replayMethod: .read, infoMethod: .read])
 
     /// The router serving the journal from `pool`; `publishEndpoint` is what `Info` advertises.
     public static func router(pool: PostgresPool, publishEndpoint: @escaping @Sendable () -> String) -> ServiceRouter {
-        var router = ServiceRouter(serviceName: BusProtocol.journalService, policy: policy)
-        router.register(replayMethod) { (request: Rampart_Bus_V1_ReplayRequest, _) in
+        var router = ServiceRouter(for: JournalAPI.self)
+        router.register(JournalAPI.replay) { (request: Rampart_Bus_V1_ReplayRequest, _) in
             let limit = Int(request.limit == 0 ? 1000 : min(request.limit, maxReplay))
             return try await database {
                 try await pool.withConnection { connection in
@@ -223,7 +221,7 @@ public enum JournalService {
                 }
             }
         }
-        router.register(infoMethod) { (_: Rampart_Bus_V1_JournalInfoRequest, _) in
+        router.register(JournalAPI.info) { (_: Rampart_Bus_V1_JournalInfoRequest, _) in
             var response = Rampart_Bus_V1_JournalInfoResponse()
             response.publishEndpoint = publishEndpoint()
             response.lastSeq = try await database { try await pool.withConnection { try JournalStore.lastSeq(on: $0) } }

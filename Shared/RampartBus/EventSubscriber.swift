@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import RampartAPI
 import RampartProto
 import ZeroMQ
 
@@ -87,7 +88,7 @@ public struct EventSubscriber: Sendable {
         _ body: @Sendable (Rampart_Bus_V1_Event) async throws -> Bool
     ) async throws {
         let info: Rampart_Bus_V1_JournalInfoResponse = try await client.call(
-            service: BusProtocol.journalService, method: JournalService.infoMethod, Rampart_Bus_V1_JournalInfoRequest(),
+            JournalAPI.info, Rampart_Bus_V1_JournalInfoRequest(),
             timeout: timeout, idempotent: true)
         let endpoint = publishEndpoint ?? info.publishEndpoint
         let control = LoopControl()
@@ -117,7 +118,7 @@ public struct EventSubscriber: Sendable {
                         request.topicPrefix = topicPrefix
                         request.limit = 1000
                         let answer: Rampart_Bus_V1_ReplayResponse = try await client.call(
-                            service: BusProtocol.journalService, method: JournalService.replayMethod, request,
+                            JournalAPI.replay, request,
                             timeout: timeout, idempotent: true)
                         actions += sequencer.replayed(
                             answer.events, lastSeq: answer.lastSeq, complete: answer.events.count < Int(request.limit))

@@ -1,4 +1,5 @@
 import Foundation
+import RampartAPI
 import RampartProto
 import SwiftProtobuf
 
@@ -27,9 +28,9 @@ public enum BusProtocol {
     /// frame); a larger frame drops the sender's connection without a reply.
     public static let maxMessageSize: Int64 = 16 << 20
     /// The service name the broker answers itself (`Broker/Status`).
-    public static let brokerService = "bus.broker"
+    public static let brokerService = BrokerAPI.serviceName
     /// The service name of the event journal (`Journal/Replay`, `Journal/Info`).
-    public static let journalService = "bus.journal"
+    public static let journalService = JournalAPI.serviceName
     /// The prefix of every device's service: "device/<device id>", served by that device's agent only.
     public static let deviceServicePrefix = "device/"
 

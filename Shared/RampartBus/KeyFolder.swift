@@ -1,4 +1,5 @@
 import Foundation
+import RampartRPC
 import ZeroMQ
 
 #if canImport(Glibc)

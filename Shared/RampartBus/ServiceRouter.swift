@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import RampartProto
+import RampartRPC
 import SwiftProtobuf
 
 /// What a handler knows about the call it serves.
@@ -88,22 +89,28 @@ public struct ServiceRouter: Sendable {
         self.policy = policy
     }
 
-    /// Serves `method` ("rampart.inventory.v1.Inventory/ListDevices") with `body`. The method must
-    /// have a policy.
+    /// An empty router for a declared service: its bus name and its methods' policies.
+    public init<API: RPCServiceAPI>(for api: API.Type) {
+        self.init(serviceName: API.serviceName, policy: API.policy)
+    }
+
+    /// Serves `method` (a descriptor of the service's generated API, e.g. `InventoryAPI.listDevices`)
+    /// with `body`. The method must be in the router's policy.
     ///
     /// `ServiceHost` starts a request on the socket thread that received it and runs it there up to its
     /// first suspension (`SocketThreadExecutor`). A handler that computes or blocks for long before it
     /// first awaits (builds an archive, hashes a file, signs thousands of links) passes `offSocketThread:
     /// true` and runs on Swift's global pool from its start, so that the instance's socket — other
     /// requests, heartbeats — never waits for it.
-    public mutating func register<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
-        _ method: String, offSocketThread: Bool = false,
+    public mutating func register<Request, Response>(
+        _ method: RPCMethod<Request, Response>, offSocketThread: Bool = false,
         _ body: @escaping @Sendable (Request, RequestContext) async throws -> Response
     ) {
-        precondition(handlers[method] == nil, "\(method) registered twice")
-        precondition(policy[method] != nil, "\(method) has no access policy: add it to the service's policy")
-        if offSocketThread { pooled.insert(method) }
-        handlers[method] = { payload, context in
+        let name = method.name
+        precondition(handlers[name] == nil, "\(name) registered twice")
+        precondition(policy[name] != nil, "\(name) has no access policy: add it to the service's policy")
+        if offSocketThread { pooled.insert(name) }
+        handlers[name] = { payload, context in
             let request: Request
             do {
                 request = try Request(serializedBytes: payload)

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import RampartBus
 import RampartProto
+import RampartRPC
 import SwiftProtobuf
 import Synchronization
 
@@ -13,8 +14,8 @@ import Synchronization
 ///     let tester = RouterTester(InventoryService(pool: pool).router())
 ///     let request = Rampart_Inventory_V1_GetManagerRequest()
 ///     let manager: Rampart_Inventory_V1_ManagerResponse =
-///         try await tester.call(InventoryService.Method.getManager, request, as: .viewer)
-///     let refusal = await tester.failure(InventoryService.Method.getManager, request, as: .device, name: "fw-1")
+///         try await tester.call(InventoryAPI.getManager, request, as: .viewer)
+///     let refusal = await tester.failure(InventoryAPI.getManager, request, as: .device, name: "fw-1")
 ///     #expect(refusal?.code == .permissionDenied)
 ///
 /// What the router would write to the audit log (audited calls, refusals) is kept in `audited` instead.
@@ -38,12 +39,12 @@ public struct RouterTester: Sendable {
     /// Calls `method` with `request` as the key named `name` of `role`, with `deadlineUnixMs` (0: none)
     /// and `metadata`. Returns the handler's response, or throws the `RPCError` the caller would get
     /// (`PERMISSION_DENIED` without running the handler when `role` is outside the method's policy).
-    public func call<Response: SwiftProtobuf.Message>(
-        _ method: String, _ request: some SwiftProtobuf.Message, as role: BusRole, name: String = "tester",
-        deadlineUnixMs: Int64 = 0, metadata: [String: String] = [:], responseType: Response.Type = Response.self
+    public func call<Request, Response>(
+        _ method: RPCMethod<Request, Response>, _ request: Request, as role: BusRole, name: String = "tester",
+        deadlineUnixMs: Int64 = 0, metadata: [String: String] = [:]
     ) async throws(RPCError) -> Response {
         let (reply, body) = try await send(
-            method, request, as: role, name: name, deadlineUnixMs: deadlineUnixMs, metadata: metadata)
+            method.name, request, as: role, name: name, deadlineUnixMs: deadlineUnixMs, metadata: metadata)
         guard reply.status == .ok else { throw RPCError(reply.status, reply.message) }
         do {
             return try Response(serializedBytes: body)
@@ -53,13 +54,13 @@ public struct RouterTester: Sendable {
     }
 
     /// The error of a call expected to fail, or nil when it succeeded (its response is not decoded).
-    public func failure(
-        _ method: String, _ request: some SwiftProtobuf.Message, as role: BusRole, name: String = "tester",
+    public func failure<Request, Response>(
+        _ method: RPCMethod<Request, Response>, _ request: Request, as role: BusRole, name: String = "tester",
         deadlineUnixMs: Int64 = 0, metadata: [String: String] = [:]
     ) async -> RPCError? {
         do {
             let (reply, _) = try await send(
-                method, request, as: role, name: name, deadlineUnixMs: deadlineUnixMs, metadata: metadata)
+                method.name, request, as: role, name: name, deadlineUnixMs: deadlineUnixMs, metadata: metadata)
             return reply.status == .ok ? nil : RPCError(reply.status, reply.message)
         } catch {
             return error

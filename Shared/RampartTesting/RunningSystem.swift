@@ -1,4 +1,5 @@
 import Foundation
+import RampartAPI
 import RampartBus
 import RampartProto
 
@@ -140,7 +141,7 @@ public final class RunningSystem: @unchecked Sendable {
             lastCheck = clock.now >= deadline
             do {
                 let status: Rampart_Bus_V1_BrokerStatusResponse = try await client.call(
-                    service: BusProtocol.brokerService, method: Broker.statusMethod, Rampart_Bus_V1_BrokerStatusRequest(),
+                    BrokerAPI.status, Rampart_Bus_V1_BrokerStatusRequest(),
                     timeout: .seconds(1))
                 answers += 1
                 let found = status.services.first { $0.name == service }?.instances.count ?? 0

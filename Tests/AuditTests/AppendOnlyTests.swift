@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Postgres
+import RampartAPI
 import RampartAudit
 import RampartTesting
 import Testing
@@ -10,7 +11,7 @@ import Testing
 @Suite("P9: audit.entries is append-only in the database; migrations are safe to repeat")
 struct AppendOnlyTests {
     static let record = AuditRecord(
-        callerName: "alice", service: "backup", method: "rampart.backup.v1.Backup/CancelJob", subject: "job-9",
+        callerName: "alice", service: "backup", method: BackupAPI.cancelJob.name, subject: "job-9",
         outcome: .ok)
 
     /// Expects `sql` to fail with the append-only refusal and leaves the rows as they were.

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Postgres
+import RampartAPI
 import RampartAudit
 import RampartProto
 import RampartTesting
@@ -17,14 +18,14 @@ struct AuditLogTests {
     static let records: [AuditRecord] = [
         AuditRecord(
             callerKey: aliceKey, callerName: "alice", callerRole: "admin", service: "link-signer",
-            method: "rampart.links.v1.Links/ExportBackupLinks", subject: "dev-1", outcome: .ok, message: "",
+            method: LinksAPI.exportBackupLinks.name, subject: "dev-1", outcome: .ok, message: "",
             details: ["links": "2", "selector": "device fw-1 latest"]),
         AuditRecord(
             callerKey: bobKey, callerName: "bob", callerRole: "operator", service: "backup",
-            method: "rampart.backup.v1.Backup/StartBackup", subject: "job-1", outcome: .ok),
+            method: BackupAPI.startBackup.name, subject: "job-1", outcome: .ok),
         AuditRecord(
             callerKey: aliceKey, callerName: "alice", callerRole: "admin", service: "link-signer",
-            method: "rampart.links.v1.Links/RotateKey", outcome: .permissionDenied, message: "role admin required"),
+            method: LinksAPI.rotateKey.name, outcome: .permissionDenied, message: "role admin required"),
         AuditRecord(
             callerKey: "link:k1234567", callerName: "link", service: "storage", method: "GET /v1/backups/b-1/fw.tar",
             subject: "b-1", outcome: .notFound, message: "backup gone", details: ["remote": "127.0.0.1:4000"]),
@@ -171,7 +172,7 @@ struct AuditLogTests {
         for entry in errors {
             #expect(entry.metadata["audit.caller-key"] == Self.aliceKey)
             #expect(entry.metadata["audit.caller-name"] == "alice")
-            #expect(entry.metadata["audit.method"] == "rampart.links.v1.Links/RotateKey")
+            #expect(entry.metadata["audit.method"] == LinksAPI.rotateKey.name)
             #expect(entry.metadata["audit.outcome"] == "\(Rampart_Bus_V1_StatusCode.permissionDenied)")
             #expect(entry.metadata["audit.message"] == "role admin required")
             #expect(entry.metadata["error"]?.isEmpty == false)

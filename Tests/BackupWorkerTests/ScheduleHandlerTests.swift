@@ -1,5 +1,6 @@
 import Logging
 import Postgres
+import RampartAPI
 import RampartBus
 import RampartProto
 import RampartTesting
@@ -63,7 +64,7 @@ struct ScheduleHandlerTests {
             (neverFires, "never fires"), (noTargets, "at least one target"),
         ]
         for (schedule, words) in cases {
-            let error = await tester.failure(BackupService.Method.createSchedule, create(schedule), as: .operator)
+            let error = await tester.failure(BackupAPI.createSchedule, create(schedule), as: .operator)
             #expect(error?.code == .invalidArgument, "\(schedule.name) \(schedule.cron) \(schedule.timeZone)")
             #expect(error?.message.contains(words) == true, "\(error?.message ?? "no error"): should say '\(words)'")
         }
@@ -71,7 +72,7 @@ struct ScheduleHandlerTests {
         #expect(tester.audited.map(\.outcome) == refusals)
         #expect(tester.audited.allSatisfy { $0.caller.name == "tester" && $0.caller.role == .operator })
         // A good schedule gets past every check and on to inventory, here a closed client.
-        let passed = await tester.failure(BackupService.Method.createSchedule, create(goodSchedule()), as: .operator)
+        let passed = await tester.failure(BackupAPI.createSchedule, create(goodSchedule()), as: .operator)
         #expect(passed?.code == .cancelled)
     }
 
@@ -81,7 +82,7 @@ struct ScheduleHandlerTests {
         var bad = goodSchedule()
         bad.cron = "not a cron"
         // Refused for the role, not for the cron: the handler never ran.
-        let error = await tester.failure(BackupService.Method.createSchedule, create(bad), as: .viewer, name: "vera")
+        let error = await tester.failure(BackupAPI.createSchedule, create(bad), as: .viewer, name: "vera")
         #expect(error?.code == .permissionDenied)
         #expect(error?.message.contains("vera") == true)
         #expect(tester.audited.map(\.outcome) == [.permissionDenied])

@@ -2,13 +2,21 @@ import Foundation
 import Logging
 import RampartBus
 import RampartProto
+import RampartRPC
 import Synchronization
 import Testing
 import ZeroMQ
 
-private let exportMethod = "rampart.test.v1.Links/Export"
-private let readMethod = "rampart.test.v1.Links/List"
-private let presenceMethod = "rampart.test.v1.Inventory/ReportPresence"
+private let export = RPCMethod<Rampart_Bus_V1_ReplayRequest, Rampart_Bus_V1_ReplayResponse>(
+    service: "links", name: "rampart.test.v1.Links/Export", policy: .operate)
+private let read = RPCMethod<Rampart_Bus_V1_ReplayRequest, Rampart_Bus_V1_ReplayResponse>(
+    service: "links", name: "rampart.test.v1.Links/List", policy: .read)
+private let presence = RPCMethod<Rampart_Bus_V1_ReplayRequest, Rampart_Bus_V1_ReplayResponse>(
+    service: "links", name: "rampart.test.v1.Inventory/ReportPresence",
+    policy: MethodPolicy(roles: MethodPolicy.deviceOwn.roles, audited: false))
+private let exportMethod = export.name
+private let readMethod = read.name
+private let presenceMethod = presence.name
 
 /// Audit events a router hands to its auditor, kept for inspection.
 private final class AuditSink: Sendable {
@@ -29,15 +37,15 @@ private final class Runs: Sendable {
 private func router(sink: AuditSink, ran: Runs) -> ServiceRouter {
     var router = ServiceRouter(
         serviceName: "links",
-        policy: AccessPolicy([exportMethod: .operate, readMethod: .read, presenceMethod: MethodPolicy.deviceOwn.notAudited]))
+        policy: AccessPolicy([export, read, presence]))
     router.auditor = sink.auditor
-    router.register(exportMethod) { (request: Rampart_Bus_V1_ReplayRequest, context) -> Rampart_Bus_V1_ReplayResponse in
+    router.register(export) { (request: Rampart_Bus_V1_ReplayRequest, context) -> Rampart_Bus_V1_ReplayResponse in
         ran.add()
         context.audit.subject = request.topicPrefix
         context.audit.note("count", "\(request.limit)")
         return Rampart_Bus_V1_ReplayResponse()
     }
-    router.register(readMethod) { (_: Rampart_Bus_V1_ReplayRequest, context) -> Rampart_Bus_V1_ReplayResponse in
+    router.register(read) { (_: Rampart_Bus_V1_ReplayRequest, context) -> Rampart_Bus_V1_ReplayResponse in
         ran.add()
         var response = Rampart_Bus_V1_ReplayResponse()
         var event = Rampart_Bus_V1_Event()
@@ -45,7 +53,7 @@ private func router(sink: AuditSink, ran: Runs) -> ServiceRouter {
         response.events = [event]
         return response
     }
-    router.register(presenceMethod) { (request: Rampart_Bus_V1_ReplayRequest, context) -> Rampart_Bus_V1_ReplayResponse in
+    router.register(presence) { (request: Rampart_Bus_V1_ReplayRequest, context) -> Rampart_Bus_V1_ReplayResponse in
         try context.requireOwnDevice(request.topicPrefix)
         ran.add()
         return Rampart_Bus_V1_ReplayResponse()

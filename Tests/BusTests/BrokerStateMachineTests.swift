@@ -1,4 +1,5 @@
 import Foundation
+import RampartAPI
 import RampartBus
 import RampartProto
 import Testing
@@ -127,7 +128,7 @@ struct BrokerRoutingTests {
         var h = Harness()
         _ = h.ready("w1")
         let header = requestHeader(
-            id: 5, method: "rampart.inventory.v1.Inventory/GetDevice", deadline: 10_000, metadata: ["caller": "me"])
+            id: 5, method: InventoryAPI.getDevice.name, deadline: 10_000, metadata: ["caller": "me"])
         let actions = h.broker.receive(
             .clientRequest(client: Data("c"), service: "inventory", header: header, payload: Data("p")), now: 0)
         #expect(actions == [.dispatch(worker: Data("w1"), client: Data("c"), header: header, payload: Data("p"))])

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import RampartBus
 import RampartProto
+import RampartRPC
 import RampartTesting
 import Synchronization
 import Testing
@@ -11,11 +12,13 @@ import Testing
 /// process, over real ZeroMQ sockets on loopback tcp.
 @Suite("Bus: socket-thread executors", .serialized)
 struct ExecutorTests {
-    static let echo = "rampart.test.v1.Test/Echo"
-    static let hold = "rampart.test.v1.Test/Hold"
-    static let release = "rampart.test.v1.Test/Release"
-    static let block = "rampart.test.v1.Test/Block"
-    static let unblock = "rampart.test.v1.Test/Unblock"
+    typealias Method = RPCMethod<Rampart_Inventory_V1_GetDeviceRequest, Rampart_Inventory_V1_DeviceResponse>
+    static func method(_ name: String) -> Method { Method(service: "test", name: "rampart.test.v1.Test/" + name, policy: .read) }
+    static let echo = method("Echo")
+    static let hold = method("Hold")
+    static let release = method("Release")
+    static let block = method("Block")
+    static let unblock = method("Unblock")
 
     /// Opens (once) and remembers which requests have been let go.
     final class Gate: Sendable {
@@ -53,10 +56,7 @@ struct ExecutorTests {
         logger.logLevel = .error
         let gate = Gate()
         var router = ServiceRouter(
-            serviceName: "test",
-            policy: AccessPolicy([
-                Self.echo: .read, Self.hold: .read, Self.release: .read, Self.block: .read, Self.unblock: .read,
-            ]))
+            serviceName: "test", policy: AccessPolicy([Self.echo, Self.hold, Self.release, Self.block, Self.unblock]))
         // Block holds its thread (a semaphore, no await) until Unblock: on the socket thread that would
         // stop the instance from receiving Unblock at all.
         let blocked = DispatchSemaphore(value: 0)
@@ -103,11 +103,10 @@ struct ExecutorTests {
         }
     }
 
-    func call(_ client: BusClient, _ method: String, _ device: String) async throws -> String {
+    func call(_ client: BusClient, _ method: Method, _ device: String) async throws -> String {
         var request = Rampart_Inventory_V1_GetDeviceRequest()
         request.device = device
-        let response: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-            service: "test", method: method, request, timeout: .seconds(10))
+        let response = try await client.call(method, request, timeout: .seconds(10))
         return response.device.name
     }
 
@@ -116,7 +115,7 @@ struct ExecutorTests {
     }
 
     /// Starts `waiting`, has the instance answer 20 echoes while it waits, then lets it go with `letGo`.
-    func answersWhileOneWaits(_ client: BusClient, waiting: String, letGo: String, before: () async throws -> Void)
+    func answersWhileOneWaits(_ client: BusClient, waiting: Method, letGo: Method, before: () async throws -> Void)
         async throws -> String
     {
         let pending = Task { try await call(client, waiting, "fw-1") }
@@ -179,14 +178,14 @@ struct ExecutorTests {
         let client = BusClient(endpoint: "tcp://127.0.0.1:\(FreePort.next())", security: .plain)
         let executor = client.executor
         let waiting = Task(executorPreference: executor) {
-            await client.send(service: "test", method: Self.echo, payload: Data(), deadline: unixMillis() + 30_000)
+            await client.send(service: "test", method: Self.echo.name, payload: Data(), deadline: unixMillis() + 30_000)
         }
         try await Task.sleep(for: .milliseconds(100))
         client.close()
         #expect(await waiting.value.header.status == .cancelled)
         // Enqueued after the loop ended: handed to the global executor.
         let late = await Task(executorPreference: executor) {
-            await client.send(service: "test", method: Self.echo, payload: Data(), deadline: unixMillis() + 30_000)
+            await client.send(service: "test", method: Self.echo.name, payload: Data(), deadline: unixMillis() + 30_000)
         }.value
         #expect(late.header.status == .cancelled)
     }

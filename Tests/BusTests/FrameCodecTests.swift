@@ -1,4 +1,5 @@
 import Foundation
+import RampartAPI
 import RampartBus
 import RampartProto
 import RampartTesting
@@ -17,7 +18,7 @@ struct FrameCodecRoundTripTests {
     @Test("a client request is two frames, RB2C ‖ RequestHeader and the payload, and decodes at the broker unchanged")
     func clientRequestRoundTrip() throws {
         var header = requestHeader(
-            id: 42, method: "rampart.inventory.v1.Inventory/ListDevices", deadline: 1_700_000_000_123,
+            id: 42, method: InventoryAPI.listDevices.name, deadline: 1_700_000_000_123,
             metadata: ["caller": "cli@host", "trace-id": "t-1"])
         let payload = Data([0, 1, 2, 255])
         let sent = FrameCodec.clientRequest(service: "inventory", header: header, payload: payload)

@@ -2,10 +2,15 @@ import Foundation
 import Logging
 import RampartBus
 import RampartProto
+import RampartRPC
 import RampartTesting
 import Testing
 
-private let replayMethod = "rampart.test.v1.Journal/Replay"
+private let replay = RPCMethod<Rampart_Bus_V1_ReplayRequest, Rampart_Bus_V1_ReplayResponse>(
+    service: "journal", name: "rampart.test.v1.Journal/Replay", policy: .read)
+private let first = RPCMethod<Rampart_Bus_V1_BrokerStatusRequest, Rampart_Bus_V1_BrokerStatusResponse>(
+    service: "journal", name: "rampart.test.v1.A/First", policy: .read)
+private let replayMethod = replay.name
 private let secret = "password=hunter2 at db.internal:5432"
 
 /// A domain error that maps itself to a bus status.
@@ -29,9 +34,8 @@ private enum Behaviour: UInt32 {
 
 /// A router serving one method: ReplayRequest in, ReplayResponse out; `limit` picks the behaviour.
 private func router() -> ServiceRouter {
-    var router = ServiceRouter(
-        serviceName: "journal", policy: AccessPolicy([replayMethod: .read, "rampart.test.v1.A/First": .read]))
-    router.register(replayMethod) { (request: Rampart_Bus_V1_ReplayRequest, context) -> Rampart_Bus_V1_ReplayResponse in
+    var router = ServiceRouter(serviceName: "journal", policy: AccessPolicy([replay, first]))
+    router.register(replay) { (request: Rampart_Bus_V1_ReplayRequest, context) -> Rampart_Bus_V1_ReplayResponse in
         switch Behaviour(rawValue: request.limit) ?? .answer {
         case .answer:
             var response = Rampart_Bus_V1_ReplayResponse()
@@ -189,10 +193,10 @@ struct ServiceRouterTests {
     @Test("methods lists the registered method names, sorted")
     func methodsListed() {
         var router = router()
-        router.register("rampart.test.v1.A/First") { (_: Rampart_Bus_V1_BrokerStatusRequest, _) in
+        router.register(first) { (_: Rampart_Bus_V1_BrokerStatusRequest, _) in
             Rampart_Bus_V1_BrokerStatusResponse()
         }
-        #expect(router.methods == ["rampart.test.v1.A/First", replayMethod])
+        #expect(router.methods == [first.name, replay.name])
     }
 }
 

@@ -1,9 +1,11 @@
 import DeviceAgentCore
 import Foundation
 import Logging
+import RampartAPI
 import RampartArchive
 import RampartBus
 import RampartProto
+import RampartRPC
 import Testing
 
 @Suite("Device agent: exports, StartExport, ReadExport, FinishExport")
@@ -227,16 +229,16 @@ struct ExportTests {
         let router = agent.router()
         var header = Rampart_Bus_V1_RequestHeader()
         header.requestID = 1
-        for method in [DeviceAgent.Method.startExport, DeviceAgent.Method.readExport, DeviceAgent.Method.finishExport] {
-            header.method = method
+        for method: any RPCMethodDescription in [DeviceAPI.startExport, DeviceAPI.readExport, DeviceAPI.finishExport] {
+            header.method = method.name
             let (reply, _) = await router.handle(
                 header: header, payload: Data([0xff, 0xff, 0xff, 0x01]), instanceId: "t", logger: Logger(label: "t"))
-            #expect(reply.status == .invalidArgument, "\(method)")
+            #expect(reply.status == .invalidArgument, "\(method.name)")
         }
-        header.method = "rampart.device.v1.Device/Explode"
+        header.method = DeviceAPI.describe.name.replacingOccurrences(of: "/Describe", with: "/Explode")  // no such method
         let (reply, _) = await router.handle(header: header, payload: Data(), instanceId: "t", logger: Logger(label: "t"))
         #expect(reply.status == .unimplemented)
-        header.method = DeviceAgent.Method.describe
+        header.method = DeviceAPI.describe.name
         let (ok, payload) = await router.handle(header: header, payload: Data(), instanceId: "t", logger: Logger(label: "t"))
         #expect(ok.status == .ok)
         let described = try Rampart_Device_V1_DescribeResponse(serializedBytes: payload)

@@ -2,9 +2,11 @@ import Crypto
 import DeviceAgentCore
 import Foundation
 import InventoryService
+import RampartAPI
 import RampartArchive
 import RampartBus
 import RampartProto
+import RampartRPC
 import RampartTesting
 import Testing
 
@@ -22,7 +24,7 @@ struct DeviceAgentProcessTests {
         var last = "not found"
         while clock.now < deadline {
             if let response: Rampart_Inventory_V1_DeviceResponse = try? await client.call(
-                service: InventoryService.serviceName, method: InventoryService.Method.getDevice, request, timeout: .seconds(2))
+                InventoryAPI.getDevice, request, timeout: .seconds(2))
             {
                 if condition(response.device) { return response.device }
                 last = "connected=\(response.device.connected)"
@@ -57,7 +59,7 @@ struct DeviceAgentProcessTests {
         let device = try await Self.waitForDevice(client, facts.name) { $0.connected }
         // R6: registered without a manager id, the device gets this installation's, made at its first start.
         let manager: Rampart_Inventory_V1_ManagerResponse = try await client.call(
-            service: InventoryService.serviceName, method: InventoryService.Method.getManager,
+            InventoryAPI.getManager,
             Rampart_Inventory_V1_GetManagerRequest())
         let managerId = manager.managerID
         #expect(managerId.hasPrefix("rampart-") && managerId != "rampart-manager", "\(managerId)")
@@ -66,7 +68,7 @@ struct DeviceAgentProcessTests {
         let service = DeviceAgent.serviceName(deviceId: device.id)
 
         let described: Rampart_Device_V1_DescribeResponse = try await client.call(
-            service: service, method: DeviceAgent.Method.describe, Rampart_Device_V1_DescribeRequest())
+            DeviceAPI.describe, Rampart_Device_V1_DescribeRequest(), service: service)
         #expect(described.facts.id == device.id && described.facts.name == facts.name)
         #expect(described.facts.software.version == "7.4.1" && described.facts.software.patch == 2)
         #expect(described.state == "running" && described.configBytes > 2_000_000)
@@ -77,7 +79,7 @@ struct DeviceAgentProcessTests {
         request.jobID = "it-job"
         request.role = .standalone
         let export: Rampart_Device_V1_StartExportResponse = try await client.call(
-            service: service, method: DeviceAgent.Method.startExport, request, timeout: .seconds(20))
+            DeviceAPI.startExport, request, service: service, timeout: .seconds(20))
         var archive = Data()
         var chunks = 0
         while true {
@@ -85,7 +87,7 @@ struct DeviceAgentProcessTests {
             read.exportID = export.exportID
             read.offset = UInt64(archive.count)
             let chunk: Rampart_Device_V1_ReadExportResponse = try await client.call(
-                service: service, method: DeviceAgent.Method.readExport, read, timeout: .seconds(10))
+                DeviceAPI.readExport, read, service: service, timeout: .seconds(10))
             #expect(chunk.data.count <= 1 << 20)
             archive.append(chunk.data)
             chunks += 1
@@ -101,10 +103,10 @@ struct DeviceAgentProcessTests {
         var finish = Rampart_Device_V1_FinishExportRequest()
         finish.exportID = export.exportID
         let _: Rampart_Device_V1_FinishExportResponse = try await client.call(
-            service: service, method: DeviceAgent.Method.finishExport, finish)
+            DeviceAPI.finishExport, finish, service: service)
         let again = await #expect(throws: RPCError.self) {
             let _: Rampart_Device_V1_FinishExportResponse = try await client.call(
-                service: service, method: DeviceAgent.Method.finishExport, finish)
+                DeviceAPI.finishExport, finish, service: service)
         }
         #expect(again?.code == .notFound)
 
@@ -150,7 +152,7 @@ struct DeviceAgentProcessTests {
         request.jobID = "it-job-large"
         request.role = .standalone
         let export: Rampart_Device_V1_StartExportResponse = try await client.call(
-            service: service, method: DeviceAgent.Method.startExport, request, timeout: .seconds(120))
+            DeviceAPI.startExport, request, service: service, timeout: .seconds(120))
         #expect(export.size > UInt64(padding))
         // No file in the device folder shows the export (it holds decrypted keys, B12).
         let names = try FileManager.default.contentsOfDirectory(atPath: folder)
@@ -162,7 +164,7 @@ struct DeviceAgentProcessTests {
             read.exportID = export.exportID
             read.offset = offset
             let chunk: Rampart_Device_V1_ReadExportResponse = try await client.call(
-                service: service, method: DeviceAgent.Method.readExport, read, timeout: .seconds(10))
+                DeviceAPI.readExport, read, service: service, timeout: .seconds(10))
             hash.update(data: chunk.data)
             offset += UInt64(chunk.data.count)
             if chunk.eof { break }
@@ -175,7 +177,7 @@ struct DeviceAgentProcessTests {
         var finish = Rampart_Device_V1_FinishExportRequest()
         finish.exportID = export.exportID
         let _: Rampart_Device_V1_FinishExportResponse = try await client.call(
-            service: service, method: DeviceAgent.Method.finishExport, finish)
+            DeviceAPI.finishExport, finish, service: service)
         await agent.stop()
     }
 

@@ -6,6 +6,7 @@ import RampartAPI
 import RampartArchive
 import RampartBus
 import RampartProto
+import RampartRPC
 import RampartTesting
 import Testing
 
@@ -125,8 +126,8 @@ struct RestoreCLIProcessTests {
         #expect(connected.name == "fw-edge-01")
         try await system.waitUntilServing(DeviceAgent.serviceName(deviceId: deviceId))
         let described: Rampart_Device_V1_DescribeResponse = try await client.call(
-            service: DeviceAgent.serviceName(deviceId: deviceId), method: DeviceAgent.Method.describe,
-            Rampart_Device_V1_DescribeRequest())
+            DeviceAPI.describe,
+            Rampart_Device_V1_DescribeRequest(), service: DeviceAgent.serviceName(deviceId: deviceId))
         #expect(described.facts.id == deviceId && described.facts.name == "fw-edge-01")
         #expect(described.facts.managementIp == "10.0.0.11" && described.facts.serial == "JAD9999Z007")
         let restored = try DeviceFolder.open(replacement.path)
@@ -147,7 +148,7 @@ struct RestoreCLIProcessTests {
         register.device = facts.inventoryDevice
         register.device.managerID = "rampart-manager"
         let registered: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-            service: InventoryService.serviceName, method: InventoryService.Method.registerDevice, register)
+            InventoryAPI.registerDevice, register)
         let (archive, original) = try await makeBackup(facts: facts, deviceId: registered.device.id)
         return (registered.device.id, archive, original)
     }
@@ -207,29 +208,24 @@ struct RestoreCLIProcessTests {
         -> (FakeCoordinator, Task<Void, any Error>)
     {
         let fake = FakeCoordinator(ttlMs: 1500)
-        var router = ServiceRouter(
-            serviceName: RestoreAPI.serviceName,
-            policy: AccessPolicy([
-                RestoreAPI.Method.requestLease: .deviceOwn, RestoreAPI.Method.checkRestore: .deviceOwn,
-                RestoreAPI.Method.reportStep: .deviceOwn,
-                RestoreAPI.Method.reportRejoined: .deviceOwn, RestoreAPI.Method.reportFailed: .deviceOwn,
-            ]))
-        router.register(RestoreAPI.Method.requestLease) { (request: Rampart_Restore_V1_RequestLeaseRequest, _) in
+        // The coordinator's own API (name, policies); only the device-facing methods are served.
+        var router = ServiceRouter(for: RestoreAPI.self)
+        router.register(RestoreAPI.requestLease) { (request: Rampart_Restore_V1_RequestLeaseRequest, _) in
             try await fake.requestLease(request)
         }
-        router.register(RestoreAPI.Method.checkRestore) { (request: Rampart_Restore_V1_RequestLeaseRequest, _) in
+        router.register(RestoreAPI.checkRestore) { (request: Rampart_Restore_V1_RequestLeaseRequest, _) in
             try await fake.checkRestore(request)
         }
-        router.register(RestoreAPI.Method.reportStep) { (request: Rampart_Restore_V1_ReportStepRequest, _) in
+        router.register(RestoreAPI.reportStep) { (request: Rampart_Restore_V1_ReportStepRequest, _) in
             var response = Rampart_Restore_V1_LeaseResponse()
             response.lease = try await fake.reportStep(request)
             return response
         }
-        router.register(RestoreAPI.Method.reportRejoined) { (request: Rampart_Restore_V1_ReportRejoinedRequest, _) in
+        router.register(RestoreAPI.reportRejoined) { (request: Rampart_Restore_V1_ReportRejoinedRequest, _) in
             var lookup = Rampart_Inventory_V1_GetDeviceRequest()
             lookup.device = deviceId
             let found: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-                service: InventoryService.serviceName, method: InventoryService.Method.getDevice, lookup)
+                InventoryAPI.getDevice, lookup)
             guard found.device.connected else {
                 throw RPCError(.failedPrecondition, "device \(deviceId) is not connected")
             }
@@ -240,12 +236,12 @@ struct RestoreCLIProcessTests {
             update.fields = ["serial"]
             update.values.serial = fake.requests.last?.facts.serial ?? ""
             let _: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-                service: InventoryService.serviceName, method: InventoryService.Method.updateDevice, update)
+                InventoryAPI.updateDevice, update)
             var response = Rampart_Restore_V1_LeaseResponse()
             response.lease = try await fake.reportRejoined(request)
             return response
         }
-        router.register(RestoreAPI.Method.reportFailed) { (request: Rampart_Restore_V1_ReportFailedRequest, _) in
+        router.register(RestoreAPI.reportFailed) { (request: Rampart_Restore_V1_ReportFailedRequest, _) in
             var response = Rampart_Restore_V1_LeaseResponse()
             response.lease = try await fake.reportFailed(request)
             return response

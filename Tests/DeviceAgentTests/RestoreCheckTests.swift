@@ -4,6 +4,7 @@ import RampartAPI
 import RampartArchive
 import RampartBus
 import RampartProto
+import RampartRPC
 import Testing
 
 /// A backup `restore remote-manager-backup check` must fail, and which check says so.

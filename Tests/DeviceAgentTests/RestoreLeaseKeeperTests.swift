@@ -3,6 +3,7 @@ import Foundation
 import RampartAPI
 import RampartBus
 import RampartProto
+import RampartRPC
 import Testing
 
 @Suite("R7 the restore lease on the device: renewals every third of its time to live, fencing, loss")

@@ -6,6 +6,7 @@ import RampartAPI
 import RampartArchive
 import RampartBus
 import RampartProto
+import RampartRPC
 import Synchronization
 
 #if canImport(Glibc)

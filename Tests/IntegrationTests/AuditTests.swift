@@ -1,8 +1,10 @@
 import Foundation
+import RampartAPI
 import RampartAudit
 import RampartBus
 import RampartJSON
 import RampartProto
+import RampartRPC
 import RampartTesting
 import Testing
 
@@ -60,9 +62,9 @@ struct AuditTests {
             // backup started and the links exported (P7, P9: who did what, from which key).
             let admin = try #require(try system.system.keys?.list().first { $0.name == "admin" })
             let everything = try await audit(system, "--since", "10m")
-            let started = everything.filter { $0.method == "rampart.backup.v1.Backup/StartBackup" }
+            let started = everything.filter { $0.method == BackupAPI.startBackup.name }
             #expect(started.count == 1 && started.first?.subject == job.id && started.first?.details["targets"] == "fw-audit", "\(everything)")
-            let exports = everything.filter { $0.method == "rampart.links.v1.Links/ExportBackupLinks" }
+            let exports = everything.filter { $0.method == LinksAPI.exportBackupLinks.name }
             #expect(exports.count == 1, "\(everything)")
             for entry in started + exports {
                 #expect(entry.callerName == "admin" && entry.callerRole == "admin" && entry.callerKey == admin.key)
@@ -74,7 +76,7 @@ struct AuditTests {
             let refusals = try await audit(system, "--refused")
             #expect(refusals.count == 2 && refusals.contains { $0.id == refused.id }, "\(everything)")
             let check = try #require(refusals.first { $0.service == "link-signer" })
-            #expect(check.method == "rampart.links.v1.Links/VerifyLink" && check.callerName == "storage")
+            #expect(check.method == LinksAPI.verifyLink.name && check.callerName == "storage")
             #expect(check.details["path"] == path && !check.details.values.contains { $0.contains("sig=") })
             #expect(Set(try await audit(system, "--caller", "link:" + link.keyID).map(\.id)) == [served.id, refused.id])
             #expect(try await audit(system, "--caller", "nobody").isEmpty)
@@ -129,7 +131,7 @@ struct AuditTests {
     ) async {
         do {
             let _: Rampart_Audit_V1_ListAuditResponse = try await client.call(
-                service: AuditAPI.serviceName, method: AuditAPI.Method.list, request, timeout: .seconds(5))
+                AuditAPI.list, request, timeout: .seconds(5))
             Issue.record("accepted \(request)", sourceLocation: sourceLocation)
         } catch let error as RPCError {
             #expect(error.code == .invalidArgument && error.message.contains(message), "\(error)", sourceLocation: sourceLocation)

@@ -1,6 +1,5 @@
-import BackupWorkerService
 import Foundation
-import InventoryService
+import RampartAPI
 import RampartBus
 import RampartJSON
 import RampartProto
@@ -137,10 +136,10 @@ struct BackupSystem {
         try system.addDeviceKeys(spec.devices.map(\.name))
         result.fleet = try system.start(
             "device-agent", ["fleet", "--dir", system.logDirectory + "/fleet", "--spec", specPath, "--register"])
-        try await system.waitUntilServing(InventoryService.serviceName)
+        try await system.waitUntilServing(InventoryAPI.serviceName)
         try await system.waitUntilServing("storage")
         if links { try await system.waitUntilServing("link-signer") }
-        try await system.waitUntilServing(BackupService.serviceName, instances: count)
+        try await system.waitUntilServing(BackupAPI.serviceName, instances: count)
         try await result.waitForFleet(spec)
         return result
     }
@@ -151,13 +150,13 @@ struct BackupSystem {
         defer { client.close() }
         for _ in 0..<400 {
             let devices: Rampart_Inventory_V1_ListDevicesResponse? = try? await client.call(
-                service: InventoryService.serviceName, method: InventoryService.Method.listDevices,
+                InventoryAPI.listDevices,
                 Rampart_Inventory_V1_ListDevicesRequest(), timeout: .seconds(2))
             let clusters: Rampart_Inventory_V1_ListClustersResponse? = try? await client.call(
-                service: InventoryService.serviceName, method: InventoryService.Method.listClusters,
+                InventoryAPI.listClusters,
                 Rampart_Inventory_V1_ListClustersRequest(), timeout: .seconds(2))
             let pairs: Rampart_Inventory_V1_ListHaPairsResponse? = try? await client.call(
-                service: InventoryService.serviceName, method: InventoryService.Method.listHaPairs,
+                InventoryAPI.listHaPairs,
                 Rampart_Inventory_V1_ListHaPairsRequest(), timeout: .seconds(2))
             if let devices, let clusters, let pairs, devices.devices.filter(\.connected).count == spec.devices.count,
                 clusters.clusters.count == spec.clusters.count, pairs.pairs.count == spec.haPairs.count

@@ -1,7 +1,6 @@
-import BackupWorkerService
 import Foundation
-import InventoryService
 import Postgres
+import RampartAPI
 import RampartArchive
 import RampartBus
 import RampartJSON
@@ -385,7 +384,7 @@ struct BackupTests {
             target.ref = "fw-slow"
             request.targets = [target]
             let started: Rampart_Backup_V1_JobResponse = try await client.call(
-                service: BackupService.serviceName, method: BackupService.Method.startBackup, request)
+                BackupAPI.startBackup, request)
             // Find the worker that took it, and kill it mid-export.
             var owner: String?
             for _ in 0..<100 where owner == nil {
@@ -452,7 +451,7 @@ func getJob(_ client: BusClient, _ id: String) async throws -> Rampart_Backup_V1
     var request = Rampart_Backup_V1_GetJobRequest()
     request.jobID = id
     let response: Rampart_Backup_V1_JobResponse = try await client.call(
-        service: BackupService.serviceName, method: BackupService.Method.getJob, request, idempotent: true)
+        BackupAPI.getJob, request, idempotent: true)
     return response.job
 }
 

@@ -1,5 +1,4 @@
 import Foundation
-import InventoryService
 import Logging
 import RampartAPI
 import RampartArchive
@@ -8,10 +7,10 @@ import RampartJSON
 import RampartProto
 import RampartAudit
 import RampartLinks
+import RampartRPC
 import RampartTesting
 import SwiftProtobuf
 import Testing
-import BackupWorkerService
 
 /// P8 over real processes: a device's service is served by the appliance that is that device — the
 /// key made for it, the serial inventory holds for it — and by one instance at a time
@@ -47,7 +46,7 @@ struct DeviceIdentityTests {
         var request = Rampart_Bus_V1_BrokerStatusRequest()
         request.servicePrefix = service
         let status: Rampart_Bus_V1_BrokerStatusResponse = try await client.call(
-            service: BusProtocol.brokerService, method: Broker.statusMethod, request, idempotent: true)
+            BrokerAPI.status, request, idempotent: true)
         return status.services.first { $0.name == service }?.instances ?? []
     }
 
@@ -59,7 +58,7 @@ struct DeviceIdentityTests {
         replay.topicPrefix = "inventory.device.identity-conflict"
         replay.limit = 1000
         let events: Rampart_Bus_V1_ReplayResponse = try await client.call(
-            service: BusProtocol.journalService, method: JournalService.replayMethod, replay, idempotent: true)
+            JournalAPI.replay, replay, idempotent: true)
         return events.events
     }
 
@@ -206,23 +205,23 @@ struct DeviceIdentityTests {
                 policy.methods.filter { !$0.value.roles.contains(.device) }.map(\.key).sorted()
             }
             let walk: [(service: String, methods: [String])] = [
-                (BusProtocol.brokerService, [Broker.statusMethod]),
-                (BusProtocol.journalService, [JournalService.replayMethod, JournalService.infoMethod]),
-                (InventoryService.serviceName, notForDevices(InventoryService.policy)),
-                (BackupService.serviceName, notForDevices(BackupService.policy)),
-                (StorageAPI.serviceName, StorageAPI.Method.all),
+                (BusProtocol.brokerService, [BrokerAPI.status.name]),
+                (BusProtocol.journalService, [JournalAPI.replay.name, JournalAPI.info.name]),
+                (InventoryAPI.serviceName, notForDevices(InventoryAPI.policy)),
+                (BackupAPI.serviceName, notForDevices(BackupAPI.policy)),
+                (StorageAPI.serviceName, StorageAPI.methods.map(\.name)),
                 (LinksAPI.serviceName, [
-                    LinksAPI.Method.exportBackupLinks, LinksAPI.Method.verifyLink, LinksAPI.Method.listKeys,
-                    LinksAPI.Method.rotateKey, LinksAPI.Method.listExports,
+                    LinksAPI.exportBackupLinks.name, LinksAPI.verifyLink.name, LinksAPI.listKeys.name,
+                    LinksAPI.rotateKey.name, LinksAPI.listExports.name,
                 ]),
                 (RestoreAPI.serviceName, [
-                    RestoreAPI.Method.releaseLease, RestoreAPI.Method.getLease, RestoreAPI.Method.listLeases,
-                    RestoreAPI.Method.getChecklist, RestoreAPI.Method.completeItem, RestoreAPI.Method.deploy,
-                    RestoreAPI.Method.resumeHaSync,
+                    RestoreAPI.releaseLease.name, RestoreAPI.getLease.name, RestoreAPI.listLeases.name,
+                    RestoreAPI.getChecklist.name, RestoreAPI.completeItem.name, RestoreAPI.deploy.name,
+                    RestoreAPI.resumeHaSync.name,
                 ]),
-                (AuditAPI.serviceName, [AuditAPI.Method.list]),
+                (AuditAPI.serviceName, [AuditAPI.list.name]),
                 // Another device's own service: its exports are the fleet's plumbing, not a device's to call.
-                (BusProtocol.deviceService(other.id), ["rampart.device.v1.Device/Describe", "rampart.device.v1.Device/StartExport"]),
+                (BusProtocol.deviceService(other.id), [DeviceAPI.describe.name, DeviceAPI.startExport.name]),
             ]
             #expect(walk.map(\.methods.count).reduce(0, +) > 30, "the walk covers the services' methods")
             let client = system.client(caller: "device-walk", as: "ro-1")
@@ -245,7 +244,7 @@ struct DeviceIdentityTests {
 
             // What a device needs still works with its key: its own record and presence.
             let own: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-                service: InventoryService.serviceName, method: InventoryService.Method.getDevice,
+                InventoryAPI.getDevice,
                 Rampart_Inventory_V1_GetDeviceRequest.with { $0.device = "ro-1" })
             #expect(own.device.name == "ro-1")
             let status = try await system.rampart(as: "ro-1", ["bus", "status"])

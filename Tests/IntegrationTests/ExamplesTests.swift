@@ -1,5 +1,5 @@
-import BackupWorkerService
 import Foundation
+import RampartAPI
 import RampartBus
 import RampartJSON
 import RampartProto
@@ -93,7 +93,7 @@ struct ExamplesTests {
             let publisher = try FakePublisher(curveSecretKey: brokerKey)
             defer { publisher.stop() }
             let info: Rampart_Bus_V1_JournalInfoResponse = try await client.call(
-                service: BusProtocol.journalService, method: JournalService.infoMethod,
+                JournalAPI.info,
                 Rampart_Bus_V1_JournalInfoRequest(), idempotent: true)
             publisher.heartbeat(lastSeq: info.lastSeq)  // "nothing new": keeps the subscriber on the live path
             let subscriber = CSubscriberRuns(binary: binary, system: system.system)
@@ -392,7 +392,7 @@ private func startBackup(_ client: BusClient, _ targets: String...) async throws
     }
     request.idempotencyKey = UUID().uuidString
     let response: Rampart_Backup_V1_JobResponse = try await client.call(
-        service: BackupService.serviceName, method: BackupService.Method.startBackup, request, idempotent: true)
+        BackupAPI.startBackup, request, idempotent: true)
     return response.job.id
 }
 
@@ -406,7 +406,7 @@ private func replayAll(_ client: BusClient, prefix: String, since: UInt64 = 0) a
         request.topicPrefix = prefix
         request.limit = 1000
         let answer: Rampart_Bus_V1_ReplayResponse = try await client.call(
-            service: BusProtocol.journalService, method: JournalService.replayMethod, request, idempotent: true)
+            JournalAPI.replay, request, idempotent: true)
         events += answer.events
         position = answer.events.last?.seq ?? position
         if answer.events.count < Int(request.limit) { return events }

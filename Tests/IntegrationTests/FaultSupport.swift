@@ -1,7 +1,6 @@
-import BackupWorkerService
 import Crypto
 import Foundation
-import InventoryService
+import RampartAPI
 import RampartBus
 import RampartJSON
 import RampartProto
@@ -97,7 +96,7 @@ extension RunningSystem {
         let client = client(caller: "fault-test")
         defer { client.close() }
         let response: Rampart_Storage_V1_ListObjectsResponse = try await client.call(
-            service: "storage", method: "rampart.storage.v1.Storage/ListObjects", Rampart_Storage_V1_ListObjectsRequest(),
+            StorageAPI.listObjects, Rampart_Storage_V1_ListObjectsRequest(),
             timeout: .seconds(30), idempotent: true)
         return response.objects
     }

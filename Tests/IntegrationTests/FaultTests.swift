@@ -1,9 +1,9 @@
-import BackupWorkerService
 import Foundation
-import InventoryService
+import RampartAPI
 import RampartBus
 import RampartJSON
 import RampartProto
+import RampartRPC
 import RampartTesting
 import Testing
 
@@ -30,7 +30,7 @@ struct FaultTests {
             var lookup = Rampart_Inventory_V1_GetDeviceRequest()
             lookup.device = "fw-busy"
             let device: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-                service: InventoryService.serviceName, method: InventoryService.Method.getDevice, lookup, idempotent: true)
+                InventoryAPI.getDevice, lookup, idempotent: true)
             let deviceService = "device/\(device.device.id)"
 
             let job = try await system.startJob("fw-busy")
@@ -44,14 +44,14 @@ struct FaultTests {
             start.jobID = "fault-test"
             start.role = .standalone
             let export: Rampart_Device_V1_StartExportResponse = try await client.call(
-                service: deviceService, method: "rampart.device.v1.Device/StartExport", start, timeout: .seconds(30))
+                DeviceAPI.startExport, start, service: deviceService, timeout: .seconds(30))
             var read = Rampart_Device_V1_ReadExportRequest()
             read.exportID = export.exportID
             read.length = 1 << 20
             let payload = try read.serializedData()
             let inFlight = Task {
                 await client.send(
-                    service: deviceService, method: "rampart.device.v1.Device/ReadExport", payload: payload,
+                    service: deviceService, method: DeviceAPI.readExport.name, payload: payload,
                     deadline: Int64(Date().timeIntervalSince1970 * 1000) + 8000)
             }
             try await Task.sleep(for: .milliseconds(400))
@@ -76,7 +76,7 @@ struct FaultTests {
                 do {
                     return .success(
                         try await retrying.call(
-                            service: InventoryService.serviceName, method: InventoryService.Method.listDevices,
+                            InventoryAPI.listDevices,
                             Rampart_Inventory_V1_ListDevicesRequest(), timeout: .seconds(90), idempotent: true))
                 } catch {
                     return .failure(error)
@@ -87,9 +87,9 @@ struct FaultTests {
             try system.restartBus()
 
             // Every service instance and every device reconnects by itself.
-            try await system.waitUntilServing(InventoryService.serviceName, timeout: .seconds(90))
+            try await system.waitUntilServing(InventoryAPI.serviceName, timeout: .seconds(90))
             try await system.waitUntilServing("storage", timeout: .seconds(90))
-            try await system.waitUntilServing(BackupService.serviceName, timeout: .seconds(90))
+            try await system.waitUntilServing(BackupAPI.serviceName, timeout: .seconds(90))
             try await system.waitUntilServing(deviceService, timeout: .seconds(90))
             let answered = try await bounded("the retried idempotent call", .seconds(120)) { await idempotent.value }
             let devices = try answered.get()
@@ -153,9 +153,9 @@ struct FaultTests {
             try system.addDeviceKeys(spec.devices.map(\.name))
             let fleet = try system.start(
                 "device-agent", ["fleet", "--dir", system.logDirectory + "/fleet", "--spec", specPath, "--register"])
-            try await system.waitUntilServing(InventoryService.serviceName)
+            try await system.waitUntilServing(InventoryAPI.serviceName)
             try await system.waitUntilServing("storage")
-            try await system.waitUntilServing(BackupService.serviceName)
+            try await system.waitUntilServing(BackupAPI.serviceName)
             let ids = try await eventually("the fleet is registered and connected") {
                 let result = try await system.rampart(["devices", "list", "--output", "json", "--timeout", "5"])
                 let devices = (try? OperatorJSON.decode(Rampart_Inventory_V1_ListDevicesResponse.self, from: result.stdout))?.devices ?? []
@@ -329,7 +329,7 @@ struct FaultTests {
             replay.topicPrefix = "backup."
             replay.limit = 10_000
             let events: Rampart_Bus_V1_ReplayResponse = try await client.call(
-                service: BusProtocol.journalService, method: JournalService.replayMethod, replay, idempotent: true)
+                JournalAPI.replay, replay, idempotent: true)
             let ofJob = events.events.filter { $0.subject == job.id || $0.attributes["job_id"] == job.id }
             let starts = ofJob.filter { $0.topic == "backup.task.started" }
             #expect(starts.map { $0.attributes["worker"] ?? "" } == [owner, other], "\(starts)")
@@ -362,18 +362,17 @@ struct FaultTests {
                 var replay = Rampart_Bus_V1_ReplayRequest()
                 replay.topicPrefix = "inventory.device."
                 let events: Rampart_Bus_V1_ReplayResponse = try await client.call(
-                    service: BusProtocol.journalService, method: JournalService.replayMethod, replay, idempotent: true)
+                    JournalAPI.replay, replay, idempotent: true)
                 return (events.events.contains { $0.subject.isEmpty == false } ? () : nil, "\(events.events.count) events")
             }
             let info: Rampart_Bus_V1_JournalInfoResponse = try await client.call(
-                service: BusProtocol.journalService, method: JournalService.infoMethod, Rampart_Bus_V1_JournalInfoRequest(),
+                JournalAPI.info, Rampart_Bus_V1_JournalInfoRequest(),
                 idempotent: true)
             let awayAt = Date()
             var lookup = Rampart_Inventory_V1_GetDeviceRequest()
             lookup.device = "fw-events"
             var connected = (try await client.call(
-                service: InventoryService.serviceName, method: InventoryService.Method.getDevice, lookup,
-                as: Rampart_Inventory_V1_DeviceResponse.self, idempotent: true)).device.connected
+                InventoryAPI.getDevice, lookup, idempotent: true)).device.connected
 
             // The subscriber is away (saved position: info.lastSeq) while 1,000 events happen, and one more after.
             let count = 1000
@@ -383,7 +382,7 @@ struct FaultTests {
                 report.device = "fw-events"
                 report.connected = connected
                 let _: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-                    service: InventoryService.serviceName, method: InventoryService.Method.reportPresence, report,
+                    InventoryAPI.reportPresence, report,
                     timeout: .seconds(30), metadata: ["caller": index == count ? "fault-marker" : "fault-\(index)"])
             }
             let expected = (0..<count).map { "fault-\($0)" } + ["fault-marker"]
@@ -469,7 +468,7 @@ struct FaultTests {
             begin.owner = "fault-test"
             begin.size = 6 << 20
             let upload: Rampart_Storage_V1_BeginUploadResponse = try await client.call(
-                service: "storage", method: "rampart.storage.v1.Storage/BeginUpload", begin, timeout: .seconds(30))
+                StorageAPI.beginUpload, begin, timeout: .seconds(30))
             var failure: RPCError?
             for index in 0..<6 where failure == nil {
                 var chunk = Rampart_Storage_V1_UploadChunkRequest()
@@ -478,7 +477,7 @@ struct FaultTests {
                 chunk.data = Data((0..<(1 << 20)).map { _ in UInt8.random(in: 0...255) })
                 do {
                     let _: Rampart_Storage_V1_UploadChunkResponse = try await client.call(
-                        service: "storage", method: "rampart.storage.v1.Storage/UploadChunk", chunk, timeout: .seconds(30))
+                        StorageAPI.uploadChunk, chunk, timeout: .seconds(30))
                 } catch let error as RPCError { failure = error }
             }
             #expect(failure?.code == .resourceExhausted, "\(String(describing: failure))")
@@ -486,7 +485,7 @@ struct FaultTests {
             var abort = Rampart_Storage_V1_AbortUploadRequest()
             abort.uploadID = upload.uploadID
             let _: Rampart_Storage_V1_AbortUploadResponse = try await client.call(
-                service: "storage", method: "rampart.storage.v1.Storage/AbortUpload", abort, timeout: .seconds(30))
+                StorageAPI.abortUpload, abort, timeout: .seconds(30))
             #expect(filesUnder(backup.storageDir).keys.filter { $0 != "master.key" }.isEmpty)
             FaultFigures(
                 fault: "disk full on the storage folder (the job must fail, storing nothing)", expected: 0,

@@ -1,6 +1,4 @@
-import BackupWorkerService
 import Foundation
-import InventoryService
 import RampartAPI
 import RampartAudit
 import RampartBus
@@ -27,55 +25,49 @@ struct HostileInputTests {
     static let seed: UInt64 = 0x6_0005_F022
     static let messages = 20_000
 
-    /// Every service and its methods (docs/protocol.md §10; names from each service's `Method` enum).
+    /// Every service and its methods (docs/protocol.md §10; from each service's generated API).
     static func methods(deviceIds: [String]) -> [(service: String, methods: [String])] {
-        let inventory = InventoryService.Method.self
-        let backup = BackupService.Method.self
-        let restore = RestoreAPI.Method.self
-        let storage = "rampart.storage.v1.Storage/"
-        let device = "rampart.device.v1.Device/"
+        let inventory = InventoryAPI.self
+        let backup = BackupAPI.self
+        let restore = RestoreAPI.self
         var result: [(service: String, methods: [String])] = [
-            (BusProtocol.brokerService, [Broker.statusMethod]),
-            (BusProtocol.journalService, [JournalService.replayMethod, JournalService.infoMethod]),
+            (BusProtocol.brokerService, [BrokerAPI.status.name]),
+            (BusProtocol.journalService, [JournalAPI.replay.name, JournalAPI.info.name]),
             (
-                InventoryService.serviceName,
+                InventoryAPI.serviceName,
                 [
-                    inventory.registerDevice, inventory.getDevice, inventory.listDevices, inventory.updateDevice,
-                    inventory.unregisterDevice, inventory.reportPresence, inventory.setOutOfDate, inventory.createHaPair,
-                    inventory.getHaPair, inventory.listHaPairs, inventory.updateHaPair, inventory.deleteHaPair,
-                    inventory.createCluster, inventory.getCluster, inventory.listClusters, inventory.updateCluster,
-                    inventory.deleteCluster, inventory.backupSupport,
+                    inventory.registerDevice.name, inventory.getDevice.name, inventory.listDevices.name, inventory.updateDevice.name,
+                    inventory.unregisterDevice.name, inventory.reportPresence.name, inventory.setOutOfDate.name, inventory.createHaPair.name,
+                    inventory.getHaPair.name, inventory.listHaPairs.name, inventory.updateHaPair.name, inventory.deleteHaPair.name,
+                    inventory.createCluster.name, inventory.getCluster.name, inventory.listClusters.name, inventory.updateCluster.name,
+                    inventory.deleteCluster.name, inventory.backupSupport.name,
                 ]
             ),
             (
-                BackupService.serviceName,
+                BackupAPI.serviceName,
                 [
-                    backup.startBackup, backup.getJob, backup.listJobs, backup.cancelJob, backup.listBackups, backup.getBackup,
-                    backup.pruneBackups, backup.createSchedule, backup.listSchedules, backup.getSchedule,
-                    backup.updateSchedule, backup.setSchedulePaused, backup.deleteSchedule,
+                    backup.startBackup.name, backup.getJob.name, backup.listJobs.name, backup.cancelJob.name, backup.listBackups.name, backup.getBackup.name,
+                    backup.pruneBackups.name, backup.createSchedule.name, backup.listSchedules.name, backup.getSchedule.name,
+                    backup.updateSchedule.name, backup.setSchedulePaused.name, backup.deleteSchedule.name,
                 ]
             ),
-            (
-                "storage",
-                ["BeginUpload", "UploadChunk", "CommitUpload", "AbortUpload", "StatObject", "ReadObject", "ListObjects",
-                 "DeleteObject", "Verify"].map { storage + $0 }
-            ),
+            (StorageAPI.serviceName, StorageAPI.methods.map(\.name)),
             (
                 LinksAPI.serviceName,
-                [LinksAPI.Method.exportBackupLinks, LinksAPI.Method.verifyLink, LinksAPI.Method.listKeys,
-                 LinksAPI.Method.rotateKey, LinksAPI.Method.listExports]
+                [LinksAPI.exportBackupLinks.name, LinksAPI.verifyLink.name, LinksAPI.listKeys.name,
+                 LinksAPI.rotateKey.name, LinksAPI.listExports.name]
             ),
             (
                 RestoreAPI.serviceName,
                 [
-                    restore.requestLease, restore.checkRestore, restore.reportStep, restore.reportRejoined, restore.reportFailed, restore.releaseLease,
-                    restore.getLease, restore.listLeases, restore.getChecklist, restore.completeItem, restore.deploy,
-                    restore.resumeHaSync,
+                    restore.requestLease.name, restore.checkRestore.name, restore.reportStep.name, restore.reportRejoined.name, restore.reportFailed.name, restore.releaseLease.name,
+                    restore.getLease.name, restore.listLeases.name, restore.getChecklist.name, restore.completeItem.name, restore.deploy.name,
+                    restore.resumeHaSync.name,
                 ]
             ),
         ]
         for id in deviceIds {
-            result.append(("device/\(id)", ["Describe", "StartExport", "ReadExport", "FinishExport"].map { device + $0 }))
+            result.append((BusProtocol.deviceService(id), DeviceAPI.methods.map(\.name)))
         }
         return result
     }
@@ -144,7 +136,7 @@ struct HostileInputTests {
             // valid requests may delete devices the checks below use) stays what it was.
             let auditOutcome = try await onOwnThread {
                 var fuzzer = Fuzzer(
-                    endpoint: endpoint, security: security, targets: [(AuditAPI.serviceName, [AuditAPI.Method.list])], seed: Self.seed + 1)
+                    endpoint: endpoint, security: security, targets: [(AuditAPI.serviceName, [AuditAPI.list.name])], seed: Self.seed + 1)
                 return try fuzzer.run(Self.messages / 10)
             }
             print("hostile input, audit service: \(auditOutcome)")

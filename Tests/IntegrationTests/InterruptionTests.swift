@@ -1,5 +1,5 @@
-import BackupWorkerService
 import Foundation
+import RampartAPI
 import RampartBus
 import RampartProto
 import RampartTesting
@@ -18,7 +18,7 @@ struct InterruptionTests {
         target.ref = device
         request.targets = [target]
         let started: Rampart_Backup_V1_JobResponse = try await client.call(
-            service: BackupService.serviceName, method: BackupService.Method.startBackup, request)
+            BackupAPI.startBackup, request)
         let task: String = try await eventually(
             "the task of job \(started.job.id) reads its export", timeout: .seconds(60), every: .milliseconds(50)
         ) { () -> (String?, String) in

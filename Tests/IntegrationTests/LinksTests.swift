@@ -1,9 +1,10 @@
-import BackupWorkerService
 import Foundation
+import RampartAPI
 import RampartBus
 import RampartLinks
 import RampartJSON
 import RampartProto
+import RampartRPC
 import RampartTesting
 import Testing
 
@@ -210,7 +211,7 @@ struct LinksTests {
         request.path = path
         request.query = query
         return try await client.call(
-            service: LinksAPI.serviceName, method: LinksAPI.Method.verifyLink, request, timeout: .seconds(5))
+            LinksAPI.verifyLink, request, timeout: .seconds(5))
     }
 
     static func split(_ url: String, base: String) throws -> (path: String, query: String) {

@@ -1,5 +1,4 @@
 import Foundation
-import InventoryService
 import RampartAPI
 import RampartJSON
 import RampartProto
@@ -80,7 +79,7 @@ struct RMAWalkthroughTests {
             ]
             for (name, serial) in replaced.sorted(by: { $0.key < $1.key }) {
                 let response: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-                    service: InventoryService.serviceName, method: InventoryService.Method.getDevice,
+                    InventoryAPI.getDevice,
                     Rampart_Inventory_V1_GetDeviceRequest.with { $0.device = name })
                 let device = response.device
                 #expect(device.serial == serial && device.connected && !device.outOfDate, "R9, R13: \(name) restored and deployed: \(device)")

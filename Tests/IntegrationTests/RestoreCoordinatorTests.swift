@@ -1,13 +1,12 @@
-import BackupWorkerService
 import Crypto
 import Foundation
-import InventoryService
 import Postgres
 import RampartAPI
 import RampartArchive
 import RampartBus
 import RampartJSON
 import RampartProto
+import RampartRPC
 import RampartTesting
 import Testing
 
@@ -88,8 +87,7 @@ struct RestoreCoordinatorTests {
         -> Rampart_Restore_V1_Lease
     {
         try await client.call(
-            service: RestoreAPI.serviceName, method: RestoreAPI.Method.requestLease, leaseRequest(held, facts: facts),
-            as: Rampart_Restore_V1_LeaseResponse.self, timeout: .seconds(10)
+            RestoreAPI.requestLease, leaseRequest(held, facts: facts), timeout: .seconds(10)
         ).lease
     }
 
@@ -119,7 +117,7 @@ struct RestoreCoordinatorTests {
         request.step = step
         request.removedVpnCertificates = certificates
         let _: Rampart_Restore_V1_LeaseResponse = try await client.call(
-            service: RestoreAPI.serviceName, method: RestoreAPI.Method.reportStep, request, timeout: .seconds(5))
+            RestoreAPI.reportStep, request, timeout: .seconds(5))
     }
 
     /// The device "reboots" and reconnects as the restored device, then reports that it rejoined.
@@ -128,12 +126,12 @@ struct RestoreCoordinatorTests {
         presence.device = lease.deviceID
         presence.connected = true
         let _: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-            service: InventoryService.serviceName, method: InventoryService.Method.reportPresence, presence)
+            InventoryAPI.reportPresence, presence)
         var request = Rampart_Restore_V1_ReportRejoinedRequest()
         request.leaseID = lease.id
         request.fencingToken = lease.fencingToken
         let response: Rampart_Restore_V1_LeaseResponse = try await client.call(
-            service: RestoreAPI.serviceName, method: RestoreAPI.Method.reportRejoined, request, timeout: .seconds(10))
+            RestoreAPI.reportRejoined, request, timeout: .seconds(10))
         #expect(response.lease.state == .rejoined)
     }
 
@@ -237,7 +235,7 @@ struct RestoreCoordinatorTests {
 
             // R9: the restored device shows as out of date, with the replacement's serial.
             let device: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-                service: InventoryService.serviceName, method: InventoryService.Method.getDevice,
+                InventoryAPI.getDevice,
                 Rampart_Inventory_V1_GetDeviceRequest.with { $0.device = "hr-a" })
             #expect(device.device.outOfDate && device.device.serial == "SNREPLACE01")
 
@@ -322,7 +320,7 @@ struct RestoreCoordinatorTests {
             presence.device = standalone.manifest.deviceId
             presence.connected = true
             let _: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-                service: InventoryService.serviceName, method: InventoryService.Method.reportPresence, presence)
+                InventoryAPI.reportPresence, presence)
             await expectRefused(["still connected", "R12"]) { _ = try await request(client, standalone) }
 
             // A cluster bundle is pointed to `rampart backups extract`.
@@ -442,7 +440,7 @@ struct RestoreCoordinatorTests {
             let done = Set(after.items.filter(\.done).map(\.key))
             #expect(done == [RestoreAPI.Item.deploy, RestoreAPI.Item.resumeHaSync, RestoreAPI.Item.resolveLicensing])
             let device: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-                service: InventoryService.serviceName, method: InventoryService.Method.getDevice,
+                InventoryAPI.getDevice,
                 Rampart_Inventory_V1_GetDeviceRequest.with { $0.device = "hc-a" })
             #expect(!device.device.outOfDate)
         }
@@ -466,7 +464,7 @@ struct RestoreCoordinatorTests {
             #expect(ended.state == .released && ended.endReason == "replacement was DOA")
             #expect(ended.releasedBy == "operator", "the name of the key that released it")
             // Audited with the key, the lease and the reason (P9).
-            let audit = try await system.system.rampart("audit", "--method", RestoreAPI.Method.releaseLease, "--output", "json")
+            let audit = try await system.system.rampart("audit", "--method", RestoreAPI.releaseLease.name, "--output", "json")
             let entries = try OperatorJSON.decode(Rampart_Audit_V1_ListAuditResponse.self, from: audit.stdout).entries
             #expect(entries.map(\.outcome) == [.invalidArgument, .ok], "the release without a reason too: \(entries)")
             let entry = try #require(entries.last, "\(audit)")
@@ -520,7 +518,7 @@ struct RestoreCoordinatorTests {
                 request.leaseID = early.id
                 request.fencingToken = early.fencingToken
                 let _: Rampart_Restore_V1_LeaseResponse = try await client.call(
-                    service: RestoreAPI.serviceName, method: RestoreAPI.Method.reportRejoined, request, timeout: .seconds(10))
+                    RestoreAPI.reportRejoined, request, timeout: .seconds(10))
             }
             let unchanged = try await RestoreTests.device(client, "rf-before")
             #expect(unchanged.serial == original.serial && !unchanged.outOfDate, "\(unchanged)")
@@ -538,7 +536,7 @@ struct RestoreCoordinatorTests {
                     (SELECT count(*) FROM restore.lease_steps) AS steps,
                     (SELECT count(*) FROM events.outbox WHERE source = 'restore-coordinator')
                         + (SELECT count(*) FROM events.journal WHERE source = 'restore-coordinator') AS events,
-                    (SELECT count(*) FROM audit.entries WHERE method = \(RestoreAPI.Method.checkRestore)) AS audited
+                    (SELECT count(*) FROM audit.entries WHERE method = \(RestoreAPI.checkRestore.name)) AS audited
                 """
             ).first)
         return try ["leases", "requests", "steps", "events", "audited"].map { try row.decode($0, as: Int.self) }
@@ -548,8 +546,7 @@ struct RestoreCoordinatorTests {
         -> Rampart_Restore_V1_CheckRestoreResponse
     {
         try await client.call(
-            service: RestoreAPI.serviceName, method: RestoreAPI.Method.checkRestore, leaseRequest(held, facts: facts),
-            as: Rampart_Restore_V1_CheckRestoreResponse.self, timeout: .seconds(10))
+            RestoreAPI.checkRestore, leaseRequest(held, facts: facts), timeout: .seconds(10))
     }
 
     /// Expects RequestLease refused with exactly the reasons of the checks that failed in `checked`.
@@ -637,7 +634,7 @@ struct RestoreCoordinatorTests {
             presence.device = newest.manifest.deviceId
             presence.connected = true
             let _: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-                service: InventoryService.serviceName, method: InventoryService.Method.reportPresence, presence)
+                InventoryAPI.reportPresence, presence)
             let connected = try await check(client, newest)
             #expect(connected.checks.filter { !$0.passed }.map(\.name) == ["original disconnected"], "\(connected)")
             #expect(try Self.recorded(system) == before, "CheckRestore recorded nothing: no lease, request, step, event or audit entry")
@@ -646,7 +643,7 @@ struct RestoreCoordinatorTests {
             await expectSameRefusal(client, newest, as: connected)
             presence.connected = false
             let _: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-                service: InventoryService.serviceName, method: InventoryService.Method.reportPresence, presence)
+                InventoryAPI.reportPresence, presence)
             for (name, held, facts, _) in cases {
                 await expectSameRefusal(client, held, facts: facts, as: try #require(answers[name]))
             }
@@ -658,7 +655,7 @@ struct RestoreCoordinatorTests {
             leaseRequest.archiveFileName = older.backup.fileName
             leaseRequest.facts = older.facts()
             let granted: Rampart_Restore_V1_LeaseResponse = try await client.call(
-                service: RestoreAPI.serviceName, method: RestoreAPI.Method.requestLease, leaseRequest,
+                RestoreAPI.requestLease, leaseRequest,
                 timeout: .seconds(10))
             #expect(granted.lease.state == .active && granted.newerBackup.fileName == newest.backup.fileName)
             // Now ck-1 is being restored: the check's order says so, and so does RequestLease.

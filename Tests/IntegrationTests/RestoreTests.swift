@@ -1,6 +1,4 @@
-import BackupWorkerService
 import Foundation
-import InventoryService
 import RampartAPI
 import RampartArchive
 import RampartBus
@@ -55,7 +53,7 @@ struct RestoreTests {
 
     static func device(_ client: BusClient, _ name: String) async throws -> Rampart_Inventory_V1_Device {
         let response: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-            service: InventoryService.serviceName, method: InventoryService.Method.getDevice,
+            InventoryAPI.getDevice,
             Rampart_Inventory_V1_GetDeviceRequest.with { $0.device = name })
         return response.device
     }

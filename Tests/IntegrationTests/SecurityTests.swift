@@ -1,9 +1,10 @@
 import Foundation
-import InventoryService
 import Logging
+import RampartAPI
 import RampartBus
 import RampartJSON
 import RampartProto
+import RampartRPC
 import RampartTesting
 import Testing
 import ZeroMQ
@@ -43,7 +44,7 @@ struct SecurityTests {
         let system = try RunningSystem()
         defer { system.stopInBackground() }
         try system.start("inventory")
-        try await system.waitUntilServing(InventoryService.serviceName)
+        try await system.waitUntilServing(InventoryAPI.serviceName)
         let stranger = try Self.strangerKey(system)
         var environment = system.environment
         environment["RAMPART_KEY"] = stranger
@@ -56,10 +57,10 @@ struct SecurityTests {
         // Raw sockets: a stranger's CURVE DEALER and a plain one send a well-formed request and a
         // stranger's SUB waits for events while an admin registers a device: not one byte comes back.
         let request = FrameCodec.clientRequest(
-            service: InventoryService.serviceName, header: {
+            service: InventoryAPI.serviceName, header: {
                 var header = Rampart_Bus_V1_RequestHeader()
                 header.requestID = 1
-                header.method = InventoryService.Method.listDevices
+                header.method = InventoryAPI.listDevices.name
                 return header
             }(), payload: Data())
         let strangerKey = try BusKeyFile.load(stranger)
@@ -98,20 +99,20 @@ struct SecurityTests {
         let system = try RunningSystem()
         defer { system.stopInBackground() }
         try system.start("inventory")
-        try await system.waitUntilServing(InventoryService.serviceName)
+        try await system.waitUntilServing(InventoryAPI.serviceName)
         let keys = try #require(system.keys)
         try keys.add([(.operator, "temp")])
         let client = system.client(as: "temp")
         defer { client.close() }
         let _: Rampart_Inventory_V1_ListDevicesResponse = try await client.call(
-            service: InventoryService.serviceName, method: InventoryService.Method.listDevices,
+            InventoryAPI.listDevices,
             Rampart_Inventory_V1_ListDevicesRequest())
         let temp = try #require(try keys.list().first { $0.name == "temp" }).key
         #expect(try keys.revoke(name: "temp") == 1)
         let refused = try await Self.waitUntil {
             do {
                 let _: Rampart_Inventory_V1_ListDevicesResponse = try await client.call(
-                    service: InventoryService.serviceName, method: InventoryService.Method.listDevices,
+                    InventoryAPI.listDevices,
                     Rampart_Inventory_V1_ListDevicesRequest())
                 return false
             } catch let error as RPCError {
@@ -187,7 +188,7 @@ struct SecurityTests {
         let system = try RunningSystem()
         defer { system.stopInBackground() }
         try system.start("inventory")
-        try await system.waitUntilServing(InventoryService.serviceName)
+        try await system.waitUntilServing(InventoryAPI.serviceName)
         let register = [
             "devices", "register", "fw-sec-2", "--serial", "SEC0002", "--model", "FPR-3120", "--platform", "physical",
             "--software", "7.4.1", "--management-ip", "10.9.0.2",
@@ -206,7 +207,7 @@ struct SecurityTests {
         // Each refusal and the admin's registration are in the audit log, with the key that made them
         // (P9). Only admins and viewers read it.
         let keys = try #require(system.keys)
-        let entries = try await Self.audit(system, "--method", InventoryService.Method.registerDevice)
+        let entries = try await Self.audit(system, "--method", InventoryAPI.registerDevice.name)
         for name in ["viewer", "operator", "admin"] {
             let entry = try #require(entries.first { $0.callerName == name }, "\(name): \(entries)")
             let key = try #require(try keys.list().first { $0.name == name }).key
@@ -228,7 +229,7 @@ struct SecurityTests {
         presence.connected = true
         await #expect(throws: RPCError.self) {
             let _: Rampart_Inventory_V1_DeviceResponse = try await device.call(
-                service: InventoryService.serviceName, method: InventoryService.Method.reportPresence, presence)
+                InventoryAPI.reportPresence, presence)
         }
         let shown = try await system.rampart("devices", "show", "fw-sec-2", "--output", "json")
         #expect(!shown.stdout.contains("\"connected\":true") && !shown.stdout.contains("\"connected\": true"), "\(shown)")
@@ -287,7 +288,7 @@ struct SecurityTests {
         let system = try RunningSystem(plain: true)
         defer { system.stopInBackground() }
         try system.start("inventory")
-        try await system.waitUntilServing(InventoryService.serviceName)
+        try await system.waitUntilServing(InventoryAPI.serviceName)
         #expect(system.bus.log.contains("INSECURE"), "\(system.bus.log)")
         let listed = try await system.rampart("devices", "list")
         #expect(listed.exitCode == 0, "\(listed)")

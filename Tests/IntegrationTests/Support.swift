@@ -1,5 +1,5 @@
 import Foundation
-import InventoryService
+import RampartAPI
 import RampartBus
 import RampartProto
 import RampartTesting
@@ -17,7 +17,7 @@ func withSystem(
     do {
         for _ in 0..<inventories { try system.start("inventory", followLiveness ? [] : ["--presence-poll-ms", "0"]) }
         try await system.waitUntilServing(BusProtocol.journalService)
-        if inventories > 0 { try await system.waitUntilServing(InventoryService.serviceName, instances: inventories) }
+        if inventories > 0 { try await system.waitUntilServing(InventoryAPI.serviceName, instances: inventories) }
         try await body(system)
     } catch {
         Issue.record("logs:\n\(system.logs)")

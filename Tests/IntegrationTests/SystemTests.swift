@@ -1,8 +1,9 @@
 import Foundation
-import InventoryService
+import RampartAPI
 import RampartBus
 import RampartJSON
 import RampartProto
+import RampartRPC
 import RampartTesting
 import SwiftProtobuf
 import Testing
@@ -34,7 +35,7 @@ struct SystemTests {
             var answeredBy = Set<String>()
             for _ in 0..<10 {
                 let reply = await client.send(
-                    service: InventoryService.serviceName, method: InventoryService.Method.listDevices,
+                    service: InventoryAPI.serviceName, method: InventoryAPI.listDevices.name,
                     payload: Data(), deadline: unixMillis() + 5000)
                 #expect(reply.header.status == .ok)
                 answeredBy.insert(reply.header.answeredBy)
@@ -113,7 +114,7 @@ struct SystemTests {
             let client = system.client()
             defer { client.close() }
             let manager: Rampart_Inventory_V1_ManagerResponse = try await client.call(
-                service: InventoryService.serviceName, method: InventoryService.Method.getManager,
+                InventoryAPI.getManager,
                 Rampart_Inventory_V1_GetManagerRequest(), idempotent: true)
             return manager.managerID
         }
@@ -127,7 +128,7 @@ struct SystemTests {
                 // Both instances of the first installation say the same; a restarted inventory keeps it.
                 #expect(try await managerId(first) == a)
                 try second.start("inventory")
-                try await second.waitUntilServing(InventoryService.serviceName, instances: 2)
+                try await second.waitUntilServing(InventoryAPI.serviceName, instances: 2)
                 for _ in 0..<4 { #expect(try await managerId(second) == b) }
 
                 let registered = try await first.rampart(deviceArguments("fw-r6", serial: "R6A1", ip: "10.6.0.1"))
@@ -154,7 +155,7 @@ struct SystemTests {
                 request.sequence = sequence
                 request.reporter = reporter
                 let response: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-                    service: InventoryService.serviceName, method: InventoryService.Method.reportPresence, request)
+                    InventoryAPI.reportPresence, request)
                 return response.device.connected
             }
             #expect(try await report(true, 200), "the first numbered report applies")
@@ -176,7 +177,7 @@ struct SystemTests {
             tooLarge.sequence = UInt64(Int64.max) + 1
             await #expect(throws: RPCError.self) {
                 let _: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-                    service: InventoryService.serviceName, method: InventoryService.Method.reportPresence, tooLarge)
+                    InventoryAPI.reportPresence, tooLarge)
             }
             // Only applied reports are events: registered, connected (200), disconnected (300), connected
             // (operator), disconnected (5), connected (agent-2, 1), disconnected (agent-2, 2).
@@ -219,17 +220,17 @@ struct SystemTests {
         try await withSystem(inventories: 2) { system in
             try await registerSmallFleet(system)
             let victim = try system.start("inventory")
-            try await system.waitUntilServing(InventoryService.serviceName, instances: 3)
+            try await system.waitUntilServing(InventoryAPI.serviceName, instances: 3)
             victim.kill9()
             let client = system.client()
             defer { client.close() }
             for _ in 0..<30 {
                 let list: Rampart_Inventory_V1_ListDevicesResponse = try await client.call(
-                    service: InventoryService.serviceName, method: InventoryService.Method.listDevices,
+                    InventoryAPI.listDevices,
                     Rampart_Inventory_V1_ListDevicesRequest(), timeout: .seconds(5), idempotent: true)
                 #expect(list.devices.count == 6)
             }
-            try await system.waitUntilServing(InventoryService.serviceName, instances: 2)
+            try await system.waitUntilServing(InventoryAPI.serviceName, instances: 2)
         }
     }
 
@@ -245,11 +246,11 @@ struct SystemTests {
                 try security.apply(to: socket)
                 try socket.connect(endpoint)
                 let valid = FrameCodec.clientRequest(
-                    service: InventoryService.serviceName,
+                    service: InventoryAPI.serviceName,
                     header: {
                         var header = Rampart_Bus_V1_RequestHeader()
                         header.requestID = 1
-                        header.method = InventoryService.Method.registerDevice
+                        header.method = InventoryAPI.registerDevice.name
                         return header
                     }(), payload: Data([0x0A, 0x02, 0x12, 0x00]))
                 for index in 0..<10_000 {
@@ -268,10 +269,10 @@ struct SystemTests {
                     if index % 4 == 2 {
                         var header = Rampart_Bus_V1_RequestHeader()
                         header.requestID = UInt64(index + 10)
-                        header.method = [InventoryService.Method.registerDevice, InventoryService.Method.updateDevice,
+                        header.method = [InventoryAPI.registerDevice.name, InventoryAPI.updateDevice.name,
                                          "no.such/Method"][index % 3]
                         header.deadlineUnixMs = unixMillis() + 5000
-                        frames[0] = FrameCodec.clientRequest(service: InventoryService.serviceName, header: header, payload: Data())[0]
+                        frames[0] = FrameCodec.clientRequest(service: InventoryAPI.serviceName, header: header, payload: Data())[0]
                     }
                     try socket.send(frames)
                 }

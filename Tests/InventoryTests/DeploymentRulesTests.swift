@@ -1,5 +1,6 @@
 import Foundation
 import RampartBus
+import RampartInventory
 import RampartProto
 import Testing
 

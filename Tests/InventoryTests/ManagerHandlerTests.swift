@@ -1,5 +1,6 @@
 import Logging
 import Postgres
+import RampartAPI
 import RampartBus
 import RampartProto
 import RampartTesting
@@ -25,11 +26,11 @@ struct ManagerHandlerTests {
         let getManager = Rampart_Inventory_V1_GetManagerRequest()
 
         let manager: Rampart_Inventory_V1_ManagerResponse = try await tester.call(
-            InventoryService.Method.getManager, getManager, as: .viewer)
+            InventoryAPI.getManager, getManager, as: .viewer)
         #expect(manager.managerID.hasPrefix("rampart-"))
         #expect(manager.createdUnixMs > 0)
         let again: Rampart_Inventory_V1_ManagerResponse = try await tester.call(
-            InventoryService.Method.getManager, getManager, as: .service, name: "restore-coordinator")
+            InventoryAPI.getManager, getManager, as: .service, name: "restore-coordinator")
         #expect(again == manager)
 
         // A device registering itself without a manager id is given the installation's.
@@ -38,12 +39,12 @@ struct ManagerHandlerTests {
         var register = Rampart_Inventory_V1_RegisterDeviceRequest()
         register.device = device
         let registered: Rampart_Inventory_V1_DeviceResponse = try await tester.call(
-            InventoryService.Method.registerDevice, register, as: .device, name: device.name)
+            InventoryAPI.registerDevice, register, as: .device, name: device.name)
         #expect(registered.device.managerID == manager.managerID)
         #expect(tester.audited.map(\.subject) == [registered.device.id])
 
         // Reading is for everyone but devices: refused before the handler, and the refusal recorded.
-        let refused = await tester.failure(InventoryService.Method.getManager, getManager, as: .device, name: device.name)
+        let refused = await tester.failure(InventoryAPI.getManager, getManager, as: .device, name: device.name)
         #expect(refused?.code == .permissionDenied)
         #expect(tester.audited.map(\.outcome) == [.ok, .permissionDenied])
         await pool.close()

@@ -1,6 +1,7 @@
 import Foundation
 import RampartBus
 import RampartProto
+import RampartRPC
 import Testing
 
 @testable import InventoryService

@@ -4,6 +4,7 @@ import Postgres
 import RampartBus
 import RampartCrypto
 import RampartLinks
+import RampartRPC
 import RampartTesting
 import Testing
 

@@ -1,6 +1,7 @@
 import HTTPTypes
 import RampartBus
 import RampartProto
+import RampartRPC
 import Testing
 
 @testable import StorageHTTP

@@ -1,4 +1,5 @@
 import Foundation
+import RampartAPI
 import RampartBus
 import RampartTesting
 import Testing
@@ -27,7 +28,7 @@ struct HTTPProcessTests {
         let port = FreePort.next()
         let dir = NSTemporaryDirectory() + "rampart-storage-http-\(UUID().uuidString.prefix(8))"
         let first = try system.start("storage", ["--dir", dir, "--http-port", "\(port)"])
-        try await system.waitUntilServing(StorageService.serviceName)
+        try await system.waitUntilServing(StorageAPI.serviceName)
         do {
             let base = "http://127.0.0.1:\(port)"
             // No link-signer is running: the link cannot be checked, so 503 within the verifier's deadline.
@@ -44,7 +45,7 @@ struct HTTPProcessTests {
 
             // A second instance on the same host and port: its HTTP endpoint cannot listen, its bus service runs.
             let second = try system.start("storage", ["--dir", dir, "--http-port", "\(port)"])
-            try await system.waitUntilServing(StorageService.serviceName, instances: 2)
+            try await system.waitUntilServing(StorageAPI.serviceName, instances: 2)
             #expect(second.isRunning)
             let clock2 = ContinuousClock()
             let deadline = clock2.now + .seconds(10)
@@ -66,7 +67,7 @@ struct HTTPProcessTests {
         defer { system.stopInBackground() }
         let dir = NSTemporaryDirectory() + "rampart-storage-http-\(UUID().uuidString.prefix(8))"
         let storage = try system.start("storage", ["--dir", dir, "--http-port", "0"])
-        try await system.waitUntilServing(StorageService.serviceName)
+        try await system.waitUntilServing(StorageAPI.serviceName)
         #expect(storage.log.contains("HTTP downloads disabled"))
         #expect(!storage.log.contains("HTTP downloads listening"))
         #expect(await storage.stop())

@@ -4,6 +4,7 @@ import Postgres
 import RampartAudit
 import RampartBus
 import RampartProto
+import RampartRPC
 import RampartTesting
 import ServiceLifecycle
 import StorageHTTP

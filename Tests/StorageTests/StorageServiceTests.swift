@@ -1,5 +1,6 @@
 import Foundation
 import Postgres
+import RampartAPI
 import RampartBus
 import RampartCrypto
 import RampartProto
@@ -22,7 +23,7 @@ struct UploadReadTests {
         #expect(try await storage.readAll(info.objectID, pieces: [1, 65535, 65537, 1_000_003, 7]) == content)
         #expect(try await storage.readAll(info.objectID, pieces: [0]) == content)
         let stat: Rampart_Storage_V1_ObjectInfo = try await storage.call(
-            "StatObject", Rampart_Storage_V1_StatObjectRequest.with { $0.objectID = info.objectID })
+            StorageAPI.statObject, Rampart_Storage_V1_StatObjectRequest.with { $0.objectID = info.objectID })
         #expect(stat == info)
         #expect(try await storage.list(owner: "device-1").map(\.objectID) == [info.objectID])
         #expect(try await storage.list(owner: "someone-else").isEmpty)
@@ -42,7 +43,7 @@ struct UploadReadTests {
         #expect(read.eof)
         let atEnd = try await storage.read(info.objectID, offset: size, length: 10)
         #expect(atEnd.data.isEmpty && atEnd.eof)
-        #expect(await storage.failure("ReadObject", Rampart_Storage_V1_ReadObjectRequest.with {
+        #expect(await storage.failure(StorageAPI.readObject, Rampart_Storage_V1_ReadObjectRequest.with {
             $0.objectID = info.objectID
             $0.offset = UInt64(size + 1)
         })?.code == .outOfRange)
@@ -108,7 +109,7 @@ struct UploadReadTests {
         let upload = try await storage.begin()
         try await storage.chunk(upload.uploadID, 0, content)
         let error = await storage.failure(
-            "CommitUpload",
+            StorageAPI.commitUpload,
             Rampart_Storage_V1_CommitUploadRequest.with {
                 $0.uploadID = upload.uploadID
                 $0.sha256 = String(repeating: "ab", count: 32)
@@ -118,7 +119,7 @@ struct UploadReadTests {
         #expect(try await storage.list().isEmpty)
         #expect(storage.files() == ["master.key"])
         #expect(try storage.events("storage.object.stored").isEmpty)
-        #expect(await storage.failure("UploadChunk", Rampart_Storage_V1_UploadChunkRequest.with {
+        #expect(await storage.failure(StorageAPI.uploadChunk, Rampart_Storage_V1_UploadChunkRequest.with {
             $0.uploadID = upload.uploadID
             $0.offset = 100_000
             $0.data = Data([1])
@@ -145,14 +146,14 @@ struct UploadReadTests {
         defer { Task { await storage.close() } }
         let info = try await storage.store(testBytes(1000))
         let _: Rampart_Storage_V1_DeleteObjectResponse = try await storage.call(
-            "DeleteObject", Rampart_Storage_V1_DeleteObjectRequest.with { $0.objectID = info.objectID })
+            StorageAPI.deleteObject, Rampart_Storage_V1_DeleteObjectRequest.with { $0.objectID = info.objectID })
         #expect(try await storage.list().isEmpty)
         #expect(storage.files() == ["master.key"])
         #expect(try storage.events("storage.object.deleted") == [info.objectID])
-        #expect(await storage.failure("StatObject", Rampart_Storage_V1_StatObjectRequest.with {
+        #expect(await storage.failure(StorageAPI.statObject, Rampart_Storage_V1_StatObjectRequest.with {
             $0.objectID = info.objectID
         })?.code == .notFound)
-        #expect(await storage.failure("DeleteObject", Rampart_Storage_V1_DeleteObjectRequest.with {
+        #expect(await storage.failure(StorageAPI.deleteObject, Rampart_Storage_V1_DeleteObjectRequest.with {
             $0.objectID = info.objectID
         })?.code == .notFound)
     }
@@ -164,7 +165,7 @@ struct UploadReadTests {
         let upload = try await storage.begin(key: "k")
         try await storage.chunk(upload.uploadID, 0, testBytes(200_000))
         let _: Rampart_Storage_V1_AbortUploadResponse = try await storage.call(
-            "AbortUpload", Rampart_Storage_V1_AbortUploadRequest.with { $0.uploadID = upload.uploadID })
+            StorageAPI.abortUpload, Rampart_Storage_V1_AbortUploadRequest.with { $0.uploadID = upload.uploadID })
         #expect(storage.files() == ["master.key"])
         #expect(try await storage.begin(key: "k").uploadID != upload.uploadID)
     }
@@ -195,7 +196,7 @@ struct UploadReadTests {
         let parts = storage.files().filter { $0.hasPrefix("uploads/") }
         #expect(parts == ["uploads/\(live.uploadID).part"], "\(parts)")
         // The abandoned upload is gone: its id is unknown; the live one goes on and commits.
-        #expect(await storage.failure("UploadChunk", Rampart_Storage_V1_UploadChunkRequest.with {
+        #expect(await storage.failure(StorageAPI.uploadChunk, Rampart_Storage_V1_UploadChunkRequest.with {
             $0.uploadID = abandoned.uploadID
             $0.offset = 100_000
             $0.data = Data(count: 10)
@@ -249,7 +250,7 @@ struct AtRestTests {
         let position = ObjectHeader.size + 2 * (65536 + 16) + 100  // inside frame 2
         bytes[position] ^= 0x04
         try bytes.write(to: URL(fileURLWithPath: path))
-        let error = await storage.failure("ReadObject", Rampart_Storage_V1_ReadObjectRequest.with {
+        let error = await storage.failure(StorageAPI.readObject, Rampart_Storage_V1_ReadObjectRequest.with {
             $0.objectID = bad.objectID
             $0.offset = 2 * 65536
             $0.length = 10
@@ -276,7 +277,7 @@ struct AtRestTests {
         let report = try await storage.verify()
         #expect(report.damaged.map(\.objectID) == [info.objectID])
         #expect(report.damaged.first?.reason.contains("missing") == true)
-        #expect(await storage.failure("ReadObject", Rampart_Storage_V1_ReadObjectRequest.with {
+        #expect(await storage.failure(StorageAPI.readObject, Rampart_Storage_V1_ReadObjectRequest.with {
             $0.objectID = info.objectID
         })?.code == .dataLoss)
         let sampled = try await storage.verify(sample: 1)
@@ -293,7 +294,7 @@ struct AtRestTests {
         try handle.truncate(atOffset: UInt64(ObjectHeader.size + 3 * (65536 + 16)))
         try handle.close()
         #expect(try await storage.verify().damaged.count == 1)
-        #expect(await storage.failure("ReadObject", Rampart_Storage_V1_ReadObjectRequest.with {
+        #expect(await storage.failure(StorageAPI.readObject, Rampart_Storage_V1_ReadObjectRequest.with {
             $0.objectID = info.objectID
         })?.code == .dataLoss)
     }
@@ -317,57 +318,57 @@ struct ValidationTests {
         defer { Task { await storage.close() } }
         let begin = Rampart_Storage_V1_BeginUploadRequest.self
         for name in ["", "a/b", "..", "x\u{0}y", String(repeating: "n", count: 300)] {
-            #expect(await storage.failure("BeginUpload", begin.with { $0.fileName = name })?.code == .invalidArgument)
+            #expect(await storage.failure(StorageAPI.beginUpload, begin.with { $0.fileName = name })?.code == .invalidArgument)
         }
-        #expect(await storage.failure("BeginUpload", begin.with {
+        #expect(await storage.failure(StorageAPI.beginUpload, begin.with {
             $0.fileName = "a.tar"
             $0.contentType = "no type"
         })?.code == .invalidArgument)
         for id in ["", "abc", String(repeating: "g", count: 64), String(repeating: "a", count: 65)] {
-            #expect(await storage.failure("ReadObject", Rampart_Storage_V1_ReadObjectRequest.with { $0.objectID = id })?.code == .invalidArgument)
-            #expect(await storage.failure("StatObject", Rampart_Storage_V1_StatObjectRequest.with { $0.objectID = id })?.code == .invalidArgument)
-            #expect(await storage.failure("DeleteObject", Rampart_Storage_V1_DeleteObjectRequest.with { $0.objectID = id })?.code == .invalidArgument)
+            #expect(await storage.failure(StorageAPI.readObject, Rampart_Storage_V1_ReadObjectRequest.with { $0.objectID = id })?.code == .invalidArgument)
+            #expect(await storage.failure(StorageAPI.statObject, Rampart_Storage_V1_StatObjectRequest.with { $0.objectID = id })?.code == .invalidArgument)
+            #expect(await storage.failure(StorageAPI.deleteObject, Rampart_Storage_V1_DeleteObjectRequest.with { $0.objectID = id })?.code == .invalidArgument)
         }
-        #expect(await storage.failure("UploadChunk", Rampart_Storage_V1_UploadChunkRequest.with { $0.uploadID = "nope" })?.code == .invalidArgument)
-        #expect(await storage.failure("UploadChunk", Rampart_Storage_V1_UploadChunkRequest.with {
+        #expect(await storage.failure(StorageAPI.uploadChunk, Rampart_Storage_V1_UploadChunkRequest.with { $0.uploadID = "nope" })?.code == .invalidArgument)
+        #expect(await storage.failure(StorageAPI.uploadChunk, Rampart_Storage_V1_UploadChunkRequest.with {
             $0.uploadID = UUID().uuidString
         })?.code == .notFound)
         let upload = try await storage.begin()
-        #expect(await storage.failure("UploadChunk", Rampart_Storage_V1_UploadChunkRequest.with {
+        #expect(await storage.failure(StorageAPI.uploadChunk, Rampart_Storage_V1_UploadChunkRequest.with {
             $0.uploadID = upload.uploadID
             $0.data = Data(count: (1 << 20) + 1)
         })?.code == .invalidArgument)
         try await storage.chunk(upload.uploadID, 0, Data(count: 10))
-        let wrongOffset = await storage.failure("UploadChunk", Rampart_Storage_V1_UploadChunkRequest.with {
+        let wrongOffset = await storage.failure(StorageAPI.uploadChunk, Rampart_Storage_V1_UploadChunkRequest.with {
             $0.uploadID = upload.uploadID
             $0.offset = 20
             $0.data = Data(count: 10)
         })
         #expect(wrongOffset?.code == .failedPrecondition)
         #expect(wrongOffset?.message.contains("expects offset 10") == true)
-        #expect(await storage.failure("CommitUpload", Rampart_Storage_V1_CommitUploadRequest.with {
+        #expect(await storage.failure(StorageAPI.commitUpload, Rampart_Storage_V1_CommitUploadRequest.with {
             $0.uploadID = upload.uploadID
             $0.sha256 = "xyz"
         })?.code == .invalidArgument)
-        #expect(await storage.failure("ReadObject", Rampart_Storage_V1_ReadObjectRequest.with {
+        #expect(await storage.failure(StorageAPI.readObject, Rampart_Storage_V1_ReadObjectRequest.with {
             $0.objectID = String(repeating: "a", count: 64)
         })?.code == .notFound)
-        #expect(await storage.failure("ReadObject", Rampart_Storage_V1_ReadObjectRequest.with {
+        #expect(await storage.failure(StorageAPI.readObject, Rampart_Storage_V1_ReadObjectRequest.with {
             $0.objectID = String(repeating: "a", count: 64)
             $0.length = (1 << 20) + 1
         })?.code == .invalidArgument)
-        #expect(await storage.failure("AbortUpload", Rampart_Storage_V1_AbortUploadRequest.with {
+        #expect(await storage.failure(StorageAPI.abortUpload, Rampart_Storage_V1_AbortUploadRequest.with {
             $0.uploadID = UUID().uuidString
         })?.code == .notFound)
         // A payload that is not the request message.
         var header = Rampart_Bus_V1_RequestHeader()
-        header.method = StorageService.Method.beginUpload
+        header.method = StorageAPI.beginUpload.name
         let (reply, _) = await storage.router.handle(
             header: header, payload: Data([0xff, 0xff, 0xff]), instanceId: "t", logger: StorageHarness.logger)
         #expect(reply.status == .invalidArgument)
         // A size announced then exceeded.
         let sized = try await storage.begin(size: 5)
-        #expect(await storage.failure("UploadChunk", Rampart_Storage_V1_UploadChunkRequest.with {
+        #expect(await storage.failure(StorageAPI.uploadChunk, Rampart_Storage_V1_UploadChunkRequest.with {
             $0.uploadID = sized.uploadID
             $0.data = Data(count: 6)
         })?.code == .failedPrecondition)

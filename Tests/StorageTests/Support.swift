@@ -2,9 +2,11 @@ import Crypto
 import Foundation
 import Logging
 import Postgres
+import RampartAPI
 import RampartBus
 import RampartCrypto
 import RampartProto
+import RampartRPC
 import RampartTesting
 import SwiftProtobuf
 import Testing
@@ -41,13 +43,11 @@ struct StorageHarness {
             router: service.router())
     }
 
-    /// Calls `method` ("BeginUpload") and decodes the answer; throws the RPCError of a failed call.
-    func call<Response: SwiftProtobuf.Message>(
-        _ method: String, _ request: some SwiftProtobuf.Message, as: Response.Type = Response.self
-    ) async throws -> Response {
+    /// Calls `method` (`StorageAPI.beginUpload`) and decodes the answer; throws the RPCError of a failed call.
+    func call<Request, Response>(_ method: RPCMethod<Request, Response>, _ request: Request) async throws -> Response {
         var header = Rampart_Bus_V1_RequestHeader()
         header.requestID = UInt64.random(in: 1...UInt64.max)
-        header.method = "rampart.storage.v1.Storage/" + method
+        header.method = method.name
         header.metadata = ["caller": "storage-tests"]
         let (reply, payload) = await router.handle(
             header: header, payload: try request.serializedData(), instanceId: "test", logger: Self.logger)
@@ -56,18 +56,18 @@ struct StorageHarness {
     }
 
     /// The status of a call expected to fail (records an issue when it succeeds).
-    func failure(
-        _ method: String, _ request: some SwiftProtobuf.Message, sourceLocation: SourceLocation = #_sourceLocation
+    func failure<Request, Response>(
+        _ method: RPCMethod<Request, Response>, _ request: Request, sourceLocation: SourceLocation = #_sourceLocation
     ) async -> RPCError? {
         do {
-            let _: Google_Protobuf_Empty = try await call(method, request)
-            Issue.record("\(method) succeeded but should have failed", sourceLocation: sourceLocation)
+            _ = try await call(method, request)
+            Issue.record("\(method.name) succeeded but should have failed", sourceLocation: sourceLocation)
             return nil
         } catch let error as RPCError {
             return error
         } catch {
             // Decoding an unexpected success payload as Empty may throw; that is a success too.
-            Issue.record("\(method) failed with \(error)", sourceLocation: sourceLocation)
+            Issue.record("\(method.name) failed with \(error)", sourceLocation: sourceLocation)
             return nil
         }
     }
@@ -76,7 +76,7 @@ struct StorageHarness {
         name: String = "fw-1_primary_20260101.tar", owner: String = "device-1", size: UInt64 = 0, key: String = ""
     ) async throws -> Rampart_Storage_V1_BeginUploadResponse {
         try await call(
-            "BeginUpload",
+            StorageAPI.beginUpload,
             Rampart_Storage_V1_BeginUploadRequest.with {
                 $0.fileName = name
                 $0.contentType = "application/x-tar"
@@ -89,7 +89,7 @@ struct StorageHarness {
     @discardableResult
     func chunk(_ upload: String, _ offset: Int, _ data: Data) async throws -> UInt64 {
         let response: Rampart_Storage_V1_UploadChunkResponse = try await call(
-            "UploadChunk",
+            StorageAPI.uploadChunk,
             Rampart_Storage_V1_UploadChunkRequest.with {
                 $0.uploadID = upload
                 $0.offset = UInt64(offset)
@@ -99,7 +99,7 @@ struct StorageHarness {
     }
 
     func commit(_ upload: String, sha: String) async throws -> Rampart_Storage_V1_ObjectInfo {
-        try await call("CommitUpload", Rampart_Storage_V1_CommitUploadRequest.with {
+        try await call(StorageAPI.commitUpload, Rampart_Storage_V1_CommitUploadRequest.with {
             $0.uploadID = upload
             $0.sha256 = sha
         })
@@ -120,7 +120,7 @@ struct StorageHarness {
     }
 
     func read(_ id: String, offset: Int, length: Int) async throws -> Rampart_Storage_V1_ReadObjectResponse {
-        try await call("ReadObject", Rampart_Storage_V1_ReadObjectRequest.with {
+        try await call(StorageAPI.readObject, Rampart_Storage_V1_ReadObjectRequest.with {
             $0.objectID = id
             $0.offset = UInt64(offset)
             $0.length = UInt32(length)
@@ -140,12 +140,12 @@ struct StorageHarness {
     }
 
     func verify(sample: UInt32 = 0) async throws -> Rampart_Storage_V1_VerifyResponse {
-        try await call("Verify", Rampart_Storage_V1_VerifyRequest.with { $0.sample = sample })
+        try await call(StorageAPI.verify, Rampart_Storage_V1_VerifyRequest.with { $0.sample = sample })
     }
 
     func list(owner: String = "") async throws -> [Rampart_Storage_V1_ObjectInfo] {
         let response: Rampart_Storage_V1_ListObjectsResponse = try await call(
-            "ListObjects", Rampart_Storage_V1_ListObjectsRequest.with { $0.owner = owner })
+            StorageAPI.listObjects, Rampart_Storage_V1_ListObjectsRequest.with { $0.owner = owner })
         return response.objects
     }
 

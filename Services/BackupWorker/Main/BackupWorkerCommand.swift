@@ -1,5 +1,6 @@
 import ArgumentParser
 import BackupWorkerService
+import RampartAPI
 import RampartCore
 
 /// `backup-worker`: serves the backup API and runs backup jobs from the durable queue. Start as
@@ -63,7 +64,7 @@ struct BackupWorkerCommand: AsyncParsableCommand {
         let policy = try RetentionPolicy(
             keepLast: keepLast, keepDaily: keepDaily, keepWeekly: keepWeekly, keepMonthly: keepMonthly)
         try await boot.run(
-            service: BackupService.serviceName, bus: bus, database: database, instanceId: instanceId,
+            service: BackupAPI.serviceName, bus: bus, database: database, instanceId: instanceId,
             poolSize: max(database.poolSize, concurrency + 2), migrations: [BackupService.migrate]
         ) { resources, host in
             let pool = resources.pool

@@ -4,48 +4,11 @@ import Postgres
 import RampartAPI
 import RampartBus
 import RampartProto
+import RampartRPC
 
 /// The `backup` service API, served by every backup-worker instance (any instance can answer):
 /// jobs (B3, B13), backups (B6), schedules (B4).
 public struct BackupService: Sendable {
-    /// The service name on the bus.
-    public static let serviceName = BackupAPI.serviceName
-
-    /// Method names, "rampart.backup.v1.Backup/<Name>".
-    public enum Method {
-        static let prefix = "rampart.backup.v1.Backup/"
-        public static let startBackup = prefix + "StartBackup"
-        public static let getJob = prefix + "GetJob"
-        public static let listJobs = prefix + "ListJobs"
-        public static let cancelJob = prefix + "CancelJob"
-        public static let listBackups = BackupAPI.Method.listBackups
-        public static let getBackup = prefix + "GetBackup"
-        public static let pruneBackups = prefix + "PruneBackups"
-        public static let createSchedule = prefix + "CreateSchedule"
-        public static let listSchedules = prefix + "ListSchedules"
-        public static let getSchedule = prefix + "GetSchedule"
-        public static let updateSchedule = prefix + "UpdateSchedule"
-        public static let setSchedulePaused = prefix + "SetSchedulePaused"
-        public static let deleteSchedule = prefix + "DeleteSchedule"
-    }
-
-    /// Who may call what (docs/security.md): starting, cancelling, pruning and schedule changes are
-    /// operator work and audited; reading is for everyone but devices.
-    public static let policy = AccessPolicy([
-        Method.startBackup: .operate,
-        Method.getJob: .read,
-        Method.listJobs: .read,
-        Method.cancelJob: .operate,
-        Method.listBackups: .read,
-        Method.getBackup: .read,
-        Method.pruneBackups: .operate,
-        Method.createSchedule: .operate,
-        Method.listSchedules: .read,
-        Method.getSchedule: .read,
-        Method.updateSchedule: .operate,
-        Method.setSchedulePaused: .operate,
-        Method.deleteSchedule: .operate,
-    ])
 
     private let pool: PostgresPool
     private let planner: Planner
@@ -105,8 +68,8 @@ public struct BackupService: Sendable {
 
     /// The handlers, ready for a `ServiceHost`.
     public func router() -> ServiceRouter {
-        var router = ServiceRouter(serviceName: Self.serviceName, policy: Self.policy)
-        router.register(Method.startBackup) { (request: Rampart_Backup_V1_StartBackupRequest, context) in
+        var router = ServiceRouter(for: BackupAPI.self)
+        router.register(BackupAPI.startBackup) { (request: Rampart_Backup_V1_StartBackupRequest, context) in
             guard request.idempotencyKey.count <= 200 else { throw RPCError.invalidArgument("idempotency key too long") }
             context.audit.note("targets", request.targets.prefix(20).map(Self.auditLabel).joined(separator: " "))
             var response = Rampart_Backup_V1_JobResponse()
@@ -116,14 +79,14 @@ public struct BackupService: Sendable {
             context.audit.subject = response.job.id
             return response
         }
-        router.register(Method.getJob) { (request: Rampart_Backup_V1_GetJobRequest, _) in
+        router.register(BackupAPI.getJob) { (request: Rampart_Backup_V1_GetJobRequest, _) in
             try await pool.serve { connection in
                 var response = Rampart_Backup_V1_JobResponse()
                 response.job = try BackupStore.job(request.jobID, on: connection)
                 return response
             }
         }
-        router.register(Method.listJobs) { (request: Rampart_Backup_V1_ListJobsRequest, _) in
+        router.register(BackupAPI.listJobs) { (request: Rampart_Backup_V1_ListJobsRequest, _) in
             try await pool.serve { connection in
                 var response = Rampart_Backup_V1_ListJobsResponse()
                 response.jobs = try BackupStore.listJobs(
@@ -131,7 +94,7 @@ public struct BackupService: Sendable {
                 return response
             }
         }
-        router.register(Method.cancelJob) { (request: Rampart_Backup_V1_CancelJobRequest, context) in
+        router.register(BackupAPI.cancelJob) { (request: Rampart_Backup_V1_CancelJobRequest, context) in
             context.audit.subject = request.jobID
             return try await pool.serve { connection in
                 try BackupStore.cancel(jobId: request.jobID, requestedBy: context.caller, on: connection)
@@ -140,7 +103,7 @@ public struct BackupService: Sendable {
                 return response
             }
         }
-        router.register(Method.listBackups) { (request: Rampart_Backup_V1_ListBackupsRequest, _) in
+        router.register(BackupAPI.listBackups) { (request: Rampart_Backup_V1_ListBackupsRequest, _) in
             let response = try await pool.serve { connection in
                 var response = Rampart_Backup_V1_ListBackupsResponse()
                 response.backups = try BackupStore.listBackups(
@@ -151,14 +114,14 @@ public struct BackupService: Sendable {
             if response.backups.isEmpty, !request.owner.isEmpty { try await requireKnownOwner(request.owner) }
             return response
         }
-        router.register(Method.getBackup) { (request: Rampart_Backup_V1_GetBackupRequest, _) in
+        router.register(BackupAPI.getBackup) { (request: Rampart_Backup_V1_GetBackupRequest, _) in
             try await pool.serve { connection in
                 var response = Rampart_Backup_V1_BackupResponse()
                 response.backup = try BackupStore.backup(request.backupID, on: connection)
                 return response
             }
         }
-        router.register(Method.pruneBackups) { (request: Rampart_Backup_V1_PruneBackupsRequest, context) in
+        router.register(BackupAPI.pruneBackups) { (request: Rampart_Backup_V1_PruneBackupsRequest, context) in
             context.audit.subject = request.owner
             if request.dryRun { context.audit.note("dry_run", "true") }
             if !request.owner.isEmpty {

@@ -3,6 +3,7 @@ import Postgres
 import RampartBasics
 import RampartBus
 import RampartProto
+import RampartRPC
 
 /// A task as planned: what to back up, or why not.
 struct PlannedTask: Sendable {

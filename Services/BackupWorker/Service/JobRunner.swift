@@ -3,6 +3,7 @@ import Logging
 import Postgres
 import RampartBus
 import RampartProto
+import RampartRPC
 import ServiceLifecycle
 import Synchronization
 

@@ -1,7 +1,9 @@
 import Foundation
-import InventoryService
+import RampartAPI
 import RampartBus
+import RampartInventory
 import RampartProto
+import RampartRPC
 import SwiftProtobuf
 
 /// Turns requested targets into tasks, asking inventory what they are: one task per standalone
@@ -9,11 +11,8 @@ import SwiftProtobuf
 struct Planner: Sendable {
     let client: BusClient
 
-    private func call<Response: SwiftProtobufMessage>(_ method: String, _ request: some SwiftProtobufMessage) async throws
-        -> Response
-    {
-        try await client.call(
-            service: InventoryService.serviceName, method: method, request, timeout: .seconds(10), idempotent: true)
+    private func call<Request, Response>(_ method: RPCMethod<Request, Response>, _ request: Request) async throws -> Response {
+        try await client.call(method, request, timeout: .seconds(10), idempotent: true)
     }
 
     /// Checks that every target names something registered, before anything is recorded: an unknown
@@ -88,7 +87,7 @@ struct Planner: Sendable {
     private func planDevice(_ reference: String) async throws -> PlannedTask {
         var request = Rampart_Inventory_V1_GetDeviceRequest()
         request.device = reference
-        let response: Rampart_Inventory_V1_DeviceResponse = try await call(InventoryService.Method.getDevice, request)
+        let response: Rampart_Inventory_V1_DeviceResponse = try await call(InventoryAPI.getDevice, request)
         let d = response.device
         var task = PlannedTask(kind: .device, targetId: d.id, targetName: d.name)
         switch d.role {
@@ -107,21 +106,21 @@ struct Planner: Sendable {
     private func pairName(_ id: String) async throws -> String {
         var request = Rampart_Inventory_V1_GetHaPairRequest()
         request.pair = id
-        let response: Rampart_Inventory_V1_HaPairResponse = try await call(InventoryService.Method.getHaPair, request)
+        let response: Rampart_Inventory_V1_HaPairResponse = try await call(InventoryAPI.getHaPair, request)
         return response.pair.name
     }
 
     private func clusterName(_ id: String) async throws -> String {
         var request = Rampart_Inventory_V1_GetClusterRequest()
         request.cluster = id
-        let response: Rampart_Inventory_V1_ClusterResponse = try await call(InventoryService.Method.getCluster, request)
+        let response: Rampart_Inventory_V1_ClusterResponse = try await call(InventoryAPI.getCluster, request)
         return response.cluster.name
     }
 
     private func planPair(_ reference: String) async throws -> PlannedTask {
         var request = Rampart_Inventory_V1_GetHaPairRequest()
         request.pair = reference
-        let response: Rampart_Inventory_V1_HaPairResponse = try await call(InventoryService.Method.getHaPair, request)
+        let response: Rampart_Inventory_V1_HaPairResponse = try await call(InventoryAPI.getHaPair, request)
         var task = PlannedTask(kind: .haPair, targetId: response.pair.id, targetName: response.pair.name)
         task.refusal = supportRefusal(response.devices)
         return task
@@ -130,7 +129,7 @@ struct Planner: Sendable {
     private func planCluster(_ reference: String) async throws -> PlannedTask {
         var request = Rampart_Inventory_V1_GetClusterRequest()
         request.cluster = reference
-        let response: Rampart_Inventory_V1_ClusterResponse = try await call(InventoryService.Method.getCluster, request)
+        let response: Rampart_Inventory_V1_ClusterResponse = try await call(InventoryAPI.getCluster, request)
         var task = PlannedTask(kind: .cluster, targetId: response.cluster.id, targetName: response.cluster.name)
         if case .failure(let refusal) = Self.clusterNodes(response) {
             task.refusal = refusal.message
@@ -142,11 +141,11 @@ struct Planner: Sendable {
 
     private func planAll() async throws -> [PlannedTask] {
         let devices: Rampart_Inventory_V1_ListDevicesResponse = try await call(
-            InventoryService.Method.listDevices, Rampart_Inventory_V1_ListDevicesRequest())
+            InventoryAPI.listDevices, Rampart_Inventory_V1_ListDevicesRequest())
         let pairs: Rampart_Inventory_V1_ListHaPairsResponse = try await call(
-            InventoryService.Method.listHaPairs, Rampart_Inventory_V1_ListHaPairsRequest())
+            InventoryAPI.listHaPairs, Rampart_Inventory_V1_ListHaPairsRequest())
         let clusters: Rampart_Inventory_V1_ListClustersResponse = try await call(
-            InventoryService.Method.listClusters, Rampart_Inventory_V1_ListClustersRequest())
+            InventoryAPI.listClusters, Rampart_Inventory_V1_ListClustersRequest())
         let byId = Dictionary(uniqueKeysWithValues: devices.devices.map { ($0.id, $0) })
         var tasks: [PlannedTask] = []
         for device in devices.devices where device.role == .standalone {

@@ -1,8 +1,10 @@
 import Foundation
 import Logging
 import Postgres
+import RampartAPI
 import RampartBus
 import RampartProto
+import RampartRPC
 import ServiceLifecycle
 
 /// Applies the retention policy to stored backups, owner by owner (a device, or a cluster for its
@@ -71,7 +73,7 @@ public struct Pruner: Sendable {
             request.objectID = object
             do {
                 let _: Rampart_Storage_V1_DeleteObjectResponse = try await client.call(
-                    service: "storage", method: "rampart.storage.v1.Storage/DeleteObject", request, timeout: .seconds(30),
+                    StorageAPI.deleteObject, request, timeout: .seconds(30),
                     idempotent: true)
             } catch {
                 // The record is gone; the object is unreachable and Verify lists it. Never fatal.

@@ -1,8 +1,10 @@
 import Foundation
 import Logging
 import Postgres
+import RampartAPI
 import RampartBus
 import RampartProto
+import RampartRPC
 import ServiceLifecycle
 
 /// A schedule as stored.
@@ -124,8 +126,7 @@ struct ScheduleHandlers: Sendable {
     }
 
     func register(_ router: inout ServiceRouter) {
-        typealias M = BackupService.Method
-        router.register(M.createSchedule) { (request: Rampart_Backup_V1_CreateScheduleRequest, context) in
+        router.register(BackupAPI.createSchedule) { (request: Rampart_Backup_V1_CreateScheduleRequest, context) in
             var schedule = request.schedule
             if schedule.timeZone.isEmpty { schedule.timeZone = "UTC" }
             try ScheduleStore.validate(schedule)
@@ -149,21 +150,21 @@ struct ScheduleHandlers: Sendable {
                 return response
             }
         }
-        router.register(M.listSchedules) { (_: Rampart_Backup_V1_ListSchedulesRequest, _) in
+        router.register(BackupAPI.listSchedules) { (_: Rampart_Backup_V1_ListSchedulesRequest, _) in
             try await pool.serve { connection in
                 var response = Rampart_Backup_V1_ListSchedulesResponse()
                 response.schedules = try ScheduleStore.all(on: connection).map(\.schedule)
                 return response
             }
         }
-        router.register(M.getSchedule) { (request: Rampart_Backup_V1_GetScheduleRequest, _) in
+        router.register(BackupAPI.getSchedule) { (request: Rampart_Backup_V1_GetScheduleRequest, _) in
             try await pool.serve { connection in
                 var response = Rampart_Backup_V1_ScheduleResponse()
                 response.schedule = try ScheduleStore.one(request.schedule, on: connection).schedule
                 return response
             }
         }
-        router.register(M.updateSchedule) { (request: Rampart_Backup_V1_UpdateScheduleRequest, context) in
+        router.register(BackupAPI.updateSchedule) { (request: Rampart_Backup_V1_UpdateScheduleRequest, context) in
             if request.replaceTargets, !request.targets.isEmpty { _ = try await planner.resolve(request.targets) }
             return try await pool.serve { connection in
                 var schedule = try ScheduleStore.one(request.schedule, on: connection).schedule
@@ -191,7 +192,7 @@ struct ScheduleHandlers: Sendable {
                 return response
             }
         }
-        router.register(M.setSchedulePaused) { (request: Rampart_Backup_V1_SetSchedulePausedRequest, context) in
+        router.register(BackupAPI.setSchedulePaused) { (request: Rampart_Backup_V1_SetSchedulePausedRequest, context) in
             try await pool.serve { connection in
                 let schedule = try ScheduleStore.one(request.schedule, on: connection).schedule
                 // Resuming counts as a change of timing: slots missed while paused do not run.
@@ -208,7 +209,7 @@ struct ScheduleHandlers: Sendable {
                 return response
             }
         }
-        router.register(M.deleteSchedule) { (request: Rampart_Backup_V1_DeleteScheduleRequest, context) in
+        router.register(BackupAPI.deleteSchedule) { (request: Rampart_Backup_V1_DeleteScheduleRequest, context) in
             try await pool.serve { connection in
                 let schedule = try ScheduleStore.one(request.schedule, on: connection).schedule
                 try connection.execute("DELETE FROM backup.schedules WHERE id = \(schedule.id)::uuid")

@@ -1,11 +1,13 @@
 import Crypto
 import Foundation
-import InventoryService
 import Logging
+import RampartAPI
 import RampartArchive
 import RampartBasics
 import RampartBus
+import RampartInventory
 import RampartProto
+import RampartRPC
 import SwiftProtobuf
 import Synchronization
 
@@ -79,7 +81,7 @@ struct TaskRunner: Sendable {
     private func backUpDevice(_ task: ClaimedTask, progress: TaskProgress) async throws -> TaskResult {
         var request = Rampart_Inventory_V1_GetDeviceRequest()
         request.device = task.targetId
-        let device: Rampart_Inventory_V1_DeviceResponse = try await inventory(InventoryService.Method.getDevice, request)
+        let device: Rampart_Inventory_V1_DeviceResponse = try await inventory(InventoryAPI.getDevice, request)
         let export = try await exportDevice(device.device, role: .standalone, task: task, keep: false) {
             progress.update(percent: $0, message: $1)
         }
@@ -89,7 +91,7 @@ struct TaskRunner: Sendable {
     private func backUpPair(_ task: ClaimedTask, progress: TaskProgress) async throws -> TaskResult {
         var request = Rampart_Inventory_V1_GetHaPairRequest()
         request.pair = task.targetId
-        let pair: Rampart_Inventory_V1_HaPairResponse = try await inventory(InventoryService.Method.getHaPair, request)
+        let pair: Rampart_Inventory_V1_HaPairResponse = try await inventory(InventoryAPI.getHaPair, request)
         let peers = [pair.pair.primaryID, pair.pair.secondaryID].compactMap { id in pair.devices.first { $0.id == id } }
         guard peers.count == 2 else { throw RPCError.failedPrecondition("HA pair \(pair.pair.name) does not have two registered peers") }
         // Rule B7: the pair as a unit, one file per peer with its role in the name; both or nothing.
@@ -108,7 +110,7 @@ struct TaskRunner: Sendable {
     private func backUpCluster(_ task: ClaimedTask, progress: TaskProgress) async throws -> TaskResult {
         var request = Rampart_Inventory_V1_GetClusterRequest()
         request.cluster = task.targetId
-        let cluster: Rampart_Inventory_V1_ClusterResponse = try await inventory(InventoryService.Method.getCluster, request)
+        let cluster: Rampart_Inventory_V1_ClusterResponse = try await inventory(InventoryAPI.getCluster, request)
         let (control, data) = try Planner.clusterNodes(cluster).get()
         let ordered = [control] + data
         var exports: [String: DeviceExport] = [:]
@@ -187,8 +189,7 @@ struct TaskRunner: Sendable {
         progress: @Sendable (Int, String) -> Void
     ) async throws -> DeviceExport {
         let service = BusProtocol.deviceService(device.id)
-        let described: Rampart_Device_V1_DescribeResponse = try await deviceCall(
-            service, "Describe", Rampart_Device_V1_DescribeRequest(), idempotent: true)
+        let described: Rampart_Device_V1_DescribeResponse = try await deviceCall(service, DeviceAPI.describe, Rampart_Device_V1_DescribeRequest(), idempotent: true)
         // B11: the archive must be the appliance inventory knows under this id.
         guard described.facts.id == device.id, described.facts.serial == device.serial else {
             throw RPCError.failedPrecondition(
@@ -229,7 +230,7 @@ struct TaskRunner: Sendable {
         var delay = Duration.milliseconds(250)
         while true {
             do {
-                return try await deviceCall(service, "StartExport", request)
+                return try await deviceCall(service, DeviceAPI.startExport, request)
             } catch let error as RPCError where error.code == .resourceExhausted && clock.now + delay < deadline {
                 progress(0, "waiting: \(deviceName) is busy")
                 logger.notice(
@@ -250,7 +251,7 @@ struct TaskRunner: Sendable {
         let released: Bool = await Task.detached {
             do {
                 let _: Rampart_Device_V1_FinishExportResponse = try await client.call(
-                    service: service, method: "rampart.device.v1.Device/FinishExport", finish, timeout: .seconds(5))
+                    DeviceAPI.finishExport, finish, service: service, timeout: .seconds(5))
                 return true
             } catch let error as RPCError where error.code == .notFound {
                 return true  // finished already, or released by the device
@@ -284,7 +285,7 @@ struct TaskRunner: Sendable {
             begin.owner = device.id
             begin.size = export.size
             begin.idempotencyKey = "\(task.id)/\(device.id)/\(task.attempts)"
-            upload = try await storageCall("BeginUpload", begin, idempotent: true)
+            upload = try await storageCall(StorageAPI.beginUpload, begin, idempotent: true)
         }
         var hash = SHA256()
         let kept = keep ? try ArchiveSpool(directory: spoolDirectory) : nil
@@ -299,14 +300,14 @@ struct TaskRunner: Sendable {
                 read.exportID = export.exportID
                 read.offset = offset
                 read.length = Self.chunkSize
-                let chunk: Rampart_Device_V1_ReadExportResponse = try await deviceCall(service, "ReadExport", read, idempotent: true)
+                let chunk: Rampart_Device_V1_ReadExportResponse = try await deviceCall(service, DeviceAPI.readExport, read, idempotent: true)
                 hash.update(data: chunk.data)
                 if let upload, !chunk.data.isEmpty, offset + UInt64(chunk.data.count) > upload.received {
                     var put = Rampart_Storage_V1_UploadChunkRequest()
                     put.uploadID = upload.uploadID
                     put.offset = offset
                     put.data = chunk.data
-                    let _: Rampart_Storage_V1_UploadChunkResponse = try await storageCall("UploadChunk", put, idempotent: true)
+                    let _: Rampart_Storage_V1_UploadChunkResponse = try await storageCall(StorageAPI.uploadChunk, put, idempotent: true)
                 }
                 try kept?.write(chunk.data)
                 offset += UInt64(chunk.data.count)
@@ -320,12 +321,12 @@ struct TaskRunner: Sendable {
             }
             var finish = Rampart_Device_V1_FinishExportRequest()
             finish.exportID = export.exportID
-            let _: Rampart_Device_V1_FinishExportResponse? = try? await deviceCall(service, "FinishExport", finish)
+            let _: Rampart_Device_V1_FinishExportResponse? = try? await deviceCall(service, DeviceAPI.finishExport, finish)
             if let upload {
                 var commit = Rampart_Storage_V1_CommitUploadRequest()
                 commit.uploadID = upload.uploadID
                 commit.sha256 = digest
-                let _: Rampart_Storage_V1_ObjectInfo = try await storageCall("CommitUpload", commit, idempotent: true)
+                let _: Rampart_Storage_V1_ObjectInfo = try await storageCall(StorageAPI.commitUpload, commit, idempotent: true)
             }
         } catch {
             if let upload { await abandon(upload.uploadID) }
@@ -347,7 +348,7 @@ struct TaskRunner: Sendable {
         begin.owner = owner
         begin.size = UInt64(file.size)
         begin.idempotencyKey = key
-        let upload: Rampart_Storage_V1_BeginUploadResponse = try await storageCall("BeginUpload", begin, idempotent: true)
+        let upload: Rampart_Storage_V1_BeginUploadResponse = try await storageCall(StorageAPI.beginUpload, begin, idempotent: true)
         do {
             var offset = Int(upload.received)
             while offset < file.size {
@@ -359,13 +360,13 @@ struct TaskRunner: Sendable {
                 guard put.data.count == end - offset else {
                     throw RPCError(.dataLoss, "the spooled \(fileName) is shorter than it was written")
                 }
-                let _: Rampart_Storage_V1_UploadChunkResponse = try await storageCall("UploadChunk", put, idempotent: true)
+                let _: Rampart_Storage_V1_UploadChunkResponse = try await storageCall(StorageAPI.uploadChunk, put, idempotent: true)
                 offset = end
             }
             var commit = Rampart_Storage_V1_CommitUploadRequest()
             commit.uploadID = upload.uploadID
             commit.sha256 = sha256
-            return try await storageCall("CommitUpload", commit, idempotent: true)
+            return try await storageCall(StorageAPI.commitUpload, commit, idempotent: true)
         } catch {
             await abandon(upload.uploadID)
             throw error
@@ -392,7 +393,7 @@ struct TaskRunner: Sendable {
         let client = client
         let aborted: Rampart_Storage_V1_AbortUploadResponse? = await Task.detached {
             try? await client.call(
-                service: "storage", method: "rampart.storage.v1.Storage/AbortUpload", abort, timeout: .seconds(10))
+                StorageAPI.abortUpload, abort, timeout: .seconds(10))
         }.value
         if aborted == nil { logger.notice("the failed attempt's partial upload stays in storage", metadata: ["upload": "\(uploadId)"]) }
     }
@@ -428,27 +429,22 @@ struct TaskRunner: Sendable {
 
     // MARK: calls
 
-    private func inventory<Response: SwiftProtobuf.Message>(_ method: String, _ request: some SwiftProtobuf.Message)
+    private func inventory<Request, Response>(_ method: RPCMethod<Request, Response>, _ request: Request)
         async throws -> Response
     {
-        try await client.call(
-            service: InventoryService.serviceName, method: method, request, timeout: Self.callTimeout, idempotent: true)
+        try await client.call(method, request, timeout: Self.callTimeout, idempotent: true)
     }
 
-    private func deviceCall<Response: SwiftProtobuf.Message>(
-        _ service: String, _ method: String, _ request: some SwiftProtobuf.Message, idempotent: Bool = false
+    private func deviceCall<Request, Response>(
+        _ service: String, _ method: RPCMethod<Request, Response>, _ request: Request, idempotent: Bool = false
     ) async throws -> Response {
-        try await client.call(
-            service: service, method: "rampart.device.v1.Device/\(method)", request, timeout: Self.callTimeout,
-            idempotent: idempotent)
+        try await client.call(method, request, service: service, timeout: Self.callTimeout, idempotent: idempotent)
     }
 
-    private func storageCall<Response: SwiftProtobuf.Message>(
-        _ method: String, _ request: some SwiftProtobuf.Message, idempotent: Bool = false
+    private func storageCall<Request, Response>(
+        _ method: RPCMethod<Request, Response>, _ request: Request, idempotent: Bool = false
     ) async throws -> Response {
-        try await client.call(
-            service: "storage", method: "rampart.storage.v1.Storage/\(method)", request, timeout: Self.callTimeout,
-            idempotent: idempotent)
+        try await client.call(method, request, timeout: Self.callTimeout, idempotent: idempotent)
     }
 }
 

@@ -1,37 +1,17 @@
 import Foundation
-import InventoryService
 import Logging
+import RampartAPI
 import RampartArchive
 import RampartBus
 import RampartProto
+import RampartRPC
 import Synchronization
 
 /// A simulated threat defense device on the bus: serves `device/<device-id>` (Describe and the export
 /// methods a backup uses). Every handler validates its request and answers with an `RPCError` code.
 public final class DeviceAgent: Sendable {
-    /// Method names, "rampart.device.v1.Device/<Name>".
-    public enum Method {
-        static let prefix = "rampart.device.v1.Device/"
-        /// Describe.
-        public static let describe = prefix + "Describe"
-        /// StartExport.
-        public static let startExport = prefix + "StartExport"
-        /// ReadExport.
-        public static let readExport = prefix + "ReadExport"
-        /// FinishExport.
-        public static let finishExport = prefix + "FinishExport"
-    }
-
     /// The bus service of device `deviceId`: "device/<device-id>".
     public static func serviceName(deviceId: String) -> String { BusProtocol.deviceService(deviceId) }
-
-    /// Who may call a device (docs/security.md): backup workers (services) and admins.
-    public static let policy = AccessPolicy([
-        Method.describe: .serviceOnly,
-        Method.startExport: .serviceOnly,
-        Method.readExport: .serviceOnly,
-        Method.finishExport: .serviceOnly,
-    ])
 
     /// Largest chunk ReadExport returns (1 MiB, docs/rules.md#bus).
     public static let maxChunk = 1 << 20
@@ -82,16 +62,16 @@ public final class DeviceAgent: Sendable {
 
     /// The handlers, ready for a `ServiceHost`.
     public func router() -> ServiceRouter {
-        var router = ServiceRouter(serviceName: BusProtocol.deviceService(deviceId), policy: Self.policy)
-        router.register(Method.describe) { [self] (_: Rampart_Device_V1_DescribeRequest, _) in describe() }
+        var router = ServiceRouter(serviceName: BusProtocol.deviceService(deviceId), policy: DeviceAPI.policy)
+        router.register(DeviceAPI.describe) { [self] (_: Rampart_Device_V1_DescribeRequest, _) in describe() }
         // Builds the whole archive before it first awaits: not on the socket thread.
-        router.register(Method.startExport, offSocketThread: true) { [self] (request: Rampart_Device_V1_StartExportRequest, context) in
+        router.register(DeviceAPI.startExport, offSocketThread: true) { [self] (request: Rampart_Device_V1_StartExportRequest, context) in
             try await startExport(request, logger: context.logger)
         }
-        router.register(Method.readExport) { [self] (request: Rampart_Device_V1_ReadExportRequest, _) in
+        router.register(DeviceAPI.readExport) { [self] (request: Rampart_Device_V1_ReadExportRequest, _) in
             try await readExport(request)
         }
-        router.register(Method.finishExport) { [self] (request: Rampart_Device_V1_FinishExportRequest, _) in
+        router.register(DeviceAPI.finishExport) { [self] (request: Rampart_Device_V1_FinishExportRequest, _) in
             try finishExport(request)
         }
         return router

@@ -1,8 +1,9 @@
 import Foundation
-import InventoryService
 import RampartArchive
 import RampartBus
+import RampartInventory
 import RampartProto
+import RampartRPC
 
 /// A simulated device's hardware and software facts (`facts.json` in its folder): what it tells
 /// inventory when it registers, what Describe answers and what a backup's manifest records.

@@ -1,8 +1,9 @@
 import Foundation
-import InventoryService
 import Logging
+import RampartAPI
 import RampartBus
 import RampartProto
+import RampartRPC
 import ServiceLifecycle
 
 /// Runs one simulated device (`device-agent run`): finds itself in inventory (registering with
@@ -147,7 +148,7 @@ public struct DeviceRunner: Service {
                 lookup.device = facts.name
                 do {
                     let response: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-                        service: InventoryService.serviceName, method: InventoryService.Method.getDevice, lookup,
+                        InventoryAPI.getDevice, lookup,
                         timeout: .seconds(5), idempotent: true)
                     guard response.device.serial == facts.serial else {
                         throw AgentError(
@@ -166,7 +167,7 @@ public struct DeviceRunner: Service {
                 request.device.managerID = managerId
                 do {
                     let response: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-                        service: InventoryService.serviceName, method: InventoryService.Method.registerDevice, request,
+                        InventoryAPI.registerDevice, request,
                         timeout: .seconds(10))
                     logger.notice("registered in inventory", metadata: ["device-id": "\(response.device.id)"])
                     return response.device
@@ -202,7 +203,7 @@ public struct DeviceRunner: Service {
         await Task {
             do {
                 let _: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-                    service: InventoryService.serviceName, method: InventoryService.Method.reportPresence, request,
+                    InventoryAPI.reportPresence, request,
                     timeout: .seconds(connected ? 5 : 2), idempotent: true)
             } catch {
                 logger.warning("presence not reported", metadata: ["connected": "\(connected)", "error": "\(error)"])

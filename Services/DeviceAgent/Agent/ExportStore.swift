@@ -1,6 +1,7 @@
 import Foundation
 import RampartArchive
 import RampartBus
+import RampartRPC
 import Synchronization
 
 /// The exports a device holds between StartExport and FinishExport, each an archive in a file without a

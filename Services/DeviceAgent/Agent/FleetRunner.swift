@@ -1,8 +1,9 @@
 import Foundation
-import InventoryService
 import Logging
+import RampartAPI
 import RampartBus
 import RampartProto
+import RampartRPC
 import ServiceLifecycle
 
 /// Runs a fleet of simulated devices in one process (`device-agent fleet`): prepares each device's
@@ -136,7 +137,7 @@ public struct FleetRunner: Service {
             request.secondary = pair.secondary
             try await createIgnoringExisting("HA pair \(pair.name)") {
                 let _: Rampart_Inventory_V1_HaPairResponse = try await client.call(
-                    service: InventoryService.serviceName, method: InventoryService.Method.createHaPair, request,
+                    InventoryAPI.createHaPair, request,
                     timeout: .seconds(10))
             }
         }
@@ -147,7 +148,7 @@ public struct FleetRunner: Service {
             request.data = cluster.data
             try await createIgnoringExisting("cluster \(cluster.name)") {
                 let _: Rampart_Inventory_V1_ClusterResponse = try await client.call(
-                    service: InventoryService.serviceName, method: InventoryService.Method.createCluster, request,
+                    InventoryAPI.createCluster, request,
                     timeout: .seconds(10))
             }
         }

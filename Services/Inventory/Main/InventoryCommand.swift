@@ -1,5 +1,6 @@
 import ArgumentParser
 import InventoryService
+import RampartAPI
 import RampartCore
 
 /// `inventory`: serves devices, HA pairs and clusters on the bus. Start as many as you like.
@@ -33,7 +34,7 @@ struct InventoryCommand: AsyncParsableCommand {
     func run() async throws {
         let boot = ServiceBoot("inventory", log: log)
         try await boot.run(
-            service: InventoryService.serviceName, bus: bus, database: database, instanceId: instanceId,
+            service: InventoryAPI.serviceName, bus: bus, database: database, instanceId: instanceId,
             capacity: capacity, migrations: [InventoryService.migrate]
         ) { resources, host in
             let router = InventoryService(pool: resources.pool).router()

@@ -4,63 +4,14 @@ import Postgres
 import RampartAPI
 import RampartBasics
 import RampartBus
+import RampartInventory
 import RampartProto
+import RampartRPC
 import SwiftProtobuf
 
 /// The `inventory` service: devices, HA pairs, clusters, presence, out-of-date flags and the backup
 /// support matrix (B2). Every change is written with its event in one transaction (P2).
 public struct InventoryService: Sendable {
-    /// The service name on the bus.
-    public static let serviceName = InventoryAPI.serviceName
-    /// Method names, "rampart.inventory.v1.Inventory/<Name>".
-    public enum Method {
-        static let prefix = "rampart.inventory.v1.Inventory/"
-        public static let registerDevice = prefix + "RegisterDevice"
-        public static let getDevice = InventoryAPI.Method.getDevice
-        public static let listDevices = prefix + "ListDevices"
-        public static let updateDevice = prefix + "UpdateDevice"
-        public static let unregisterDevice = prefix + "UnregisterDevice"
-        public static let reportPresence = prefix + "ReportPresence"
-        public static let setOutOfDate = prefix + "SetOutOfDate"
-        public static let reportIdentityConflict = InventoryAPI.Method.reportIdentityConflict
-        public static let getManager = InventoryAPI.Method.getManager
-        public static let createHaPair = prefix + "CreateHaPair"
-        public static let getHaPair = prefix + "GetHaPair"
-        public static let listHaPairs = prefix + "ListHaPairs"
-        public static let updateHaPair = prefix + "UpdateHaPair"
-        public static let deleteHaPair = prefix + "DeleteHaPair"
-        public static let createCluster = prefix + "CreateCluster"
-        public static let getCluster = prefix + "GetCluster"
-        public static let listClusters = prefix + "ListClusters"
-        public static let updateCluster = prefix + "UpdateCluster"
-        public static let deleteCluster = prefix + "DeleteCluster"
-        public static let backupSupport = prefix + "BackupSupport"
-    }
-
-    /// Who may call what (docs/security.md). Devices register and report only themselves.
-    public static let policy = AccessPolicy([
-        Method.registerDevice: .deviceOwn,
-        Method.getDevice: MethodPolicy(roles: [.admin, .operator, .viewer, .service, .device]),
-        Method.listDevices: .read,
-        Method.updateDevice: .administer,
-        Method.unregisterDevice: .administer,
-        Method.reportPresence: MethodPolicy.deviceOwn.notAudited,
-        Method.setOutOfDate: .operate,
-        Method.reportIdentityConflict: .serviceOnly,
-        Method.getManager: .read,
-        Method.createHaPair: .administer,
-        Method.getHaPair: .read,
-        Method.listHaPairs: .read,
-        Method.updateHaPair: .administer,
-        Method.deleteHaPair: .administer,
-        Method.createCluster: .administer,
-        Method.getCluster: .read,
-        Method.listClusters: .read,
-        Method.updateCluster: .administer,
-        Method.deleteCluster: .administer,
-        Method.backupSupport: .read,
-    ])
-
     private let pool: PostgresPool
 
     /// The service over `pool`.
@@ -82,7 +33,7 @@ public struct InventoryService: Sendable {
         attributes["caller"] = context.caller
         try EventOutbox.append(
             OutboxEvent(topic: topic, subject: subject, attributes: attributes, message: message),
-            source: serviceName, on: connection)
+            source: InventoryAPI.serviceName, on: connection)
     }
 
     private static func emit(_ topic: String, _ device: Rampart_Inventory_V1_Device, _ context: RequestContext,
@@ -105,7 +56,7 @@ public struct InventoryService: Sendable {
 
     /// The handlers, ready for a `ServiceHost`.
     public func router() -> ServiceRouter {
-        var router = ServiceRouter(serviceName: Self.serviceName, policy: Self.policy)
+        var router = ServiceRouter(for: InventoryAPI.self)
         registerDevices(&router)
         registerPairs(&router)
         registerClusters(&router)
@@ -115,7 +66,7 @@ public struct InventoryService: Sendable {
     // MARK: devices
 
     private func registerDevices(_ router: inout ServiceRouter) {
-        router.register(Method.getManager) { (_: Rampart_Inventory_V1_GetManagerRequest, _) in
+        router.register(InventoryAPI.getManager) { (_: Rampart_Inventory_V1_GetManagerRequest, _) in
             try await pool.serve { connection in
                 let manager = try InventoryStore.manager(on: connection)
                 var response = Rampart_Inventory_V1_ManagerResponse()
@@ -124,7 +75,7 @@ public struct InventoryService: Sendable {
                 return response
             }
         }
-        router.register(Method.registerDevice) { (request: Rampart_Inventory_V1_RegisterDeviceRequest, context) in
+        router.register(InventoryAPI.registerDevice) { (request: Rampart_Inventory_V1_RegisterDeviceRequest, context) in
             var device = request.device
             try context.requireOwnDevice(device.name)
             // Registered without a manager id: this installation's (R6).
@@ -141,7 +92,7 @@ public struct InventoryService: Sendable {
                 return response
             }
         }
-        router.register(Method.getDevice) { (request: Rampart_Inventory_V1_GetDeviceRequest, context) in
+        router.register(InventoryAPI.getDevice) { (request: Rampart_Inventory_V1_GetDeviceRequest, context) in
             try await pool.serve { connection in
                 var response = Rampart_Inventory_V1_DeviceResponse()
                 response.device = try InventoryStore.device(request.device, on: connection)
@@ -149,14 +100,14 @@ public struct InventoryService: Sendable {
                 return response
             }
         }
-        router.register(Method.listDevices) { (request: Rampart_Inventory_V1_ListDevicesRequest, _) in
+        router.register(InventoryAPI.listDevices) { (request: Rampart_Inventory_V1_ListDevicesRequest, _) in
             try await pool.serve { connection in
                 var response = Rampart_Inventory_V1_ListDevicesResponse()
                 response.devices = try InventoryStore.listDevices(request, on: connection)
                 return response
             }
         }
-        router.register(Method.updateDevice) { (request: Rampart_Inventory_V1_UpdateDeviceRequest, context) in
+        router.register(InventoryAPI.updateDevice) { (request: Rampart_Inventory_V1_UpdateDeviceRequest, context) in
             context.audit.subject = request.device
             guard !request.fields.isEmpty else { throw RPCError.invalidArgument("no field to update was named") }
             return try await pool.serve { connection in
@@ -173,7 +124,7 @@ public struct InventoryService: Sendable {
                 return response
             }
         }
-        router.register(Method.unregisterDevice) { (request: Rampart_Inventory_V1_UnregisterDeviceRequest, context) in
+        router.register(InventoryAPI.unregisterDevice) { (request: Rampart_Inventory_V1_UnregisterDeviceRequest, context) in
             context.audit.subject = request.device
             return try await pool.serve { connection in
                 let device = try Self.lockDevices([request.device], on: connection)[0]
@@ -189,7 +140,7 @@ public struct InventoryService: Sendable {
                 return response
             }
         }
-        router.register(Method.reportPresence) { (request: Rampart_Inventory_V1_ReportPresenceRequest, context) in
+        router.register(InventoryAPI.reportPresence) { (request: Rampart_Inventory_V1_ReportPresenceRequest, context) in
             try await pool.serve { connection in
                 guard let sequence = Int64(exactly: request.sequence) else {
                     throw RPCError.invalidArgument("sequence \(request.sequence) is above the largest allowed (\(Int64.max))")
@@ -213,7 +164,7 @@ public struct InventoryService: Sendable {
                 return response
             }
         }
-        router.register(Method.reportIdentityConflict) { (request: Rampart_Inventory_V1_ReportIdentityConflictRequest, context) in
+        router.register(InventoryAPI.reportIdentityConflict) { (request: Rampart_Inventory_V1_ReportIdentityConflictRequest, context) in
             try await pool.serve { connection in
                 let device = try InventoryStore.device(request.device, on: connection)
                 let news = try InventoryStore.recordIdentityConflict(
@@ -234,7 +185,7 @@ public struct InventoryService: Sendable {
                 return response
             }
         }
-        router.register(Method.setOutOfDate) { (request: Rampart_Inventory_V1_SetOutOfDateRequest, context) in
+        router.register(InventoryAPI.setOutOfDate) { (request: Rampart_Inventory_V1_SetOutOfDateRequest, context) in
             context.audit.subject = request.device
             return try await pool.serve { connection in
                 let device = try InventoryStore.device(request.device, on: connection)
@@ -248,7 +199,7 @@ public struct InventoryService: Sendable {
                 return response
             }
         }
-        router.register(Method.backupSupport) { (request: Rampart_Inventory_V1_BackupSupportRequest, _) in
+        router.register(InventoryAPI.backupSupport) { (request: Rampart_Inventory_V1_BackupSupportRequest, _) in
             try await pool.serve { connection in
                 let devices =
                     request.devices.isEmpty
@@ -289,7 +240,7 @@ public struct InventoryService: Sendable {
     // MARK: HA pairs
 
     private func registerPairs(_ router: inout ServiceRouter) {
-        router.register(Method.createHaPair) { (request: Rampart_Inventory_V1_CreateHaPairRequest, context) in
+        router.register(InventoryAPI.createHaPair) { (request: Rampart_Inventory_V1_CreateHaPairRequest, context) in
             context.audit.subject = request.name
             try InventoryRules.validateName(request.name, what: "HA pair")
             guard !request.primary.isEmpty, !request.secondary.isEmpty else {
@@ -308,17 +259,17 @@ public struct InventoryService: Sendable {
                 return response
             }
         }
-        router.register(Method.getHaPair) { (request: Rampart_Inventory_V1_GetHaPairRequest, _) in
+        router.register(InventoryAPI.getHaPair) { (request: Rampart_Inventory_V1_GetHaPairRequest, _) in
             try await pool.serve { connection in try Self.pairResponse(request.pair, on: connection) }
         }
-        router.register(Method.listHaPairs) { (_: Rampart_Inventory_V1_ListHaPairsRequest, _) in
+        router.register(InventoryAPI.listHaPairs) { (_: Rampart_Inventory_V1_ListHaPairsRequest, _) in
             try await pool.serve { connection in
                 var response = Rampart_Inventory_V1_ListHaPairsResponse()
                 response.pairs = try InventoryStore.listPairs(on: connection)
                 return response
             }
         }
-        router.register(Method.updateHaPair) { (request: Rampart_Inventory_V1_UpdateHaPairRequest, context) in
+        router.register(InventoryAPI.updateHaPair) { (request: Rampart_Inventory_V1_UpdateHaPairRequest, context) in
             context.audit.subject = request.pair
             if !request.name.isEmpty { try InventoryRules.validateName(request.name, what: "HA pair") }
             return try await pool.serve { connection in
@@ -347,7 +298,7 @@ public struct InventoryService: Sendable {
                 return response
             }
         }
-        router.register(Method.deleteHaPair) { (request: Rampart_Inventory_V1_DeleteHaPairRequest, context) in
+        router.register(InventoryAPI.deleteHaPair) { (request: Rampart_Inventory_V1_DeleteHaPairRequest, context) in
             context.audit.subject = request.pair
             return try await pool.serve { connection in
                 let pair = try InventoryStore.pair(request.pair, on: connection)
@@ -374,7 +325,7 @@ public struct InventoryService: Sendable {
     // MARK: clusters
 
     private func registerClusters(_ router: inout ServiceRouter) {
-        router.register(Method.createCluster) { (request: Rampart_Inventory_V1_CreateClusterRequest, context) in
+        router.register(InventoryAPI.createCluster) { (request: Rampart_Inventory_V1_CreateClusterRequest, context) in
             context.audit.subject = request.name
             try InventoryRules.validateName(request.name, what: "cluster")
             try InventoryRules.validateClusterShape(control: request.control, data: request.data)
@@ -391,17 +342,17 @@ public struct InventoryService: Sendable {
                 return response
             }
         }
-        router.register(Method.getCluster) { (request: Rampart_Inventory_V1_GetClusterRequest, _) in
+        router.register(InventoryAPI.getCluster) { (request: Rampart_Inventory_V1_GetClusterRequest, _) in
             try await pool.serve { connection in try Self.clusterResponse(request.cluster, on: connection) }
         }
-        router.register(Method.listClusters) { (_: Rampart_Inventory_V1_ListClustersRequest, _) in
+        router.register(InventoryAPI.listClusters) { (_: Rampart_Inventory_V1_ListClustersRequest, _) in
             try await pool.serve { connection in
                 var response = Rampart_Inventory_V1_ListClustersResponse()
                 response.clusters = try InventoryStore.listClusters(on: connection)
                 return response
             }
         }
-        router.register(Method.updateCluster) { (request: Rampart_Inventory_V1_UpdateClusterRequest, context) in
+        router.register(InventoryAPI.updateCluster) { (request: Rampart_Inventory_V1_UpdateClusterRequest, context) in
             context.audit.subject = request.cluster
             if !request.name.isEmpty { try InventoryRules.validateName(request.name, what: "cluster") }
             return try await pool.serve { connection in
@@ -447,7 +398,7 @@ public struct InventoryService: Sendable {
                 return response
             }
         }
-        router.register(Method.deleteCluster) { (request: Rampart_Inventory_V1_DeleteClusterRequest, context) in
+        router.register(InventoryAPI.deleteCluster) { (request: Rampart_Inventory_V1_DeleteClusterRequest, context) in
             context.audit.subject = request.cluster
             return try await pool.serve { connection in
                 let cluster = try InventoryStore.cluster(request.cluster, on: connection)

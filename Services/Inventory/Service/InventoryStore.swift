@@ -3,6 +3,7 @@ import Postgres
 import RampartBasics
 import RampartBus
 import RampartProto
+import RampartRPC
 
 /// The inventory's SQL: every function runs on a connection the caller holds, inside its transaction.
 enum InventoryStore {

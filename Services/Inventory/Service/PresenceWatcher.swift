@@ -1,8 +1,10 @@
 import Foundation
 import Logging
 import Postgres
+import RampartAPI
 import RampartBus
 import RampartProto
+import RampartRPC
 import ServiceLifecycle
 
 /// What the broker's view of live device services means for the presence inventory records: the pure
@@ -134,7 +136,7 @@ public final class PresenceWatcher: Service, Sendable {
         var request = Rampart_Bus_V1_BrokerStatusRequest()
         request.servicePrefix = BusProtocol.deviceServicePrefix
         let status: Rampart_Bus_V1_BrokerStatusResponse = try await client.call(
-            service: BusProtocol.brokerService, method: Broker.statusMethod, request, timeout: .seconds(5), idempotent: true)
+            BrokerAPI.status, request, timeout: .seconds(5), idempotent: true)
         guard status.startedUnixMs > 0, status.heartbeatIntervalMs > 0 else {
             throw RPCError.failedPrecondition("the broker does not say when it started (an older bus): liveness cannot be followed")
         }
@@ -163,9 +165,9 @@ public final class PresenceWatcher: Service, Sendable {
             try EventOutbox.append(
                 OutboxEvent(
                     topic: connected ? "inventory.device.connected" : "inventory.device.disconnected", subject: device.id,
-                    attributes: ["device_name": device.name, "role": device.role.label, "caller": InventoryService.serviceName, "reason": reason],
+                    attributes: ["device_name": device.name, "role": device.role.label, "caller": InventoryAPI.serviceName, "reason": reason],
                     message: device),
-                source: InventoryService.serviceName, on: connection)
+                source: InventoryAPI.serviceName, on: connection)
             logger.notice(
                 connected ? "device connected" : "device disconnected",
                 metadata: ["device": "\(device.name)", "device-id": "\(device.id)", "reason": "\(reason)"])

@@ -1,10 +1,12 @@
 import ArgumentParser
 import Foundation
 import LinkSignerService
+import RampartAPI
 import RampartBus
 import RampartCore
 import RampartCrypto
 import RampartLinks
+import RampartRPC
 
 /// `link-signer`: signs short-lived download links for backup files (L2) and checks them for
 /// storage's HTTP endpoint. Several instances may share the database and the master key.

@@ -7,6 +7,7 @@ import RampartBus
 import RampartCrypto
 import RampartLinks
 import RampartProto
+import RampartRPC
 import Synchronization
 
 /// The link-signing keys in table `links.keys`, each sealed under the link-signer's master key

@@ -1,13 +1,13 @@
-import BackupWorkerService
 import Foundation
-import InventoryService
 import Logging
 import Postgres
+import RampartAPI
 import RampartBasics
 import RampartBus
 import RampartCrypto
 import RampartLinks
 import RampartProto
+import RampartRPC
 
 /// What a link-signer instance needs to know.
 public struct LinkSignerConfiguration: Sendable {
@@ -65,33 +65,23 @@ public struct LinkSignerService: Sendable {
             metadata: ["active": "\(loaded.ring.active.id)", "keys": "\(loaded.rows.count)"])
     }
 
-    /// Who may call what (docs/security.md): exports are operator work, key rotation administration,
-    /// both audited; checking a link is storage's call.
-    public static let policy = AccessPolicy([
-        LinksAPI.Method.exportBackupLinks: .operate,
-        LinksAPI.Method.verifyLink: .serviceOnly,
-        LinksAPI.Method.listKeys: .read,
-        LinksAPI.Method.rotateKey: .administer,
-        LinksAPI.Method.listExports: .read,
-    ])
-
     /// The handlers, ready for a `ServiceHost`.
     public func router() -> ServiceRouter {
-        var router = ServiceRouter(serviceName: LinksAPI.serviceName, policy: Self.policy)
+        var router = ServiceRouter(for: LinksAPI.self)
         // Signs up to thousands of links in one request: not on the socket thread.
-        router.register(LinksAPI.Method.exportBackupLinks, offSocketThread: true) { (request: Rampart_Links_V1_ExportBackupLinksRequest, context) in
+        router.register(LinksAPI.exportBackupLinks, offSocketThread: true) { (request: Rampart_Links_V1_ExportBackupLinksRequest, context) in
             try await export(request, context)
         }
-        router.register(LinksAPI.Method.verifyLink) { (request: Rampart_Links_V1_VerifyLinkRequest, context) in
+        router.register(LinksAPI.verifyLink) { (request: Rampart_Links_V1_VerifyLinkRequest, context) in
             try await verify(request, context)
         }
-        router.register(LinksAPI.Method.listKeys) { (_: Rampart_Links_V1_ListKeysRequest, _) in
+        router.register(LinksAPI.listKeys) { (_: Rampart_Links_V1_ListKeysRequest, _) in
             try await listKeys()
         }
-        router.register(LinksAPI.Method.rotateKey) { (_: Rampart_Links_V1_RotateKeyRequest, context) in
+        router.register(LinksAPI.rotateKey) { (_: Rampart_Links_V1_RotateKeyRequest, context) in
             try await rotate(context)
         }
-        router.register(LinksAPI.Method.listExports) { (request: Rampart_Links_V1_ListExportsRequest, _) in
+        router.register(LinksAPI.listExports) { (request: Rampart_Links_V1_ListExportsRequest, _) in
             try await listExports(request)
         }
         return router

@@ -1,8 +1,8 @@
-import BackupWorkerService
 import Foundation
-import InventoryService
+import RampartAPI
 import RampartBus
 import RampartProto
+import RampartRPC
 import SwiftProtobuf
 
 /// Turns an export selector into the backups it names, asking the backup and inventory services.
@@ -41,9 +41,8 @@ struct Selection: Sendable {
             let found = try await list(owner: selector.device, jobId: "", latest: !selector.all).filter { !isBundle($0) }
             guard !found.isEmpty else {
                 throw try await noBackups(
-                    "device", selector.device, lookup: InventoryService.Method.getDevice,
-                    Rampart_Inventory_V1_GetDeviceRequest.with { $0.device = selector.device },
-                    as: Rampart_Inventory_V1_DeviceResponse.self)
+                    "device", selector.device, lookup: InventoryAPI.getDevice,
+                    Rampart_Inventory_V1_GetDeviceRequest.with { $0.device = selector.device })
             }
             return ("device \(selector.device) \(which)", found)
         }
@@ -51,8 +50,7 @@ struct Selection: Sendable {
             var request = Rampart_Inventory_V1_GetHaPairRequest()
             request.pair = selector.haPair
             let pair = try await client.call(
-                service: InventoryService.serviceName, method: InventoryService.Method.getHaPair, request,
-                as: Rampart_Inventory_V1_HaPairResponse.self, timeout: timeout, idempotent: true
+                InventoryAPI.getHaPair, request, timeout: timeout, idempotent: true
             ).pair
             var found: [Rampart_Backup_V1_Backup] = []
             for device in [pair.primaryID, pair.secondaryID] {
@@ -75,9 +73,8 @@ struct Selection: Sendable {
                 }
             guard !found.isEmpty else {
                 throw try await noBackups(
-                    "cluster", selector.cluster, lookup: InventoryService.Method.getCluster,
-                    Rampart_Inventory_V1_GetClusterRequest.with { $0.cluster = selector.cluster },
-                    as: Rampart_Inventory_V1_ClusterResponse.self)
+                    "cluster", selector.cluster, lookup: InventoryAPI.getCluster,
+                    Rampart_Inventory_V1_GetClusterRequest.with { $0.cluster = selector.cluster })
             }
             return ("cluster \(selector.cluster) \(which)", found)
         }
@@ -95,23 +92,20 @@ struct Selection: Sendable {
         var request = Rampart_Backup_V1_GetBackupRequest()
         request.backupID = id.lowercased()
         return try await client.call(
-            service: BackupService.serviceName, method: BackupService.Method.getBackup, request,
-            as: Rampart_Backup_V1_BackupResponse.self, timeout: timeout, idempotent: true
+            BackupAPI.getBackup, request, timeout: timeout, idempotent: true
         ).backup
     }
 
-    /// A cluster bundle (`.tar.gz` of every node) rather than one device's file.
     /// "WHAT NAME has no backups" — unless inventory does not know NAME at all: a typo is not an owner
     /// without backups, and inventory's NOT_FOUND ("not registered") is thrown instead.
-    private func noBackups<Response: SwiftProtobuf.Message>(
-        _ what: String, _ name: String, lookup method: String, _ request: some SwiftProtobuf.Message, as: Response.Type
+    private func noBackups<Request, Response>(
+        _ what: String, _ name: String, lookup method: RPCMethod<Request, Response>, _ request: Request
     ) async throws -> RPCError {
-        _ = try await client.call(
-            service: InventoryService.serviceName, method: method, request, as: Response.self, timeout: timeout,
-            idempotent: true)
+        _ = try await client.call(method, request, timeout: timeout, idempotent: true)
         return RPCError.notFound("\(what) \(name) has no backups")
     }
 
+    /// A cluster bundle (`.tar.gz` of every node) rather than one device's file.
     func isBundle(_ backup: Rampart_Backup_V1_Backup) -> Bool {
         !backup.members.isEmpty || (backup.role == .unspecified && !backup.clusterID.isEmpty)
     }
@@ -122,8 +116,7 @@ struct Selection: Sendable {
         request.jobID = jobId
         request.limit = UInt32(Self.maxBackups)
         let backups = try await client.call(
-            service: BackupService.serviceName, method: BackupService.Method.listBackups, request,
-            as: Rampart_Backup_V1_ListBackupsResponse.self, timeout: timeout, idempotent: true
+            BackupAPI.listBackups, request, timeout: timeout, idempotent: true
         ).backups
         // Newest first; "latest" keeps the newest file of each owner.
         guard latest else { return backups }

@@ -1,10 +1,10 @@
 import Foundation
-import InventoryService
 import Postgres
 import RampartAPI
 import RampartBasics
 import RampartBus
 import RampartProto
+import RampartRPC
 
 /// R13: after a restore, what the operator still has to do, per device; deploys and HA sync.
 struct Checklists: Sendable {
@@ -94,7 +94,7 @@ struct Checklists: Sendable {
         var lookup = Rampart_Inventory_V1_GetDeviceRequest()
         lookup.device = ref
         return try await service.inventory(
-            InventoryService.Method.getDevice, lookup, as: Rampart_Inventory_V1_DeviceResponse.self
+            InventoryAPI.getDevice, lookup
         ).device
     }
 
@@ -158,7 +158,7 @@ struct Checklists: Sendable {
             clear.device = device.id
             clear.outOfDate = false
             let _: Rampart_Inventory_V1_DeviceResponse = try await service.inventory(
-                InventoryService.Method.setOutOfDate, clear, as: Rampart_Inventory_V1_DeviceResponse.self)
+                InventoryAPI.setOutOfDate, clear)
         }
         let forced = !device.outOfDate
         let caller = context.caller
@@ -188,14 +188,14 @@ struct Checklists: Sendable {
         var lookup = Rampart_Inventory_V1_GetHaPairRequest()
         lookup.pair = request.pair
         var pair = try await service.inventory(
-            InventoryService.Method.getHaPair, lookup, as: Rampart_Inventory_V1_HaPairResponse.self
+            InventoryAPI.getHaPair, lookup
         ).pair
         if pair.syncState != .active {
             var update = Rampart_Inventory_V1_UpdateHaPairRequest()
             update.pair = pair.id
             update.syncState = .active
             pair = try await service.inventory(
-                InventoryService.Method.updateHaPair, update, as: Rampart_Inventory_V1_HaPairResponse.self
+                InventoryAPI.updateHaPair, update
             ).pair
         }
         let caller = context.caller

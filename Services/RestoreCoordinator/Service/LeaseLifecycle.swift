@@ -1,5 +1,4 @@
 import Foundation
-import InventoryService
 import RampartAPI
 import RampartBasics
 import RampartProto

@@ -1,10 +1,10 @@
 import Foundation
-import InventoryService
 import Postgres
 import RampartAPI
 import RampartBasics
 import RampartBus
 import RampartProto
+import RampartRPC
 
 /// Rows of `restore.leases`, and the SQL that reads them for `LeaseLifecycle` and applies its decisions.
 enum LeaseStore {

@@ -1,4 +1,3 @@
-import InventoryService
 import RampartArchive
 import RampartProto
 

@@ -1,12 +1,13 @@
 import Foundation
-import InventoryService
 import Logging
 import Postgres
 import RampartAPI
 import RampartArchive
 import RampartBasics
 import RampartBus
+import RampartInventory
 import RampartProto
+import RampartRPC
 import SwiftProtobuf
 import Synchronization
 
@@ -55,46 +56,28 @@ public struct RestoreCoordinatorService: Sendable {
         try Migrator.migrate(schema: "restore", migrations: RestoreMigrations.all, connection: connection, logger: logger)
     }
 
-    /// Who may call what (docs/security.md): a device asks and reports only for itself (checked
-    /// against its key's name); forced releases, checklists and deploys are operator work; all audited.
-    public static let policy = AccessPolicy([
-        RestoreAPI.Method.requestLease: .deviceOwn,
-        // Records nothing, so it is not audited (a refusal by this policy or for another device still is).
-        RestoreAPI.Method.checkRestore: .deviceOwn.notAudited,
-        RestoreAPI.Method.reportStep: .deviceOwn,
-        RestoreAPI.Method.reportRejoined: .deviceOwn,
-        RestoreAPI.Method.reportFailed: .deviceOwn,
-        RestoreAPI.Method.releaseLease: .operate,
-        RestoreAPI.Method.getLease: .read,
-        RestoreAPI.Method.listLeases: .read,
-        RestoreAPI.Method.getChecklist: .read,
-        RestoreAPI.Method.completeItem: .operate,
-        RestoreAPI.Method.deploy: .operate,
-        RestoreAPI.Method.resumeHaSync: .operate,
-    ])
-
     /// The handlers, ready for a `ServiceHost`.
     public func router() -> ServiceRouter {
-        var router = ServiceRouter(serviceName: RestoreAPI.serviceName, policy: Self.policy)
-        router.register(RestoreAPI.Method.requestLease) { (request: Rampart_Restore_V1_RequestLeaseRequest, context) in
+        var router = ServiceRouter(for: RestoreAPI.self)
+        router.register(RestoreAPI.requestLease) { (request: Rampart_Restore_V1_RequestLeaseRequest, context) in
             try await requestLease(request, context)
         }
-        router.register(RestoreAPI.Method.checkRestore) { (request: Rampart_Restore_V1_RequestLeaseRequest, context) in
+        router.register(RestoreAPI.checkRestore) { (request: Rampart_Restore_V1_RequestLeaseRequest, context) in
             try await checkRestore(request, context)
         }
-        router.register(RestoreAPI.Method.reportStep) { (request: Rampart_Restore_V1_ReportStepRequest, context) in
+        router.register(RestoreAPI.reportStep) { (request: Rampart_Restore_V1_ReportStepRequest, context) in
             try await reportStep(request, context)
         }
-        router.register(RestoreAPI.Method.reportRejoined) { (request: Rampart_Restore_V1_ReportRejoinedRequest, context) in
+        router.register(RestoreAPI.reportRejoined) { (request: Rampart_Restore_V1_ReportRejoinedRequest, context) in
             try await reportRejoined(request, context)
         }
-        router.register(RestoreAPI.Method.reportFailed) { (request: Rampart_Restore_V1_ReportFailedRequest, context) in
+        router.register(RestoreAPI.reportFailed) { (request: Rampart_Restore_V1_ReportFailedRequest, context) in
             try await reportFailed(request, context)
         }
-        router.register(RestoreAPI.Method.releaseLease) { (request: Rampart_Restore_V1_ReleaseLeaseRequest, context) in
+        router.register(RestoreAPI.releaseLease) { (request: Rampart_Restore_V1_ReleaseLeaseRequest, context) in
             try await release(request, context)
         }
-        router.register(RestoreAPI.Method.getLease) { (request: Rampart_Restore_V1_GetLeaseRequest, _) in
+        router.register(RestoreAPI.getLease) { (request: Rampart_Restore_V1_GetLeaseRequest, _) in
             let id = try Self.leaseId(request.leaseID)
             return try await pool.serve { connection in
                 var response = Rampart_Restore_V1_LeaseResponse()
@@ -102,20 +85,20 @@ public struct RestoreCoordinatorService: Sendable {
                 return response
             }
         }
-        router.register(RestoreAPI.Method.listLeases) { (request: Rampart_Restore_V1_ListLeasesRequest, _) in
+        router.register(RestoreAPI.listLeases) { (request: Rampart_Restore_V1_ListLeasesRequest, _) in
             try await listLeases(request)
         }
         let checklists = Checklists(service: self)
-        router.register(RestoreAPI.Method.getChecklist) { (request: Rampart_Restore_V1_GetChecklistRequest, _) in
+        router.register(RestoreAPI.getChecklist) { (request: Rampart_Restore_V1_GetChecklistRequest, _) in
             try await checklists.get(request)
         }
-        router.register(RestoreAPI.Method.completeItem) { (request: Rampart_Restore_V1_CompleteItemRequest, context) in
+        router.register(RestoreAPI.completeItem) { (request: Rampart_Restore_V1_CompleteItemRequest, context) in
             try await checklists.complete(request, context)
         }
-        router.register(RestoreAPI.Method.deploy) { (request: Rampart_Restore_V1_DeployRequest, context) in
+        router.register(RestoreAPI.deploy) { (request: Rampart_Restore_V1_DeployRequest, context) in
             try await checklists.deploy(request, context)
         }
-        router.register(RestoreAPI.Method.resumeHaSync) { (request: Rampart_Restore_V1_ResumeHaSyncRequest, context) in
+        router.register(RestoreAPI.resumeHaSync) { (request: Rampart_Restore_V1_ResumeHaSyncRequest, context) in
             try await checklists.resumeHaSync(request, context)
         }
         return router
@@ -256,8 +239,7 @@ public struct RestoreCoordinatorService: Sendable {
         request.limit = 100
         do {
             let response = try await client.call(
-                service: BackupAPI.serviceName, method: BackupAPI.Method.listBackups, request,
-                as: Rampart_Backup_V1_ListBackupsResponse.self, timeout: configuration.callTimeout, idempotent: true)
+                BackupAPI.listBackups, request, timeout: configuration.callTimeout, idempotent: true)
             return NewerBackups.newest(
                 after: archiveSHA256, createdAt: manifest.createdDate, deviceId: manifest.deviceId,
                 among: response.backups
@@ -275,7 +257,7 @@ public struct RestoreCoordinatorService: Sendable {
         if let configured = configuration.managerId { return configured }
         if let known = knownManagerId.value.withLock({ $0 }) { return known }
         let manager = try await inventory(
-            InventoryService.Method.getManager, Rampart_Inventory_V1_GetManagerRequest(), as: Rampart_Inventory_V1_ManagerResponse.self)
+            InventoryAPI.getManager, Rampart_Inventory_V1_GetManagerRequest())
         knownManagerId.value.withLock { $0 = manager.managerID }
         return manager.managerID
     }
@@ -310,7 +292,7 @@ public struct RestoreCoordinatorService: Sendable {
         lookup.device = manifest.deviceId
         guard
             let device = try await unlessNotFound({
-                try await inventory(InventoryService.Method.getDevice, lookup, as: Rampart_Inventory_V1_DeviceResponse.self)
+                try await inventory(InventoryAPI.getDevice, lookup)
             })?.device
         else { return nil }
         let pairResponse = try await device.haPairID.isEmpty ? nil : haPair(device.haPairID)
@@ -323,7 +305,7 @@ public struct RestoreCoordinatorService: Sendable {
         var request = Rampart_Inventory_V1_GetHaPairRequest()
         request.pair = id
         return try await unlessNotFound {
-            try await inventory(InventoryService.Method.getHaPair, request, as: Rampart_Inventory_V1_HaPairResponse.self)
+            try await inventory(InventoryAPI.getHaPair, request)
         }
     }
 
@@ -332,7 +314,7 @@ public struct RestoreCoordinatorService: Sendable {
         var request = Rampart_Inventory_V1_GetClusterRequest()
         request.cluster = id
         return try await unlessNotFound {
-            try await inventory(InventoryService.Method.getCluster, request, as: Rampart_Inventory_V1_ClusterResponse.self)
+            try await inventory(InventoryAPI.getCluster, request)
         }
     }
 
@@ -346,12 +328,8 @@ public struct RestoreCoordinatorService: Sendable {
         }
     }
 
-    func inventory<Response: SwiftProtobuf.Message>(
-        _ method: String, _ request: some SwiftProtobuf.Message, as: Response.Type
-    ) async throws -> Response {
-        try await client.call(
-            service: InventoryService.serviceName, method: method, request, as: Response.self,
-            timeout: configuration.callTimeout, idempotent: true)
+    func inventory<Request, Response>(_ method: RPCMethod<Request, Response>, _ request: Request) async throws -> Response {
+        try await client.call(method, request, timeout: configuration.callTimeout, idempotent: true)
     }
 
     // MARK: reports under a lease
@@ -455,7 +433,7 @@ public struct RestoreCoordinatorService: Sendable {
         if let refusal = Self.notOwn(current, context) { throw refusal }
         var lookup = Rampart_Inventory_V1_GetDeviceRequest()
         lookup.device = current.deviceID
-        let device = try await inventory(InventoryService.Method.getDevice, lookup, as: Rampart_Inventory_V1_DeviceResponse.self)
+        let device = try await inventory(InventoryAPI.getDevice, lookup)
             .device
         guard device.connected else {
             throw RPCError.failedPrecondition(
@@ -468,27 +446,27 @@ public struct RestoreCoordinatorService: Sendable {
             update.fields = ["serial"]
             update.values.serial = current.replacementSerial
             let _: Rampart_Inventory_V1_DeviceResponse = try await inventory(
-                InventoryService.Method.updateDevice, update, as: Rampart_Inventory_V1_DeviceResponse.self)
+                InventoryAPI.updateDevice, update)
         }
         var outOfDate = Rampart_Inventory_V1_SetOutOfDateRequest()
         outOfDate.device = device.id
         outOfDate.outOfDate = true
         let _: Rampart_Inventory_V1_DeviceResponse = try await inventory(
-            InventoryService.Method.setOutOfDate, outOfDate, as: Rampart_Inventory_V1_DeviceResponse.self)
+            InventoryAPI.setOutOfDate, outOfDate)
         let inPair = !device.haPairID.isEmpty
         if inPair {
             // R13: the restored peer is back without HA synchronisation; the pair says so until an operator
             // resumes it (`rampart ha resume-sync`, which ticks the checklist item). Not a suspension (R7).
             var lookup = Rampart_Inventory_V1_GetHaPairRequest()
             lookup.pair = device.haPairID
-            let pair = try await inventory(InventoryService.Method.getHaPair, lookup, as: Rampart_Inventory_V1_HaPairResponse.self)
+            let pair = try await inventory(InventoryAPI.getHaPair, lookup)
                 .pair
             if pair.syncState != .resumeNeeded {
                 var update = Rampart_Inventory_V1_UpdateHaPairRequest()
                 update.pair = pair.id
                 update.syncState = .resumeNeeded
                 let _: Rampart_Inventory_V1_HaPairResponse = try await inventory(
-                    InventoryService.Method.updateHaPair, update, as: Rampart_Inventory_V1_HaPairResponse.self)
+                    InventoryAPI.updateHaPair, update)
             }
         }
         // Decided again under the lock: a lease that ended after the commit point becomes rejoined, saying
@@ -576,21 +554,6 @@ public struct RestoreCoordinatorService: Sendable {
     static func leaseId(_ text: String) throws -> UUID {
         guard let id = UUID(uuidString: text) else { throw RPCError.invalidArgument("lease id \(text) is not a UUID") }
         return id
-    }
-
-}
-
-extension Rampart_Restore_V1_LeaseState {
-    /// "active", "rejoined", "expired", "released", "failed" (as stored and shown).
-    public var label: String {
-        switch self {
-        case .active: "active"
-        case .rejoined: "rejoined"
-        case .expired: "expired"
-        case .released: "released"
-        case .failed: "failed"
-        case .unspecified, .UNRECOGNIZED: "unknown"
-        }
     }
 }
 

@@ -1,3 +1,4 @@
+import RampartAPI
 import RampartAudit
 import RampartLinks
 import RampartProto
@@ -45,7 +46,7 @@ final class DownloadAudit: @unchecked Sendable {
         if details["verified"] == nil { details["verified"] = "false" }
         await sink.append(
             AuditRecord(
-                callerKey: keyId.isEmpty ? "" : "link:" + keyId, callerName: "link", service: "storage", method: method,
+                callerKey: keyId.isEmpty ? "" : "link:" + keyId, callerName: "link", service: StorageAPI.serviceName, method: method,
                 subject: subject, outcome: outcome, message: message, details: details))
     }
 

@@ -1,7 +1,9 @@
 import HTTPTypes
+import RampartAPI
 import RampartBus
 import RampartLinks
 import RampartProto
+import RampartRPC
 
 /// A download request refused: what the client is answered (a short text, never object data), what is
 /// logged, and what is audited.

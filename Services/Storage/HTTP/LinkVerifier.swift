@@ -1,4 +1,5 @@
 import Logging
+import RampartAPI
 import RampartBus
 import RampartLinks
 import RampartProto
@@ -34,8 +35,7 @@ public struct BusLinkVerifier: LinkVerifier {
         -> Rampart_Links_V1_VerifyLinkResponse
     {
         try await client.call(
-            service: LinksAPI.serviceName, method: LinksAPI.Method.verifyLink, request,
-            as: Rampart_Links_V1_VerifyLinkResponse.self, timeout: timeout, idempotent: true)
+            LinksAPI.verifyLink, request, timeout: timeout, idempotent: true)
     }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import RampartAPI
 import RampartCore
 import RampartCrypto
 import StorageHTTP
@@ -69,7 +70,7 @@ struct StorageCommand: AsyncParsableCommand {
         }
         boot.logger.info("master key loaded", metadata: ["key-id": "\(key.id)", "dir": "\(dir)"])
         try await boot.run(
-            service: StorageService.serviceName, bus: bus, database: database, instanceId: instanceId, capacity: capacity,
+            service: StorageAPI.serviceName, bus: bus, database: database, instanceId: instanceId, capacity: capacity,
             migrations: [StorageService.migrate]
         ) { resources, host in
             let logger = resources.logger
@@ -86,7 +87,7 @@ struct StorageCommand: AsyncParsableCommand {
             } else {
                 // Signed download links (L2) over HTTP; each request is checked by link-signer over the bus.
                 logger.info("starting HTTP downloads", metadata: ["address": "http://\(httpHost):\(httpPort)"])
-                let linkClient = resources.client(of: host, caller: StorageService.serviceName)
+                let linkClient = resources.client(of: host, caller: StorageAPI.serviceName)
                 let http = StorageHTTPServer(
                     configuration: .init(host: httpHost, port: httpPort), storage: storage,
                     verifier: BusLinkVerifier(client: linkClient), audit: resources.audit, logger: logger)

@@ -4,6 +4,7 @@ import Logging
 import Postgres
 import RampartBasics
 import RampartBus
+import RampartAPI
 import RampartCrypto
 import RampartProto
 
@@ -282,7 +283,7 @@ extension StorageService {
         let event = OutboxEvent(topic: Self.downloadTopic, subject: record.backupId, attributes: record.attributes)
         try await database {
             try await pool.transaction { connection in
-                try EventOutbox.append(event, source: Self.serviceName, on: connection)
+                try EventOutbox.append(event, source: StorageAPI.serviceName, on: connection)
             }
         }
     }

@@ -3,6 +3,7 @@ import RampartBus
 
 #if canImport(Glibc)
 import Glibc
+import RampartRPC
 #endif
 
 /// A failed filesystem operation: disk full is `RESOURCE_EXHAUSTED`, anything else `INTERNAL`.

@@ -6,6 +6,7 @@ import RampartBasics
 import RampartBus
 import RampartCrypto
 import RampartProto
+import RampartRPC
 
 /// Object rows and sealed object files.
 enum ObjectStore {

@@ -1,5 +1,6 @@
 import Foundation
 import RampartBus
+import RampartRPC
 
 /// Checks of request fields that need no state; each failure is an `INVALID_ARGUMENT` naming the field.
 enum StorageRules {

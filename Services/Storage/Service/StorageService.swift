@@ -7,6 +7,7 @@ import RampartBasics
 import RampartBus
 import RampartCrypto
 import RampartProto
+import RampartRPC
 import Synchronization
 
 /// Settings of a storage instance.
@@ -34,24 +35,6 @@ public struct StorageConfiguration: Sendable {
 /// The `storage` service: backup objects, content-addressed (id = SHA-256 of the plain bytes), sealed
 /// at rest in frames (`RampartCrypto`), uploaded and read in chunks by offset (docs/storage.md; B6, B12).
 public struct StorageService: Sendable {
-    /// The service name on the bus.
-    public static let serviceName = StorageAPI.serviceName
-    /// Method names, "rampart.storage.v1.Storage/<Name>" (`StorageAPI`).
-    public typealias Method = StorageAPI.Method
-
-    /// Who may call what (docs/security.md): uploads only from services (backup workers); reading a
-    /// backup's bytes (it holds private keys, B12) never by viewers or devices.
-    public static let policy = AccessPolicy([
-        Method.beginUpload: .serviceOnly,
-        Method.uploadChunk: .serviceOnly,
-        Method.commitUpload: .serviceOnly.auditedToo,
-        Method.abortUpload: .serviceOnly,
-        Method.statObject: .read,
-        Method.readObject: MethodPolicy.operate.notAudited,
-        Method.listObjects: .read,
-        Method.deleteObject: .administer,
-        Method.verify: .read,
-    ])
 
     let configuration: StorageConfiguration
     let pool: PostgresPool
@@ -85,33 +68,33 @@ public struct StorageService: Sendable {
 
     /// The handlers, ready for a `ServiceHost`.
     public func router() -> ServiceRouter {
-        var router = ServiceRouter(serviceName: Self.serviceName, policy: Self.policy)
-        router.register(Method.beginUpload) { (request: Rampart_Storage_V1_BeginUploadRequest, context) in
+        var router = ServiceRouter(for: StorageAPI.self)
+        router.register(StorageAPI.beginUpload) { (request: Rampart_Storage_V1_BeginUploadRequest, context) in
             try await beginUpload(request, context)
         }
         // The methods that move or hash archive bytes run off the socket thread (ServiceRouter.register).
-        router.register(Method.uploadChunk, offSocketThread: true) { (request: Rampart_Storage_V1_UploadChunkRequest, context) in
+        router.register(StorageAPI.uploadChunk, offSocketThread: true) { (request: Rampart_Storage_V1_UploadChunkRequest, context) in
             try await uploadChunk(request, context)
         }
-        router.register(Method.commitUpload, offSocketThread: true) { (request: Rampart_Storage_V1_CommitUploadRequest, context) in
+        router.register(StorageAPI.commitUpload, offSocketThread: true) { (request: Rampart_Storage_V1_CommitUploadRequest, context) in
             try await commitUpload(request, context)
         }
-        router.register(Method.abortUpload) { (request: Rampart_Storage_V1_AbortUploadRequest, context) in
+        router.register(StorageAPI.abortUpload) { (request: Rampart_Storage_V1_AbortUploadRequest, context) in
             try await abortUpload(request, context)
         }
-        router.register(Method.statObject) { (request: Rampart_Storage_V1_StatObjectRequest, _) in
+        router.register(StorageAPI.statObject) { (request: Rampart_Storage_V1_StatObjectRequest, _) in
             try await statObject(request)
         }
-        router.register(Method.readObject, offSocketThread: true) { (request: Rampart_Storage_V1_ReadObjectRequest, context) in
+        router.register(StorageAPI.readObject, offSocketThread: true) { (request: Rampart_Storage_V1_ReadObjectRequest, context) in
             try await readObject(request, context)
         }
-        router.register(Method.listObjects) { (request: Rampart_Storage_V1_ListObjectsRequest, _) in
+        router.register(StorageAPI.listObjects) { (request: Rampart_Storage_V1_ListObjectsRequest, _) in
             try await listObjects(request)
         }
-        router.register(Method.deleteObject) { (request: Rampart_Storage_V1_DeleteObjectRequest, context) in
+        router.register(StorageAPI.deleteObject) { (request: Rampart_Storage_V1_DeleteObjectRequest, context) in
             try await deleteObject(request, context)
         }
-        router.register(Method.verify, offSocketThread: true) { (request: Rampart_Storage_V1_VerifyRequest, context) in
+        router.register(StorageAPI.verify, offSocketThread: true) { (request: Rampart_Storage_V1_VerifyRequest, context) in
             try await verify(request, context)
         }
         return router
@@ -144,7 +127,7 @@ public struct StorageService: Sendable {
         ]
         try EventOutbox.append(
             OutboxEvent(topic: topic, subject: info.objectID, attributes: attributes, message: info),
-            source: Self.serviceName, on: connection)
+            source: StorageAPI.serviceName, on: connection)
     }
 
     /// Logs damage loudly and returns the DATA_LOSS error for the caller.

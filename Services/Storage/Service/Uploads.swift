@@ -6,6 +6,7 @@ import RampartBasics
 import RampartBus
 import RampartCrypto
 import RampartProto
+import RampartRPC
 
 /// An upload's row.
 struct UploadRow: Sendable {

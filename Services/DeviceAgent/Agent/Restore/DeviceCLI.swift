@@ -1,8 +1,9 @@
 import Foundation
-import InventoryService
 import Logging
+import RampartAPI
 import RampartBus
 import RampartProto
+import RampartRPC
 import ServiceLifecycle
 
 /// Lines typed at the device CLI, as an async stream; `standardInput()` reads them from stdin (a
@@ -233,7 +234,7 @@ public enum RestoredDevice {
             "inventory lookup", until: deadline, logger: logger
         ) {
             let response: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-                service: InventoryService.serviceName, method: InventoryService.Method.getDevice, lookup,
+                InventoryAPI.getDevice, lookup,
                 timeout: .seconds(5), idempotent: true)
             return response.device
         }
@@ -251,7 +252,7 @@ public enum RestoredDevice {
             "presence report", until: deadline, logger: logger
         ) {
             let response: Rampart_Inventory_V1_DeviceResponse = try await client.call(
-                service: InventoryService.serviceName, method: InventoryService.Method.reportPresence, presence,
+                InventoryAPI.reportPresence, presence,
                 timeout: .seconds(5), idempotent: true)
             return response.device
         }

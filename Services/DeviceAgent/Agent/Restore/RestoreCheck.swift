@@ -2,6 +2,7 @@ import Foundation
 import RampartArchive
 import RampartBus
 import RampartProto
+import RampartRPC
 
 /// `restore remote-manager-backup check SOURCE`: every check a restore of SOURCE would make before its
 /// lease, one by one, changing nothing (docs/device-agent.md, "Checking a backup first").

@@ -3,6 +3,7 @@ import Logging
 import RampartAPI
 import RampartBus
 import RampartProto
+import RampartRPC
 
 /// What the device asks of the restore coordinator (`proto/rampart/restore/v1/restore.proto`). The bus
 /// implementation is `BusRestoreCoordinator`; tests give their own.
@@ -38,7 +39,7 @@ public struct BusRestoreCoordinator: RestoreCoordinating {
     {
         // Not idempotent: a retried grant could be refused as "already restoring".
         try await client.call(
-            service: RestoreAPI.serviceName, method: RestoreAPI.Method.requestLease, request, timeout: timeout)
+            RestoreAPI.requestLease, request, timeout: timeout)
     }
 
     public func checkRestore(_ request: Rampart_Restore_V1_RequestLeaseRequest) async throws
@@ -46,13 +47,13 @@ public struct BusRestoreCoordinator: RestoreCoordinating {
     {
         // Records nothing: safe to repeat.
         try await client.call(
-            service: RestoreAPI.serviceName, method: RestoreAPI.Method.checkRestore, request, timeout: timeout,
+            RestoreAPI.checkRestore, request, timeout: timeout,
             idempotent: true)
     }
 
     public func reportStep(_ request: Rampart_Restore_V1_ReportStepRequest) async throws -> Rampart_Restore_V1_Lease {
         let response: Rampart_Restore_V1_LeaseResponse = try await client.call(
-            service: RestoreAPI.serviceName, method: RestoreAPI.Method.reportStep, request, timeout: timeout,
+            RestoreAPI.reportStep, request, timeout: timeout,
             idempotent: true)
         return response.lease
     }
@@ -61,14 +62,14 @@ public struct BusRestoreCoordinator: RestoreCoordinating {
         -> Rampart_Restore_V1_Lease
     {
         let response: Rampart_Restore_V1_LeaseResponse = try await client.call(
-            service: RestoreAPI.serviceName, method: RestoreAPI.Method.reportRejoined, request, timeout: timeout)
+            RestoreAPI.reportRejoined, request, timeout: timeout)
         return response.lease
     }
 
     public func reportFailed(_ request: Rampart_Restore_V1_ReportFailedRequest) async throws -> Rampart_Restore_V1_Lease
     {
         let response: Rampart_Restore_V1_LeaseResponse = try await client.call(
-            service: RestoreAPI.serviceName, method: RestoreAPI.Method.reportFailed, request, timeout: timeout)
+            RestoreAPI.reportFailed, request, timeout: timeout)
         return response.lease
     }
 }

@@ -4,6 +4,7 @@ import RampartAPI
 import RampartArchive
 import RampartBus
 import RampartProto
+import RampartRPC
 
 #if canImport(Glibc)
     import Glibc

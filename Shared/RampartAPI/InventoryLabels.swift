@@ -1,6 +1,6 @@
 import RampartProto
 
-/// Names stored in the database and shown to people for the protobuf enums.
+/// How the inventory API's enum values are spelled: in tables, the database, events and the CLI.
 extension Rampart_Inventory_V1_Platform {
     /// "physical", "native-instance", "container-instance", "virtual".
     public var label: String {

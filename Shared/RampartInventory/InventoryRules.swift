@@ -1,5 +1,5 @@
 import Foundation
-import RampartBus
+import RampartRPC
 import RampartProto
 
 #if canImport(Glibc)
