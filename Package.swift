@@ -80,21 +80,36 @@ let package = Package(
             dependencies: ["RampartProto", "RampartRPC", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             path: "Tools/APIGen", swiftSettings: strict),
 
-        // The bus: frames, broker state machine, client, service host, event journal.
+        // The bus: frames, broker state machine, broker, client, service host, event subscriber. No libpq:
+        // what needs the database is RampartDatabase.
         .target(
             name: "RampartBus",
             dependencies: ["RampartBasics",
-                "ZeroMQ", "Postgres", "RampartProto", "RampartRPC", "RampartAPI",
+                "ZeroMQ", "RampartProto", "RampartRPC", "RampartAPI",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Shared/RampartBus", swiftSettings: strict),
 
-        // The append-only audit log (P9): records, PostgreSQL storage, filters, API names.
+        // Rampart's PostgreSQL layer shared by the services and the bus: database errors as RPC statuses,
+        // the event outbox (written in the transaction of the change), the journal the bus publishes, and
+        // the audit log's table.
+        .target(
+            name: "RampartDatabase",
+            dependencies: [
+                "RampartBasics", "ZeroMQ", "Postgres", "RampartProto", "RampartRPC", "RampartAPI", "RampartBus", "RampartAudit",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Shared/RampartDatabase", swiftSettings: strict),
+
+        // The append-only audit log (P9), what callers and the log share: records, filters, time parsing.
+        // Its PostgreSQL table is RampartDatabase's.
         .target(
             name: "RampartAudit",
-            dependencies: ["RampartBasics", "Postgres", "RampartProto", "RampartRPC", "RampartBus", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["RampartBasics", "RampartProto", .product(name: "Logging", package: "swift-log")],
             path: "Shared/RampartAudit", swiftSettings: strict),
 
         // Backup archives: tar, manifest.json, gzip bundles, safe extraction (docs/rules.md#archives).
@@ -115,26 +130,34 @@ let package = Package(
             dependencies: [.product(name: "Crypto", package: "swift-crypto")],
             path: "Shared/RampartLinks", swiftSettings: strict),
 
-        // Configuration, logging and start-up helpers every executable shares; the one way a service
-        // boots (`ServiceBoot`: logging, migrations, pool, bus key, host, service group).
+        // Options and logging every executable shares (the CLI and device agents too): no database.
         .target(
             name: "RampartCore",
             dependencies: [
-                "RampartBus", "Postgres", "RampartAudit",
+                "RampartBus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Shared/RampartCore", swiftSettings: strict),
+
+        // The one way a service boots (`ServiceBoot`: logging, migrations, pool, bus key, host, service group).
+        .target(
+            name: "RampartServiceBoot",
+            dependencies: [
+                "RampartCore", "RampartBus", "Postgres", "RampartAudit", "RampartDatabase",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            path: "Shared/RampartCore", swiftSettings: strict),
+            path: "Shared/RampartServiceBoot", swiftSettings: strict),
 
         // Executables, one folder each under Services/.
         .executableTarget(
             name: "Bus",
-            dependencies: ["RampartCore", "RampartBus", "RampartAudit", "RampartProto", "RampartRPC", "RampartAPI"],
+            dependencies: ["RampartServiceBoot", "RampartDatabase", "RampartCore", "RampartBus", "RampartAudit", "RampartProto", "RampartRPC", "RampartAPI"],
             path: "Services/Bus", swiftSettings: strict),
         .target(
             name: "InventoryService",
-            dependencies: ["RampartBasics",
+            dependencies: ["RampartDatabase", "RampartBasics",
                 "RampartBus", "RampartProto", "RampartRPC", "RampartAPI", "RampartInventory", "Postgres",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -143,7 +166,7 @@ let package = Package(
             path: "Services/Inventory/Service", swiftSettings: strict),
         .executableTarget(
             name: "Inventory",
-            dependencies: ["InventoryService", "RampartCore", "RampartAudit"],
+            dependencies: ["RampartServiceBoot", "RampartDatabase", "InventoryService", "RampartCore", "RampartAudit"],
             path: "Services/Inventory/Main", swiftSettings: strict),
         .target(
             name: "DeviceAgentCore",
@@ -160,7 +183,7 @@ let package = Package(
             path: "Services/DeviceAgent/Main", swiftSettings: strict),
         .target(
             name: "StorageService",
-            dependencies: ["RampartBasics",
+            dependencies: ["RampartDatabase", "RampartBasics",
                 "RampartBus", "RampartProto", "RampartRPC", "RampartAPI", "RampartCrypto", "Postgres",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -180,13 +203,13 @@ let package = Package(
         .executableTarget(
             name: "Storage",
             dependencies: [
-                "StorageService", "StorageHTTP", "RampartCore", "RampartAudit",
+                "RampartServiceBoot", "RampartDatabase", "StorageService", "StorageHTTP", "RampartCore", "RampartAudit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Services/Storage/Main", swiftSettings: strict),
         .target(
             name: "LinkSignerService",
-            dependencies: ["RampartBasics",
+            dependencies: ["RampartDatabase", "RampartBasics",
                 "RampartBus", "RampartProto", "RampartRPC", "RampartAPI", "RampartLinks", "RampartCrypto", "Postgres",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -195,13 +218,13 @@ let package = Package(
         .executableTarget(
             name: "LinkSigner",
             dependencies: [
-                "LinkSignerService", "RampartCore", "RampartRPC", "RampartCrypto", "RampartLinks", "RampartAudit",
+                "RampartServiceBoot", "RampartDatabase", "LinkSignerService", "RampartCore", "RampartRPC", "RampartCrypto", "RampartLinks", "RampartAudit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Services/LinkSigner/Main", swiftSettings: strict),
         .target(
             name: "BackupWorkerService",
-            dependencies: ["RampartBasics",
+            dependencies: ["RampartDatabase", "RampartBasics",
                 "RampartBus", "RampartProto", "RampartRPC", "RampartAPI", "RampartInventory", "RampartArchive", "Postgres",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -210,11 +233,11 @@ let package = Package(
             path: "Services/BackupWorker/Service", swiftSettings: strict),
         .executableTarget(
             name: "BackupWorker",
-            dependencies: ["BackupWorkerService", "RampartCore", "RampartAudit", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["RampartServiceBoot", "RampartDatabase", "BackupWorkerService", "RampartCore", "RampartAudit", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Services/BackupWorker/Main", swiftSettings: strict),
         .target(
             name: "RestoreCoordinatorService",
-            dependencies: ["RampartBasics",
+            dependencies: ["RampartDatabase", "RampartBasics",
                 "RampartBus", "RampartProto", "RampartRPC", "RampartAPI", "RampartInventory", "RampartArchive", "Postgres",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -223,7 +246,7 @@ let package = Package(
         .executableTarget(
             name: "RestoreCoordinator",
             dependencies: [
-                "RestoreCoordinatorService", "RampartCore", "RampartAPI", "RampartAudit",
+                "RampartServiceBoot", "RampartDatabase", "RestoreCoordinatorService", "RampartCore", "RampartAPI", "RampartAudit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Services/RestoreCoordinator/Main", swiftSettings: strict),
@@ -288,10 +311,10 @@ let package = Package(
             ],
             path: "Tests/JSONTests"),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"], path: "Tests/ZeroMQTests"),
-        .testTarget(name: "CoreTests", dependencies: ["RampartCore"], path: "Tests/CoreTests"),
+        .testTarget(name: "ServiceBootTests", dependencies: ["RampartServiceBoot"], path: "Tests/ServiceBootTests"),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "RampartTesting"], path: "Tests/PostgresTests"),
         .testTarget(
-            name: "AuditTests", dependencies: ["RampartAudit", "Postgres", "RampartTesting", "RampartAPI"], path: "Tests/AuditTests"),
+            name: "AuditTests", dependencies: ["RampartAudit", "RampartDatabase", "Postgres", "RampartTesting", "RampartAPI"], path: "Tests/AuditTests"),
         .testTarget(
             name: "BusTests", dependencies: ["RampartBus", "RampartTesting", "RampartAPI", "RampartRPC"], path: "Tests/BusTests"),
         .testTarget(
@@ -300,7 +323,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "RampartBus", "RampartProto", "RampartRPC", "RampartTesting", "ZeroMQ",
+                "RampartDatabase", "RampartBus", "RampartProto", "RampartRPC", "RampartTesting", "ZeroMQ",
                 "RampartArchive", "Postgres", "RampartLinks", "RampartAPI", "RampartAudit", "RampartJSON",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -1,6 +1,7 @@
 import RampartAPI
 import RampartAudit
 import RampartBus
+import RampartDatabase
 import RampartProto
 import RampartRPC
 

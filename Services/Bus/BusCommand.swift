@@ -4,6 +4,8 @@ import RampartAPI
 import RampartAudit
 import RampartBus
 import RampartCore
+import RampartDatabase
+import RampartServiceBoot
 
 /// `bus`: the broker (request routing by service name, heartbeats), the event publisher and the
 /// journal service, in one process; also the `audit` service that reads the audit log.

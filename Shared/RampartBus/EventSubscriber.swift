@@ -158,7 +158,7 @@ public struct EventSubscriber: Sendable {
                     logger.warning("malformed event frames dropped")
                     continue
                 }
-                if topic == EventPublisher.heartbeatTopic {
+                if topic == BusProtocol.eventHeartbeatTopic {
                     if let heartbeat = try? Rampart_Bus_V1_PublisherHeartbeat(serializedBytes: frames[1]) {
                         continuation.yield(.heartbeat(heartbeat.lastSeq))
                     }

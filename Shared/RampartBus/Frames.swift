@@ -31,6 +31,8 @@ public enum BusProtocol {
     public static let brokerService = BrokerAPI.serviceName
     /// The service name of the event journal (`Journal/Replay`, `Journal/Info`).
     public static let journalService = JournalAPI.serviceName
+    /// The topic of the event stream's heartbeats (the journal's head once a second; never journaled).
+    public static let eventHeartbeatTopic = "$heartbeat"
     /// The prefix of every device's service: "device/<device id>", served by that device's agent only.
     public static let deviceServicePrefix = "device/"
 

@@ -3,6 +3,7 @@ import Logging
 import Postgres
 import RampartAPI
 import RampartAudit
+import RampartDatabase
 import RampartTesting
 import Testing
 

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Postgres
 import RampartAudit
+import RampartDatabase
 import RampartTesting
 import Synchronization
 

@@ -1,6 +1,7 @@
 import Foundation
 import RampartAPI
 import RampartBus
+import RampartDatabase
 import RampartJSON
 import RampartProto
 import RampartTesting

@@ -2,6 +2,8 @@ import ArgumentParser
 import BackupWorkerService
 import RampartAPI
 import RampartCore
+import RampartDatabase
+import RampartServiceBoot
 
 /// `backup-worker`: serves the backup API and runs backup jobs from the durable queue. Start as
 /// many as you like; they share the queue in PostgreSQL.

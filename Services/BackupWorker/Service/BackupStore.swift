@@ -2,6 +2,7 @@ import Foundation
 import Postgres
 import RampartBasics
 import RampartBus
+import RampartDatabase
 import RampartProto
 import RampartRPC
 

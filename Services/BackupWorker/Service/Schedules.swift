@@ -3,6 +3,7 @@ import Logging
 import Postgres
 import RampartAPI
 import RampartBus
+import RampartDatabase
 import RampartProto
 import RampartRPC
 import ServiceLifecycle

@@ -2,6 +2,8 @@ import ArgumentParser
 import InventoryService
 import RampartAPI
 import RampartCore
+import RampartDatabase
+import RampartServiceBoot
 
 /// `inventory`: serves devices, HA pairs and clusters on the bus. Start as many as you like.
 @main

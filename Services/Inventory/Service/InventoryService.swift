@@ -4,6 +4,7 @@ import Postgres
 import RampartAPI
 import RampartBasics
 import RampartBus
+import RampartDatabase
 import RampartInventory
 import RampartProto
 import RampartRPC

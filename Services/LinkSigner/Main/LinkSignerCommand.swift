@@ -5,8 +5,10 @@ import RampartAPI
 import RampartBus
 import RampartCore
 import RampartCrypto
+import RampartDatabase
 import RampartLinks
 import RampartRPC
+import RampartServiceBoot
 
 /// `link-signer`: signs short-lived download links for backup files (L2) and checks them for
 /// storage's HTTP endpoint. Several instances may share the database and the master key.

@@ -5,6 +5,7 @@ import RampartAPI
 import RampartBasics
 import RampartBus
 import RampartCrypto
+import RampartDatabase
 import RampartLinks
 import RampartProto
 import RampartRPC

@@ -1,6 +1,8 @@
 import ArgumentParser
 import RampartAPI
 import RampartCore
+import RampartDatabase
+import RampartServiceBoot
 import RestoreCoordinatorService
 import ServiceLifecycle
 

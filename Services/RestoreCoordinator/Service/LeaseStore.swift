@@ -3,6 +3,7 @@ import Postgres
 import RampartAPI
 import RampartBasics
 import RampartBus
+import RampartDatabase
 import RampartProto
 import RampartRPC
 

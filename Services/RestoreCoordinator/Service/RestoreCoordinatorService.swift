@@ -5,6 +5,7 @@ import RampartAPI
 import RampartArchive
 import RampartBasics
 import RampartBus
+import RampartDatabase
 import RampartInventory
 import RampartProto
 import RampartRPC

@@ -2,6 +2,8 @@ import ArgumentParser
 import RampartAPI
 import RampartCore
 import RampartCrypto
+import RampartDatabase
+import RampartServiceBoot
 import StorageHTTP
 import StorageService
 

@@ -6,6 +6,7 @@ import RampartBasics
 import RampartBus
 import RampartAPI
 import RampartCrypto
+import RampartDatabase
 import RampartProto
 
 /// Why a stored object could not be read for a download.

@@ -5,6 +5,7 @@ import Postgres
 import RampartBasics
 import RampartBus
 import RampartCrypto
+import RampartDatabase
 import RampartProto
 import RampartRPC
 

@@ -6,6 +6,7 @@ import RampartAPI
 import RampartBasics
 import RampartBus
 import RampartCrypto
+import RampartDatabase
 import RampartProto
 import RampartRPC
 import Synchronization

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Postgres
+import RampartBus
 import RampartProto
 import SwiftProtobuf
 

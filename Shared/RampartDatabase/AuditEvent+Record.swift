@@ -1,3 +1,4 @@
+import RampartAudit
 import RampartBus
 
 extension AuditRecord {

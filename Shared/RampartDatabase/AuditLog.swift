@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Postgres
+import RampartAudit
 import RampartProto
 
 /// The append-only audit log in PostgreSQL (`audit.entries`, rule P9): services append a

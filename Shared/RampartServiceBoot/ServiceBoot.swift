@@ -2,6 +2,8 @@ import Logging
 import Postgres
 import RampartAudit
 import RampartBus
+import RampartCore
+import RampartDatabase
 import ServiceLifecycle
 import Synchronization
 

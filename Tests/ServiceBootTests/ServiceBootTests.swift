@@ -3,7 +3,7 @@ import ServiceLifecycle
 import Synchronization
 import Testing
 
-@testable import RampartCore
+@testable import RampartServiceBoot
 
 /// What happened, in order, across the services of one group.
 private final class Steps: Sendable {
