@@ -14,8 +14,8 @@ struct AuditLogTests {
     static let aliceKey = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
     static let bobKey = "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID"
 
-    /// Four records, appended a few ms apart so their times differ: two of alice's (one refused), one of
-    /// bob's, one refused download.
+    /// Four records, each appended once the database's clock has passed the time of the one before, so their
+    /// times differ: two of alice's (one refused), one of bob's, one refused download.
     static let records: [AuditRecord] = [
         AuditRecord(
             callerKey: aliceKey, callerName: "alice", callerRole: "admin", service: "link-signer",
@@ -32,16 +32,46 @@ struct AuditLogTests {
             subject: "b-1", outcome: .notFound, message: "backup gone", details: ["remote": "127.0.0.1:4000"]),
     ]
 
+    /// A wait that ran out where `#require` cannot record it (off the test's task).
+    struct TimedOut: Error, CustomStringConvertible {
+        var description: String
+    }
+
     /// A database holding `records`, and their entries as listed.
     static func filled() async throws -> (AuditDatabase, [AuditLog.Entry]) {
         let database = try AuditDatabase.make()
         for record in records {
             await database.log.append(record)
-            try await Task.sleep(for: .milliseconds(15))
+            try await untilClockPassesNewest(database)
         }
         let entries = try await database.all()
         try #require(entries.count == records.count)
         return (database, entries)
+    }
+
+    /// Waits until the clock the database times entries by (`clock_timestamp()`) is past the millisecond of
+    /// the newest entry as listed, so that the next entry is listed with a later time.
+    static func untilClockPassesNewest(_ database: AuditDatabase) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(10)
+        while true {
+            let times = try await database.pool.withConnection { connection -> (newest: Int64, now: Int64)? in
+                guard
+                    let row = try connection.query(
+                        """
+                        SELECT floor(extract(epoch FROM max(at)) * 1000)::bigint AS newest,
+                               floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now
+                        FROM audit.entries
+                        """
+                    ).first
+                else { return nil }
+                return (try row.decode("newest"), try row.decode("now"))
+            }
+            let (newest, now) = try #require(times)
+            if now > newest { return }
+            try #require(clock.now < deadline, "the database's clock stayed at \(now) ms, the newest entry's time")
+            try await Task.sleep(for: .milliseconds(1))
+        }
     }
 
     func ids(_ database: AuditDatabase, _ filter: AuditFilter) async throws -> [UInt64] {
@@ -184,8 +214,18 @@ struct AuditLogTests {
     func cancelledCaller() async throws {
         let database = try AuditDatabase.make(poolSize: 1)
         defer { Task { await database.pool.close() } }
-        // The only connection is busy, so the append has to wait for it: a cancelled wait would give up.
-        let busy = Task { try await database.pool.withConnection { _ in Thread.sleep(forTimeInterval: 0.3) } }
+        // The only connection is busy until the append waits for it: a cancelled wait would give up.
+        let pool = database.pool
+        let busy = Task {
+            try await pool.withConnection { _ in
+                let deadline = Date().addingTimeInterval(10)
+                while pool.usage.waiting == 0 {
+                    // Thrown, not `#require`: this runs on the connection's thread, outside the test's task.
+                    guard Date() < deadline else { throw TimedOut(description: "the append never waited for the connection") }
+                    Thread.sleep(forTimeInterval: 0.001)
+                }
+            }
+        }
         while database.pool.usage.taken == 0 { try await Task.sleep(for: .milliseconds(1)) }
         let log = database.log
         let task = Task {

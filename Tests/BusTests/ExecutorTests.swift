@@ -6,6 +6,7 @@ import RampartRPC
 import RampartTesting
 import Synchronization
 import Testing
+import ZeroMQ
 
 /// The executors that keep a request on the socket thread that has it (docs/decisions.md, "Sockets and
 /// blocking calls live on dedicated threads"): a broker, one service instance and a client in this
@@ -175,12 +176,23 @@ struct ExecutorTests {
 
     @Test("after BusClient.close, tasks preferring its executor still run (to CANCELLED), none is stranded")
     func executorAfterClose() async throws {
-        let client = BusClient(endpoint: "tcp://127.0.0.1:\(FreePort.next())", security: .plain)
+        // A broker that never answers, so the call below waits for its answer; the test sees its request arrive.
+        let endpoint = "tcp://127.0.0.1:\(FreePort.next())"
+        let silent = try ZMQSocket(.router)
+        defer { silent.close() }
+        try silent.bind(endpoint)
+        let client = BusClient(endpoint: endpoint, security: .plain)
         let executor = client.executor
         let waiting = Task(executorPreference: executor) {
             await client.send(service: "test", method: Self.echo.name, payload: Data(), deadline: unixMillis() + 30_000)
         }
-        try await Task.sleep(for: .milliseconds(100))
+        // Closed while the call waits: once its request has reached the broker.
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(10)
+        while try silent.receive(dontWait: true) == nil {
+            try #require(clock.now < deadline, "the request never reached the broker")
+            try await Task.sleep(for: .milliseconds(5))
+        }
         client.close()
         #expect(await waiting.value.header.status == .cancelled)
         // Enqueued after the loop ended: handed to the global executor.

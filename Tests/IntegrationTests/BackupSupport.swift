@@ -128,7 +128,8 @@ struct BackupSystem {
                 try system.start(
                     "backup-worker",
                     ["--instance-id", "worker-\(index + 1)", "--lease-seconds", "\(leaseSeconds)", "--retry-base-seconds", "0",
-                     "--schedule-interval-ms", "200", "--schedule-target-check-seconds", "1"]))
+                     "--schedule-interval-ms", "200", "--schedule-target-check-seconds", "1",
+                     "--database", connectionString(system.database, applicationName: "worker-\(index + 1)")]))
         }
         let specPath = system.logDirectory + "/fleet.json"
         let encoder = JSONEncoder()
@@ -207,6 +208,16 @@ struct BackupSystem {
         #expect(result.exitCode == 0, "\(result)")
         return try Data(contentsOf: URL(fileURLWithPath: path))
     }
+}
+
+/// `database` with libpq's `application_name` set to `name` (keyword/value or URI form): each connection of a
+/// process started with it shows `name` in `pg_stat_activity`, so a test can tell which worker runs what.
+func connectionString(_ database: String, applicationName name: String) -> String {
+    if database.hasPrefix("postgres://") || database.hasPrefix("postgresql://"), var components = URLComponents(string: database) {
+        components.queryItems = (components.queryItems ?? []) + [URLQueryItem(name: "application_name", value: name)]
+        if let url = components.string { return url }
+    }
+    return database.trimmingCharacters(in: .whitespaces) + " application_name=\(name)"
 }
 
 /// Runs `body` with a backup system, always stopping it; logs are attached on failure. `followLiveness:

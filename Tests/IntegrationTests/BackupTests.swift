@@ -435,7 +435,31 @@ struct BackupTests {
                 ).map { try $0.decode("job") }
             }
             #expect(runs.count >= 1)
-            try await Task.sleep(for: .seconds(1))  // the other workers' ticks have come and gone
+            // A worker whose scheduler pass saw the slot due before it was taken may still be at it (planning,
+            // then finding the slot claimed, or, if that were broken, making a second job). A worker's passes
+            // run one after another, so once each worker has begun a pass after the run was recorded, none
+            // is still at that slot: wait for that, seen in pg_stat_activity by the application_name each
+            // worker's connections carry (BackupSystem) and the query a pass begins with (ScheduleStore.all).
+            let database = system.system.database
+            let recorded = try #require(
+                try await onOwnThread {
+                    try PostgresConnection(connectionString: database).query("SELECT clock_timestamp() AS t").first?
+                        .decode("t", as: Date.self)
+                })
+            var passed: Set<String> = []
+            try await eventually("every worker has begun a scheduler pass since the slot was taken", every: .milliseconds(50)) {
+                let seen: [String] = try await onOwnThread {
+                    try PostgresConnection(connectionString: database).query(
+                        """
+                        SELECT DISTINCT application_name AS worker FROM pg_stat_activity
+                        WHERE datname = current_database() AND application_name LIKE 'worker-%'
+                          AND query LIKE '%FROM backup.schedules%ORDER BY name%' AND query_start > \(recorded)
+                        """
+                    ).map { try $0.decode("worker") }
+                }
+                passed.formUnion(seen)
+                return (passed.count == 3 ? () : nil, "passes begun since \(recorded) by \(passed.sorted())")
+            }
             let jobs = try connection.query(
                 "SELECT count(*) AS n, count(DISTINCT r.slot) AS slots FROM backup.jobs j JOIN backup.schedule_runs r ON r.job_id = j.id WHERE j.origin = 'schedule:every-minute'")
             let row = try #require(jobs.first)

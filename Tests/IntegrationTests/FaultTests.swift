@@ -1,4 +1,5 @@
 import Foundation
+import Postgres
 import RampartAPI
 import RampartBus
 import RampartJSON
@@ -54,7 +55,14 @@ struct FaultTests {
                     service: deviceService, method: DeviceAPI.readExport.name, payload: payload,
                     deadline: Int64(Date().timeIntervalSince1970 * 1000) + 8000)
             }
-            try await Task.sleep(for: .milliseconds(400))
+            // In flight at the device when the bus dies: wait until the broker has handed it to the device, which
+            // holds each ReadExport 1.5 s. The job's worker reads its own export there one chunk at a time, so
+            // two requests in flight at the device means ours is one of them.
+            try await eventually("the test's ReadExport is in flight at \(deviceService)", timeout: .seconds(30), every: .milliseconds(20)) {
+                let status = try await client.call(BrokerAPI.status, Rampart_Bus_V1_BrokerStatusRequest(), timeout: .seconds(2))
+                let inFlight = status.services.first { $0.name == deviceService }?.inFlight ?? 0
+                return (inFlight >= 2 ? () : nil, "\(inFlight) requests in flight at the device")
+            }
             let killedAt = Date()
             system.bus.kill9()
 
@@ -70,10 +78,14 @@ struct FaultTests {
             #expect(down.exitCode == 5, "\(down)")
 
             // An idempotent call started while the bus is down is retried and answered once it is back.
+            let (calling, callingContinuation) = AsyncStream.makeStream(of: Void.self)
             let idempotent = Task { () -> Result<Rampart_Inventory_V1_ListDevicesResponse, any Error> in
                 let retrying = system.client(caller: "fault-test-retry")
                 defer { retrying.close() }
                 do {
+                    // Signalled just before the call, which queues its request for the client's socket thread
+                    // before it first suspends: well before a new bus (a process start away) can listen.
+                    callingContinuation.yield()
                     return .success(
                         try await retrying.call(
                             InventoryAPI.listDevices,
@@ -82,7 +94,8 @@ struct FaultTests {
                     return .failure(error)
                 }
             }
-            try await Task.sleep(for: .seconds(1))
+            // The bus comes back only once the call is under way.
+            for await _ in calling { break }
             let restartedAt = Date()
             try system.restartBus()
 
@@ -252,7 +265,10 @@ struct FaultTests {
             #expect(try await system.backups(job: job.id).isEmpty)
             #expect(filesUnder(uploads)[part] != nil, "the partial upload stays private in uploads/")
 
-            try await Task.sleep(for: .seconds(2))
+            // Storage stays down until the system can tell: the broker has dropped the killed instance (after
+            // missed heartbeats), so the worker's calls to storage (one in flight there, if any, and its retries)
+            // find none and end UNAVAILABLE. Only then does a new one start.
+            try await system.waitUntilServing("storage", instances: 0, timeout: .seconds(60))
             let restartedAt = Date()
             try system.start("storage", ["--dir", backup.storageDir])
             try await system.waitUntilServing("storage", timeout: .seconds(90))
@@ -317,7 +333,27 @@ struct FaultTests {
             _ = try await eventually("the woken worker notices its lease is lost", timeout: .seconds(90)) {
                 (frozen.log.contains("lease lost") ? () : nil, String(frozen.log.suffix(2000)))
             }
-            try await Task.sleep(for: .seconds(2))  // room for any late write to show (it must not)
+            // No room left for a late write: the woken worker logs "lease lost" last, once its attempt has ended
+            // (its runner and lease keeper done, whatever it wrote or was refused), and the job is finished, so
+            // nothing more of either attempt can come. What they wrote is in the database; its events reach the
+            // journal, which the checks below replay, a moment later (the bus moves them from the outbox): wait
+            // until every event written by now has been moved, then check that none is a late write.
+            let database = system.database
+            let written = try #require(
+                try await onOwnThread {
+                    try PostgresConnection(connectionString: database).query(
+                        "SELECT coalesce(max(id), 0) AS id FROM events.outbox"
+                    ).first?.decode("id", as: Int.self)
+                })
+            try await eventually("every event written so far is in the journal") {
+                let left = try #require(
+                    try await onOwnThread {
+                        try PostgresConnection(connectionString: database).query(
+                            "SELECT count(*) AS n FROM events.outbox WHERE id <= \(written)"
+                        ).first?.decode("n", as: Int.self)
+                    })
+                return (left == 0 ? () : nil, "\(left) of the events up to outbox id \(written) not yet in the journal")
+            }
             let (after, seen) = try await system.job(job.id)
             #expect(after?.state == .succeeded && after?.tasks.first?.attempts == 2, "\(seen)")
             let stored = try await system.backups(job: job.id)

@@ -39,6 +39,22 @@ struct SecurityTests {
         return false
     }
 
+    /// Heartbeats stamped after `after` (ms since the epoch) among the messages `socket` has received since
+    /// last asked, and the other messages (events, older heartbeats apart).
+    static func take(_ socket: ZMQSocket, after: Int64) throws -> (fresh: Int, other: Int) {
+        var taken = (fresh: 0, other: 0)
+        while let frames = try socket.receive(dontWait: true) {
+            if frames.count == 2, frames[0] == Data(BusProtocol.eventHeartbeatTopic.utf8),
+                let beat = try? Rampart_Bus_V1_PublisherHeartbeat(serializedBytes: frames[1])
+            {
+                if beat.timeUnixMs > after { taken.fresh += 1 }
+            } else {
+                taken.other += 1
+            }
+        }
+        return taken
+    }
+
     @Test("P6: an unknown key gets no data at all (calls and events); a plain client gets nothing either")
     func unknownKeyGetsNothing() async throws {
         let system = try RunningSystem()
@@ -73,20 +89,38 @@ struct SecurityTests {
         try sub.subscribe("")
         try BusSecurity.curve(strangerKey).apply(to: sub)
         try sub.connect(system.eventsEndpoint)
+        // Their twins with the admin's key, connected and asking at the same moment: what the twins get, the
+        // strangers would get too if the bus let them in.
+        let twinDealer = try ZMQSocket(.dealer)
+        try system.security(as: "admin").apply(to: twinDealer)
+        try twinDealer.connect(system.busEndpoint)
+        let twinSub = try ZMQSocket(.sub)
+        try twinSub.subscribe("")
+        try system.security(as: "admin").apply(to: twinSub)
+        try twinSub.connect(system.eventsEndpoint)
         try curveDealer.send(request, dontWait: true)
         try plainDealer.send(request, dontWait: true)
+        try twinDealer.send(request, dontWait: true)
         let admin = system.client()
         defer { admin.close() }
         let registered = try await system.rampart(
             "devices", "register", "fw-sec-1", "--serial", "SEC0001", "--model", "FPR-3120", "--platform", "physical",
             "--software", "7.4.1", "--management-ip", "10.9.0.1")
         #expect(registered.exitCode == 0, "\(registered)")
+        // The registration's event goes out before the first heartbeat stamped after it is sent, or with the
+        // next one: once the twin SUB has two such heartbeats (a second apart) and the twin DEALER its answer,
+        // every stranger has had its chance to receive something.
+        let registeredAt = Int64(Date().timeIntervalSince1970 * 1000)
+        var twin = (answered: false, heartbeats: 0)
         var received = 0
-        let until = Date().addingTimeInterval(2)
-        while Date() < until {
-            for socket in [curveDealer, plainDealer, sub] where try socket.receive(dontWait: true) != nil { received += 1 }
-            try await Task.sleep(for: .milliseconds(50))
+        let seen = try await Self.waitUntil(.seconds(30)) {
+            if try twinDealer.receive(dontWait: true) != nil { twin.answered = true }
+            twin.heartbeats += try Self.take(twinSub, after: registeredAt).fresh
+            for socket in [curveDealer, plainDealer, sub] { while try socket.receive(dontWait: true) != nil { received += 1 } }
+            return twin.answered && twin.heartbeats >= 2
         }
+        #expect(seen, "the admin's twins get their answer and the heartbeats: \(twin)")
+        for socket in [curveDealer, plainDealer, sub] { while try socket.receive(dontWait: true) != nil { received += 1 } }
         #expect(received == 0)
         // The admin's own event subscription sees the registration (the stream itself works).
         let tail = try await system.rampart("events", "tail", "--since", "0", "--count", "1", "--topic", "inventory.device.registered", "--follow", "--timeout", "30")
@@ -150,36 +184,32 @@ struct SecurityTests {
             watcher.close()
             viewer.close()
         }
-        /// Messages (heartbeats come once a second) each socket receives within `seconds`.
-        func counts(_ seconds: Double) async throws -> (watcher: Int, viewer: Int) {
-            var result = (watcher: 0, viewer: 0)
-            let until = Date().addingTimeInterval(seconds)
-            while Date() < until {
-                while try watcher.receive(dontWait: true) != nil { result.watcher += 1 }
-                while try viewer.receive(dontWait: true) != nil { result.viewer += 1 }
-                try await Task.sleep(for: .milliseconds(50))
-            }
-            return result
-        }
+        // Heartbeats come once a second, to every subscriber the bus has let in.
+        let start = Int64(Date().timeIntervalSince1970 * 1000)
         var before = (watcher: 0, viewer: 0)
         let admitted = try await Self.waitUntil(.seconds(20)) {
-            let seen = try await counts(0.5)
-            before = (before.watcher + seen.watcher, before.viewer + seen.viewer)
+            before.watcher += try Self.take(watcher, after: start).fresh
+            before.viewer += try Self.take(viewer, after: start).fresh
             return before.watcher >= 1 && before.viewer >= 1
         }
         #expect(admitted, "both receive heartbeats while admitted: \(before)")
 
         #expect(try keys.revoke(name: "watcher") == 1)
         #expect(try await Self.waitUntil { system.bus.log.contains("event stream restarted") }, "\(system.bus.log)")
-        _ = try await counts(1.5)  // what was queued before the restart
+        // The old stream's socket was closed before that line was logged: a heartbeat stamped after now comes
+        // from the new one, which the others reconnect to and the revoked watcher must never get into (what
+        // the old stream sent before is stamped earlier and does not count). Three such heartbeats to the
+        // viewer are two seconds of the new stream that the watcher would have had too.
+        let restarted = Int64(Date().timeIntervalSince1970 * 1000)
         var after = (watcher: 0, viewer: 0)
         let resumed = try await Self.waitUntil(.seconds(20)) {
-            let seen = try await counts(0.5)
-            after = (after.watcher + seen.watcher, after.viewer + seen.viewer)
-            return after.viewer >= 1
+            let seen = try Self.take(watcher, after: restarted)
+            after.watcher += seen.fresh + seen.other
+            after.viewer += try Self.take(viewer, after: restarted).fresh
+            return after.viewer >= 3
         }
         #expect(resumed, "the others reconnect and go on: \(after)")
-        after.watcher += try await counts(2).watcher
+        after.watcher += try Self.take(watcher, after: restarted).fresh
         #expect(after.watcher == 0, "the revoked key gets nothing more: \(after)")
     }
 

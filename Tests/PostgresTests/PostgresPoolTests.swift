@@ -157,6 +157,16 @@ extension PostgresPoolTests {
 
 @Suite("Waiting for a pooled connection")
 struct PoolWaitingTests {
+    /// The holder below was never let go.
+    struct TimedOut: Error {}
+
+    /// Set once, read from any thread.
+    final class Flag: Sendable {
+        private let value = Atomic<Bool>(false)
+        var isSet: Bool { value.load(ordering: .acquiring) }
+        func set() { value.store(true, ordering: .releasing) }
+    }
+
     /// Polls `condition` every millisecond, for at most 10 s.
     static func until(_ condition: () -> Bool) async throws {
         for _ in 0..<10_000 {
@@ -169,12 +179,25 @@ struct PoolWaitingTests {
     @Test("a caller cancelled while waiting gives up; the others are still served in turn")
     func cancelledWaiter() async throws {
         let pool = PostgresPool(connectionString: try TestDatabase.create(), size: 1, logger: Logger(label: "test.pool"))
-        let holder = Task { try await pool.withConnection { try $0.query("SELECT pg_sleep(0.3)").count } }
+        // The only connection is held until the waiter has given up.
+        let letGo = Flag()
+        let holder = Task {
+            try await pool.withConnection { connection in
+                let deadline = Date().addingTimeInterval(10)
+                while !letGo.isSet {
+                    // Thrown, not `#require`: this runs on the connection's thread, outside the test's task.
+                    guard Date() < deadline else { throw TimedOut() }
+                    Thread.sleep(forTimeInterval: 0.001)
+                }
+                return try connection.query("SELECT 1").count
+            }
+        }
         try await Self.until { pool.usage.taken == 1 }
         let waiter = Task { try await pool.withConnection { _ in 1 } }
         try await Self.until { pool.usage.waiting == 1 }
         waiter.cancel()
         await #expect(throws: CancellationError.self) { try await waiter.value }
+        letGo.set()
         #expect(try await holder.value == 1)
         #expect(try await pool.withConnection { try $0.query("SELECT 1 AS one").first?.decode("one", as: Int.self) } == 1)
         await pool.close()

@@ -8,6 +8,21 @@ import Testing
     import Glibc
 #endif
 
+#if os(Linux)
+    /// Whether the thread at `thread` ("/proc/PID/task/TID") is blocked in poll(2) or ppoll(2) now: /proc shows
+    /// the number of the system call it is in ("running" when it is in none).
+    private func blockedInPoll(_ thread: String) -> Bool {
+        guard let text = try? String(contentsOfFile: thread + "/syscall", encoding: .utf8),
+            let number = text.split(separator: " ").first.flatMap({ Int($0) })
+        else { return false }
+        #if arch(x86_64)
+            return number == 7 || number == 271  // poll, ppoll
+        #else
+            return number == 73  // ppoll (arm64 has no poll)
+        #endif
+    }
+#endif
+
 /// A unique inproc endpoint, so tests running side by side never meet.
 private func inprocEndpoint(_ name: String) -> String {
     "inproc://zmq-tests-\(name)-\(UUID().uuidString)"
@@ -143,10 +158,21 @@ struct PollerTests {
         var poller = ZMQPoller()
         let index = poller.add(fileDescriptor: wakeup.readDescriptor)
         let started = Date()
-        Thread.detachNewThread {
-            Thread.sleep(forTimeInterval: 0.1)
-            wakeup.signal()
-        }
+        #if os(Linux)
+            // This thread as /proc names it ("PID/task/TID"): the signal comes once it is blocked in poll.
+            let thread = "/proc/" + (try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/thread-self"))
+            Thread.detachNewThread {
+                let deadline = Date().addingTimeInterval(5)
+                while !blockedInPoll(thread) && Date() < deadline { Thread.sleep(forTimeInterval: 0.001) }
+                wakeup.signal()
+            }
+        #else
+            // No portable way to see another thread blocked in poll: a delay stands for it.
+            Thread.detachNewThread {
+                Thread.sleep(forTimeInterval: 0.1)
+                wakeup.signal()
+            }
+        #endif
         #expect(try poller.poll(timeoutMilliseconds: 10_000) == 1)
         #expect(poller.isReadable(index))
         #expect(Date().timeIntervalSince(started) < 5)
