@@ -33,7 +33,8 @@ let package = Package(
             name: "CLibPQ", path: "Shared/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CZlib", path: "Shared/CZlib", providers: [.apt(["zlib1g-dev"])]),
 
-        // Small helpers every layer shares: epoch milliseconds (one rounding rule), hex of bytes.
+        // Small helpers every layer shares: epoch milliseconds (one rounding rule), hex of bytes, durations
+        // as people type them.
         .target(name: "RampartBasics", path: "Shared/RampartBasics", swiftSettings: strict),
 
         // Thin, safe wrappers over them.
@@ -127,7 +128,7 @@ let package = Package(
         // Signed download links (L2): URL signing and checking, CSV export. Pure; no I/O.
         .target(
             name: "RampartLinks",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["RampartBasics", .product(name: "Crypto", package: "swift-crypto")],
             path: "Shared/RampartLinks", swiftSettings: strict),
 
         // Options and logging every executable shares (the CLI and device agents too): no database.

@@ -8,7 +8,7 @@ public enum AuditTime {
     /// `AuditFilterError` with a message for people when it is neither form.
     public static func parse(_ text: String, now: Date) throws(AuditFilterError) -> Int64 {
         let text = text.trimmingCharacters(in: .whitespaces)
-        if let seconds = durationSeconds(text) {
+        if let seconds = DurationText.seconds(text) {
             return now.unixMillis - seconds * 1000
         }
         if let date = timestamp(text) {
@@ -17,30 +17,6 @@ public enum AuditTime {
         }
         throw AuditFilterError(
             "\"\(text)\" is neither an RFC 3339 time (2026-11-27T13:00:00Z) nor a duration ago (2h, 30m, 1d12h, 45s)")
-    }
-
-    /// Seconds of "1d2h3m4s" (days, hours, minutes, seconds, each at most once and in that order, at
-    /// least one, all numbers below a billion); nil when `text` is not such a duration.
-    static func durationSeconds(_ text: String) -> Int64? {
-        let units: [(Character, Int64)] = [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)]
-        guard !text.isEmpty else { return nil }
-        var total: Int64 = 0
-        var nextUnit = 0
-        var digits = ""
-        for character in text {
-            if character.isASCII, character.isNumber {
-                digits.append(character)
-                guard digits.count <= 9 else { return nil }
-                continue
-            }
-            guard !digits.isEmpty, let index = units[nextUnit...].firstIndex(where: { $0.0 == character }),
-                let number = Int64(digits)
-            else { return nil }
-            total += number * units[index].1
-            nextUnit = index + 1
-            digits = ""
-        }
-        return digits.isEmpty ? total : nil
     }
 
     /// An RFC 3339 timestamp, with or without fractional seconds, "T" or a space between date and time.
