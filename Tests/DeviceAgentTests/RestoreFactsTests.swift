@@ -7,7 +7,7 @@ import Testing
 /// A way the replacement can differ from the backup's device (R3, R4).
 struct FactDifference: Sendable, CustomTestStringConvertible {
     var testDescription: String
-    var adjust: @Sendable (inout DeviceFacts) -> Void
+    var adjust: @Sendable (inout DeviceProfile) -> Void
     /// Words the refusal must hold (what differs, both values).
     var expected: [String]
     /// Lines of differences (a changed interface type is two: one gone, one new).

@@ -19,7 +19,7 @@ let originalDeviceId = "0b6e2c1e-1111-4a2b-9c3d-5e6f7a8b9c0d"
 /// A backup of a freshly made original device (`sampleFacts()`, management IP 10.0.0.11, registered
 /// with rampart-manager as `originalDeviceId`), made by the device's own export (B1, B11, B12).
 func makeBackup(
-    facts: DeviceFacts = sampleFacts(configSize: 32 * 1024), deviceId: String = originalDeviceId,
+    facts: DeviceProfile = sampleFacts(configSize: 32 * 1024), deviceId: String = originalDeviceId,
     managerId: String = "rampart-manager", role: Rampart_Inventory_V1_Role = .standalone
 ) async throws -> (archive: Data, original: String) {
     let path = temporaryPath("original")
@@ -55,7 +55,7 @@ struct PlacedBackup {
 /// The replacement appliance (RMA): the same hardware and software as `sampleFacts()`, another serial,
 /// name and management IP; with `extraCertificate` it also holds a VPN certificate added after the backup.
 func makeReplacement(
-    adjust: (inout DeviceFacts) -> Void = { _ in }, extraCertificate: Bool = true
+    adjust: (inout DeviceProfile) -> Void = { _ in }, extraCertificate: Bool = true
 ) throws -> DeviceFolder {
     var facts = sampleFacts(name: "fw-rma-07", serial: "JAD9999Z007", configSize: 16 * 1024, seed: 7)
     facts.managementIp = "192.168.77.7"

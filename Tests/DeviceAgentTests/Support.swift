@@ -10,9 +10,9 @@ func temporaryPath(_ label: String = "dev") -> String {
 
 /// Facts of a realistic physical appliance.
 func sampleFacts(name: String = "fw-edge-01", serial: String = "JAD2411A0B1", configSize: Int = 64 * 1024, seed: UInt64 = 42)
-    -> DeviceFacts
+    -> DeviceProfile
 {
-    DeviceFacts(
+    DeviceProfile(
         name: name, serial: serial, model: "FPR-3120", platform: "physical", software: "7.4.1", patch: 2, networkModules: 1,
         interfaces: [.init(type: "1GbE-RJ45", count: 8), .init(type: "10GbE-SFP+", count: 4)], managementIp: "10.0.0.11",
         configSize: configSize, seed: seed)

@@ -11,7 +11,7 @@ enum ConfigGenerator {
     static let certificateNames = ["device-identity", "https-server", "syslog-tls"]
     static let vpnPeers = ["branch-east", "branch-west", "partner-gw"]
 
-    static func generate(_ facts: DeviceFacts) -> [String: Data] {
+    static func generate(_ facts: DeviceProfile) -> [String: Data] {
         var random = SeededGenerator(seed: facts.seed)
         var files: [String: String] = [:]
         let interfaceNames = interfaceNames(facts)
@@ -100,7 +100,7 @@ enum ConfigGenerator {
         json([("manager_id", quoted(managerId)), ("device_id", quoted(deviceId)), ("registered_at", quoted(registeredAt))])
     }
 
-    static func interfaceNames(_ facts: DeviceFacts) -> [String] {
+    static func interfaceNames(_ facts: DeviceProfile) -> [String] {
         var names: [String] = []
         for (slot, group) in facts.interfaces.enumerated() {
             let prefix = group.type.contains("10G") || group.type.contains("25G") || group.type.contains("40G")

@@ -16,7 +16,7 @@ public struct DeviceFolder: Sendable {
     /// The folder.
     public let path: String
     /// The facts in `facts.json`.
-    public let facts: DeviceFacts
+    public let facts: DeviceProfile
 
     /// Suffix of an encrypted private key in the configuration tree.
     public static let encryptedKeySuffix = ".key.enc"
@@ -35,7 +35,7 @@ public struct DeviceFolder: Sendable {
     /// Creates a device folder at `path` from `facts`; refuses when `path` already holds a device (or
     /// anything but an empty folder).
     @discardableResult
-    public static func initialize(at path: String, facts: DeviceFacts) throws -> DeviceFolder {
+    public static func initialize(at path: String, facts: DeviceProfile) throws -> DeviceFolder {
         try facts.validate()
         let manager = FileManager.default
         var isDirectory: ObjCBool = false
@@ -72,9 +72,9 @@ public struct DeviceFolder: Sendable {
         guard let data = FileManager.default.contents(atPath: factsPath) else {
             throw AgentError("\(path) is not a device folder (no facts.json); create one with 'device-agent init'")
         }
-        let facts: DeviceFacts
+        let facts: DeviceProfile
         do {
-            facts = try JSONDecoder().decode(DeviceFacts.self, from: data)
+            facts = try JSONDecoder().decode(DeviceProfile.self, from: data)
         } catch {
             throw AgentError("\(factsPath) cannot be read: \(error)")
         }

@@ -136,7 +136,7 @@ public struct DeviceRunner: Service {
     /// Retries while inventory is unreachable (until cancelled); refuses a device of that name with
     /// another serial.
     public static func resolve(
-        facts: DeviceFacts, register: Bool, managerId: String, client: BusClient, logger: Logger
+        facts: DeviceProfile, register: Bool, managerId: String, client: BusClient, logger: Logger
     ) async throws -> Rampart_Inventory_V1_Device {
         var backoff: Int64 = 200
         var attempt = 0

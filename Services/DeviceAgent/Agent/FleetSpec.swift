@@ -53,8 +53,8 @@ public struct FleetSpec: Codable, Sendable, Equatable {
         }
 
         /// The device's facts, its configuration sized `configSize`.
-        public func facts(configSize: Int) -> DeviceFacts {
-            DeviceFacts(
+        public func facts(configSize: Int) -> DeviceProfile {
+            DeviceProfile(
                 name: name, serial: serial, model: model, platform: platform, hypervisor: hypervisor ?? "", software: software,
                 patch: patch ?? 0, networkModules: networkModules ?? 0,
                 interfaces: (interfaces ?? [:]).sorted { $0.key < $1.key }.map { .init(type: $0.key, count: $0.value) },
@@ -106,7 +106,7 @@ public struct FleetSpec: Codable, Sendable, Equatable {
 
     /// The configuration size in bytes.
     public func configBytes() throws -> Int {
-        guard let text = configSize else { return DeviceFacts.defaultConfigSize }
+        guard let text = configSize else { return DeviceProfile.defaultConfigSize }
         guard let bytes = ByteSize.parse(text) else {
             throw AgentError("configSize '\(text)' is not a size (e.g. 65536, 64KiB, 1MiB)")
         }

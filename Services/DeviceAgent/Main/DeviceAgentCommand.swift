@@ -42,8 +42,8 @@ extension DeviceAgentCommand {
         var configSize: String = "64KiB"
         @Option(help: "Seed of the generated configuration (default: derived from name and serial).") var seed: UInt64?
 
-        func facts() throws -> DeviceFacts {
-            var groups: [DeviceFacts.InterfaceGroup] = []
+        func facts() throws -> DeviceProfile {
+            var groups: [DeviceProfile.InterfaceGroup] = []
             for text in interfaces {
                 let parts = text.split(separator: "=", maxSplits: 1)
                 guard parts.count == 2, !parts[0].isEmpty, let count = Int(parts[1]), count > 0 else {
@@ -54,7 +54,7 @@ extension DeviceAgentCommand {
             guard let size = ByteSize.parse(configSize) else {
                 throw ValidationError("--config-size must be a size such as 65536, 64KiB or 1MiB; not '\(configSize)'")
             }
-            return DeviceFacts(
+            return DeviceProfile(
                 name: name, serial: serial, model: model, platform: platform, hypervisor: hypervisor, software: software,
                 patch: patch, networkModules: networkModules, interfaces: groups, managementIp: managementIp,
                 configSize: size, seed: seed)

@@ -33,7 +33,7 @@ public struct ConfigSwap: Sendable {
         /// VPN files of the backup that were not restored (R10).
         public var skippedVPNFiles: Int
         /// The restored facts.json.
-        public var facts: DeviceFacts
+        public var facts: DeviceProfile
         /// The restored device's id and manager (manager-registration.json, B11).
         public var deviceId: String
         /// The manager the restored device reconnects to.

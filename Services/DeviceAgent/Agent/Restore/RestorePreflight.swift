@@ -42,7 +42,7 @@ public enum RestorePreflight {
 
     /// Verifies the archive file `file` (named `fileName`) for the device with `facts`, streaming it.
     /// Throws `RestoreError` naming what is wrong (each fact that differs, the member that is refused).
-    public static func verify(_ file: ArchiveFile, fileName: String, device facts: DeviceFacts) throws(RestoreError)
+    public static func verify(_ file: ArchiveFile, fileName: String, device facts: DeviceProfile) throws(RestoreError)
         -> VerifiedBackup
     {
         try verify(.file(file), fileName: fileName, device: facts)
@@ -50,7 +50,7 @@ public enum RestorePreflight {
 
     /// Verifies `data` (the archive named `fileName`) for the device with `facts`; see `verify(_:fileName:device:)`
     /// for a file.
-    public static func verify(_ data: Data, fileName: String, device facts: DeviceFacts) throws(RestoreError)
+    public static func verify(_ data: Data, fileName: String, device facts: DeviceProfile) throws(RestoreError)
         -> VerifiedBackup
     {
         try verify(.data(data), fileName: fileName, device: facts)
@@ -58,7 +58,7 @@ public enum RestorePreflight {
 
     /// Verifies `archive`, named `fileName`, for the device with `facts`: `inspect`, then the first of
     /// what stands in the way (the backup's contents, B11, B12; then this device's facts, R3, R4).
-    public static func verify(_ archive: ArchiveBytes, fileName: String, device facts: DeviceFacts)
+    public static func verify(_ archive: ArchiveBytes, fileName: String, device facts: DeviceProfile)
         throws(RestoreError) -> VerifiedBackup
     {
         let inspection = try inspect(archive, fileName: fileName, device: facts)
@@ -109,7 +109,7 @@ public enum RestorePreflight {
     /// nothing: throws only when the archive itself is refused (a cluster bundle; the manifest, a hash, a
     /// path, a link, a device file — nothing in it can be trusted then); the backup's contents (B11, B12)
     /// and this device's facts (R3, R4) are found all at once.
-    public static func inspect(_ archive: ArchiveBytes, fileName: String, device facts: DeviceFacts)
+    public static func inspect(_ archive: ArchiveBytes, fileName: String, device facts: DeviceProfile)
         throws(RestoreError) -> Inspection
     {
         try refuseClusterBundle(archive, fileName: fileName)
@@ -230,7 +230,7 @@ public enum RestorePreflight {
     }
 
     /// This device's facts as R3 and R4 compare them.
-    static func matchFacts(_ facts: DeviceFacts) -> ApplianceMatch.Facts {
+    static func matchFacts(_ facts: DeviceProfile) -> ApplianceMatch.Facts {
         ApplianceMatch.Facts(
             model: facts.model, networkModules: facts.networkModules, interfaces: facts.interfaces.map { ($0.type, $0.count) },
             version: facts.software, patch: facts.patch)
@@ -239,7 +239,7 @@ public enum RestorePreflight {
     /// What differs between this device and the backup's (R3: model, network modules, type and number
     /// of physical interfaces; R4: software version, patch level), as `ApplianceMatch` decides it for
     /// the coordinator too. One line each, naming both values; empty when they match.
-    public static func differences(device facts: DeviceFacts, backup manifest: BackupManifest) -> [String] {
+    public static func differences(device facts: DeviceProfile, backup manifest: BackupManifest) -> [String] {
         let device = matchFacts(facts)
         let backup = ApplianceMatch.Facts(manifest)
         return ApplianceMatch.hardware(device, backup: backup, subject: "this device")

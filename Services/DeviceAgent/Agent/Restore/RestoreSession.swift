@@ -369,7 +369,7 @@ public struct RestoreSession: Sendable {
 
     /// The lease request for the backup `listing` named `fileName` on the device with `facts` (RequestLease
     /// and CheckRestore take the same).
-    func leaseRequest(_ listing: BackupArchive.Listing, fileName: String, facts: DeviceFacts)
+    func leaseRequest(_ listing: BackupArchive.Listing, fileName: String, facts: DeviceProfile)
         -> Rampart_Restore_V1_RequestLeaseRequest
     {
         var request = Rampart_Restore_V1_RequestLeaseRequest()
@@ -382,7 +382,7 @@ public struct RestoreSession: Sendable {
     }
 
     /// RequestLease; a refusal becomes `.refused` with the coordinator's message.
-    private func requestLease(_ backup: VerifiedBackup, facts: DeviceFacts) async throws(RestoreError)
+    private func requestLease(_ backup: VerifiedBackup, facts: DeviceProfile) async throws(RestoreError)
         -> Rampart_Restore_V1_LeaseResponse
     {
         let request = leaseRequest(backup.listing, fileName: backup.fileName, facts: facts)
@@ -419,7 +419,7 @@ public struct RestoreSession: Sendable {
     }
 
     /// This device's facts as the coordinator wants them (R3, R4): interfaces added up by type.
-    public static func leaseFacts(_ facts: DeviceFacts) -> Rampart_Restore_V1_DeviceFacts {
+    public static func leaseFacts(_ facts: DeviceProfile) -> Rampart_Restore_V1_DeviceFacts {
         var result = Rampart_Restore_V1_DeviceFacts()
         result.serial = facts.serial
         result.model = facts.model
@@ -439,7 +439,7 @@ public struct RestoreSession: Sendable {
         return .notRestored(error)
     }
 
-    static func describe(_ groups: [DeviceFacts.InterfaceGroup]) -> String {
+    static func describe(_ groups: [DeviceProfile.InterfaceGroup]) -> String {
         groups.isEmpty ? "none" : groups.map { "\($0.type)=\($0.count)" }.joined(separator: ", ")
     }
 

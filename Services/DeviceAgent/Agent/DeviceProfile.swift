@@ -6,8 +6,10 @@ import RampartProto
 import RampartRPC
 
 /// A simulated device's hardware and software facts (`facts.json` in its folder): what it tells
-/// inventory when it registers, what Describe answers and what a backup's manifest records.
-public struct DeviceFacts: Codable, Sendable, Equatable {
+/// inventory when it registers, what Describe answers and what a backup's manifest records. The part of
+/// them a device reports to the restore coordinator is `Rampart_Restore_V1_DeviceFacts`
+/// (`RestoreSession.leaseFacts`).
+public struct DeviceProfile: Codable, Sendable, Equatable {
     /// Physical interfaces of one type.
     public struct InterfaceGroup: Codable, Sendable, Equatable {
         /// e.g. "1GbE-RJ45".
@@ -51,7 +53,7 @@ public struct DeviceFacts: Codable, Sendable, Equatable {
     public init(
         name: String, serial: String, model: String, platform: String, hypervisor: String = "", software: String,
         patch: Int = 0, networkModules: Int = 0, interfaces: [InterfaceGroup] = [], managementIp: String,
-        configSize: Int = DeviceFacts.defaultConfigSize, seed: UInt64? = nil
+        configSize: Int = DeviceProfile.defaultConfigSize, seed: UInt64? = nil
     ) {
         self.name = name
         self.serial = serial
@@ -64,7 +66,7 @@ public struct DeviceFacts: Codable, Sendable, Equatable {
         self.interfaces = interfaces
         self.managementIp = managementIp
         self.configSize = configSize
-        self.seed = seed ?? DeviceFacts.defaultSeed(name: name, serial: serial)
+        self.seed = seed ?? DeviceProfile.defaultSeed(name: name, serial: serial)
     }
 
     /// 64 KiB.
