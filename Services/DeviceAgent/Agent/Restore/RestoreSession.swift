@@ -114,7 +114,7 @@ public struct RestoreSession: Sendable {
     }
 
     /// How a restore ended.
-    public enum Outcome: Sendable {
+    public enum Ending: Sendable {
         /// Nothing was written; the CLI session goes on.
         case notRestored(RestoreError)
         /// Restored, rebooted and back on the bus as the restored device.
@@ -149,7 +149,7 @@ public struct RestoreSession: Sendable {
     }
 
     /// Runs the restore of `source`; prints progress and errors on the console; never throws.
-    public func run(_ source: BackupSource, boot: Boot) async -> Outcome {
+    public func run(_ source: BackupSource, boot: Boot) async -> Ending {
         let lock: RestoreLock
         do throws(RestoreError) {
             lock = try RestoreLock(directory: directory)
@@ -225,7 +225,7 @@ public struct RestoreSession: Sendable {
             "restore: lease \(lease.id) granted for \(lease.deviceName.isEmpty ? manifest.deviceName : lease.deviceName) "
                 + "(fencing token \(lease.fencingToken); renewed every \(Self.seconds(interval)))")
         do {
-            return try await withThrowingTaskGroup(of: Void.self, returning: Outcome.self) { group in
+            return try await withThrowingTaskGroup(of: Void.self, returning: Ending.self) { group in
                 group.addTask { await keeper.keepAlive() }
                 defer { group.cancelAll() }
                 return try await restore(backup, folder: folder, keeper: keeper, boot: boot, metadata: metadata)
@@ -241,7 +241,7 @@ public struct RestoreSession: Sendable {
     /// Steps 4 and 5 under the lease.
     private func restore(
         _ backup: VerifiedBackup, folder: DeviceFolder, keeper: LeaseKeeper, boot: Boot, metadata: Logger.Metadata
-    ) async throws(RestoreError) -> Outcome {
+    ) async throws(RestoreError) -> Ending {
         try await keeper.report(RestoreAPI.Step.applying, detail: "applying \(backup.fileName)")
         console.line("restore: applying the configuration")
         var swap: ConfigSwap
@@ -434,7 +434,7 @@ public struct RestoreSession: Sendable {
         return result
     }
 
-    private func refuse(_ error: RestoreError) -> Outcome {
+    private func refuse(_ error: RestoreError) -> Ending {
         console.line("error: \(error.message)")
         return .notRestored(error)
     }
