@@ -80,8 +80,8 @@ struct BackupTests {
             let (full, fullCode) = try await system.backUp("cluster:pn")
             #expect(fullCode == 0, "\(full)")
             // pn-n2 dies; the next backup keeps the other nodes (B8, a partial bundle).
-            try await RestoreCoordinatorTests.power(system, "pn-n2", "off")
-            try await RestoreCoordinatorTests.waitForPresence(system, "pn-n2", connected: false)
+            try await RestoreCoordinatorProcessTests.power(system, "pn-n2", "off")
+            try await RestoreCoordinatorProcessTests.waitForPresence(system, "pn-n2", connected: false)
             let (partial, partialCode) = try await system.backUp("cluster:pn")
             #expect(partialCode == 7 && partial.state == .partiallySucceeded, "\(partial)")
             let older = try #require(try await system.backups(job: full.id).first)

@@ -140,8 +140,8 @@ struct DeviceIdentityTests {
             let original = try await Self.device(system, "idc-1")
 
             // The appliance hangs (no goodbye); it is seen disconnected, so its RMA may go on (R12).
-            try await RestoreCoordinatorTests.power(backup, "idc-1", "frozen")
-            try await RestoreCoordinatorTests.waitForPresence(backup, "idc-1", connected: false)
+            try await RestoreCoordinatorProcessTests.power(backup, "idc-1", "frozen")
+            try await RestoreCoordinatorProcessTests.waitForPresence(backup, "idc-1", connected: false)
             try system.start("restore-coordinator", ["--lease-seconds", "30"])
             try await system.waitUntilServing(RestoreAPI.serviceName)
 
@@ -156,7 +156,7 @@ struct DeviceIdentityTests {
             #expect(try await Self.device(system, "idc-1").serial == "RMAID0001")
 
             // The old box wakes up and asks to serve its old identity again: refused, by its serial.
-            try await RestoreCoordinatorTests.power(backup, "idc-1", "on")
+            try await RestoreCoordinatorProcessTests.power(backup, "idc-1", "on")
             try await eventually("the thawed original is refused", timeout: .seconds(60)) {
                 let log = system.bus.log
                 return (log.contains("this box has serial \(original.serial)") ? () : nil, String(log.suffix(3000)))

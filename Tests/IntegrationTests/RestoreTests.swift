@@ -311,7 +311,7 @@ struct RestoreTests {
             }
             // Nothing changed: the device folder, the coordinator's records.
             #expect(Self.snapshot(dir) == before)
-            #expect(try RestoreCoordinatorTests.recorded(system) == [0, 0, 0, 0, 0], "no lease, request, step, event, audit")
+            #expect(try RestoreCoordinatorProcessTests.recorded(system) == [0, 0, 0, 0, 0], "no lease, request, step, event, audit")
 
             // The restore of the older backup warns before its lease and goes ahead.
             cli.send("restore remote-manager-backup backup ck-a-older.tar")

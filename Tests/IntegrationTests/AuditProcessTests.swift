@@ -11,7 +11,7 @@ import Testing
 /// P9 over real processes: storage audits every signed-link download, the bus hosts the
 /// `audit` service, and `rampart audit` reads the log.
 @Suite("P9: the audit log over real processes (storage, bus, CLI)", .serialized)
-struct AuditTests {
+struct AuditProcessTests {
     @Test("P9: a signed-link download and a tampered link both appear in `rampart audit` with outcome and backup")
     func downloadsAudited() async throws {
         var spec = FleetSpec()

@@ -15,7 +15,7 @@ import Testing
 /// the protocol, so that every ordering rule can be driven step by step; `RestoreTests` runs
 /// whole restores through `device-agent cli`.
 @Suite("Restore coordinator: leases, ordering, fencing, checklist (R3–R14)", .serialized)
-struct RestoreCoordinatorTests {
+struct RestoreCoordinatorProcessTests {
     /// A backup's file as a replacement device would hold it.
     struct Held {
         var backup: Rampart_Backup_V1_Backup

@@ -11,7 +11,7 @@ import Testing
 /// Export Backup Links (L2) over real processes: link-signer signs, records and checks links for
 /// backups the workers stored; the CLI exports them as a table, JSON and a CSV file.
 @Suite("Links: link-signer exports, checks and rotates (L2)", .serialized)
-struct LinksTests {
+struct LinksProcessTests {
     /// One standalone device and one HA pair, backed up once.
     static func fleet() -> FleetSpec {
         var spec = FleetSpec()
