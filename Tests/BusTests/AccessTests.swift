@@ -19,7 +19,7 @@ private let readMethod = read.name
 private let presenceMethod = presence.name
 
 /// Audit events a router hands to its auditor, kept for inspection.
-private final class AuditSink: Sendable {
+private final class AuditRecorder: Sendable {
     let events = Mutex<[AuditEvent]>([])
     var all: [AuditEvent] { events.withLock { $0 } }
     var auditor: Auditor { { event in self.events.withLock { $0.append(event) } } }
@@ -34,7 +34,7 @@ private final class Runs: Sendable {
 
 /// A router with an operator method (audited), a read method, and a device-own method; `ran` counts
 /// handler runs.
-private func router(sink: AuditSink, ran: Runs) -> ServiceRouter {
+private func router(sink: AuditRecorder, ran: Runs) -> ServiceRouter {
     var router = ServiceRouter(
         serviceName: "links",
         policy: AccessPolicy([export, read, presence]))
@@ -80,7 +80,7 @@ struct AccessTests {
 
     @Test("P7: a role outside the method's policy gets PERMISSION_DENIED, the handler never runs, the refusal is recorded")
     func refusedRole() async {
-        let sink = AuditSink()
+        let sink = AuditRecorder()
         let ran = Runs()
         let (reply, body) = await router(sink: sink, ran: ran).handle(
             header: header(exportMethod, as: .viewer, name: "vera"), payload: payload("fw-1"), instanceId: "l",
@@ -100,7 +100,7 @@ struct AccessTests {
 
     @Test("P7, P9: an allowed role runs; an audited method is recorded once with OK, its subject and notes")
     func allowedAndAudited() async {
-        let sink = AuditSink()
+        let sink = AuditRecorder()
         let ran = Runs()
         let router = router(sink: sink, ran: ran)
         let (reply, _) = await router.handle(
@@ -122,7 +122,7 @@ struct AccessTests {
 
     @Test("P7, P8: devices may not read; a device acts only for its own device, and the refusal is recorded")
     func deviceOwn() async throws {
-        let sink = AuditSink()
+        let sink = AuditRecorder()
         let ran = Runs()
         let router = router(sink: sink, ran: ran)
         let (read, _) = await router.handle(
@@ -150,7 +150,7 @@ struct AccessTests {
 
     @Test("identity: the broker's caller is trusted; without one an authenticated instance sees the bus itself, a plain one an admin under the self-declared name")
     func identityWithoutCaller() async throws {
-        let sink = AuditSink()
+        let sink = AuditRecorder()
         let ran = Runs()
         let router = router(sink: sink, ran: ran)
         for (authenticated, expected) in [(true, "bus|service"), (false, "self-declared|admin")] {
