@@ -40,7 +40,7 @@ func split(_ sealed: Data, frameSize: Int) throws -> (header: Data, frames: [Dat
 }
 
 @Suite("Sealed object stream: round trips")
-struct RoundTripTests {
+struct StreamRoundTripTests {
     static let frame = ObjectHeader.defaultFrameSize
     static let key = MasterKey.generate()
 
