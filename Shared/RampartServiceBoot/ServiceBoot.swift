@@ -24,8 +24,9 @@ public struct ServiceBoot: Sendable {
     /// The process's logger, labelled `rampart.<name>`.
     public let logger: Logger
 
-    /// A schema migration, run on one connection before the pool opens (`InventoryService.migrate`).
-    public typealias Migration = (PostgresConnection, Logger) throws -> Void
+    /// Brings one schema up to date on one connection before the pool opens (`InventoryService.migrate`:
+    /// its `Migration`s through `Migrator`).
+    public typealias MigrateSchema = (PostgresConnection, Logger) throws -> Void
 
     /// Installs logging for the whole process (once per process) and names it.
     public init(_ name: String, log: LogOptions) {
@@ -39,7 +40,7 @@ public struct ServiceBoot: Sendable {
     /// services from the shared resources and the host configuration, in the order they start.
     public func run(
         service: String, bus: BusOptions, database: DatabaseOptions, instanceId: String?, capacity: UInt32 = 64,
-        poolSize: Int? = nil, migrations: [Migration],
+        poolSize: Int? = nil, migrations: [MigrateSchema],
         _ build: (ServiceResources, ServiceHost.Configuration) async throws -> [BootService]
     ) async throws {
         let security = try bus.security(defaultKey: "services/\(name).key", logger: logger)
@@ -59,7 +60,7 @@ public struct ServiceBoot: Sendable {
     /// the clients made through `resources` closed after them. When `build` throws, what it opened is
     /// closed and the error thrown.
     public func run(
-        database: DatabaseOptions, poolSize: Int? = nil, migrations: [Migration],
+        database: DatabaseOptions, poolSize: Int? = nil, migrations: [MigrateSchema],
         _ build: (ServiceResources) async throws -> [BootService]
     ) async throws {
         try await Startup.withDatabase(database.connectionString, logger: logger) { connection in
