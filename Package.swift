@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "backup-worker", targets: ["BackupWorker"]),
         .executable(name: "link-signer", targets: ["LinkSigner"]),
         .executable(name: "restore-coordinator", targets: ["RestoreCoordinator"]),
+        .executable(name: "notifier", targets: ["Notifier"]),
         .executable(name: "bus-bench", targets: ["BusBench"]),
         .executable(name: "rampart-api-gen", targets: ["APIGen"]),
     ],
@@ -25,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // C libraries (Debian packages), one system-library target each.
@@ -251,6 +253,25 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Services/RestoreCoordinator/Main", swiftSettings: strict),
+        // Notifications (P15): hooks in the `notify` schema, the journal followed per hook, webhook POSTs.
+        .target(
+            name: "NotifierService",
+            dependencies: ["RampartDatabase", "RampartBasics",
+                "RampartBus", "RampartProto", "RampartRPC", "RampartAPI", "RampartJSON", "Postgres",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Services/Notifier/Service", swiftSettings: strict),
+        .executableTarget(
+            name: "Notifier",
+            dependencies: [
+                "RampartServiceBoot", "RampartDatabase", "NotifierService", "RampartCore", "RampartAPI", "RampartAudit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Services/Notifier/Main", swiftSettings: strict),
         .executableTarget(
             name: "Rampart",
             dependencies: ["RampartBasics",
@@ -311,6 +332,13 @@ let package = Package(
                 "RampartJSON", "RampartProto", "RampartAPI", "RampartRPC",
             ],
             path: "Tests/JSONTests"),
+        .testTarget(
+            name: "NotifierTests",
+            dependencies: [
+                "NotifierService", "RampartProto", "RampartAPI", "RampartRPC",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            path: "Tests/NotifierTests"),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"], path: "Tests/ZeroMQTests"),
         .testTarget(name: "ServiceBootTests", dependencies: ["RampartServiceBoot"], path: "Tests/ServiceBootTests"),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "RampartTesting"], path: "Tests/PostgresTests"),

@@ -18,7 +18,7 @@ import Glibc
 /// production; `--keys DIR` is a convenience for one machine running everything.
 public struct KeyFolder: Sendable {
     /// The services whose keys `init` makes.
-    public static let services = ["inventory", "storage", "backup-worker", "link-signer", "restore-coordinator"]
+    public static let services = ["inventory", "storage", "backup-worker", "link-signer", "restore-coordinator", "notifier"]
 
     public let path: String
 

@@ -8,7 +8,7 @@ import Testing
 /// Every service's API, as generated from proto/.
 let everyAPI: [any RPCServiceAPI.Type] = [
     AuditAPI.self, BackupAPI.self, BrokerAPI.self, DeviceAPI.self, InventoryAPI.self, JournalAPI.self, LinksAPI.self,
-    RestoreAPI.self, StorageAPI.self,
+    NotifyAPI.self, RestoreAPI.self, StorageAPI.self,
 ]
 
 /// The schema proto/ compiles to (embedded by dev/generate-protos.sh), with the bus options readable.
