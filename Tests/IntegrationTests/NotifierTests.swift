@@ -202,6 +202,7 @@ struct NotifierTests {
                 let signature = delivery.headers["x-rampart-signature"] ?? ""
                 let mac = HMAC<SHA256>.authenticationCode(for: Data(delivery.body.utf8), using: SymmetricKey(data: Data("s3cret-key".utf8)))
                 #expect(signature == "sha256=" + mac.map { String(format: "%02x", $0) }.joined())
+                #expect(delivery.headers["authorization"] == "Basic " + Data("user:pa55word".utf8).base64EncodedString())
             }
             #expect(try up.deliveries().allSatisfy { $0.headers["x-rampart-signature"] == nil })
 

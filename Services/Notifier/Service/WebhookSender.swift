@@ -36,8 +36,19 @@ public struct HTTPWebhookSender: WebhookSending {
     }
 
     public func post(url: String, body: Data, headers: [(String, String)], timeout: Duration) async -> DeliveryOutcome {
-        var request = HTTPClientRequest(url: url)
+        // User info in the URL is HTTP basic authentication, sent as a header (AsyncHTTPClient sends none).
+        var target = url
+        var authorization: String?
+        if var components = URLComponents(string: url), components.user != nil || components.password != nil {
+            let credentials = "\(components.user ?? ""):\(components.password ?? "")"
+            authorization = "Basic " + Data(credentials.utf8).base64EncodedString()
+            components.user = nil
+            components.password = nil
+            target = components.string ?? url
+        }
+        var request = HTTPClientRequest(url: target)
         request.method = .POST
+        if let authorization { request.headers.add(name: "Authorization", value: authorization) }
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "User-Agent", value: "rampart-notifier/1")
         for (name, value) in headers { request.headers.add(name: name, value: value) }
