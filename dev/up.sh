@@ -2,7 +2,7 @@
 # Brings Rampart up on the embedded default and shows it working:
 #   installs missing Debian packages, builds, starts a throwaway PostgreSQL in .rampart/pg, starts the
 #   bus, two inventory instances, storage (with its HTTP download endpoint), link-signer, the restore
-#   coordinator, two backup workers and a simulated fleet (dev/fleet.json: a standalone device, an HA pair, a 3-node cluster,
+#   coordinator, the notifier (webhooks, docs/notifications.md), two backup workers and a simulated fleet (dev/fleet.json: a standalone device, an HA pair, a 3-node cluster,
 #   virtual devices; logs in .rampart/logs), lists it through the CLI, backs it all up, exports signed
 #   download links for the HA pair as CSV and downloads one with curl. Stop everything with dev/down.sh.
 # Environment: RAMPART_BUILD=release for an optimised build; RAMPART_PG_PORT (default 54329);
@@ -62,6 +62,8 @@ if [ ! -f "$RAMPART_KEYS/broker.key" ]; then
 fi
 fleet_devices=$(python3 -c 'import json,sys; print(" ".join(d["name"] for d in json.load(open(sys.argv[1]))["devices"]))' "$root/dev/fleet.json")
 missing=$(for name in $fleet_devices; do [ -f "$RAMPART_KEYS/devices/$name.key" ] || echo "$name"; done)
+# Key folders made before the notifier existed have no key for it.
+[ -f "$RAMPART_KEYS/services/notifier.key" ] || rampart keys add "$RAMPART_KEYS" --role service notifier >/dev/null
 if [ -n "$missing" ]; then
     # shellcheck disable=SC2086 # one argument per device name
     rampart keys add "$RAMPART_KEYS" --role device $missing >/dev/null
@@ -77,6 +79,7 @@ wait_for "the inventory" rampart devices list --timeout 1
 start storage storage --dir "$state/storage"
 start link-signer link-signer --master-key "$state/link-signer/master.key"
 start restore-coordinator restore-coordinator
+start notifier notifier
 start backup-worker-1 backup-worker --instance-id backup-worker-1
 start backup-worker-2 backup-worker --instance-id backup-worker-2
 # The simulated fleet (dev/fleet.json): a standalone device, an HA pair, a 3-node cluster, two virtual
@@ -86,6 +89,7 @@ wait_for "the storage" rampart storage verify --sample 1 --timeout 1
 wait_for "the backup service" rampart jobs list --timeout 1
 wait_for "the link-signer" rampart links keys list --timeout 1
 wait_for "the restore coordinator" rampart restore status --timeout 1
+wait_for "the notifier" rampart notify list --timeout 1
 fleet_connected() {
     [ "$(rampart devices list --output json --timeout 1 | grep -o '"connected":true' | wc -l)" -ge 8 ]
 }
@@ -128,6 +132,9 @@ fi
 echo
 echo "== schedules (B4: a weekly one from the start)"
 rampart schedules list
+echo
+echo "== webhooks (P15: add one with 'rampart notify add URL --topic backup.job.failed'; docs/notifications.md)"
+rampart notify list
 echo
 echo "== the first events of the journal"
 rampart events tail --since 0 --count 5
