@@ -68,7 +68,7 @@ let package = Package(
         // descriptors, policies and typed clients; plus how its enum values and words are spelled (labels,
         // restore steps, download paths).
         .target(
-            name: "RampartAPI", dependencies: ["RampartProto", "RampartRPC"], path: "Shared/RampartAPI",
+            name: "RampartAPI", dependencies: ["RampartBasics", "RampartProto", "RampartRPC"], path: "Shared/RampartAPI",
             swiftSettings: strict),
 
         // The inventory's pure rules, shared by everyone who handles devices: names and validation, the

@@ -194,7 +194,7 @@ struct JobsCommand: AsyncParsableCommand {
 struct BackupsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backups", abstract: "Stored backup files: list, show, download, extract a cluster node.",
-        subcommands: [List.self, Show.self, Download.self, Extract.self, Prune.self])
+        subcommands: [List.self, Show.self, Download.self, Extract.self, Prune.self, Status.self])
 
     struct Prune: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

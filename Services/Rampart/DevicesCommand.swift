@@ -11,7 +11,7 @@ struct DevicesCommand: AsyncParsableCommand {
         commandName: "devices", abstract: "Register, list, show, update and unregister devices.",
         subcommands: [
             Register.self, List.self, Show.self, Update.self, Unregister.self, Presence.self, OutOfDate.self,
-            Support.self,
+            Support.self, Objective.self,
         ])
 
     /// The fields of a device, as flags; every one optional so `update` can take the same set.
@@ -124,15 +124,24 @@ struct DevicesCommand: AsyncParsableCommand {
             }
             request.onlyDisconnected = disconnected
             request.onlyOutOfDate = outOfDate
-            let response: Rampart_Inventory_V1_ListDevicesResponse = try await options.withClient {
-                try await options.call($0, InventoryAPI.listDevices, request, idempotent: true)
+            // The JSON document stays inventory's ListDevicesResponse (P13: it reads back into that message);
+            // every device's backup state, with the reason of an unsupported one, is `backups status --output json`.
+            let json = options.output == .json
+            let (response, backups) = try await options.withClient { client in
+                let response: Rampart_Inventory_V1_ListDevicesResponse = try await options.call(
+                    client, InventoryAPI.listDevices, request, idempotent: true)
+                var statuses: [String: Rampart_Backup_V1_DeviceBackupStatus]?
+                if !json { statuses = await deviceStatuses(options, client) }
+                return (response, statuses)
             }
-            if options.output == .json { return try printJSON(response) }
-            var table = Table("NAME", "ROLE", "MODEL", "PLATFORM", "SOFTWARE", "MANAGEMENT IP", "STATE", "ID")
+            if json { return try printJSON(response) }
+            var table = Table("NAME", "ROLE", "MODEL", "PLATFORM", "SOFTWARE", "MANAGEMENT IP", "STATE", "BACKUP", "LAST GOOD", "ID")
             for device in response.devices {
+                let backup = backups?[device.id]
                 table.add(
                     device.name, device.role.label, device.model, platformText(device),
-                    InventoryRules.describe(device.software), device.managementIp, stateText(device), device.id)
+                    InventoryRules.describe(device.software), device.managementIp, stateText(device),
+                    backup.map(\.state.label) ?? "?", backup.map(ageText) ?? "?", device.id)
             }
             print(table.render())
         }

@@ -15,7 +15,8 @@ struct RampartCommand: AsyncParsableCommand {
             Every command talks to the services through the bus (--bus or RAMPART_BUS).
             Exit codes: 0 ok, 1 other failure, 3 not found, 4 refused (exists / precondition / not allowed), \
             5 bus or service unavailable or too slow, 6 invalid argument, 7/8/9 a waited-for job partially \
-            succeeded / failed / was cancelled, 10 damaged storage, 11 data loss, 64 bad usage.
+            succeeded / failed / was cancelled, 10 damaged storage, 11 data loss, 12 a device's backup is stale \
+            (backups status), 64 bad usage.
             """,
         subcommands: [
             DevicesCommand.self, HaPairsCommand.self, ClustersCommand.self, BackupCommand.self, JobsCommand.self,

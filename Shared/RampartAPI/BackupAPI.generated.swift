@@ -74,6 +74,17 @@ public enum BackupAPI: RPCServiceAPI {
         service: serviceName, name: "rampart.backup.v1.Backup/DeleteSchedule",
         policy: MethodPolicy(roles: [.admin, .operator, .service], audited: true))
 
+    /// Every registered device's last good backup against its backup objective (P16): ok, stale, never or
+    /// unsupported (B2), with the objective in force; one inventory call and one query for the whole fleet.
+    public static let listDeviceStatus = RPCMethod<Rampart_Backup_V1_ListDeviceStatusRequest, Rampart_Backup_V1_ListDeviceStatusResponse>(
+        service: serviceName, name: "rampart.backup.v1.Backup/ListDeviceStatus",
+        policy: MethodPolicy(roles: [.admin, .operator, .viewer, .service]))
+
+    /// Sets a device's own backup objective, or clears it (the installation's default applies again).
+    public static let setBackupObjective = RPCMethod<Rampart_Backup_V1_SetBackupObjectiveRequest, Rampart_Backup_V1_DeviceStatusResponse>(
+        service: serviceName, name: "rampart.backup.v1.Backup/SetBackupObjective",
+        policy: MethodPolicy(roles: [.admin, .operator, .service], audited: true))
+
     /// Every method, in the order proto/rampart/backup/v1/backup.proto declares them.
     public static let methods: [any RPCMethodDescription] = [
         startBackup,
@@ -89,6 +100,8 @@ public enum BackupAPI: RPCServiceAPI {
         updateSchedule,
         setSchedulePaused,
         deleteSchedule,
+        listDeviceStatus,
+        setBackupObjective,
     ]
 
     /// Typed calls to the service through `caller` (the bus client).
@@ -229,6 +242,27 @@ public enum BackupAPI: RPCServiceAPI {
         ) async throws -> Rampart_Backup_V1_DeleteScheduleResponse {
             try await caller.call(
                 BackupAPI.deleteSchedule, request, service: service, timeout: timeout, idempotent: idempotent,
+                metadata: metadata)
+        }
+
+        /// Every registered device's last good backup against its backup objective (P16): ok, stale, never or
+        /// unsupported (B2), with the objective in force; one inventory call and one query for the whole fleet.
+        public func listDeviceStatus(
+            _ request: Rampart_Backup_V1_ListDeviceStatusRequest, timeout: Duration = .seconds(5), idempotent: Bool = false,
+            metadata: [String: String] = [:]
+        ) async throws -> Rampart_Backup_V1_ListDeviceStatusResponse {
+            try await caller.call(
+                BackupAPI.listDeviceStatus, request, service: service, timeout: timeout, idempotent: idempotent,
+                metadata: metadata)
+        }
+
+        /// Sets a device's own backup objective, or clears it (the installation's default applies again).
+        public func setBackupObjective(
+            _ request: Rampart_Backup_V1_SetBackupObjectiveRequest, timeout: Duration = .seconds(5), idempotent: Bool = false,
+            metadata: [String: String] = [:]
+        ) async throws -> Rampart_Backup_V1_DeviceStatusResponse {
+            try await caller.call(
+                BackupAPI.setBackupObjective, request, service: service, timeout: timeout, idempotent: idempotent,
                 metadata: metadata)
         }
     }

@@ -1,6 +1,7 @@
 /// Durations as people type them: "1d12h", "90m", "45s", "6h" — numbers, each followed by its unit
 /// (days, hours, minutes, seconds), each unit at most once and in that order, at least one. Used for
-/// `rampart audit --since 2h` and a link's validity (`--valid 1h30m`), so both read the same way.
+/// `rampart audit --since 2h`, a link's validity (`--valid 1h30m`) and a device's backup objective
+/// (`36h`), so all read the same way.
 public enum DurationText {
     /// A unit of a duration, by the letter that follows its number.
     public enum Unit: Character, CaseIterable, Sendable {
@@ -39,5 +40,20 @@ public enum DurationText {
             digits = ""
         }
         return digits.isEmpty ? total : nil
+    }
+
+    /// `seconds` the way ``seconds(_:units:)`` reads it, largest units first, zero parts left out
+    /// (129600 is "1d12h", 0 is "0s"); at most `parts` units, the rest dropped ("3d4h" of 3d4h5m6s).
+    public static func describe(seconds: Int64, parts: Int = 2) -> String {
+        guard seconds > 0 else { return "0s" }
+        var rest = seconds
+        var text = ""
+        var used = 0
+        for unit in Unit.allCases where rest >= unit.seconds && used < parts {
+            text += "\(rest / unit.seconds)\(unit.rawValue)"
+            rest %= unit.seconds
+            used += 1
+        }
+        return text
     }
 }

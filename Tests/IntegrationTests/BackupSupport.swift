@@ -128,7 +128,7 @@ struct BackupSystem {
                 try system.start(
                     "backup-worker",
                     ["--instance-id", "worker-\(index + 1)", "--lease-seconds", "\(leaseSeconds)", "--retry-base-seconds", "0",
-                     "--schedule-interval-ms", "200", "--schedule-target-check-seconds", "1",
+                     "--schedule-interval-ms", "200", "--schedule-target-check-seconds", "1", "--objective-check-seconds", "1",
                      "--database", connectionString(system.database, applicationName: "worker-\(index + 1)")]))
         }
         let specPath = system.logDirectory + "/fleet.json"

@@ -19,7 +19,7 @@ struct ExitCodeTests {
     @Test("P13: every exit code of the README's table is what a command returns in that case")
     func readmeTable() async throws {
         let documented = try Self.readmeCodes()
-        #expect(documented == [0, 3, 4, 5, 6, 7, 8, 9, 10, 11, 64, 1], "the table changed: \(documented)")
+        #expect(documented == [0, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 64, 1], "the table changed: \(documented)")
 
         var spec = FleetSpec()
         // 16 one-MiB chunks, 400 ms each for fw-slow: a cancel lands mid-export.
@@ -65,6 +65,12 @@ struct ExitCodeTests {
             expect(
                 1, "anything else: the folder to write into does not exist",
                 try await system.system.rampart("backups", "download", backup.id, "-o", system.system.logDirectory + "/absent/x.tar"))
+
+            // fw-ok's only backup (made before the steps above, seconds ago) against an objective of one second (P16); fw-bad and fw-slow were never backed up
+            // but registered just now: `never`, not stale.
+            let objective = try await system.system.rampart("devices", "objective", "fw-ok", "1s")
+            #expect(objective.exitCode == 0, "\(objective)")
+            expect(12, "a device's last good backup is older than its objective", try await system.system.rampart("backups", "status"))
 
             try system.flipBit(of: backup)
             expect(10, "storage found damage", try await system.system.rampart("storage", "verify"))

@@ -49,6 +49,7 @@ struct HostileInputTests {
                     backup.startBackup.name, backup.getJob.name, backup.listJobs.name, backup.cancelJob.name, backup.listBackups.name, backup.getBackup.name,
                     backup.pruneBackups.name, backup.createSchedule.name, backup.listSchedules.name, backup.getSchedule.name,
                     backup.updateSchedule.name, backup.setSchedulePaused.name, backup.deleteSchedule.name,
+                    backup.listDeviceStatus.name, backup.setBackupObjective.name,
                 ]
             ),
             (StorageAPI.serviceName, StorageAPI.methods.map(\.name)),

@@ -57,12 +57,13 @@ struct OperatorJSONTests {
         check(Rampart_Backup_V1_TargetKind.self, "rampart.backup.v1.TargetKind") { $0.label }
         check(Rampart_Backup_V1_JobState.self, "rampart.backup.v1.JobState") { $0.label }
         check(Rampart_Backup_V1_TaskState.self, "rampart.backup.v1.TaskState") { $0.label }
+        check(Rampart_Backup_V1_ObjectiveState.self, "rampart.backup.v1.ObjectiveState") { $0.label }
         check(Rampart_Bus_V1_Role.self, "rampart.bus.v1.Role") { BusRole($0)?.rawValue ?? "" }
         let checked: Set = [
             "rampart.inventory.v1.Platform", "rampart.inventory.v1.Hypervisor", "rampart.inventory.v1.Role",
             "rampart.inventory.v1.SyncState", "rampart.restore.v1.LeaseState", "rampart.backup.v1.TargetKind",
             "rampart.backup.v1.JobState", "rampart.backup.v1.TaskState", "rampart.bus.v1.StatusCode",
-            "rampart.bus.v1.Role",
+            "rampart.bus.v1.Role", "rampart.backup.v1.ObjectiveState",
         ]
         #expect(Set(OperatorJSON.enums.keys) == checked, "a new enum needs its table spelling checked here")
     }

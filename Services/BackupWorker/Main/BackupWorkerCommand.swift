@@ -45,7 +45,19 @@ struct BackupWorkerCommand: AsyncParsableCommand {
     @Option(help: "Seconds between retention sweeps (0 = only when asked with `rampart backups prune`).")
     var pruneIntervalSeconds: Int = Environment.value("RAMPART_PRUNE_INTERVAL_SECONDS").flatMap(Int.init) ?? 3600
 
+    @Option(help: "Backup objective of every device without its own: a device whose last good backup is older is stale (8d, 36h, 1d12h).")
+    var backupObjective: String = Environment.value("RAMPART_BACKUP_OBJECTIVE") ?? "8d"
+
+    @Option(help: "Seconds between checks of every device's last good backup against its objective (a crossing is an event).")
+    var objectiveCheckSeconds: Int = Environment.value("RAMPART_OBJECTIVE_CHECK_SECONDS").flatMap(Int.init) ?? 60
+
     func validate() throws {
+        guard BackupAPI.parseObjective(backupObjective) != nil else {
+            throw ValidationError("--backup-objective '\(backupObjective)': a duration such as 8d, 36h or 1d12h, from 1s to 366d")
+        }
+        guard (1...86_400).contains(objectiveCheckSeconds) else {
+            throw ValidationError("--objective-check-seconds must be between 1 and 86400")
+        }
         guard pruneIntervalSeconds >= 0 else { throw ValidationError("--prune-interval-seconds must be 0 or more") }
         do {
             _ = try RetentionPolicy(keepLast: keepLast, keepDaily: keepDaily, keepWeekly: keepWeekly, keepMonthly: keepMonthly)
@@ -78,14 +90,22 @@ struct BackupWorkerCommand: AsyncParsableCommand {
             runner.leaseSeconds = leaseSeconds
             runner.retryBaseSeconds = retryBaseSeconds
             let pruner = Pruner(pool: pool, client: client, policy: policy, logger: logger)
+            let objective = BackupAPI.parseObjective(backupObjective) ?? BackupAPI.defaultObjectiveSeconds
             var services: [BootService] = [
-                .required(resources.serve(BackupService(pool: pool, client: client, pruner: pruner).router(), on: host)),
+                .required(
+                    resources.serve(
+                        BackupService(pool: pool, client: client, pruner: pruner, defaultObjective: objective).router(), on: host)),
                 .required(JobRunner(configuration: runner, pool: pool, client: client, logger: logger)),
                 .required(
                     Scheduler(
                         pool: pool, client: client, interval: .milliseconds(scheduleIntervalMs),
                         targetCheckInterval: .seconds(scheduleTargetCheckSeconds), logger: logger)),
             ]
+            services.append(
+                .required(
+                    StalenessMonitor(
+                        pool: pool, client: client, defaultObjective: objective, interval: .seconds(objectiveCheckSeconds),
+                        logger: logger)))
             if pruneIntervalSeconds > 0 {
                 services.append(.required(PruneLoop(pruner: pruner, interval: .seconds(pruneIntervalSeconds))))
             }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Postgres
 import RampartAPI
+import RampartBasics
 import RampartBus
 import RampartDatabase
 import RampartProto
@@ -14,12 +15,19 @@ public struct BackupService: Sendable {
     private let pool: PostgresPool
     private let planner: Planner
     private let pruner: Pruner
+    private let client: BusClient
+    private let statuses: DeviceStatusReader
 
-    /// The API over `pool`, asking inventory and storage through `client`.
-    public init(pool: PostgresPool, client: BusClient, pruner: Pruner) {
+    /// The API over `pool`, asking inventory and storage through `client`; `defaultObjective` is the
+    /// installation's backup objective in seconds until a worker has stored one (P16).
+    public init(
+        pool: PostgresPool, client: BusClient, pruner: Pruner, defaultObjective: Int64 = BackupObjective.defaultSeconds
+    ) {
         self.pool = pool
         self.planner = Planner(client: client)
         self.pruner = pruner
+        self.client = client
+        self.statuses = DeviceStatusReader(pool: pool, client: client, defaultObjective: defaultObjective)
     }
 
     /// Migrates the schemas the worker writes to (`events`, `backup`).
@@ -130,6 +138,36 @@ public struct BackupService: Sendable {
                 if any.isEmpty { try await requireKnownOwner(request.owner) }
             }
             return try await pruner.prune(owner: request.owner.isEmpty ? nil : request.owner, dryRun: request.dryRun, caller: context.caller)
+        }
+        router.register(BackupAPI.listDeviceStatus) { (_: Rampart_Backup_V1_ListDeviceStatusRequest, _) in
+            try await statuses.statuses(now: Date())
+        }
+        router.register(BackupAPI.setBackupObjective) { (request: Rampart_Backup_V1_SetBackupObjectiveRequest, context) in
+            context.audit.subject = request.device
+            guard request.clear || (1...BackupAPI.maximumObjectiveSeconds).contains(request.objectiveSeconds) else {
+                throw RPCError.invalidArgument(
+                    "an objective is from 1 second to 366 days, not \(request.objectiveSeconds) seconds (or clear it)")
+            }
+            guard !request.device.isEmpty else { throw RPCError.invalidArgument("name a device") }
+            var lookup = Rampart_Inventory_V1_GetDeviceRequest()
+            lookup.device = request.device
+            let found: Rampart_Inventory_V1_DeviceResponse = try await client.call(
+                InventoryAPI.getDevice, lookup, timeout: .seconds(10), idempotent: true)
+            let device = found.device
+            context.audit.subject = device.id
+            context.audit.note("device", device.name)
+            context.audit.note("objective", request.clear ? "default" : DurationText.describe(seconds: request.objectiveSeconds, parts: 4))
+            let defaultObjective = statuses.defaultObjective
+            return try await pool.serve { connection in
+                try ObjectiveStore.setObjective(
+                    deviceId: device.id, seconds: request.clear ? nil : request.objectiveSeconds, caller: context.caller,
+                    on: connection)
+                var response = Rampart_Backup_V1_DeviceStatusResponse()
+                response.status = try ObjectiveStore.statuses(
+                    devices: [device], defaultObjective: defaultObjective, now: Date(), on: connection
+                ).devices.first ?? Rampart_Backup_V1_DeviceBackupStatus()
+                return response
+            }
         }
         ScheduleHandlers(pool: pool, planner: planner).register(&router)
         return router

@@ -292,8 +292,13 @@ enum BackupStore {
             WHERE id = \(task.id)::uuid AND lease_token = \(task.token) AND state = 'running'
             """)
         guard updated == 1 else { return false }
+        if !backups.isEmpty { try ObjectiveStore.lockForStoring(on: connection) }
         for backup in backups {
             try insertBackup(backup, on: connection)
+            // P16: each device this backup holds has a good backup now; one recorded stale is fresh again.
+            let devices = backup.members.isEmpty
+                ? [(id: backup.ownerID, name: backup.ownerName)] : backup.members.map { (id: $0.deviceID, name: $0.deviceName) }
+            try ObjectiveStore.markFresh(devices, backupId: backup.id, on: connection)
         }
         try emit(
             "backup.task.\(state.label.replacingOccurrences(of: "-", with: "_"))", subject: task.id,

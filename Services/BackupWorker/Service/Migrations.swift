@@ -89,5 +89,31 @@ enum BackupMigrations {
                 -- made), as the scheduler last saw them; a change is published with the row's update.
                 ALTER TABLE backup.schedules ADD COLUMN missing_targets jsonb NOT NULL DEFAULT '[]';
                 """),
+        Migration(
+            version: 3, name: "backup objectives: the default, each device's own, who was last said stale (P16)",
+            sql: """
+                -- Settings every worker shares; default_objective_seconds is the --backup-objective of the
+                -- worker started last (shown by rampart backups status).
+                CREATE TABLE backup.settings (
+                    name text PRIMARY KEY,
+                    value text NOT NULL,
+                    updated_at timestamptz NOT NULL DEFAULT now()
+                );
+                -- A device's own objective (rampart devices objective), keyed by inventory's device id.
+                CREATE TABLE backup.device_objectives (
+                    device_id text PRIMARY KEY,
+                    objective_seconds bigint NOT NULL CHECK (objective_seconds > 0),
+                    set_by text NOT NULL,
+                    set_at timestamptz NOT NULL DEFAULT now()
+                );
+                -- Whether backup.device.stale was the last thing said of a device: a crossing is said by
+                -- whoever flips this row (a conditional update), in the event's own transaction.
+                CREATE TABLE backup.device_freshness (
+                    device_id text PRIMARY KEY,
+                    device_name text NOT NULL,
+                    stale boolean NOT NULL,
+                    changed_at timestamptz NOT NULL DEFAULT now()
+                );
+                """),
     ]
 }

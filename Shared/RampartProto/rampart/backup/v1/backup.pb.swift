@@ -194,6 +194,61 @@ public nonisolated enum Rampart_Backup_V1_TaskState: SwiftProtobuf.Enum, Swift.C
 
 }
 
+/// Where a device's last good backup stands against its objective.
+public nonisolated enum Rampart_Backup_V1_ObjectiveState: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// its last good backup is younger than its objective
+  case ok // = 1
+
+  /// older than its objective (or never, and registered longer ago than it)
+  case stale // = 2
+
+  /// no good backup yet, registered less than its objective ago
+  case never // = 3
+
+  /// cannot be backed up at all (B2): never stale; `reason` says why
+  case unsupported // = 4
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .ok
+    case 2: self = .stale
+    case 3: self = .never
+    case 4: self = .unsupported
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .ok: return 1
+    case .stale: return 2
+    case .never: return 3
+    case .unsupported: return 4
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Rampart_Backup_V1_ObjectiveState] = [
+    .unspecified,
+    .ok,
+    .stale,
+    .never,
+    .unsupported,
+  ]
+
+}
+
 public nonisolated struct Rampart_Backup_V1_Target: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -703,6 +758,122 @@ public nonisolated struct Rampart_Backup_V1_PruneBackupsResponse: Sendable {
   public init() {}
 }
 
+/// One device: its last good backup (a stored backup of its own, or a cluster bundle holding its file)
+/// and its objective.
+public nonisolated struct Rampart_Backup_V1_DeviceBackupStatus: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var deviceID: String = String()
+
+  public var deviceName: String = String()
+
+  public var state: Rampart_Backup_V1_ObjectiveState = .unspecified
+
+  /// "" = none
+  public var lastBackupID: String = String()
+
+  /// 0 = none
+  public var lastBackupUnixMs: Int64 = 0
+
+  /// since the last good backup; 0 when there is none
+  public var ageSeconds: Int64 = 0
+
+  /// the objective in force for this device
+  public var objectiveSeconds: Int64 = 0
+
+  /// set for this device (else the installation's default)
+  public var objectiveOverridden: Bool = false
+
+  /// UNSUPPORTED: why (B2)
+  public var reason: String = String()
+
+  /// when inventory registered it (NEVER turns STALE an objective later)
+  public var registeredUnixMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rampart_Backup_V1_ListDeviceStatusRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rampart_Backup_V1_ListDeviceStatusResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// by name
+  public var devices: [Rampart_Backup_V1_DeviceBackupStatus] = []
+
+  /// the installation's default (backup-worker --backup-objective)
+  public var defaultObjectiveSeconds: Int64 = 0
+
+  /// "now" of this answer: ages are counted to it
+  public var checkedUnixMs: Int64 = 0
+
+  public var ok: UInt32 = 0
+
+  public var stale: UInt32 = 0
+
+  public var never: UInt32 = 0
+
+  public var unsupported: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rampart_Backup_V1_SetBackupObjectiveRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// name or id
+  public var device: String = String()
+
+  /// > 0, at most 366 days
+  public var objectiveSeconds: Int64 = 0
+
+  /// back to the default (objective_seconds ignored)
+  public var clear: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rampart_Backup_V1_DeviceStatusResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var status: Rampart_Backup_V1_DeviceBackupStatus {
+    get {_status ?? Rampart_Backup_V1_DeviceBackupStatus()}
+    set {_status = newValue}
+  }
+  /// Returns true if `status` has been explicitly set.
+  public var hasStatus: Bool {self._status != nil}
+  /// Clears the value of `status`. Subsequent reads from it will return its default value.
+  public mutating func clearStatus() {self._status = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _status: Rampart_Backup_V1_DeviceBackupStatus? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "rampart.backup.v1"
@@ -717,6 +888,10 @@ nonisolated extension Rampart_Backup_V1_JobState: SwiftProtobuf._ProtoNameProvid
 
 nonisolated extension Rampart_Backup_V1_TaskState: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0TASK_STATE_UNSPECIFIED\0\u{1}PENDING\0\u{1}TASK_RUNNING\0\u{1}TASK_SUCCEEDED\0\u{1}TASK_PARTIALLY_SUCCEEDED\0\u{1}TASK_FAILED\0\u{1}TASK_CANCELLED\0\u{1}REFUSED\0")
+}
+
+nonisolated extension Rampart_Backup_V1_ObjectiveState: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0OBJECTIVE_STATE_UNSPECIFIED\0\u{1}OK\0\u{1}STALE\0\u{1}NEVER\0\u{1}UNSUPPORTED\0")
 }
 
 nonisolated extension Rampart_Backup_V1_Target: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -1828,6 +2003,234 @@ nonisolated extension Rampart_Backup_V1_PruneBackupsResponse: SwiftProtobuf.Mess
   public static func ==(lhs: Rampart_Backup_V1_PruneBackupsResponse, rhs: Rampart_Backup_V1_PruneBackupsResponse) -> Bool {
     if lhs.deleted != rhs.deleted {return false}
     if lhs.kept != rhs.kept {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Backup_V1_DeviceBackupStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeviceBackupStatus"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}device_id\0\u{3}device_name\0\u{1}state\0\u{3}last_backup_id\0\u{3}last_backup_unix_ms\0\u{3}age_seconds\0\u{3}objective_seconds\0\u{3}objective_overridden\0\u{1}reason\0\u{3}registered_unix_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.deviceID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.deviceName) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.state) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.lastBackupID) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.lastBackupUnixMs) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.ageSeconds) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.objectiveSeconds) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.objectiveOverridden) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 10: try { try decoder.decodeSingularInt64Field(value: &self.registeredUnixMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.deviceID.isEmpty {
+      try visitor.visitSingularStringField(value: self.deviceID, fieldNumber: 1)
+    }
+    if !self.deviceName.isEmpty {
+      try visitor.visitSingularStringField(value: self.deviceName, fieldNumber: 2)
+    }
+    if self.state != .unspecified {
+      try visitor.visitSingularEnumField(value: self.state, fieldNumber: 3)
+    }
+    if !self.lastBackupID.isEmpty {
+      try visitor.visitSingularStringField(value: self.lastBackupID, fieldNumber: 4)
+    }
+    if self.lastBackupUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.lastBackupUnixMs, fieldNumber: 5)
+    }
+    if self.ageSeconds != 0 {
+      try visitor.visitSingularInt64Field(value: self.ageSeconds, fieldNumber: 6)
+    }
+    if self.objectiveSeconds != 0 {
+      try visitor.visitSingularInt64Field(value: self.objectiveSeconds, fieldNumber: 7)
+    }
+    if self.objectiveOverridden != false {
+      try visitor.visitSingularBoolField(value: self.objectiveOverridden, fieldNumber: 8)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 9)
+    }
+    if self.registeredUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.registeredUnixMs, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Backup_V1_DeviceBackupStatus, rhs: Rampart_Backup_V1_DeviceBackupStatus) -> Bool {
+    if lhs.deviceID != rhs.deviceID {return false}
+    if lhs.deviceName != rhs.deviceName {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs.lastBackupID != rhs.lastBackupID {return false}
+    if lhs.lastBackupUnixMs != rhs.lastBackupUnixMs {return false}
+    if lhs.ageSeconds != rhs.ageSeconds {return false}
+    if lhs.objectiveSeconds != rhs.objectiveSeconds {return false}
+    if lhs.objectiveOverridden != rhs.objectiveOverridden {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.registeredUnixMs != rhs.registeredUnixMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Backup_V1_ListDeviceStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListDeviceStatusRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Backup_V1_ListDeviceStatusRequest, rhs: Rampart_Backup_V1_ListDeviceStatusRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Backup_V1_ListDeviceStatusResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListDeviceStatusResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}devices\0\u{3}default_objective_seconds\0\u{3}checked_unix_ms\0\u{1}ok\0\u{1}stale\0\u{1}never\0\u{1}unsupported\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.devices) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.defaultObjectiveSeconds) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.checkedUnixMs) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.ok) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.stale) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.never) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.unsupported) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.devices.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.devices, fieldNumber: 1)
+    }
+    if self.defaultObjectiveSeconds != 0 {
+      try visitor.visitSingularInt64Field(value: self.defaultObjectiveSeconds, fieldNumber: 2)
+    }
+    if self.checkedUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.checkedUnixMs, fieldNumber: 3)
+    }
+    if self.ok != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ok, fieldNumber: 4)
+    }
+    if self.stale != 0 {
+      try visitor.visitSingularUInt32Field(value: self.stale, fieldNumber: 5)
+    }
+    if self.never != 0 {
+      try visitor.visitSingularUInt32Field(value: self.never, fieldNumber: 6)
+    }
+    if self.unsupported != 0 {
+      try visitor.visitSingularUInt32Field(value: self.unsupported, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Backup_V1_ListDeviceStatusResponse, rhs: Rampart_Backup_V1_ListDeviceStatusResponse) -> Bool {
+    if lhs.devices != rhs.devices {return false}
+    if lhs.defaultObjectiveSeconds != rhs.defaultObjectiveSeconds {return false}
+    if lhs.checkedUnixMs != rhs.checkedUnixMs {return false}
+    if lhs.ok != rhs.ok {return false}
+    if lhs.stale != rhs.stale {return false}
+    if lhs.never != rhs.never {return false}
+    if lhs.unsupported != rhs.unsupported {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Backup_V1_SetBackupObjectiveRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SetBackupObjectiveRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}device\0\u{3}objective_seconds\0\u{1}clear\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.device) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.objectiveSeconds) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.clear) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.device.isEmpty {
+      try visitor.visitSingularStringField(value: self.device, fieldNumber: 1)
+    }
+    if self.objectiveSeconds != 0 {
+      try visitor.visitSingularInt64Field(value: self.objectiveSeconds, fieldNumber: 2)
+    }
+    if self.clear != false {
+      try visitor.visitSingularBoolField(value: self.clear, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Backup_V1_SetBackupObjectiveRequest, rhs: Rampart_Backup_V1_SetBackupObjectiveRequest) -> Bool {
+    if lhs.device != rhs.device {return false}
+    if lhs.objectiveSeconds != rhs.objectiveSeconds {return false}
+    if lhs.clear != rhs.clear {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Backup_V1_DeviceStatusResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeviceStatusResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}status\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._status) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._status {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Backup_V1_DeviceStatusResponse, rhs: Rampart_Backup_V1_DeviceStatusResponse) -> Bool {
+    if lhs._status != rhs._status {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
