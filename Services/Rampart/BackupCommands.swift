@@ -198,7 +198,7 @@ struct BackupsCommand: AsyncParsableCommand {
 
     struct Prune: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Apply the retention policy now (keep last N and daily/weekly/monthly; never the newest good backup).")
+            abstract: "Apply the retention policy now (keep last N and daily/weekly/monthly; never a device's last good backup).")
         @Option(help: "Only this device or cluster (name or id).") var owner: String?
         @Flag(name: .customLong("dry-run"), help: "Show what would be deleted; delete nothing.") var dryRun = false
         @OptionGroup var options: ClientOptions

@@ -32,6 +32,24 @@ public struct Pruner: Sendable {
         self.now = now
     }
 
+    /// The ids of the last good backup of every device `backups` hold (P16): a device's newest own file, or
+    /// for a cluster node the newest bundle holding its file (newest by time, then by id, as
+    /// `ObjectiveStore.lastGood` orders them).
+    static func lastGood(of backups: [Rampart_Backup_V1_Backup]) -> Set<String> {
+        var newest: [String: Rampart_Backup_V1_Backup] = [:]
+        for backup in backups {
+            for device in backup.members.isEmpty ? [backup.ownerID] : backup.members.map(\.deviceID) {
+                if let current = newest[device],
+                    (current.createdUnixMs, current.id) >= (backup.createdUnixMs, backup.id)
+                {
+                    continue
+                }
+                newest[device] = backup
+            }
+        }
+        return Set(newest.values.map(\.id))
+    }
+
     /// Prunes `owner`'s backups (nil: everyone's); with `dryRun`, only reports.
     public func prune(owner: String?, dryRun: Bool, caller: String) async throws -> Rampart_Backup_V1_PruneBackupsResponse {
         let (policy, now) = (self.policy, self.now())
@@ -46,12 +64,15 @@ public struct Pruner: Sendable {
             let backups = try BackupStore.listBackups(owner: owner, jobId: nil, limit: 1_000_000, on: connection)
                 .filter { owner == nil || $0.ownerID == owner || $0.ownerName == owner }
             var deleted: [Rampart_Backup_V1_Backup] = []
+            // P16: the last good backup of every device these backups hold is never deleted — for a cluster
+            // node left out of the newest bundles (B10), that is an older bundle the policy alone would drop.
+            let lastGood = Self.lastGood(of: backups)
             for (_, group) in Dictionary(grouping: backups, by: \.ownerID) {
                 let candidates = group.map {
                     RetentionCandidate(id: $0.id, created: Date(timeIntervalSince1970: Double($0.createdUnixMs) / 1000), good: true)
                 }
                 let doomed = Set(policy.select(candidates, now: now, in: TimeZone(identifier: "UTC")!).delete)
-                deleted += group.filter { doomed.contains($0.id) }
+                deleted += group.filter { doomed.contains($0.id) && !lastGood.contains($0.id) }
             }
             response.deleted = deleted.sorted { $0.createdUnixMs < $1.createdUnixMs }
             response.kept = UInt32(backups.count - deleted.count)

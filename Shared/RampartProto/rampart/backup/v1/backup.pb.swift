@@ -727,7 +727,8 @@ public nonisolated struct Rampart_Backup_V1_DeleteScheduleResponse: Sendable {
 }
 
 /// Applies the retention policy (keep last N, and the newest of each of the last days, weeks and
-/// months; never a device's newest good backup) to one owner's backups, or to everyone's.
+/// months; never a device's last good backup, a cluster node's included: P16) to one owner's backups,
+/// or to everyone's.
 public nonisolated struct Rampart_Backup_V1_PruneBackupsRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
