@@ -54,6 +54,7 @@ struct ObjectiveDecisionTests {
         #expect(BackupObjective.crossing(wasStale: true, state: .ok) == .fresh)
         #expect(BackupObjective.crossing(wasStale: false, state: .ok) == nil)
         #expect(BackupObjective.crossing(wasStale: false, state: .never) == nil)
+        #expect(BackupObjective.crossing(wasStale: true, state: .never) == .fresh, "never backed up, its objective raised")
         #expect(BackupObjective.crossing(wasStale: false, state: .unsupported) == nil)
         #expect(BackupObjective.Crossing.stale.topic == "backup.device.stale")
         #expect(BackupObjective.Crossing.fresh.topic == "backup.device.fresh")

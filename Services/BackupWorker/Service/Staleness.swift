@@ -31,14 +31,15 @@ public enum BackupObjective {
     }
 
     /// What a check says about a device that was `wasStale` (as recorded) and is `now` in state `state`:
-    /// `.stale` when it crossed its objective, `.fresh` when it came back under it, nil when nothing
-    /// changed or nothing is to be said (an unsupported device, or one never backed up still in its
-    /// first objective).
+    /// `.stale` when it crossed its objective, `.fresh` when it came back under it (`ok`, or `never` again
+    /// when its objective was raised), nil when nothing changed or nothing is to be said (an unsupported
+    /// device, or one never backed up still in its first objective).
     public static func crossing(wasStale: Bool, state: Rampart_Backup_V1_ObjectiveState) -> Crossing? {
         switch state {
         case .stale: wasStale ? nil : .stale
-        case .ok: wasStale ? .fresh : nil
-        case .never, .unsupported, .unspecified, .UNRECOGNIZED: nil
+        // `never` after `stale`: a device never backed up whose objective was raised past its age.
+        case .ok, .never: wasStale ? .fresh : nil
+        case .unsupported, .unspecified, .UNRECOGNIZED: nil
         }
     }
 
