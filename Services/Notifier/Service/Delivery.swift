@@ -27,21 +27,55 @@ public struct DeliveryConfiguration: Sendable {
 }
 
 /// A wake-up every hook worker waits on: pulsed by each live event, so that a hook that is up to
-/// date reads the journal at once rather than at its next poll.
+/// date reads the journal at once rather than at its next poll. Waiters sleep on a continuation, so
+/// an idle hook costs nothing between pulses.
 final class Pulse: Sendable {
-    private let generation = Mutex<UInt64>(0)
+    private struct State {
+        var generation: UInt64 = 0
+        var waiters: [UUID: CheckedContinuation<Void, Never>] = [:]
+    }
+    private let state = Mutex(State())
 
-    func pulse() { generation.withLock { $0 &+= 1 } }
-
-    var current: UInt64 { generation.withLock { $0 } }
-
-    /// Returns when pulsed after `seen`, or after `timeout`.
-    func wait(after seen: UInt64, timeout: Duration) async throws {
-        let clock = ContinuousClock()
-        let deadline = clock.now + timeout
-        while current == seen, clock.now < deadline {
-            try await Task.sleep(for: .milliseconds(25))
+    func pulse() {
+        let waiting = state.withLock { state in
+            state.generation &+= 1
+            defer { state.waiters = [:] }
+            return Array(state.waiters.values)
         }
+        for continuation in waiting { continuation.resume() }
+    }
+
+    var current: UInt64 { state.withLock { $0.generation } }
+
+    /// Returns when pulsed after `seen`, after `timeout`, or when the task is cancelled (then throws).
+    func wait(after seen: UInt64, timeout: Duration) async throws {
+        let id = UUID()
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let pulsed = state.withLock { state in
+                    guard state.generation == seen, !Task.isCancelled else { return true }
+                    state.waiters[id] = continuation
+                    return false
+                }
+                if pulsed {
+                    continuation.resume()
+                } else {
+                    // Registered first, so the timer can never miss its waiter.
+                    Task { [self] in
+                        try? await Task.sleep(for: timeout)
+                        wake(id)
+                    }
+                }
+            }
+        } onCancel: {
+            wake(id)
+        }
+        try Task.checkCancellation()
+    }
+
+    /// Resumes waiter `id` if it still waits.
+    private func wake(_ id: UUID) {
+        state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
     }
 }
 
