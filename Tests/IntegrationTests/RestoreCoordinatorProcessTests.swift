@@ -542,11 +542,10 @@ struct RestoreCoordinatorProcessTests {
         return try ["leases", "requests", "steps", "events", "audited"].map { try row.decode($0, as: Int.self) }
     }
 
-    func check(_ client: BusClient, _ held: Held, facts: Rampart_Restore_V1_DeviceFacts? = nil) async throws
-        -> Rampart_Restore_V1_CheckRestoreResponse
-    {
-        try await client.call(
-            RestoreAPI.checkRestore, leaseRequest(held, facts: facts), timeout: .seconds(10))
+    func check(
+        _ client: BusClient, _ held: Held, facts: Rampart_Restore_V1_DeviceFacts? = nil, timeout: Duration = .seconds(10)
+    ) async throws -> Rampart_Restore_V1_CheckRestoreResponse {
+        try await client.call(RestoreAPI.checkRestore, leaseRequest(held, facts: facts), timeout: timeout)
     }
 
     /// Expects RequestLease refused with exactly the reasons of the checks that failed in `checked`.
@@ -570,7 +569,7 @@ struct RestoreCoordinatorProcessTests {
     }
 
     @Test(
-        "R3, R4, R5, R6, R7, R12, R14: CheckRestore answers RequestLease's checks one by one and records nothing; RequestLease refuses with exactly the failed checks' reasons; a newer backup is a warning on both"
+        "R3, R4, R5, R6, R7, R12, R14: CheckRestore answers RequestLease's checks one by one and records nothing; RequestLease refuses with exactly the failed checks' reasons; a newer backup is a warning on both, given up at once with no backup service"
     )
     func checkRestore() async throws {
         var spec = FleetSpec()
@@ -671,6 +670,14 @@ struct RestoreCoordinatorProcessTests {
             #expect(peer.checks.last?.reasons.first?.contains("its HA peer hq-a is being restored") == true, "\(peer)")
             #expect(try Self.recorded(system) == recorded)
             await expectSameRefusal(client, try #require(held["hq-b"]), as: peer)
+
+            // With no backup instance on the bus the warning is given up at once, not after the
+            // coordinator's 5 s call deadline: a check with a 3 s deadline is answered, saying why.
+            for worker in system.workers { _ = await worker.stop() }
+            try await system.system.waitUntilServing(BackupAPI.serviceName, instances: 0)
+            let unwarned = try await check(client, older, timeout: .seconds(3))
+            #expect(!unwarned.hasNewerBackup && unwarned.deviceName == "ck-1", "\(unwarned)")
+            #expect(unwarned.backupsNotChecked.contains("no instance of service"), "\(unwarned.backupsNotChecked)")
         }
     }
 }

@@ -234,13 +234,17 @@ public struct RestoreCoordinatorService: Sendable {
 
     /// The newest backup of the manifest's device taken after the one being restored (asked of the
     /// backup service; when it does not answer, the restore goes on without the warning).
+    ///
+    /// Asked once, not retried: a warning must not hold a restore decision. With no backup instance on the
+    /// bus the broker says so at once; a retried call would wait out the whole deadline for one to come,
+    /// on every RequestLease and CheckRestore.
     func newerBackup(of manifest: BackupManifest, archiveSHA256: String) async -> NewerBackups.Lookup {
         var request = Rampart_Backup_V1_ListBackupsRequest()
         request.owner = manifest.deviceId
         request.limit = 100
         do {
             let response = try await client.call(
-                BackupAPI.listBackups, request, timeout: configuration.callTimeout, idempotent: true)
+                BackupAPI.listBackups, request, timeout: configuration.callTimeout, idempotent: false)
             return NewerBackups.newest(
                 after: archiveSHA256, createdAt: manifest.createdDate, deviceId: manifest.deviceId,
                 among: response.backups
@@ -330,7 +334,7 @@ public struct RestoreCoordinatorService: Sendable {
     }
 
     func inventory<Request, Response>(_ method: RPCMethod<Request, Response>, _ request: Request) async throws -> Response {
-        try await client.call(method, request, timeout: configuration.callTimeout, idempotent: true)
+        try await client.call(method, request, timeout: configuration.callTimeout, idempotent: false)
     }
 
     // MARK: reports under a lease
