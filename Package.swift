@@ -121,6 +121,12 @@ let package = Package(
             dependencies: ["RampartBasics", "CZlib", .product(name: "Crypto", package: "swift-crypto")],
             path: "Shared/RampartArchive", swiftSettings: strict),
 
+        // Configuration trees compared: volatile lines normalised, secrets never shown, line diffs, fingerprints. Pure.
+        .target(
+            name: "RampartConfigDiff",
+            dependencies: ["RampartBasics", "RampartArchive", .product(name: "Crypto", package: "swift-crypto")],
+            path: "Shared/RampartConfigDiff", swiftSettings: strict),
+
         // Encryption at rest: AES-256-GCM chunk framing, data keys wrapped by a master key.
         .target(
             name: "RampartCrypto",
@@ -308,6 +314,7 @@ let package = Package(
             dependencies: ["RampartAPI", "RampartRPC", "RampartProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             path: "Tests/APITests"),
         .testTarget(name: "ArchiveTests", dependencies: ["RampartArchive"], path: "Tests/ArchiveTests"),
+        .testTarget(name: "ConfigDiffTests", dependencies: ["RampartConfigDiff", "RampartArchive"], path: "Tests/ConfigDiffTests"),
         .testTarget(name: "BasicsTests", dependencies: ["RampartBasics"], path: "Tests/BasicsTests"),
         .testTarget(name: "CryptoTests", dependencies: ["RampartCrypto"], path: "Tests/CryptoTests"),
         .testTarget(name: "LinksTests", dependencies: ["RampartLinks"], path: "Tests/LinksTests"),
