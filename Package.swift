@@ -328,7 +328,8 @@ let package = Package(
             name: "LinkSignerTests", dependencies: ["LinkSignerService", "RampartLinks", "RampartTesting", "RampartRPC"],
             path: "Tests/LinkSignerTests"),
         .testTarget(
-            name: "DeviceAgentTests", dependencies: ["DeviceAgentCore", "RampartArchive", "RampartAPI", "RampartTesting", "RampartRPC"],
+            name: "DeviceAgentTests",
+            dependencies: ["DeviceAgentCore", "RampartArchive", "RampartAPI", "RampartTesting", "RampartRPC", "RampartConfigDiff"],
             path: "Tests/DeviceAgentTests"),
         .testTarget(
             name: "BackupWorkerTests", dependencies: ["BackupWorkerService", "RampartTesting", "RampartAPI"],

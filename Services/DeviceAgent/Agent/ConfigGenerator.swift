@@ -149,14 +149,14 @@ enum ConfigGenerator {
     }
 
     /// A P-256 key from the seeded generator (a random 32-byte scalar, retried in the rare case it is out of range).
-    private static func privateKey(_ random: inout SeededGenerator) -> P256.Signing.PrivateKey {
+    static func privateKey(_ random: inout SeededGenerator) -> P256.Signing.PrivateKey {
         while true {
             if let key = try? P256.Signing.PrivateKey(rawRepresentation: random.bytes(32)) { return key }
         }
     }
 
     /// A PEM block standing in for an X.509 certificate: its fields in text form, base64 encoded.
-    private static func certificate(
+    static func certificate(
         subject: String, issuer: String, publicKey: P256.Signing.PublicKey, random: inout SeededGenerator
     ) -> String {
         let body = """

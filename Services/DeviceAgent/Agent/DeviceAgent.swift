@@ -115,7 +115,7 @@ public final class DeviceAgent: Sendable {
                 jobId: request.jobID)
             let files: [BackupArchive.StreamedFile]
             do {
-                files = try folder.exportStreams()
+                files = try folder.exportStreams(at: Date(unixMillis: createdMs))
             } catch {
                 throw RPCError(.internal, "the configuration tree cannot be read", cause: error)
             }

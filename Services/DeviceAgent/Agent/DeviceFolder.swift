@@ -144,10 +144,17 @@ public struct DeviceFolder: Sendable {
     /// file's size and SHA-256 are read first, a buffer at a time, and its contents read again, the same
     /// way, when the archive is written (`BackupArchive.write` refuses a file that changed in between).
     /// Private keys are decrypted into memory (`pki/<name>.key`): a key is a few kilobytes.
-    public func exportStreams() throws -> [BackupArchive.StreamedFile] {
+    ///
+    /// `running-config` is exported as a device writes it (`VolatileExport`): with a banner naming the
+    /// export's time `date`, the clock's drift and a checksum, which differ on every export.
+    public func exportStreams(at date: Date = Date()) throws -> [BackupArchive.StreamedFile] {
         let key = try deviceKey()
         return try storedPaths().map { relative in
             let full = configPath + "/" + relative
+            if relative == VolatileExport.runningConfig {
+                guard let stored = FileManager.default.contents(atPath: full) else { throw AgentError("\(full) cannot be read") }
+                return BackupArchive.StreamedFile(.init(path: relative, contents: VolatileExport.runningConfig(stored, at: date)))
+            }
             if relative.hasSuffix(Self.encryptedKeySuffix) {
                 guard let sealed = FileManager.default.contents(atPath: full) else {
                     throw AgentError("\(full) cannot be read")

@@ -12,7 +12,7 @@ struct DeviceAgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "device-agent",
         abstract: "A simulated threat defense device: its facts, configuration tree and backups, served on the bus.",
-        subcommands: [Init.self, Run.self, Fleet.self, Power.self, Cli.self])
+        subcommands: [Init.self, Run.self, Fleet.self, Power.self, ChangeConfig.self, Cli.self])
 }
 
 /// The manager a device registers with (`RAMPART_MANAGER_ID`); empty: the installation's, which
@@ -335,6 +335,53 @@ extension DeviceAgentCommand {
             let folder = dir.hasSuffix("/") ? String(dir.dropLast()) : dir
             try DevicePower.write(state, device: name, fleet: folder)
             print("\(name): \(state.rawValue)")
+        }
+    }
+}
+
+extension DeviceAgentCommand {
+    /// `device-agent change-config`: an operator's change to a device's configuration, for diffs to show.
+    struct ChangeConfig: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "change-config",
+            abstract: "Change a simulated device's configuration, as an operator would (for diffs and demonstrations).",
+            discussion: """
+                DIR is a device folder (`device-agent init --dir`), or with NAME a fleet folder \
+                (`device-agent fleet --dir`) and NAME one of its devices. The running device exports the new \
+                configuration from its next backup on. With no option, an access rule and the SNMP location change.
+                """)
+
+        @Option(help: "A device folder, or a fleet folder with NAME.") var dir: String
+        @Argument(help: "The device's name, when DIR is a fleet folder.") var name: String?
+        @Option(help: "New `snmp-server location` in running-config.") var location: String?
+        @Option(name: .customLong("add-access-rule"), help: "Append an access rule of this name to the access policy.")
+        var accessRule: String?
+        @Option(help: "Replace the private key and certificate pki/NAME.key, pki/NAME.crt (a secret change).")
+        var rotateKey: String?
+
+        var deviceFolder: String {
+            let folder = dir.hasSuffix("/") ? String(dir.dropLast()) : dir
+            return name.map { folder + "/" + $0 } ?? folder
+        }
+
+        func validate() throws {
+            guard FileManager.default.fileExists(atPath: deviceFolder + "/facts.json") else {
+                throw ValidationError(
+                    name == nil
+                        ? "\(dir) is not a device folder (no facts.json); for a fleet's device give its name after --dir"
+                        : "\(dir) has no device '\(name ?? "")'")
+            }
+        }
+
+        func run() throws {
+            let folder = try DeviceFolder.open(deviceFolder)
+            var change = ConfigChange(location: location, accessRule: accessRule, rotateKey: rotateKey)
+            if change.isEmpty {
+                let stamp = Int(Date().timeIntervalSince1970)
+                change = ConfigChange(location: "rack-\(stamp % 100)-moved", accessRule: "allow-admin-\(stamp)")
+            }
+            let written = try folder.change(change)
+            print("\(folder.facts.name): changed \(written.joined(separator: ", "))")
         }
     }
 }
