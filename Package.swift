@@ -193,7 +193,7 @@ let package = Package(
         .target(
             name: "StorageService",
             dependencies: ["RampartDatabase", "RampartBasics",
-                "RampartBus", "RampartProto", "RampartRPC", "RampartAPI", "RampartCrypto", "Postgres",
+                "RampartBus", "RampartProto", "RampartRPC", "RampartAPI", "RampartCrypto", "Postgres", "RampartArchive", "RampartConfigDiff",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -234,7 +234,7 @@ let package = Package(
         .target(
             name: "BackupWorkerService",
             dependencies: ["RampartDatabase", "RampartBasics",
-                "RampartBus", "RampartProto", "RampartRPC", "RampartAPI", "RampartInventory", "RampartArchive", "Postgres",
+                "RampartBus", "RampartProto", "RampartRPC", "RampartAPI", "RampartInventory", "RampartArchive", "RampartConfigDiff", "Postgres",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),

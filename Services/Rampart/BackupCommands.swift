@@ -153,6 +153,15 @@ struct JobsCommand: AsyncParsableCommand {
             }
             print(table.render())
         }
+
+        /// P17: "unchanged" (shares the previous backup's file), "changed: 3 files", or "-" (not compared).
+        static func configuration(_ backup: Rampart_Backup_V1_Backup) -> String {
+            if !backup.unchangedFrom.isEmpty { return "unchanged" }
+            if !backup.changedFiles.isEmpty {
+                return backup.changedFiles.count == 1 ? "changed: 1 file" : "changed: \(backup.changedFiles.count) files"
+            }
+            return "-"
+        }
     }
 
     struct Show: AsyncParsableCommand {
@@ -193,8 +202,8 @@ struct JobsCommand: AsyncParsableCommand {
 
 struct BackupsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "backups", abstract: "Stored backup files: list, show, download, extract a cluster node.",
-        subcommands: [List.self, Show.self, Download.self, Extract.self, Prune.self, Status.self])
+        commandName: "backups", abstract: "Stored backup files: list, show, diff, download, extract a cluster node.",
+        subcommands: [List.self, Show.self, Diff.self, Download.self, Extract.self, Prune.self, Status.self])
 
     struct Prune: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -232,13 +241,23 @@ struct BackupsCommand: AsyncParsableCommand {
                 try await options.call($0, BackupAPI.listBackups, request, idempotent: true)
             }
             if options.output == .json { return try printJSON(response) }
-            var table = Table("FILE", "OWNER", "ROLE", "SIZE", "SOFTWARE", "CREATED", "ID")
+            var table = Table("FILE", "OWNER", "ROLE", "SIZE", "SOFTWARE", "CREATED", "CONFIG", "ID")
             for backup in response.backups {
                 table.add(
                     backup.fileName, backup.ownerName, backup.members.isEmpty ? backup.role.label : "bundle:\(backup.members.count)",
-                    "\(backup.size)", InventoryRules.describe(backup.software), formatTime(backup.createdUnixMs), backup.id)
+                    "\(backup.size)", InventoryRules.describe(backup.software), formatTime(backup.createdUnixMs),
+                    Self.configuration(backup), backup.id)
             }
             print(table.render())
+        }
+
+        /// P17: "unchanged" (shares the previous backup's file), "changed: 3 files", or "-" (not compared).
+        static func configuration(_ backup: Rampart_Backup_V1_Backup) -> String {
+            if !backup.unchangedFrom.isEmpty { return "unchanged" }
+            if !backup.changedFiles.isEmpty {
+                return backup.changedFiles.count == 1 ? "changed: 1 file" : "changed: \(backup.changedFiles.count) files"
+            }
+            return "-"
         }
     }
 
@@ -265,6 +284,9 @@ struct BackupsCommand: AsyncParsableCommand {
             table.add("software", InventoryRules.describe(b.software))
             table.add("job", b.jobID)
             table.add("created", formatTime(b.createdUnixMs))
+            table.add("previous", b.previousBackupID.isEmpty ? "- (not compared)" : b.previousBackupID)
+            if !b.unchangedFrom.isEmpty { table.add("configuration", "unchanged: shares the file of backup \(b.unchangedFrom)") }
+            if !b.changedFiles.isEmpty { table.add("changed files", b.changedFiles.joined(separator: ", ")) }
             print(table.render())
             if !b.members.isEmpty {
                 var members = Table("NODE FILE", "NODE", "ROLE", "SIZE", "SHA256")

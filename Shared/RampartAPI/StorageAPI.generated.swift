@@ -54,6 +54,13 @@ public enum StorageAPI: RPCServiceAPI {
         service: serviceName, name: "rampart.storage.v1.Storage/Verify",
         policy: MethodPolicy(roles: [.admin, .operator, .viewer, .service]))
 
+    /// Compares the configuration trees of two stored backups, file by file: decrypted here and never sent,
+    /// volatile lines normalised, secret material never shown (docs/config-diff.md). Audited: it shows
+    /// configuration, so the audit log records who asked.
+    public static let diffObjects = RPCMethod<Rampart_Storage_V1_DiffObjectsRequest, Rampart_Storage_V1_DiffObjectsResponse>(
+        service: serviceName, name: "rampart.storage.v1.Storage/DiffObjects",
+        policy: MethodPolicy(roles: [.admin, .operator, .service], audited: true))
+
     /// Every method, in the order proto/rampart/storage/v1/storage.proto declares them.
     public static let methods: [any RPCMethodDescription] = [
         beginUpload,
@@ -65,6 +72,7 @@ public enum StorageAPI: RPCServiceAPI {
         listObjects,
         deleteObject,
         verify,
+        diffObjects,
     ]
 
     /// Typed calls to the service through `caller` (the bus client).
@@ -165,6 +173,18 @@ public enum StorageAPI: RPCServiceAPI {
         ) async throws -> Rampart_Storage_V1_VerifyResponse {
             try await caller.call(
                 StorageAPI.verify, request, service: service, timeout: timeout, idempotent: idempotent,
+                metadata: metadata)
+        }
+
+        /// Compares the configuration trees of two stored backups, file by file: decrypted here and never sent,
+        /// volatile lines normalised, secret material never shown (docs/config-diff.md). Audited: it shows
+        /// configuration, so the audit log records who asked.
+        public func diffObjects(
+            _ request: Rampart_Storage_V1_DiffObjectsRequest, timeout: Duration = .seconds(5), idempotent: Bool = false,
+            metadata: [String: String] = [:]
+        ) async throws -> Rampart_Storage_V1_DiffObjectsResponse {
+            try await caller.call(
+                StorageAPI.diffObjects, request, service: service, timeout: timeout, idempotent: idempotent,
                 metadata: metadata)
         }
     }

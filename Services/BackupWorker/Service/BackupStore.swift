@@ -282,7 +282,7 @@ enum BackupStore {
     @discardableResult
     static func finish(
         _ task: ClaimedTask, state: Rampart_Backup_V1_TaskState, message: String,
-        backups: [Rampart_Backup_V1_Backup] = [], on connection: PostgresConnection
+        backups: [NewBackup] = [], on connection: PostgresConnection
     ) throws -> Bool {
         let updated = try connection.execute(
             """
@@ -293,8 +293,9 @@ enum BackupStore {
             """)
         guard updated == 1 else { return false }
         if !backups.isEmpty { try ObjectiveStore.lockForStoring(on: connection) }
-        for backup in backups {
-            try insertBackup(backup, on: connection)
+        for new in backups {
+            let backup = new.record
+            try insertBackup(new, on: connection)
             // P16: each device this backup holds has a good backup now; one recorded stale is fresh again.
             let devices = backup.members.isEmpty
                 ? [(id: backup.ownerID, name: backup.ownerName)] : backup.members.map { (id: $0.deviceID, name: $0.deviceName) }
@@ -308,25 +309,38 @@ enum BackupStore {
         return true
     }
 
-    private static func insertBackup(_ backup: Rampart_Backup_V1_Backup, on connection: PostgresConnection) throws {
+    private static func insertBackup(_ new: NewBackup, on connection: PostgresConnection) throws {
+        let backup = new.record
         let members = String(decoding: try JSONEncoder().encode(backup.members.map(StoredMember.init)), as: UTF8.self)
+        let fingerprint = try new.fingerprint.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
+        let changed = String(decoding: try JSONEncoder().encode(backup.changedFiles), as: UTF8.self)
         // One record per target and run (task): a retried task never adds a second one.
         let inserted = try connection.execute(
             """
             INSERT INTO backup.backups (id, job_id, task_id, owner_id, owner_name, role, ha_pair_id, cluster_id, file_name,
-                size, sha256, object_id, software_version, software_patch, members, created_at)
+                size, sha256, object_id, software_version, software_patch, members, created_at,
+                fingerprint, previous_backup_id, unchanged_from, changed_files)
             VALUES (\(backup.id)::uuid, \(backup.jobID)::uuid, \(backup.taskID)::uuid, \(backup.ownerID), \(backup.ownerName),
                 \(backup.role.label), \(backup.haPairID), \(backup.clusterID), \(backup.fileName), \(Int64(backup.size)),
                 \(backup.sha256), \(backup.objectID), \(backup.software.version), \(Int(backup.software.patch)),
-                \(members)::jsonb, to_timestamp(\(Double(backup.createdUnixMs) / 1000)))
+                \(members)::jsonb, to_timestamp(\(Double(backup.createdUnixMs) / 1000)),
+                \(fingerprint)::jsonb, \(backup.previousBackupID), \(backup.unchangedFrom), \(changed)::jsonb)
             ON CONFLICT ON CONSTRAINT backups_one_per_target_and_run DO NOTHING
             """)
-        if inserted == 1 {
+        guard inserted == 1 else { return }
+        try emit(
+            "backup.stored", subject: backup.id,
+            ["job_id": backup.jobID, "owner": backup.ownerName, "role": backup.role.label, "file": backup.fileName,
+             "size": "\(backup.size)", "sha256": backup.sha256, "software": backup.software.version,
+             "patch": "\(backup.software.patch)", "unchanged_from": backup.unchangedFrom], on: connection)
+        // P17: each device whose configuration changed since its previous backup, named with the files
+        // (never their contents).
+        for device in ConfigComparison.changedByDevice(backup) {
             try emit(
-                "backup.stored", subject: backup.id,
-                ["job_id": backup.jobID, "owner": backup.ownerName, "role": backup.role.label, "file": backup.fileName,
-                 "size": "\(backup.size)", "sha256": backup.sha256, "software": backup.software.version,
-                 "patch": "\(backup.software.patch)"], on: connection)
+                "backup.config.changed", subject: device.id.isEmpty ? device.name : device.id,
+                ["device": device.name, "device_id": device.id, "backup_id": backup.id,
+                 "previous_backup_id": backup.previousBackupID, "changed_files": device.files.joined(separator: "\n"),
+                 "count": "\(device.files.count)"], on: connection)
         }
     }
 
@@ -392,14 +406,15 @@ enum BackupStore {
         return try backup(from: row)
     }
 
-    private static let backupColumns = """
-        SELECT id::text AS id, job_id::text AS job_id, task_id::text AS task_id, owner_id, owner_name, role, ha_pair_id,
+    /// The columns `backup(from:)` reads.
+    static let backupFields = """
+        id::text AS id, job_id::text AS job_id, task_id::text AS task_id, owner_id, owner_name, role, ha_pair_id,
                cluster_id, file_name, size, sha256, object_id, software_version, software_patch, members::text AS members,
-               created_at
-        FROM backup.backups
+               created_at, previous_backup_id, unchanged_from, changed_files::text AS changed_files
         """
+    private static let backupColumns = "SELECT \(backupFields) FROM backup.backups"
 
-    private static func backup(from row: PostgresRow) throws -> Rampart_Backup_V1_Backup {
+    static func backup(from row: PostgresRow) throws -> Rampart_Backup_V1_Backup {
         var backup = Rampart_Backup_V1_Backup()
         backup.id = try row.decode("id")
         backup.jobID = try row.decode("job_id")
@@ -427,6 +442,9 @@ enum BackupStore {
             member.sha256 = $0.sha256
             return member
         }
+        backup.previousBackupID = try row.decode("previous_backup_id")
+        backup.unchangedFrom = try row.decode("unchanged_from")
+        backup.changedFiles = try JSONDecoder().decode([String].self, from: Data(try row.decode("changed_files", as: String.self).utf8))
         return backup
     }
 

@@ -32,7 +32,9 @@ public final class JobRunner: Service, Sendable {
     public init(configuration: Configuration, pool: PostgresPool, client: BusClient, logger: Logger) {
         self.configuration = configuration
         self.pool = pool
-        self.taskRunner = TaskRunner(client: client, logger: logger, leaseSeconds: configuration.leaseSeconds)
+        var taskRunner = TaskRunner(client: client, logger: logger, leaseSeconds: configuration.leaseSeconds)
+        taskRunner.previousBackup = { owner in try await pool.withConnection { try BackupStore.previousBackup(of: owner, on: $0) } }
+        self.taskRunner = taskRunner
         self.logger = logger
     }
 

@@ -115,5 +115,16 @@ enum BackupMigrations {
                     changed_at timestamptz NOT NULL DEFAULT now()
                 );
                 """),
+        Migration(
+            version: 4, name: "configuration fingerprints: what changed since the previous backup, unchanged backups (P17)",
+            sql: """
+                -- Path -> SHA-256 of each configuration file once normalised (a bundle's as "<node>/<path>");
+                -- NULL for backups recorded before, which are then compared with nothing.
+                ALTER TABLE backup.backups ADD COLUMN fingerprint jsonb;
+                ALTER TABLE backup.backups ADD COLUMN previous_backup_id text NOT NULL DEFAULT '';
+                -- The backup that stored the file an unchanged backup shares ('' when it stored its own).
+                ALTER TABLE backup.backups ADD COLUMN unchanged_from text NOT NULL DEFAULT '';
+                ALTER TABLE backup.backups ADD COLUMN changed_files jsonb NOT NULL DEFAULT '[]';
+                """),
     ]
 }

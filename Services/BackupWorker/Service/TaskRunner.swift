@@ -5,6 +5,7 @@ import RampartAPI
 import RampartArchive
 import RampartBasics
 import RampartBus
+import RampartConfigDiff
 import RampartInventory
 import RampartProto
 import RampartRPC
@@ -35,8 +36,8 @@ final class TaskProgress: Sendable {
 
 /// How a task ended, for the runner to record.
 enum TaskResult: Sendable {
-    case succeeded(message: String, backups: [Rampart_Backup_V1_Backup])
-    case partiallySucceeded(message: String, backups: [Rampart_Backup_V1_Backup])
+    case succeeded(message: String, backups: [NewBackup])
+    case partiallySucceeded(message: String, backups: [NewBackup])
     /// Final, not retried (rule B10's cancellation of a cluster).
     case cancelled(message: String)
 }
@@ -50,6 +51,11 @@ struct DeviceExport: Sendable {
     var sha256: String
     var software: Rampart_Inventory_V1_SoftwareVersion
     var archive: ArchiveFile?
+    /// The configuration's fingerprint (nil when the archive could not be read for one).
+    var fingerprint: ConfigFingerprint?
+    /// For a device's own file: the device's previous backup, and what the new one is next to it (P17).
+    var previous: PreviousBackup?
+    var comparison = ConfigComparison.notCompared
 }
 
 /// Runs one claimed task: asks devices for their configuration archives and stores them.
@@ -64,6 +70,8 @@ struct TaskRunner: Sendable {
     /// Where node archives and cluster bundles are spooled while a bundle is made (files without a
     /// name, mode 0600: they hold decrypted private keys, B12).
     var spoolDirectory = FileManager.default.temporaryDirectory.path
+    /// The newest backup of an owner (device or cluster id), which a new backup of it is compared with (P17).
+    var previousBackup: @Sendable (_ owner: String) async throws -> PreviousBackup? = { _ in nil }
     static let chunkSize: UInt32 = 1 << 20
     private static let callTimeout = Duration.seconds(30)
 
@@ -85,7 +93,7 @@ struct TaskRunner: Sendable {
         let export = try await exportDevice(device.device, role: .standalone, task: task, keep: false) {
             progress.update(percent: $0, message: $1)
         }
-        return .succeeded(message: "stored \(export.fileName)", backups: [record(export, task: task)])
+        return .succeeded(message: Self.stored([export]), backups: [record(export, task: task)])
     }
 
     private func backUpPair(_ task: ClaimedTask, progress: TaskProgress) async throws -> TaskResult {
@@ -102,9 +110,7 @@ struct TaskRunner: Sendable {
             }
             exports.append(export)
         }
-        return .succeeded(
-            message: "stored \(exports.map(\.fileName).joined(separator: ", "))",
-            backups: exports.map { record($0, task: task, pairId: pair.pair.id) })
+        return .succeeded(message: Self.stored(exports), backups: exports.map { record($0, task: task, pairId: pair.pair.id) })
     }
 
     private func backUpCluster(_ task: ClaimedTask, progress: TaskProgress) async throws -> TaskResult {
@@ -140,44 +146,59 @@ struct TaskRunner: Sendable {
         }
         let members = ordered.filter { kept.contains($0.name) }.compactMap { exports[$0.id] }
         let bundleName = BackupNaming.clusterBundle(clusterName: cluster.cluster.name, date: task.jobCreated)
-        // Node archives and the bundle pass through files a buffer at a time: a cluster's backup never
-        // shows in the worker's memory, whatever its size.
-        let spool = try ArchiveSpool(directory: spoolDirectory)
-        try ClusterBundle.write(
-            members: members.map { export in
-                let archive = export.archive
-                return ClusterBundle.StreamedMember(fileName: export.fileName, size: archive?.size ?? 0) { write in
-                    guard let archive else { return }
-                    try Self.read(archive) { try write($0) }
-                }
-            }
-        ) { try spool.write($0) }
-        let (bundle, sha256) = try spool.finish()
-        progress.update(message: "storing \(bundleName) (\(members.count) of \(ordered.count) nodes)")
-        let object = try await store(
-            bundle, sha256: sha256, fileName: bundleName, contentType: "application/gzip", owner: cluster.cluster.id,
-            key: "\(task.id)/bundle/\(task.attempts)")
+        // P17: the nodes' configurations next to the cluster's previous bundle; unchanged, no bundle is made.
+        let fingerprints = members.compactMap { export in export.fingerprint.map { (export.device.name, $0) } }
+        let fingerprint = fingerprints.count == members.count
+            ? ConfigComparison.bundle(Dictionary(fingerprints, uniquingKeysWith: { first, _ in first })) : nil
+        let previous = try await previousBackup(cluster.cluster.id)
+        let comparison = ConfigComparison.compare(fingerprint, with: previous)
         var backup = Self.newRecord(
             task: task, ownerId: cluster.cluster.id, ownerName: cluster.cluster.name, fileName: bundleName,
-            size: object.size, sha256: object.objectID, software: control.software)
+            size: 0, sha256: "", software: control.software)
         backup.clusterID = cluster.cluster.id
-        backup.members = members.map { export in
-            var member = Rampart_Backup_V1_BundleMember()
-            member.deviceID = export.device.id
-            member.deviceName = export.device.name
-            member.role = export.device.role
-            member.fileName = export.fileName
-            member.size = export.size
-            member.sha256 = export.sha256
-            return member
+        if case .unchanged = comparison {
+            progress.update(message: "\(bundleName): configuration unchanged since the previous bundle, nothing stored")
+        } else {
+            // Node archives and the bundle pass through files a buffer at a time: a cluster's backup never
+            // shows in the worker's memory, whatever its size.
+            let spool = try ArchiveSpool(directory: spoolDirectory)
+            try ClusterBundle.write(
+                members: members.map { export in
+                    let archive = export.archive
+                    return ClusterBundle.StreamedMember(fileName: export.fileName, size: archive?.size ?? 0) { write in
+                        guard let archive else { return }
+                        try Self.read(archive) { try write($0) }
+                    }
+                }
+            ) { try spool.write($0) }
+            let (bundle, sha256) = try spool.finish()
+            progress.update(message: "storing \(bundleName) (\(members.count) of \(ordered.count) nodes)")
+            let object = try await store(
+                bundle, sha256: sha256, fileName: bundleName, contentType: "application/gzip", owner: cluster.cluster.id,
+                key: "\(task.id)/bundle/\(task.attempts)")
+            backup.size = object.size
+            backup.sha256 = object.objectID
+            backup.objectID = object.objectID
+            backup.members = members.map { export in
+                var member = Rampart_Backup_V1_BundleMember()
+                member.deviceID = export.device.id
+                member.deviceName = export.device.name
+                member.role = export.device.role
+                member.fileName = export.fileName
+                member.size = export.size
+                member.sha256 = export.sha256
+                return member
+            }
         }
+        backup = comparison.applied(to: backup, previous: previous)
+        let stored = NewBackup(record: backup, fingerprint: fingerprint)
+        let what = backup.unchangedFrom.isEmpty ? "stored \(bundleName)" : "\(cluster.cluster.name) unchanged since \(backup.fileName)"
         if case .partiallySucceeded(_, let failed) = outcome {
             let reasons = data.filter { failed.contains($0.name) }.map { "\($0.name): \(failures[$0.id] ?? "failed")" }
             return .partiallySucceeded(
-                message: "stored \(bundleName) without data node(s) \(reasons.joined(separator: "; ")) (rule B10)",
-                backups: [backup])
+                message: "\(what) without data node(s) \(reasons.joined(separator: "; ")) (rule B10)", backups: [stored])
         }
-        return .succeeded(message: "stored \(bundleName)", backups: [backup])
+        return .succeeded(message: what, backups: [stored])
     }
 
     // MARK: one device
@@ -288,9 +309,15 @@ struct TaskRunner: Sendable {
             upload = try await storageCall(StorageAPI.beginUpload, begin, idempotent: true)
         }
         var hash = SHA256()
-        let kept = keep ? try ArchiveSpool(directory: spoolDirectory) : nil
+        // Every archive is also kept, in a file without a name (it holds decrypted keys, B12), to be read
+        // for its configuration's fingerprint (P17) — and for a bundle, to be bundled.
+        let kept = try ArchiveSpool(directory: spoolDirectory)
         var offset: UInt64 = 0
         let digest: String
+        var previous: PreviousBackup?
+        var comparison = ConfigComparison.notCompared
+        var fingerprint: ConfigFingerprint?
+        var archive: ArchiveFile?
         // A failed attempt removes its partial upload: nothing half-written stays in storage (on a full disk it
         // would keep the disk full for every later attempt). The retry begins a new upload under a new key.
         do {
@@ -309,7 +336,7 @@ struct TaskRunner: Sendable {
                     put.data = chunk.data
                     let _: Rampart_Storage_V1_UploadChunkResponse = try await storageCall(StorageAPI.uploadChunk, put, idempotent: true)
                 }
-                try kept?.write(chunk.data)
+                try kept.write(chunk.data)
                 offset += UInt64(chunk.data.count)
                 let percent = export.size == 0 ? 100 : Int(offset * 100 / export.size)
                 progress(percent, "exporting \(device.name): \(percent)%")
@@ -322,11 +349,22 @@ struct TaskRunner: Sendable {
             var finish = Rampart_Device_V1_FinishExportRequest()
             finish.exportID = export.exportID
             let _: Rampart_Device_V1_FinishExportResponse? = try? await deviceCall(service, DeviceAPI.finishExport, finish)
+            archive = try kept.finish().file
+            fingerprint = archive.flatMap { fingerprintOf($0, device: device) }
             if let upload {
-                var commit = Rampart_Storage_V1_CommitUploadRequest()
-                commit.uploadID = upload.uploadID
-                commit.sha256 = digest
-                let _: Rampart_Storage_V1_ObjectInfo = try await storageCall(StorageAPI.commitUpload, commit, idempotent: true)
+                // P17: the same configuration as the device's previous backup is not stored twice: the new
+                // record shares that backup's file, and the upload is dropped instead of committed.
+                previous = try await previousBackup(device.id)
+                comparison = ConfigComparison.compare(fingerprint, with: previous)
+                if case .unchanged = comparison {
+                    await abandon(upload.uploadID)
+                    progress(100, "\(device.name): configuration unchanged since \(previous?.record.fileName ?? ""), nothing stored")
+                } else {
+                    var commit = Rampart_Storage_V1_CommitUploadRequest()
+                    commit.uploadID = upload.uploadID
+                    commit.sha256 = digest
+                    let _: Rampart_Storage_V1_ObjectInfo = try await storageCall(StorageAPI.commitUpload, commit, idempotent: true)
+                }
             }
         } catch {
             if let upload { await abandon(upload.uploadID) }
@@ -334,8 +372,24 @@ struct TaskRunner: Sendable {
         }
         var result = DeviceExport(device: device, fileName: fileName, size: offset, sha256: digest, software: software)
         result.device.role = role
-        result.archive = try kept?.finish().file
+        result.archive = keep ? archive : nil
+        result.fingerprint = fingerprint
+        result.previous = previous
+        result.comparison = comparison
         return result
+    }
+
+    /// The fingerprint of the configuration in `archive` (P17); nil, with a warning, when the archive
+    /// cannot be read for one: the backup is stored all the same, compared with nothing.
+    private func fingerprintOf(_ archive: ArchiveFile, device: Rampart_Inventory_V1_Device) -> ConfigFingerprint? {
+        do {
+            return try ConfigTree.fingerprint(ofArchive: archive.source())
+        } catch {
+            logger.warning(
+                "the archive could not be read for its configuration's fingerprint; it is stored without one",
+                metadata: ["device": "\(device.name)", "error": "\(error)"])
+            return nil
+        }
     }
 
     /// Uploads `file` (whose SHA-256 is `sha256`) in chunks read from it.
@@ -398,13 +452,23 @@ struct TaskRunner: Sendable {
         if aborted == nil { logger.notice("the failed attempt's partial upload stays in storage", metadata: ["upload": "\(uploadId)"]) }
     }
 
-    private func record(_ export: DeviceExport, task: ClaimedTask, pairId: String = "") -> Rampart_Backup_V1_Backup {
+    private func record(_ export: DeviceExport, task: ClaimedTask, pairId: String = "") -> NewBackup {
         var backup = Self.newRecord(
             task: task, ownerId: export.device.id, ownerName: export.device.name, fileName: export.fileName,
             size: export.size, sha256: export.sha256, software: export.software)
         backup.role = export.device.role
         backup.haPairID = pairId
-        return backup
+        return NewBackup(record: export.comparison.applied(to: backup, previous: export.previous), fingerprint: export.fingerprint)
+    }
+
+    /// A task's message: the files stored, and the devices whose configuration had not changed.
+    static func stored(_ exports: [DeviceExport]) -> String {
+        let stored = exports.filter { if case .unchanged = $0.comparison { false } else { true } }
+        let unchanged = exports.filter { if case .unchanged = $0.comparison { true } else { false } }
+        return ((stored.isEmpty ? [] : ["stored " + stored.map(\.fileName).joined(separator: ", ")])
+            + (unchanged.isEmpty
+                ? [] : [unchanged.map(\.device.name).joined(separator: ", ") + " unchanged since the previous backup"]))
+            .joined(separator: "; ")
     }
 
     /// A backup record of `task` for a stored file (objects are content-addressed: object id = SHA-256).

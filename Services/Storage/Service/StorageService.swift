@@ -95,6 +95,9 @@ public struct StorageService: Sendable {
         router.register(StorageAPI.deleteObject) { (request: Rampart_Storage_V1_DeleteObjectRequest, context) in
             try await deleteObject(request, context)
         }
+        router.register(StorageAPI.diffObjects, offSocketThread: true) { (request: Rampart_Storage_V1_DiffObjectsRequest, context) in
+            try await diffObjects(request, context)
+        }
         router.register(StorageAPI.verify, offSocketThread: true) { (request: Rampart_Storage_V1_VerifyRequest, context) in
             try await verify(request, context)
         }

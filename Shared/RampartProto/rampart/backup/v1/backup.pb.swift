@@ -351,56 +351,120 @@ public nonisolated struct Rampart_Backup_V1_BundleMember: Sendable {
 }
 
 /// A stored backup file: a device's .tar, or a cluster's .tar.gz bundle.
-public nonisolated struct Rampart_Backup_V1_Backup: Sendable {
+public nonisolated struct Rampart_Backup_V1_Backup: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var id: String = String()
+  public var id: String {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
 
-  public var jobID: String = String()
+  public var jobID: String {
+    get {_storage._jobID}
+    set {_uniqueStorage()._jobID = newValue}
+  }
 
-  public var taskID: String = String()
+  public var taskID: String {
+    get {_storage._taskID}
+    set {_uniqueStorage()._taskID = newValue}
+  }
 
   /// The device (or, for a bundle, the cluster) it belongs to.
-  public var ownerID: String = String()
+  public var ownerID: String {
+    get {_storage._ownerID}
+    set {_uniqueStorage()._ownerID = newValue}
+  }
 
-  public var ownerName: String = String()
+  public var ownerName: String {
+    get {_storage._ownerName}
+    set {_uniqueStorage()._ownerName = newValue}
+  }
 
   /// CLUSTER_CONTROL... for bundles: ROLE_UNSPECIFIED
-  public var role: Rampart_Inventory_V1_Role = .unspecified
+  public var role: Rampart_Inventory_V1_Role {
+    get {_storage._role}
+    set {_uniqueStorage()._role = newValue}
+  }
 
-  public var haPairID: String = String()
+  public var haPairID: String {
+    get {_storage._haPairID}
+    set {_uniqueStorage()._haPairID = newValue}
+  }
 
-  public var clusterID: String = String()
+  public var clusterID: String {
+    get {_storage._clusterID}
+    set {_uniqueStorage()._clusterID = newValue}
+  }
 
-  public var fileName: String = String()
+  public var fileName: String {
+    get {_storage._fileName}
+    set {_uniqueStorage()._fileName = newValue}
+  }
 
-  public var size: UInt64 = 0
+  public var size: UInt64 {
+    get {_storage._size}
+    set {_uniqueStorage()._size = newValue}
+  }
 
-  public var sha256: String = String()
+  public var sha256: String {
+    get {_storage._sha256}
+    set {_uniqueStorage()._sha256 = newValue}
+  }
 
   /// The storage object holding it (equal to sha256: objects are content-addressed).
-  public var objectID: String = String()
+  public var objectID: String {
+    get {_storage._objectID}
+    set {_uniqueStorage()._objectID = newValue}
+  }
 
   public var software: Rampart_Inventory_V1_SoftwareVersion {
-    get {_software ?? Rampart_Inventory_V1_SoftwareVersion()}
-    set {_software = newValue}
+    get {_storage._software ?? Rampart_Inventory_V1_SoftwareVersion()}
+    set {_uniqueStorage()._software = newValue}
   }
   /// Returns true if `software` has been explicitly set.
-  public var hasSoftware: Bool {self._software != nil}
+  public var hasSoftware: Bool {_storage._software != nil}
   /// Clears the value of `software`. Subsequent reads from it will return its default value.
-  public mutating func clearSoftware() {self._software = nil}
+  public mutating func clearSoftware() {_uniqueStorage()._software = nil}
 
-  public var createdUnixMs: Int64 = 0
+  public var createdUnixMs: Int64 {
+    get {_storage._createdUnixMs}
+    set {_uniqueStorage()._createdUnixMs = newValue}
+  }
 
-  public var members: [Rampart_Backup_V1_BundleMember] = []
+  public var members: [Rampart_Backup_V1_BundleMember] {
+    get {_storage._members}
+    set {_uniqueStorage()._members = newValue}
+  }
+
+  /// The backup of the same owner it was compared with (its configuration fingerprint; "" when there was
+  /// none to compare with: the first backup, or one taken before fingerprints were kept).
+  public var previousBackupID: String {
+    get {_storage._previousBackupID}
+    set {_uniqueStorage()._previousBackupID = newValue}
+  }
+
+  /// Marked unchanged: its configuration equals the previous backup's once normalised, so it shares
+  /// that backup's stored file (file_name, sha256, object_id are that file's); this is the backup
+  /// that stored it. "" when the configuration changed or was not compared.
+  public var unchangedFrom: String {
+    get {_storage._unchangedFrom}
+    set {_uniqueStorage()._unchangedFrom = newValue}
+  }
+
+  /// The configuration files that changed since previous_backup_id (names only, never contents; for a
+  /// bundle "<node>/<path>").
+  public var changedFiles: [String] {
+    get {_storage._changedFiles}
+    set {_uniqueStorage()._changedFiles = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _software: Rampart_Inventory_V1_SoftwareVersion? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Rampart_Backup_V1_StartBackupRequest: Sendable {
@@ -1137,103 +1201,188 @@ nonisolated extension Rampart_Backup_V1_BundleMember: SwiftProtobuf.Message, Swi
 
 nonisolated extension Rampart_Backup_V1_Backup: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Backup"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}job_id\0\u{3}task_id\0\u{3}owner_id\0\u{3}owner_name\0\u{1}role\0\u{3}ha_pair_id\0\u{3}cluster_id\0\u{3}file_name\0\u{1}size\0\u{1}sha256\0\u{3}object_id\0\u{1}software\0\u{3}created_unix_ms\0\u{1}members\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}job_id\0\u{3}task_id\0\u{3}owner_id\0\u{3}owner_name\0\u{1}role\0\u{3}ha_pair_id\0\u{3}cluster_id\0\u{3}file_name\0\u{1}size\0\u{1}sha256\0\u{3}object_id\0\u{1}software\0\u{3}created_unix_ms\0\u{1}members\0\u{3}previous_backup_id\0\u{3}unchanged_from\0\u{3}changed_files\0")
+
+  fileprivate class _StorageClass {
+    var _id: String = String()
+    var _jobID: String = String()
+    var _taskID: String = String()
+    var _ownerID: String = String()
+    var _ownerName: String = String()
+    var _role: Rampart_Inventory_V1_Role = .unspecified
+    var _haPairID: String = String()
+    var _clusterID: String = String()
+    var _fileName: String = String()
+    var _size: UInt64 = 0
+    var _sha256: String = String()
+    var _objectID: String = String()
+    var _software: Rampart_Inventory_V1_SoftwareVersion? = nil
+    var _createdUnixMs: Int64 = 0
+    var _members: [Rampart_Backup_V1_BundleMember] = []
+    var _previousBackupID: String = String()
+    var _unchangedFrom: String = String()
+    var _changedFiles: [String] = []
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _jobID = source._jobID
+      _taskID = source._taskID
+      _ownerID = source._ownerID
+      _ownerName = source._ownerName
+      _role = source._role
+      _haPairID = source._haPairID
+      _clusterID = source._clusterID
+      _fileName = source._fileName
+      _size = source._size
+      _sha256 = source._sha256
+      _objectID = source._objectID
+      _software = source._software
+      _createdUnixMs = source._createdUnixMs
+      _members = source._members
+      _previousBackupID = source._previousBackupID
+      _unchangedFrom = source._unchangedFrom
+      _changedFiles = source._changedFiles
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.taskID) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.ownerID) }()
-      case 5: try { try decoder.decodeSingularStringField(value: &self.ownerName) }()
-      case 6: try { try decoder.decodeSingularEnumField(value: &self.role) }()
-      case 7: try { try decoder.decodeSingularStringField(value: &self.haPairID) }()
-      case 8: try { try decoder.decodeSingularStringField(value: &self.clusterID) }()
-      case 9: try { try decoder.decodeSingularStringField(value: &self.fileName) }()
-      case 10: try { try decoder.decodeSingularUInt64Field(value: &self.size) }()
-      case 11: try { try decoder.decodeSingularStringField(value: &self.sha256) }()
-      case 12: try { try decoder.decodeSingularStringField(value: &self.objectID) }()
-      case 13: try { try decoder.decodeSingularMessageField(value: &self._software) }()
-      case 14: try { try decoder.decodeSingularInt64Field(value: &self.createdUnixMs) }()
-      case 15: try { try decoder.decodeRepeatedMessageField(value: &self.members) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._jobID) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._taskID) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._ownerID) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._ownerName) }()
+        case 6: try { try decoder.decodeSingularEnumField(value: &_storage._role) }()
+        case 7: try { try decoder.decodeSingularStringField(value: &_storage._haPairID) }()
+        case 8: try { try decoder.decodeSingularStringField(value: &_storage._clusterID) }()
+        case 9: try { try decoder.decodeSingularStringField(value: &_storage._fileName) }()
+        case 10: try { try decoder.decodeSingularUInt64Field(value: &_storage._size) }()
+        case 11: try { try decoder.decodeSingularStringField(value: &_storage._sha256) }()
+        case 12: try { try decoder.decodeSingularStringField(value: &_storage._objectID) }()
+        case 13: try { try decoder.decodeSingularMessageField(value: &_storage._software) }()
+        case 14: try { try decoder.decodeSingularInt64Field(value: &_storage._createdUnixMs) }()
+        case 15: try { try decoder.decodeRepeatedMessageField(value: &_storage._members) }()
+        case 16: try { try decoder.decodeSingularStringField(value: &_storage._previousBackupID) }()
+        case 17: try { try decoder.decodeSingularStringField(value: &_storage._unchangedFrom) }()
+        case 18: try { try decoder.decodeRepeatedStringField(value: &_storage._changedFiles) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.id.isEmpty {
-      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
-    }
-    if !self.jobID.isEmpty {
-      try visitor.visitSingularStringField(value: self.jobID, fieldNumber: 2)
-    }
-    if !self.taskID.isEmpty {
-      try visitor.visitSingularStringField(value: self.taskID, fieldNumber: 3)
-    }
-    if !self.ownerID.isEmpty {
-      try visitor.visitSingularStringField(value: self.ownerID, fieldNumber: 4)
-    }
-    if !self.ownerName.isEmpty {
-      try visitor.visitSingularStringField(value: self.ownerName, fieldNumber: 5)
-    }
-    if self.role != .unspecified {
-      try visitor.visitSingularEnumField(value: self.role, fieldNumber: 6)
-    }
-    if !self.haPairID.isEmpty {
-      try visitor.visitSingularStringField(value: self.haPairID, fieldNumber: 7)
-    }
-    if !self.clusterID.isEmpty {
-      try visitor.visitSingularStringField(value: self.clusterID, fieldNumber: 8)
-    }
-    if !self.fileName.isEmpty {
-      try visitor.visitSingularStringField(value: self.fileName, fieldNumber: 9)
-    }
-    if self.size != 0 {
-      try visitor.visitSingularUInt64Field(value: self.size, fieldNumber: 10)
-    }
-    if !self.sha256.isEmpty {
-      try visitor.visitSingularStringField(value: self.sha256, fieldNumber: 11)
-    }
-    if !self.objectID.isEmpty {
-      try visitor.visitSingularStringField(value: self.objectID, fieldNumber: 12)
-    }
-    try { if let v = self._software {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
-    } }()
-    if self.createdUnixMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.createdUnixMs, fieldNumber: 14)
-    }
-    if !self.members.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.members, fieldNumber: 15)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._id.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._id, fieldNumber: 1)
+      }
+      if !_storage._jobID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._jobID, fieldNumber: 2)
+      }
+      if !_storage._taskID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._taskID, fieldNumber: 3)
+      }
+      if !_storage._ownerID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._ownerID, fieldNumber: 4)
+      }
+      if !_storage._ownerName.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._ownerName, fieldNumber: 5)
+      }
+      if _storage._role != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._role, fieldNumber: 6)
+      }
+      if !_storage._haPairID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._haPairID, fieldNumber: 7)
+      }
+      if !_storage._clusterID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._clusterID, fieldNumber: 8)
+      }
+      if !_storage._fileName.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._fileName, fieldNumber: 9)
+      }
+      if _storage._size != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._size, fieldNumber: 10)
+      }
+      if !_storage._sha256.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._sha256, fieldNumber: 11)
+      }
+      if !_storage._objectID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._objectID, fieldNumber: 12)
+      }
+      try { if let v = _storage._software {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+      } }()
+      if _storage._createdUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._createdUnixMs, fieldNumber: 14)
+      }
+      if !_storage._members.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._members, fieldNumber: 15)
+      }
+      if !_storage._previousBackupID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._previousBackupID, fieldNumber: 16)
+      }
+      if !_storage._unchangedFrom.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._unchangedFrom, fieldNumber: 17)
+      }
+      if !_storage._changedFiles.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._changedFiles, fieldNumber: 18)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Rampart_Backup_V1_Backup, rhs: Rampart_Backup_V1_Backup) -> Bool {
-    if lhs.id != rhs.id {return false}
-    if lhs.jobID != rhs.jobID {return false}
-    if lhs.taskID != rhs.taskID {return false}
-    if lhs.ownerID != rhs.ownerID {return false}
-    if lhs.ownerName != rhs.ownerName {return false}
-    if lhs.role != rhs.role {return false}
-    if lhs.haPairID != rhs.haPairID {return false}
-    if lhs.clusterID != rhs.clusterID {return false}
-    if lhs.fileName != rhs.fileName {return false}
-    if lhs.size != rhs.size {return false}
-    if lhs.sha256 != rhs.sha256 {return false}
-    if lhs.objectID != rhs.objectID {return false}
-    if lhs._software != rhs._software {return false}
-    if lhs.createdUnixMs != rhs.createdUnixMs {return false}
-    if lhs.members != rhs.members {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._jobID != rhs_storage._jobID {return false}
+        if _storage._taskID != rhs_storage._taskID {return false}
+        if _storage._ownerID != rhs_storage._ownerID {return false}
+        if _storage._ownerName != rhs_storage._ownerName {return false}
+        if _storage._role != rhs_storage._role {return false}
+        if _storage._haPairID != rhs_storage._haPairID {return false}
+        if _storage._clusterID != rhs_storage._clusterID {return false}
+        if _storage._fileName != rhs_storage._fileName {return false}
+        if _storage._size != rhs_storage._size {return false}
+        if _storage._sha256 != rhs_storage._sha256 {return false}
+        if _storage._objectID != rhs_storage._objectID {return false}
+        if _storage._software != rhs_storage._software {return false}
+        if _storage._createdUnixMs != rhs_storage._createdUnixMs {return false}
+        if _storage._members != rhs_storage._members {return false}
+        if _storage._previousBackupID != rhs_storage._previousBackupID {return false}
+        if _storage._unchangedFrom != rhs_storage._unchangedFrom {return false}
+        if _storage._changedFiles != rhs_storage._changedFiles {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

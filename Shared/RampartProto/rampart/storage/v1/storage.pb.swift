@@ -29,6 +29,48 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+public nonisolated enum Rampart_Storage_V1_FileChange: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case added // = 1
+  case removed // = 2
+  case changed // = 3
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .added
+    case 2: self = .removed
+    case 3: self = .changed
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .added: return 1
+    case .removed: return 2
+    case .changed: return 3
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Rampart_Storage_V1_FileChange] = [
+    .unspecified,
+    .added,
+    .removed,
+    .changed,
+  ]
+
+}
+
 public nonisolated struct Rampart_Storage_V1_ObjectInfo: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -296,9 +338,146 @@ public nonisolated struct Rampart_Storage_V1_VerifyResponse: Sendable {
   public init() {}
 }
 
+/// One side of a diff: a stored device backup, or one node's file inside a cluster bundle.
+public nonisolated struct Rampart_Storage_V1_DiffSide: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var objectID: String = String()
+
+  /// The node file inside a cluster bundle ("<node>_control_<time>.tar"); "" for a device's own backup.
+  public var member: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rampart_Storage_V1_DiffObjectsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var old: Rampart_Storage_V1_DiffSide {
+    get {_old ?? Rampart_Storage_V1_DiffSide()}
+    set {_old = newValue}
+  }
+  /// Returns true if `old` has been explicitly set.
+  public var hasOld: Bool {self._old != nil}
+  /// Clears the value of `old`. Subsequent reads from it will return its default value.
+  public mutating func clearOld() {self._old = nil}
+
+  public var new: Rampart_Storage_V1_DiffSide {
+    get {_new ?? Rampart_Storage_V1_DiffSide()}
+    set {_new = newValue}
+  }
+  /// Returns true if `new` has been explicitly set.
+  public var hasNew: Bool {self._new != nil}
+  /// Clears the value of `new`. Subsequent reads from it will return its default value.
+  public mutating func clearNew() {self._new = nil}
+
+  /// Unchanged lines shown around each change (0 = 3).
+  public var contextLines: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _old: Rampart_Storage_V1_DiffSide? = nil
+  fileprivate var _new: Rampart_Storage_V1_DiffSide? = nil
+}
+
+/// One configuration file that differs once normalised.
+public nonisolated struct Rampart_Storage_V1_FileDifference: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Relative to the configuration folder ("policies/access-policy.json").
+  public var path: String = String()
+
+  public var change: Rampart_Storage_V1_FileChange = .unspecified
+
+  /// A secret file, or only secret values changed (B12): nothing of it is shown.
+  public var secret: Bool = false
+
+  /// Not text: compared byte for byte.
+  public var binary: Bool = false
+
+  public var linesAdded: UInt32 = 0
+
+  public var linesRemoved: UInt32 = 0
+
+  /// Secret values in its lines changed too (they are shown masked).
+  public var secretValuesChanged: Bool = false
+
+  /// Too many lines differ to be worked out line by line: counted, not shown.
+  public var tooManyToShow: Bool = false
+
+  /// The unified diff ("--- a/PATH", "+++ b/PATH", hunks); "" when nothing is shown.
+  public var unified: String = String()
+
+  /// "changed, +2 -1 lines", "changed (secret)".
+  public var summary: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A normalisation rule, and the lines it dropped or rewrote in this diff (both sides).
+public nonisolated struct Rampart_Storage_V1_NormalisationRuleUse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var files: [String] = []
+
+  public var description_p: String = String()
+
+  public var lines: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rampart_Storage_V1_DiffObjectsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The files that differ, in path order.
+  public var files: [Rampart_Storage_V1_FileDifference] = []
+
+  /// Files on both sides equal once normalised, and of those the ones whose bytes differ.
+  public var unchanged: UInt32 = 0
+
+  public var volatileOnly: UInt32 = 0
+
+  /// Every normalisation rule, in order.
+  public var rules: [Rampart_Storage_V1_NormalisationRuleUse] = []
+
+  /// The file names compared (the node files, for bundles).
+  public var oldFileName: String = String()
+
+  public var newFileName: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "rampart.storage.v1"
+
+nonisolated extension Rampart_Storage_V1_FileChange: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0FILE_CHANGE_UNSPECIFIED\0\u{1}FILE_CHANGE_ADDED\0\u{1}FILE_CHANGE_REMOVED\0\u{1}FILE_CHANGE_CHANGED\0")
+}
 
 nonisolated extension Rampart_Storage_V1_ObjectInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ObjectInfo"
@@ -913,6 +1092,260 @@ nonisolated extension Rampart_Storage_V1_VerifyResponse: SwiftProtobuf.Message, 
   public static func ==(lhs: Rampart_Storage_V1_VerifyResponse, rhs: Rampart_Storage_V1_VerifyResponse) -> Bool {
     if lhs.checked != rhs.checked {return false}
     if lhs.damaged != rhs.damaged {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Storage_V1_DiffSide: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DiffSide"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}object_id\0\u{1}member\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.objectID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.member) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.objectID.isEmpty {
+      try visitor.visitSingularStringField(value: self.objectID, fieldNumber: 1)
+    }
+    if !self.member.isEmpty {
+      try visitor.visitSingularStringField(value: self.member, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Storage_V1_DiffSide, rhs: Rampart_Storage_V1_DiffSide) -> Bool {
+    if lhs.objectID != rhs.objectID {return false}
+    if lhs.member != rhs.member {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Storage_V1_DiffObjectsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DiffObjectsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}old\0\u{1}new\0\u{3}context_lines\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._old) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._new) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.contextLines) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._old {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._new {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if self.contextLines != 0 {
+      try visitor.visitSingularUInt32Field(value: self.contextLines, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Storage_V1_DiffObjectsRequest, rhs: Rampart_Storage_V1_DiffObjectsRequest) -> Bool {
+    if lhs._old != rhs._old {return false}
+    if lhs._new != rhs._new {return false}
+    if lhs.contextLines != rhs.contextLines {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Storage_V1_FileDifference: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FileDifference"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{1}change\0\u{1}secret\0\u{1}binary\0\u{3}lines_added\0\u{3}lines_removed\0\u{3}secret_values_changed\0\u{3}too_many_to_show\0\u{1}unified\0\u{1}summary\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.path) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.change) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.secret) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.binary) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.linesAdded) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.linesRemoved) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.secretValuesChanged) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.tooManyToShow) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.unified) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.summary) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.path.isEmpty {
+      try visitor.visitSingularStringField(value: self.path, fieldNumber: 1)
+    }
+    if self.change != .unspecified {
+      try visitor.visitSingularEnumField(value: self.change, fieldNumber: 2)
+    }
+    if self.secret != false {
+      try visitor.visitSingularBoolField(value: self.secret, fieldNumber: 3)
+    }
+    if self.binary != false {
+      try visitor.visitSingularBoolField(value: self.binary, fieldNumber: 4)
+    }
+    if self.linesAdded != 0 {
+      try visitor.visitSingularUInt32Field(value: self.linesAdded, fieldNumber: 5)
+    }
+    if self.linesRemoved != 0 {
+      try visitor.visitSingularUInt32Field(value: self.linesRemoved, fieldNumber: 6)
+    }
+    if self.secretValuesChanged != false {
+      try visitor.visitSingularBoolField(value: self.secretValuesChanged, fieldNumber: 7)
+    }
+    if self.tooManyToShow != false {
+      try visitor.visitSingularBoolField(value: self.tooManyToShow, fieldNumber: 8)
+    }
+    if !self.unified.isEmpty {
+      try visitor.visitSingularStringField(value: self.unified, fieldNumber: 9)
+    }
+    if !self.summary.isEmpty {
+      try visitor.visitSingularStringField(value: self.summary, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Storage_V1_FileDifference, rhs: Rampart_Storage_V1_FileDifference) -> Bool {
+    if lhs.path != rhs.path {return false}
+    if lhs.change != rhs.change {return false}
+    if lhs.secret != rhs.secret {return false}
+    if lhs.binary != rhs.binary {return false}
+    if lhs.linesAdded != rhs.linesAdded {return false}
+    if lhs.linesRemoved != rhs.linesRemoved {return false}
+    if lhs.secretValuesChanged != rhs.secretValuesChanged {return false}
+    if lhs.tooManyToShow != rhs.tooManyToShow {return false}
+    if lhs.unified != rhs.unified {return false}
+    if lhs.summary != rhs.summary {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Storage_V1_NormalisationRuleUse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NormalisationRuleUse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}files\0\u{1}description\0\u{1}lines\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.files) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.description_p) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.lines) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.files.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.files, fieldNumber: 2)
+    }
+    if !self.description_p.isEmpty {
+      try visitor.visitSingularStringField(value: self.description_p, fieldNumber: 3)
+    }
+    if self.lines != 0 {
+      try visitor.visitSingularUInt32Field(value: self.lines, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Storage_V1_NormalisationRuleUse, rhs: Rampart_Storage_V1_NormalisationRuleUse) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.files != rhs.files {return false}
+    if lhs.description_p != rhs.description_p {return false}
+    if lhs.lines != rhs.lines {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Storage_V1_DiffObjectsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DiffObjectsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}files\0\u{1}unchanged\0\u{3}volatile_only\0\u{1}rules\0\u{3}old_file_name\0\u{3}new_file_name\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.files) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.unchanged) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.volatileOnly) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.rules) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.oldFileName) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.newFileName) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.files.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.files, fieldNumber: 1)
+    }
+    if self.unchanged != 0 {
+      try visitor.visitSingularUInt32Field(value: self.unchanged, fieldNumber: 2)
+    }
+    if self.volatileOnly != 0 {
+      try visitor.visitSingularUInt32Field(value: self.volatileOnly, fieldNumber: 3)
+    }
+    if !self.rules.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.rules, fieldNumber: 4)
+    }
+    if !self.oldFileName.isEmpty {
+      try visitor.visitSingularStringField(value: self.oldFileName, fieldNumber: 5)
+    }
+    if !self.newFileName.isEmpty {
+      try visitor.visitSingularStringField(value: self.newFileName, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Storage_V1_DiffObjectsResponse, rhs: Rampart_Storage_V1_DiffObjectsResponse) -> Bool {
+    if lhs.files != rhs.files {return false}
+    if lhs.unchanged != rhs.unchanged {return false}
+    if lhs.volatileOnly != rhs.volatileOnly {return false}
+    if lhs.rules != rhs.rules {return false}
+    if lhs.oldFileName != rhs.oldFileName {return false}
+    if lhs.newFileName != rhs.newFileName {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
