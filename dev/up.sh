@@ -130,6 +130,13 @@ else
     exit 1
 fi
 echo
+echo "== what changed (P17; docs/config-diff.md): an operator moves fw-edge-1 and adds an access rule, then it is backed up again"
+"$bin/device-agent" change-config --dir "$state/fleet" fw-edge-1 --location "dc-1 rack $((RANDOM % 40 + 1))" \
+    --add-access-rule "allow-ops-$(date +%s)"
+sleep 1  # a job's time is its files' name (whole seconds)
+rampart backup start fw-edge-1 --wait >/dev/null
+rampart backups diff fw-edge-1
+echo
 echo "== schedules (B4: a weekly one from the start)"
 rampart schedules list
 echo

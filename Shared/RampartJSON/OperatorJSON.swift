@@ -49,7 +49,9 @@ public enum OperatorJSON {
     static let specialLabels: [String: [String: String]] = ["rampart.backup.v1.TargetKind": ["ALL_DEVICES": "all"]]
     /// Enums whose value names repeat a word of the enum's name (`TASK_RUNNING` is `running`, `ROLE_ADMIN`
     /// is `admin` as keys carry it).
-    static let strippedPrefixes: [String: String] = ["rampart.backup.v1.TaskState": "task-", "rampart.bus.v1.Role": "role-"]
+    static let strippedPrefixes: [String: String] = [
+        "rampart.backup.v1.TaskState": "task-", "rampart.bus.v1.Role": "role-", "rampart.storage.v1.FileChange": "file-change-",
+    ]
 
     /// The names of every enum in the schema with the names of its values, for tests and docs.
     public static var enums: [String: [(name: String, number: Int32)]] {

@@ -190,6 +190,14 @@ struct BackupSystem {
         return try OperatorJSON.decode(Rampart_Backup_V1_ListBackupsResponse.self, from: result.stdout).backups
     }
 
+    /// `device-agent change-config` on `device` of the fleet (with no arguments: an access rule and the
+    /// location change): its next backup holds a different configuration (P17).
+    func changeConfig(_ device: String, _ arguments: String...) async throws {
+        let result = try await ChildProcess.run(
+            Binaries.path("device-agent"), ["change-config", "--dir", system.logDirectory + "/fleet", device] + arguments)
+        #expect(result.exitCode == 0, "\(result)")
+    }
+
     /// Damages `backup`'s stored object: one bit flipped in its middle, as a failing disk would.
     func flipBit(of backup: Rampart_Backup_V1_Backup) throws {
         let objects = try FileManager.default.subpathsOfDirectory(atPath: storageDir + "/objects")

@@ -52,15 +52,9 @@ struct ConfigDiffProcessTests {
             #expect(same.exitCode == 0 && same.stdout.contains("no configuration change"), "\(same)")
 
             // An operator changes cd-1 (location, an access rule, a key) and cdc-n2's location.
-            let fleet = cli.logDirectory + "/fleet"
-            for arguments in [
-                ["change-config", "--dir", fleet, "cd-1", "--location", "dc-9 rack 4", "--add-access-rule", "allow-backup-admin",
-                 "--rotate-key", "https-server"],
-                ["change-config", "--dir", fleet, "cdc-n2", "--location", "dc-2 row 7"],
-            ] {
-                let changed = try await ChildProcess.run(Binaries.path("device-agent"), arguments)
-                #expect(changed.exitCode == 0, "\(changed)")
-            }
+            try await system.changeConfig(
+                "cd-1", "--location", "dc-9 rack 4", "--add-access-rule", "allow-backup-admin", "--rotate-key", "https-server")
+            try await system.changeConfig("cdc-n2", "--location", "dc-2 row 7")
             let third = try await Self.backUp(system, "cd-1", "cluster:cdc")
             let (device3, bundle3) = (try #require(third["cd-1"]), try #require(third["cdc"]))
             #expect(device3.previousBackupID == device2.id && device3.unchangedFrom.isEmpty && device3.objectID != device1.objectID)

@@ -582,6 +582,7 @@ struct RestoreCoordinatorProcessTests {
             let first = try #require(try await system.backups(job: firstJob.id).first)
             let firstContents = try BackupArchive.read(try await system.download(first))
             let older = Held(backup: first, manifest: firstContents.manifest, manifestJSON: firstContents.manifestJSON)
+            try await system.changeConfig("ck-1")  // so that the next backup stores a newer configuration (P17)
             let held = try await Self.prepare(system, "all")
             let client = system.system.client()
             defer { client.close() }

@@ -269,6 +269,9 @@ struct RestoreTests {
             let (firstJob, firstCode) = try await system.backUp("ck-a")
             #expect(firstCode == 0, "\(firstJob)")
             let older = try #require(try await system.backups(job: firstJob.id).first)
+            // Changed since: the second backup stores a newer configuration (an unchanged one would share
+            // the first one's file, and nothing would be newer).
+            try await system.changeConfig("ck-a")
             let (secondJob, secondCode) = try await system.backUp("ck-a")
             #expect(secondCode == 0, "\(secondJob)")
             let newer = try #require(try await system.backups(job: secondJob.id).first)

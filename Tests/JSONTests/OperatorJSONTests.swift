@@ -59,11 +59,12 @@ struct OperatorJSONTests {
         check(Rampart_Backup_V1_TaskState.self, "rampart.backup.v1.TaskState") { $0.label }
         check(Rampart_Backup_V1_ObjectiveState.self, "rampart.backup.v1.ObjectiveState") { $0.label }
         check(Rampart_Bus_V1_Role.self, "rampart.bus.v1.Role") { BusRole($0)?.rawValue ?? "" }
+        check(Rampart_Storage_V1_FileChange.self, "rampart.storage.v1.FileChange") { $0.label }
         let checked: Set = [
             "rampart.inventory.v1.Platform", "rampart.inventory.v1.Hypervisor", "rampart.inventory.v1.Role",
             "rampart.inventory.v1.SyncState", "rampart.restore.v1.LeaseState", "rampart.backup.v1.TargetKind",
             "rampart.backup.v1.JobState", "rampart.backup.v1.TaskState", "rampart.bus.v1.StatusCode",
-            "rampart.bus.v1.Role", "rampart.backup.v1.ObjectiveState",
+            "rampart.bus.v1.Role", "rampart.backup.v1.ObjectiveState", "rampart.storage.v1.FileChange",
         ]
         #expect(Set(OperatorJSON.enums.keys) == checked, "a new enum needs its table spelling checked here")
     }
