@@ -207,7 +207,8 @@ struct BackupsCommand: AsyncParsableCommand {
 
     struct Prune: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Apply the retention policy now (keep last N and daily/weekly/monthly; never a device's last good backup).")
+            abstract: "Apply the retention policy now (keep last N and daily/weekly/monthly; never a device's last good backup).",
+            discussion: "Each deleted backup is listed with why (for each rule, why it does not keep it); with --dry-run and --owner, each kept one with the rules keeping it.")
         @Option(help: "Only this device or cluster (name or id).") var owner: String?
         @Flag(name: .customLong("dry-run"), help: "Show what would be deleted; delete nothing.") var dryRun = false
         @OptionGroup var options: ClientOptions
@@ -220,8 +221,17 @@ struct BackupsCommand: AsyncParsableCommand {
                 try await options.call($0, BackupAPI.pruneBackups, request)
             }
             if options.output == .json { return try printJSON(response) }
-            print("\(dryRun ? "would delete" : "deleted") \(response.deleted.count) \(response.deleted.count == 1 ? "backup" : "backups"), kept \(response.kept)")
-            for backup in response.deleted { print("  \(backup.fileName)  \(backup.id)") }
+            let policy = response.policy
+            print(
+                "\(dryRun ? "would delete" : "deleted") \(response.deleted.count) \(response.deleted.count == 1 ? "backup" : "backups"), kept \(response.kept) "
+                    + "(policy: last \(policy.keepLast), daily \(policy.keepDaily), weekly \(policy.keepWeekly), monthly \(policy.keepMonthly); rampart retention show)")
+            for reason in response.reasons {
+                print("  delete \(reason.fileName)  \(reason.backupID)")
+                for why in reason.reasons { print("      \(why)") }
+            }
+            for reason in response.keptBackups {
+                print("  keep   \(reason.fileName)  \(reason.backupID): \(reason.reasons.joined(separator: ", "))")
+            }
         }
     }
 

@@ -85,6 +85,16 @@ public enum BackupAPI: RPCServiceAPI {
         service: serviceName, name: "rampart.backup.v1.Backup/SetBackupObjective",
         policy: MethodPolicy(roles: [.admin, .operator, .service], audited: true))
 
+    /// The retention policy in force: what every worker's pruning applies.
+    public static let getRetentionPolicy = RPCMethod<Rampart_Backup_V1_GetRetentionPolicyRequest, Rampart_Backup_V1_RetentionPolicyResponse>(
+        service: serviceName, name: "rampart.backup.v1.Backup/GetRetentionPolicy",
+        policy: MethodPolicy(roles: [.admin, .operator, .viewer, .service]))
+
+    /// Changes the retention policy for every worker (it deletes backups: administrators only).
+    public static let setRetentionPolicy = RPCMethod<Rampart_Backup_V1_SetRetentionPolicyRequest, Rampart_Backup_V1_RetentionPolicyResponse>(
+        service: serviceName, name: "rampart.backup.v1.Backup/SetRetentionPolicy",
+        policy: MethodPolicy(roles: [.admin, .service], audited: true))
+
     /// Every method, in the order proto/rampart/backup/v1/backup.proto declares them.
     public static let methods: [any RPCMethodDescription] = [
         startBackup,
@@ -102,6 +112,8 @@ public enum BackupAPI: RPCServiceAPI {
         deleteSchedule,
         listDeviceStatus,
         setBackupObjective,
+        getRetentionPolicy,
+        setRetentionPolicy,
     ]
 
     /// Typed calls to the service through `caller` (the bus client).
@@ -263,6 +275,26 @@ public enum BackupAPI: RPCServiceAPI {
         ) async throws -> Rampart_Backup_V1_DeviceStatusResponse {
             try await caller.call(
                 BackupAPI.setBackupObjective, request, service: service, timeout: timeout, idempotent: idempotent,
+                metadata: metadata)
+        }
+
+        /// The retention policy in force: what every worker's pruning applies.
+        public func getRetentionPolicy(
+            _ request: Rampart_Backup_V1_GetRetentionPolicyRequest, timeout: Duration = .seconds(5), idempotent: Bool = false,
+            metadata: [String: String] = [:]
+        ) async throws -> Rampart_Backup_V1_RetentionPolicyResponse {
+            try await caller.call(
+                BackupAPI.getRetentionPolicy, request, service: service, timeout: timeout, idempotent: idempotent,
+                metadata: metadata)
+        }
+
+        /// Changes the retention policy for every worker (it deletes backups: administrators only).
+        public func setRetentionPolicy(
+            _ request: Rampart_Backup_V1_SetRetentionPolicyRequest, timeout: Duration = .seconds(5), idempotent: Bool = false,
+            metadata: [String: String] = [:]
+        ) async throws -> Rampart_Backup_V1_RetentionPolicyResponse {
+            try await caller.call(
+                BackupAPI.setRetentionPolicy, request, service: service, timeout: timeout, idempotent: idempotent,
                 metadata: metadata)
         }
     }

@@ -46,6 +46,31 @@ struct RetentionTests {
         #expect(result.delete.count == 33)
     }
 
+    @Test("P16: each backup's decision says why: the rules keeping it, or for each rule why it does not")
+    func reasons() throws {
+        var backups = dailyBackups(from: "2024-01-01", count: 40)
+        backups[30].good = false  // 2024-01-31, damaged
+        let decisions = try policy(3, 5, 2, 2).decide(backups, now: instant("2024-02-09T12:00:00Z"), in: utc)
+        let byId = Dictionary(uniqueKeysWithValues: decisions.map { ($0.id, $0) })
+        #expect(decisions.map(\.id) == backups.map(\.id).reversed())
+        #expect(byId["2024-02-09"]?.reasons == ["last 3 (1st newest)", "daily 2024-02-09", "weekly 2024-W06", "monthly 2024-02"])
+        #expect(byId["2024-02-06"]?.reasons == ["daily 2024-02-06"])
+        #expect(byId["2024-02-04"]?.reasons == ["weekly 2024-W05"])
+        // January's representative is the newest good one: the 30th, as the 31st is damaged.
+        #expect(byId["2024-01-30"]?.reasons == ["monthly 2024-01"])
+        let damaged = try #require(byId["2024-01-31"])
+        #expect(!damaged.keep && damaged.reasons.contains("daily: damaged, it represents no period"))
+        let old = try #require(byId["2024-01-02"])
+        #expect(!old.keep)
+        #expect(old.reasons == [
+            "not among the last 3", "daily: 2024-01-02 is past the 5 most recent with a good backup",
+            "weekly: 2024-W01 is past the 2 most recent with a good backup", "monthly 2024-01 keeps a newer one (2024-01-30)",
+        ])
+        #expect(try policy(3, 5, 2, 2).select(backups, now: instant("2024-02-09T12:00:00Z"), in: utc).keep
+            == decisions.filter(\.keep).map(\.id))
+        #expect(RetentionPolicy.ordinal(1) == "1st" && RetentionPolicy.ordinal(12) == "12th" && RetentionPolicy.ordinal(22) == "22nd")
+    }
+
     @Test("a year of daily backups with the default policy")
     func yearWithDefaultPolicy() {
         let backups = dailyBackups(from: "2024-01-01", count: 366)  // all of 2024

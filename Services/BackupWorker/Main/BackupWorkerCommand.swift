@@ -34,14 +34,27 @@ struct BackupWorkerCommand: AsyncParsableCommand {
     @Option(help: "How often every schedule's targets are checked to still be registered, seconds (a change is an event).")
     var scheduleTargetCheckSeconds: Int = Environment.value("RAMPART_SCHEDULE_TARGET_CHECK_SECONDS").flatMap(Int.init) ?? 60
 
-    @Option(help: "Retention: always keep this many newest backups per device or cluster.")
-    var keepLast = RetentionPolicy.default.keepLast
-    @Option(help: "Retention: keep the newest backup of each of this many last days.")
-    var keepDaily = RetentionPolicy.default.keepDaily
-    @Option(help: "Retention: keep the newest backup of each of this many last weeks.")
-    var keepWeekly = RetentionPolicy.default.keepWeekly
-    @Option(help: "Retention: keep the newest backup of each of this many last months.")
-    var keepMonthly = RetentionPolicy.default.keepMonthly
+    @Option(help: "Retention: always keep this many newest backups per device or cluster (default 10). Any --keep-* flag sets the installation's policy at start, for every worker; without one the stored policy stands (rampart retention show|set).")
+    var keepLast: Int?
+    @Option(help: "Retention: keep the newest backup of each of this many last days (default 7).")
+    var keepDaily: Int?
+    @Option(help: "Retention: keep the newest backup of each of this many last weeks (default 4).")
+    var keepWeekly: Int?
+    @Option(help: "Retention: keep the newest backup of each of this many last months (default 6).")
+    var keepMonthly: Int?
+
+    /// The policy of the --keep-* flags (the default's numbers for those not given).
+    var flagPolicy: RetentionPolicy {
+        get throws {
+            let base = RetentionPolicy.default
+            return try RetentionPolicy(
+                keepLast: keepLast ?? base.keepLast, keepDaily: keepDaily ?? base.keepDaily,
+                keepWeekly: keepWeekly ?? base.keepWeekly, keepMonthly: keepMonthly ?? base.keepMonthly)
+        }
+    }
+
+    /// Whether a --keep-* flag was given.
+    var retentionFlagsGiven: Bool { [keepLast, keepDaily, keepWeekly, keepMonthly].contains { $0 != nil } }
     @Option(help: "Seconds between retention sweeps (0 = only when asked with `rampart backups prune`).")
     var pruneIntervalSeconds: Int = Environment.value("RAMPART_PRUNE_INTERVAL_SECONDS").flatMap(Int.init) ?? 3600
 
@@ -60,8 +73,8 @@ struct BackupWorkerCommand: AsyncParsableCommand {
         }
         guard pruneIntervalSeconds >= 0 else { throw ValidationError("--prune-interval-seconds must be 0 or more") }
         do {
-            _ = try RetentionPolicy(keepLast: keepLast, keepDaily: keepDaily, keepWeekly: keepWeekly, keepMonthly: keepMonthly)
-        } catch {
+            _ = try flagPolicy
+        } catch let error as RetentionPolicyError {
             throw ValidationError("retention: \(error.message)")
         }
         guard (1...256).contains(concurrency) else { throw ValidationError("--concurrency must be between 1 and 256") }
@@ -75,8 +88,7 @@ struct BackupWorkerCommand: AsyncParsableCommand {
 
     func run() async throws {
         let boot = ServiceBoot("backup-worker", log: log)
-        let policy = try RetentionPolicy(
-            keepLast: keepLast, keepDaily: keepDaily, keepWeekly: keepWeekly, keepMonthly: keepMonthly)
+        let policy = try flagPolicy
         try await boot.run(
             service: BackupAPI.serviceName, bus: bus, database: database, instanceId: instanceId,
             poolSize: max(database.poolSize, concurrency + 2), migrations: [BackupService.migrate]
@@ -90,6 +102,9 @@ struct BackupWorkerCommand: AsyncParsableCommand {
             runner.leaseSeconds = leaseSeconds
             runner.retryBaseSeconds = retryBaseSeconds
             let pruner = Pruner(pool: pool, client: client, policy: policy, logger: logger)
+            try await pruner.storePolicy(
+                replace: retentionFlagsGiven,
+                setBy: retentionFlagsGiven ? "backup-worker \(host.instanceId) (--keep-* flags)" : "backup-worker (default)")
             let objective = BackupAPI.parseObjective(backupObjective) ?? BackupAPI.defaultObjectiveSeconds
             var services: [BootService] = [
                 .required(

@@ -139,6 +139,27 @@ public struct BackupService: Sendable {
             }
             return try await pruner.prune(owner: request.owner.isEmpty ? nil : request.owner, dryRun: request.dryRun, caller: context.caller)
         }
+        let fallbackPolicy = pruner.policy
+        router.register(BackupAPI.getRetentionPolicy) { (_: Rampart_Backup_V1_GetRetentionPolicyRequest, _) in
+            try await pool.serve { try RetentionStore.response(fallback: fallbackPolicy, on: $0) }
+        }
+        router.register(BackupAPI.setRetentionPolicy) { (request: Rampart_Backup_V1_SetRetentionPolicyRequest, context) in
+            let asked = request.policy
+            let policy: RetentionPolicy
+            do {
+                policy = try RetentionPolicy(
+                    keepLast: Int(asked.keepLast), keepDaily: Int(asked.keepDaily), keepWeekly: Int(asked.keepWeekly),
+                    keepMonthly: Int(asked.keepMonthly))
+            } catch let error as RetentionPolicyError {
+                throw RPCError.invalidArgument("retention: \(error.message)")
+            }
+            context.audit.note(
+                "policy", "last \(policy.keepLast), daily \(policy.keepDaily), weekly \(policy.keepWeekly), monthly \(policy.keepMonthly)")
+            return try await pool.serve { connection in
+                try RetentionStore.store(policy, setBy: context.caller, replace: true, on: connection)
+                return try RetentionStore.response(fallback: fallbackPolicy, on: connection)
+            }
+        }
         router.register(BackupAPI.listDeviceStatus) { (_: Rampart_Backup_V1_ListDeviceStatusRequest, _) in
             try await statuses.statuses(now: Date())
         }

@@ -32,59 +32,103 @@ public struct Pruner: Sendable {
         self.now = now
     }
 
+    /// Stores this pruner's policy as the installation's: replacing the stored one when `replace` (a worker
+    /// started with --keep-* flags), else only when none is stored (the first worker of an installation).
+    public func storePolicy(replace: Bool, setBy: String) async throws {
+        let policy = self.policy
+        try await pool.serve { try RetentionStore.store(policy, setBy: setBy, replace: replace, on: $0) }
+        if replace { logger.notice("retention policy set from this worker's flags", metadata: ["set_by": "\(setBy)"]) }
+    }
+
     /// The ids of the last good backup of every device `backups` hold (P16): a device's newest own file, or
     /// for a cluster node the newest bundle holding its file (newest by time, then by id, as
     /// `ObjectiveStore.lastGood` orders them).
     static func lastGood(of backups: [Rampart_Backup_V1_Backup]) -> Set<String> {
-        var newest: [String: Rampart_Backup_V1_Backup] = [:]
+        Set(lastGoodDevices(of: backups).keys)
+    }
+
+    /// The same, with the names of the devices each is the last good backup of.
+    static func lastGoodDevices(of backups: [Rampart_Backup_V1_Backup]) -> [String: [String]] {
+        var newest: [String: (backup: Rampart_Backup_V1_Backup, name: String)] = [:]
         for backup in backups {
-            for device in backup.members.isEmpty ? [backup.ownerID] : backup.members.map(\.deviceID) {
-                if let current = newest[device],
+            let devices = backup.members.isEmpty
+                ? [(backup.ownerID, backup.ownerName)] : backup.members.map { ($0.deviceID, $0.deviceName) }
+            for (device, name) in devices {
+                if let current = newest[device]?.backup,
                     (current.createdUnixMs, current.id) >= (backup.createdUnixMs, backup.id)
                 {
                     continue
                 }
-                newest[device] = backup
+                newest[device] = (backup, name)
             }
         }
-        return Set(newest.values.map(\.id))
+        return newest.values.reduce(into: [:]) { $0[$1.backup.id, default: []].append($1.name) }
+            .mapValues { $0.sorted() }
     }
 
-    /// Prunes `owner`'s backups (nil: everyone's); with `dryRun`, only reports.
+    static func reason(_ entry: (backup: Rampart_Backup_V1_Backup, reasons: [String])) -> Rampart_Backup_V1_RetentionReason {
+        var reason = Rampart_Backup_V1_RetentionReason()
+        reason.backupID = entry.backup.id
+        reason.fileName = entry.backup.fileName
+        reason.ownerName = entry.backup.ownerName
+        reason.reasons = entry.reasons
+        return reason
+    }
+
+    /// Prunes `owner`'s backups (nil: everyone's) by the policy in force (`RetentionStore`; this pruner's
+    /// own when none is stored); with `dryRun`, only reports. Each deleted backup comes with why (every
+    /// rule's reason for not keeping it); with `dryRun` and an owner, each kept one too.
     public func prune(owner: String?, dryRun: Bool, caller: String) async throws -> Rampart_Backup_V1_PruneBackupsResponse {
-        let (policy, now) = (self.policy, self.now())
+        let (fallback, now) = (self.policy, self.now())
         let (response, orphans) = try await pool.serve { connection -> (Rampart_Backup_V1_PruneBackupsResponse, [String]) in
             var response = Rampart_Backup_V1_PruneBackupsResponse()
             let locked = try connection.query("SELECT pg_try_advisory_xact_lock(\(Self.lockKey)) AS locked")
             guard try locked.first?.decode("locked", as: Bool.self) == true else {
                 throw RPCError(.aborted, "another worker is pruning right now; try again shortly")
             }
+            let policy = try RetentionStore.current(on: connection)?.policy ?? fallback
+            response.policy = RetentionStore.message(policy)
             // The owner's own backups only: the cluster bundles that merely hold a node's file belong to the
             // cluster, whose retention is decided over all its bundles.
             let backups = try BackupStore.listBackups(owner: owner, jobId: nil, limit: 1_000_000, on: connection)
                 .filter { owner == nil || $0.ownerID == owner || $0.ownerName == owner }
-            var deleted: [Rampart_Backup_V1_Backup] = []
+            var deleted: [(backup: Rampart_Backup_V1_Backup, reasons: [String])] = []
+            var kept: [(backup: Rampart_Backup_V1_Backup, reasons: [String])] = []
             // P16: the last good backup of every device these backups hold is never deleted — for a cluster
             // node left out of the newest bundles (B10), that is an older bundle the policy alone would drop.
-            let lastGood = Self.lastGood(of: backups)
+            let lastGood = Self.lastGoodDevices(of: backups)
             for (_, group) in Dictionary(grouping: backups, by: \.ownerID) {
+                let byId = Dictionary(uniqueKeysWithValues: group.map { ($0.id, $0) })
                 let candidates = group.map {
                     RetentionCandidate(id: $0.id, created: Date(timeIntervalSince1970: Double($0.createdUnixMs) / 1000), good: true)
                 }
-                let doomed = Set(policy.select(candidates, now: now, in: TimeZone(identifier: "UTC")!).delete)
-                deleted += group.filter { doomed.contains($0.id) && !lastGood.contains($0.id) }
+                for decision in policy.decide(candidates, now: now, in: TimeZone(identifier: "UTC")!) {
+                    guard let backup = byId[decision.id] else { continue }
+                    if decision.keep {
+                        kept.append((backup, decision.reasons))
+                    } else if let devices = lastGood[backup.id] {
+                        kept.append((backup, devices.map { "the last good backup of \($0) (P16)" }))
+                    } else {
+                        deleted.append((backup, decision.reasons))
+                    }
+                }
             }
-            response.deleted = deleted.sorted { $0.createdUnixMs < $1.createdUnixMs }
+            deleted.sort { $0.backup.createdUnixMs < $1.backup.createdUnixMs }
+            response.deleted = deleted.map(\.backup)
+            response.reasons = deleted.map(Self.reason)
+            if dryRun, owner != nil {
+                response.keptBackups = kept.sorted { $0.backup.createdUnixMs > $1.backup.createdUnixMs }.map(Self.reason)
+            }
             response.kept = UInt32(backups.count - deleted.count)
             guard !dryRun, !deleted.isEmpty else { return (response, []) }
-            for backup in deleted {
+            for (backup, _) in deleted {
                 try connection.execute("DELETE FROM backup.backups WHERE id = \(backup.id)::uuid")
                 try BackupStore.emit(
                     "backup.deleted", subject: backup.id,
                     ["owner": backup.ownerName, "file": backup.fileName, "reason": "retention", "caller": caller],
                     on: connection)
             }
-            let objects = Array(Set(deleted.map(\.objectID)))
+            let objects = Array(Set(deleted.map(\.backup.objectID)))
             let stillUsed = try connection.query(
                 "SELECT DISTINCT object_id FROM backup.backups WHERE object_id = ANY(\(objects))"
             ).map { try $0.decode("object_id", as: String.self) }

@@ -102,41 +102,99 @@ public struct RetentionPolicy: Sendable, Equatable, Codable {
     public func select(
         _ backups: [RetentionCandidate], now: Date, in timeZone: TimeZone
     ) -> (keep: [String], delete: [String]) {
+        let decisions = decide(backups, now: now, in: timeZone)
+        return (decisions.filter(\.keep).map(\.id), decisions.filter { !$0.keep }.map(\.id))
+    }
+
+    /// What the policy decides for one backup, and why (the rules that keep it, or why none does).
+    public struct Decision: Sendable, Equatable {
+        public var id: String
+        public var keep: Bool
+        /// Kept: each rule keeping it ("last 10 (2nd newest)", "daily 2026-12-07", "weekly 2026-W49",
+        /// "monthly 2026-12", "newest good", "taken after now"). Deleted: one sentence per rule saying
+        /// why it does not keep it.
+        public var reasons: [String]
+    }
+
+    /// The decision for every backup, newest first (see the type's documentation for the algorithm).
+    public func decide(
+        _ backups: [RetentionCandidate], now: Date, in timeZone: TimeZone
+    ) -> [Decision] {
         let ordered = backups.sorted { a, b in
             a.created != b.created ? a.created > b.created : a.id > b.id
         }
-        var kept = Set<Int>()  // indexes into `ordered`
+        var reasons = [[String]](repeating: [], count: ordered.count)  // why each is kept, by index into `ordered`
         var past: [Int] = []
         for (index, backup) in ordered.enumerated() {
-            if backup.created > now { kept.insert(index) } else { past.append(index) }
+            if backup.created > now { reasons[index].append("taken after now (clock skew)") } else { past.append(index) }
         }
 
-        for index in past.prefix(keepLast) { kept.insert(index) }
-        if let newestGood = past.first(where: { ordered[$0].good }) { kept.insert(newestGood) }
+        for (rank, index) in past.prefix(keepLast).enumerated() {
+            reasons[index].append("last \(keepLast) (\(Self.ordinal(rank + 1)) newest)")
+        }
+        let newestGood = past.first(where: { ordered[$0].good })
+        if let newestGood, reasons[newestGood].isEmpty { reasons[newestGood].append("newest good backup") }
 
         let zone = ZoneMapper(timeZone)
         let days = past.map { index -> LocalDate in
             let seconds = Int(ordered[index].created.timeIntervalSince1970.rounded(.down))
             return LocalDate(dayIndex: LocalDate.floorDiv(zone.localSecond(of: seconds), 86_400))
         }
-        let periods: [(count: Int, key: (LocalDate) -> Int)] = [
-            (keepDaily, { $0.dayIndex }),
-            (keepWeekly, { $0.isoWeekStart }),
-            (keepMonthly, { $0.year * 12 + $0.month }),
+        let periods: [(rule: String, count: Int, key: (LocalDate) -> Int, name: (LocalDate) -> String)] = [
+            ("daily", keepDaily, { $0.dayIndex }, { $0.dayName }),
+            ("weekly", keepWeekly, { $0.isoWeekStart }, { $0.weekName }),
+            ("monthly", keepMonthly, { $0.year * 12 + $0.month }, { $0.monthName }),
         ]
-        for (count, key) in periods where count > 0 {
+        var refusals = [[String]](repeating: [], count: ordered.count)
+        refusals = refusals.indices.map { index in
+            past.contains(index) ? ["not among the last \(keepLast)"] : []
+        }
+        for (rule, count, key, name) in periods {
             var seen = Set<Int>()
+            var representative: [Int: Int] = [:]  // period → index of the backup kept for it
             for (position, index) in past.enumerated() where ordered[index].good {
                 guard seen.count < count else { break }
-                if seen.insert(key(days[position])).inserted { kept.insert(index) }
+                if seen.insert(key(days[position])).inserted {
+                    reasons[index].append("\(rule) \(name(days[position]))")
+                    representative[key(days[position])] = index
+                }
+            }
+            for (position, index) in past.enumerated() where reasons[index].isEmpty {
+                let period = key(days[position])
+                if count == 0 {
+                    continue
+                } else if !ordered[index].good {
+                    refusals[index].append("\(rule): damaged, it represents no period")
+                } else if let kept = representative[period] {
+                    refusals[index].append("\(rule) \(name(days[position])) keeps a newer one (\(ordered[kept].id))")
+                } else {
+                    refusals[index].append("\(rule): \(name(days[position])) is past the \(count) most recent with a good backup")
+                }
             }
         }
 
-        var keep: [String] = []
-        var delete: [String] = []
-        for (index, backup) in ordered.enumerated() {
-            if kept.contains(index) { keep.append(backup.id) } else { delete.append(backup.id) }
+        return ordered.indices.map { index in
+            let keep = !reasons[index].isEmpty
+            return Decision(id: ordered[index].id, keep: keep, reasons: keep ? reasons[index] : refusals[index])
         }
-        return (keep, delete)
+    }
+
+    /// "1st", "2nd", "3rd", "4th", "11th", "22nd".
+    static func ordinal(_ number: Int) -> String {
+        let suffix = (11...13).contains(number % 100) ? "th" : [1: "st", 2: "nd", 3: "rd"][number % 10] ?? "th"
+        return "\(number)\(suffix)"
+    }
+}
+
+extension LocalDate {
+    /// "2026-12-07".
+    var dayName: String { String(format: "%04d-%02d-%02d", year, month, day) }
+    /// "2026-12".
+    var monthName: String { String(format: "%04d-%02d", year, month) }
+    /// The ISO 8601 week, "2026-W49": the year and week of the week's Thursday.
+    var weekName: String {
+        let thursday = LocalDate(dayIndex: isoWeekStart + 3)
+        let week = (thursday.dayIndex - LocalDate(year: thursday.year, month: 1, day: 1).dayIndex) / 7 + 1
+        return String(format: "%04d-W%02d", thursday.year, week)
     }
 }

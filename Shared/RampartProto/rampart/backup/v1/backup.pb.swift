@@ -818,9 +818,126 @@ public nonisolated struct Rampart_Backup_V1_PruneBackupsResponse: Sendable {
 
   public var kept: UInt32 = 0
 
+  /// Why each backup is deleted (for every rule of the policy, why it does not keep it), in the order of
+  /// `deleted`; with `dry_run`, also why each kept one is kept (`kept_backups`).
+  public var reasons: [Rampart_Backup_V1_RetentionReason] = []
+
+  public var keptBackups: [Rampart_Backup_V1_RetentionReason] = []
+
+  /// The policy applied.
+  public var policy: Rampart_Backup_V1_RetentionPolicy {
+    get {_policy ?? Rampart_Backup_V1_RetentionPolicy()}
+    set {_policy = newValue}
+  }
+  /// Returns true if `policy` has been explicitly set.
+  public var hasPolicy: Bool {self._policy != nil}
+  /// Clears the value of `policy`. Subsequent reads from it will return its default value.
+  public mutating func clearPolicy() {self._policy = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _policy: Rampart_Backup_V1_RetentionPolicy? = nil
+}
+
+/// Why retention keeps or deletes a backup.
+public nonisolated struct Rampart_Backup_V1_RetentionReason: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var backupID: String = String()
+
+  public var fileName: String = String()
+
+  public var ownerName: String = String()
+
+  /// "last 10 (2nd newest)", "daily 2026-12-07", "weekly 2026-W49", "monthly 2026-12", "newest good backup",
+  /// "the last good backup of cl-node-3 (P16)"; for a deleted one, why each rule does not keep it.
+  public var reasons: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// How many backups of each device (or cluster) retention keeps: the newest keep_last, plus the newest good
+/// one of each of the last keep_daily days, keep_weekly ISO weeks and keep_monthly months that have one.
+public nonisolated struct Rampart_Backup_V1_RetentionPolicy: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// at least 1
+  public var keepLast: UInt32 = 0
+
+  public var keepDaily: UInt32 = 0
+
+  public var keepWeekly: UInt32 = 0
+
+  public var keepMonthly: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rampart_Backup_V1_GetRetentionPolicyRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rampart_Backup_V1_SetRetentionPolicyRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var policy: Rampart_Backup_V1_RetentionPolicy {
+    get {_policy ?? Rampart_Backup_V1_RetentionPolicy()}
+    set {_policy = newValue}
+  }
+  /// Returns true if `policy` has been explicitly set.
+  public var hasPolicy: Bool {self._policy != nil}
+  /// Clears the value of `policy`. Subsequent reads from it will return its default value.
+  public mutating func clearPolicy() {self._policy = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _policy: Rampart_Backup_V1_RetentionPolicy? = nil
+}
+
+public nonisolated struct Rampart_Backup_V1_RetentionPolicyResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var policy: Rampart_Backup_V1_RetentionPolicy {
+    get {_policy ?? Rampart_Backup_V1_RetentionPolicy()}
+    set {_policy = newValue}
+  }
+  /// Returns true if `policy` has been explicitly set.
+  public var hasPolicy: Bool {self._policy != nil}
+  /// Clears the value of `policy`. Subsequent reads from it will return its default value.
+  public mutating func clearPolicy() {self._policy = nil}
+
+  /// Who set it ("backup-worker" for the installation's first, or a worker's --keep-* flags), and when.
+  public var setBy: String = String()
+
+  public var setUnixMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _policy: Rampart_Backup_V1_RetentionPolicy? = nil
 }
 
 /// One device: its last good backup (a stored backup of its own, or a cluster bundle holding its file)
@@ -2125,7 +2242,7 @@ nonisolated extension Rampart_Backup_V1_PruneBackupsRequest: SwiftProtobuf.Messa
 
 nonisolated extension Rampart_Backup_V1_PruneBackupsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PruneBackupsResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}deleted\0\u{1}kept\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}deleted\0\u{1}kept\0\u{1}reasons\0\u{3}kept_backups\0\u{1}policy\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2135,24 +2252,230 @@ nonisolated extension Rampart_Backup_V1_PruneBackupsResponse: SwiftProtobuf.Mess
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.deleted) }()
       case 2: try { try decoder.decodeSingularUInt32Field(value: &self.kept) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.reasons) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.keptBackups) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._policy) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.deleted.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.deleted, fieldNumber: 1)
     }
     if self.kept != 0 {
       try visitor.visitSingularUInt32Field(value: self.kept, fieldNumber: 2)
     }
+    if !self.reasons.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.reasons, fieldNumber: 3)
+    }
+    if !self.keptBackups.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.keptBackups, fieldNumber: 4)
+    }
+    try { if let v = self._policy {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Rampart_Backup_V1_PruneBackupsResponse, rhs: Rampart_Backup_V1_PruneBackupsResponse) -> Bool {
     if lhs.deleted != rhs.deleted {return false}
     if lhs.kept != rhs.kept {return false}
+    if lhs.reasons != rhs.reasons {return false}
+    if lhs.keptBackups != rhs.keptBackups {return false}
+    if lhs._policy != rhs._policy {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Backup_V1_RetentionReason: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RetentionReason"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}backup_id\0\u{3}file_name\0\u{3}owner_name\0\u{1}reasons\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.backupID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.fileName) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.ownerName) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.reasons) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.backupID.isEmpty {
+      try visitor.visitSingularStringField(value: self.backupID, fieldNumber: 1)
+    }
+    if !self.fileName.isEmpty {
+      try visitor.visitSingularStringField(value: self.fileName, fieldNumber: 2)
+    }
+    if !self.ownerName.isEmpty {
+      try visitor.visitSingularStringField(value: self.ownerName, fieldNumber: 3)
+    }
+    if !self.reasons.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.reasons, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Backup_V1_RetentionReason, rhs: Rampart_Backup_V1_RetentionReason) -> Bool {
+    if lhs.backupID != rhs.backupID {return false}
+    if lhs.fileName != rhs.fileName {return false}
+    if lhs.ownerName != rhs.ownerName {return false}
+    if lhs.reasons != rhs.reasons {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Backup_V1_RetentionPolicy: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RetentionPolicy"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}keep_last\0\u{3}keep_daily\0\u{3}keep_weekly\0\u{3}keep_monthly\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.keepLast) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.keepDaily) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.keepWeekly) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.keepMonthly) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.keepLast != 0 {
+      try visitor.visitSingularUInt32Field(value: self.keepLast, fieldNumber: 1)
+    }
+    if self.keepDaily != 0 {
+      try visitor.visitSingularUInt32Field(value: self.keepDaily, fieldNumber: 2)
+    }
+    if self.keepWeekly != 0 {
+      try visitor.visitSingularUInt32Field(value: self.keepWeekly, fieldNumber: 3)
+    }
+    if self.keepMonthly != 0 {
+      try visitor.visitSingularUInt32Field(value: self.keepMonthly, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Backup_V1_RetentionPolicy, rhs: Rampart_Backup_V1_RetentionPolicy) -> Bool {
+    if lhs.keepLast != rhs.keepLast {return false}
+    if lhs.keepDaily != rhs.keepDaily {return false}
+    if lhs.keepWeekly != rhs.keepWeekly {return false}
+    if lhs.keepMonthly != rhs.keepMonthly {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Backup_V1_GetRetentionPolicyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetRetentionPolicyRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Backup_V1_GetRetentionPolicyRequest, rhs: Rampart_Backup_V1_GetRetentionPolicyRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Backup_V1_SetRetentionPolicyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SetRetentionPolicyRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}policy\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._policy) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._policy {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Backup_V1_SetRetentionPolicyRequest, rhs: Rampart_Backup_V1_SetRetentionPolicyRequest) -> Bool {
+    if lhs._policy != rhs._policy {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Backup_V1_RetentionPolicyResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RetentionPolicyResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}policy\0\u{3}set_by\0\u{3}set_unix_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._policy) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.setBy) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.setUnixMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._policy {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.setBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.setBy, fieldNumber: 2)
+    }
+    if self.setUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.setUnixMs, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Backup_V1_RetentionPolicyResponse, rhs: Rampart_Backup_V1_RetentionPolicyResponse) -> Bool {
+    if lhs._policy != rhs._policy {return false}
+    if lhs.setBy != rhs.setBy {return false}
+    if lhs.setUnixMs != rhs.setUnixMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
