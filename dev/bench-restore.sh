@@ -16,40 +16,9 @@ cd "$root"
 decisions=${1:-20000}
 requesters=${2:-100}
 restores=${3:-5}
-build=(swift build -c release)
-if [ -n "${BENCH_SCRATCH_PATH:-}" ]; then build+=(--scratch-path "$BENCH_SCRATCH_PATH"); fi
-"${build[@]}" >&2
-bin=$("${build[@]}" --show-bin-path)
-work=$(mktemp -d /tmp/rampart-bench-restore.XXXXXX)
-pids=()
-# Stops what this script started, newest first (device agents before the services they report to, the
-# bus last), each given 10 s to end gracefully before it is killed; then PostgreSQL.
-cleanup() {
-    set +e
-    local i pid
-    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-        pid=${pids[$i]}
-        kill "$pid" 2>/dev/null || continue
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null
-    done
-    wait 2>/dev/null
-    "$root/dev/pg.sh" stop "$work/pg" >/dev/null 2>&1
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-export RAMPART_DATABASE_URL=$(PG_FAST=1 "$root/dev/pg.sh" start "$work/pg" $((30000 + RANDOM % 10000)) 2>/dev/null | tail -n 1)
-export RAMPART_BUS="tcp://127.0.0.1:$((40000 + RANDOM % 10000))"
-export RAMPART_EVENTS_LISTEN="tcp://127.0.0.1:$((50000 + RANDOM % 10000))"
-export RAMPART_STORAGE_HTTP_PORT=0
-export RAMPART_LOG_LEVEL=warning
-# CURVE keys for every process (docs/security.md); the CLI and bus-bench call as operators/admin.
-"$bin/rampart" keys init "$work/keys" --device rb-fw >/dev/null
-export RAMPART_KEYS="$work/keys"
-bg() { "$@" >>"$work/$(basename "$1").log" 2>&1 & pids+=($!); }
-until_ok() { for _ in $(seq 600); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "timed out: $*" >&2; exit 1; }
+# shellcheck source=dev/bench-lib.sh
+. "$root/dev/bench-lib.sh"
+"$bin/rampart" keys add "$RAMPART_KEYS" --role device rb-fw >/dev/null
 
 bg "$bin/bus" --listen "$RAMPART_BUS" --publish "$RAMPART_EVENTS_LISTEN"
 bus_pid=$!
