@@ -37,8 +37,9 @@ echo "== rampart backups diff bd-fw: $size of configuration, $runs runs ($(nproc
 import json, sys
 for line in sys.stdin:
     d = json.loads(line)
-    print(f"compared {d[\"old_file_name\"]} with {d[\"new_file_name\"]}: {len(d[\"files\"])} files changed "
-          f"({\", \".join(f[\"path\"] + \": \" + f[\"summary\"] for f in d[\"files\"])}), {d[\"unchanged\"]} unchanged")'
+    files = ", ".join(f["path"] + ": " + f["summary"] for f in d["files"])
+    print("compared", d["old_file_name"], "with", d["new_file_name"] + ":", len(d["files"]), "files changed (" + files + "),",
+          d["unchanged"], "unchanged")'
 python3 - "$bin/rampart" "$runs" <<'PY'
 import statistics, subprocess, sys, time
 rampart, runs = sys.argv[1], int(sys.argv[2])

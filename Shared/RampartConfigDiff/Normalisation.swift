@@ -95,7 +95,7 @@ public enum ConfigNormaliser {
 
     /// `line` with the value after `key` replaced by `_`: digits when `number`, else a JSON string.
     static func replaceValue(after key: String, in line: Substring, number: Bool) -> Substring {
-        guard let range = line.range(of: key) else { return line }
+        guard let range = line.asciiRange(of: key) else { return line }
         var end = range.upperBound
         if number {
             while end < line.endIndex, line[end].isNumber { end = line.index(after: end) }

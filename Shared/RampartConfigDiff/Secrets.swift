@@ -24,15 +24,12 @@ public enum ConfigSecrets {
 
     /// `line` with the value of a secret keyword masked, or `line` itself when it names none.
     public static func masked(_ line: Substring) -> Substring {
-        let lower = line.lowercased()
         for keyword in lineKeywords {
-            guard let found = lower.range(of: keyword) else { continue }
-            // The same offset in `line` (lowercasing keeps ASCII offsets; keywords are ASCII).
-            let offset = lower.distance(from: lower.startIndex, to: found.upperBound)
-            guard offset <= line.count else { return Substring(mask) }
-            var end = line.index(line.startIndex, offsetBy: offset)
+            guard let found = line.asciiRange(of: keyword, foldingCase: true) else { continue }
             // Keep the separator after the keyword (`": "`, `" "`, `"="`), then mask the rest.
-            while end < line.endIndex, [":", " ", "=", "\t"].contains(line[end]) { end = line.index(after: end) }
+            var end = found.upperBound
+            let utf8 = line.utf8
+            while end < utf8.endIndex, [0x3A, 0x20, 0x3D, 0x09].contains(utf8[end]) { end = utf8.index(after: end) }
             guard end < line.endIndex else { return line }
             return Substring(line[..<end] + mask)
         }

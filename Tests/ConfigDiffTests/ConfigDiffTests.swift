@@ -1,6 +1,6 @@
 import Foundation
 import RampartArchive
-import RampartConfigDiff
+@testable import RampartConfigDiff
 import Testing
 
 @Suite("P17: configuration diffs — volatile lines normalised by listed rules, secrets never shown")
@@ -36,6 +36,18 @@ struct NormalisationTests {
         let names = ConfigNormaliser.rules.map(\.name)
         #expect(Set(names).count == names.count)
         #expect(ConfigNormaliser.rules.allSatisfy { !$0.files.isEmpty && $0.description.count > 20 })
+    }
+
+    @Test("P17: ASCII words are found byte by byte, case folded when asked, in lines holding any UTF-8")
+    func asciiSearch() throws {
+        let line: Substring = "naïve Pre-Shared-Key été x"
+        let found = try #require(line.asciiRange(of: "pre-shared-key", foldingCase: true))
+        #expect(line[found] == "Pre-Shared-Key")
+        #expect(line.asciiRange(of: "pre-shared-key") == nil)
+        #expect(line.asciiRange(of: "x").map { line[$0] } == "x")
+        #expect(line.asciiRange(of: "x y") == nil && ("" as Substring).asciiRange(of: "a") == nil)
+        let slice = "abc hits: 1".dropFirst(4)
+        #expect(slice.asciiRange(of: "hits").map { slice[$0] } == "hits")
     }
 
     @Test("P17: text is UTF-8 without NUL; a final line feed ends the last line")
