@@ -34,11 +34,13 @@ public struct Pruner: Sendable {
 
     /// The ids of the last good backup of every device `backups` hold (P16): a device's newest own file, or
     /// for a cluster node the newest bundle holding its file (newest by time, then by id, as
-    /// `ObjectiveStore.lastGood` orders them).
-    static func lastGood(of backups: [Rampart_Backup_V1_Backup]) -> Set<String> {
+    /// `ObjectiveStore.lastGood` orders them). A backup whose latest drill of a device failed is not that
+    /// device's good backup (P17): `failedDrills` holds "BACKUP/DEVICE" of each.
+    static func lastGood(of backups: [Rampart_Backup_V1_Backup], failedDrills: Set<String> = []) -> Set<String> {
         var newest: [String: Rampart_Backup_V1_Backup] = [:]
         for backup in backups {
-            for device in backup.members.isEmpty ? [backup.ownerID] : backup.members.map(\.deviceID) {
+            for device in backup.members.isEmpty ? [backup.ownerID] : backup.members.map(\.deviceID)
+            where !failedDrills.contains("\(backup.id)/\(device)") {
                 if let current = newest[device],
                     (current.createdUnixMs, current.id) >= (backup.createdUnixMs, backup.id)
                 {
@@ -66,7 +68,7 @@ public struct Pruner: Sendable {
             var deleted: [Rampart_Backup_V1_Backup] = []
             // P16: the last good backup of every device these backups hold is never deleted — for a cluster
             // node left out of the newest bundles (B10), that is an older bundle the policy alone would drop.
-            let lastGood = Self.lastGood(of: backups)
+            let lastGood = Self.lastGood(of: backups, failedDrills: try DrillStore.failedKeys(on: connection))
             for (_, group) in Dictionary(grouping: backups, by: \.ownerID) {
                 let candidates = group.map {
                     RetentionCandidate(id: $0.id, created: Date(timeIntervalSince1970: Double($0.createdUnixMs) / 1000), good: true)
