@@ -92,16 +92,16 @@ func drillLine(_ drill: Rampart_Backup_V1_DrillResult) -> String {
             : "NOT restorable: \(drill.reason)")
 }
 
-/// A backup's drill column: "restorable T", "not restorable: WHY", for a bundle "3/3 restorable T" or
+/// A backup's drill column: "restorable, verified at T", "not restorable: WHY", for a bundle "3 restorable, verified at T" or
 /// the nodes that are not; "-" when never drilled.
 func drillSummary(_ drills: [Rampart_Backup_V1_DrillResult], bundle: Bool) -> String {
     guard !drills.isEmpty else { return "-" }
     let latest = drills.map(\.drilledUnixMs).max() ?? 0
     let failed = drills.filter { !$0.passed }
     if !bundle, let drill = drills.first {
-        return drill.passed ? "restorable \(formatTime(drill.drilledUnixMs))" : "not restorable: \(drill.reason)"
+        return drill.passed ? "restorable, verified at \(formatTime(drill.drilledUnixMs))" : "not restorable: \(drill.reason)"
     }
-    if failed.isEmpty { return "\(drills.count) restorable \(formatTime(latest))" }
+    if failed.isEmpty { return "\(drills.count) restorable, verified at \(formatTime(latest))" }
     return "not restorable: " + failed.map(\.deviceName).joined(separator: ", ")
 }
 
@@ -110,5 +110,5 @@ func deviceDrillText(_ status: Rampart_Backup_V1_DeviceBackupStatus?) -> String 
     guard let status else { return "?" }
     guard status.hasLastDrill else { return "-" }
     let drill = status.lastDrill
-    return drill.passed ? "restorable \(formatTime(drill.drilledUnixMs))" : "not restorable"
+    return drill.passed ? "restorable, verified at \(formatTime(drill.drilledUnixMs))" : "not restorable"
 }

@@ -80,10 +80,10 @@ struct DrillTests {
             #expect(backups.first { $0.id == standalone.id }?.drills.first?.passed == true)
             let table = try await cli.rampart("backups", "list")
             let line = table.stdout.split(separator: "\n").first { $0.contains(standalone.fileName) } ?? ""
-            #expect(line.contains("restorable 20"), "\(table)")
+            #expect(line.contains("restorable, verified at 20"), "\(table)")
             let devices = try await cli.rampart("devices", "list")
             let deviceLine = devices.stdout.split(separator: "\n").first { $0.hasPrefix("fw-drill ") } ?? ""
-            #expect(devices.exitCode == 0 && deviceLine.contains("restorable 20"), "\(devices)")
+            #expect(devices.exitCode == 0 && deviceLine.contains("restorable, verified at 20"), "\(devices)")
 
             // A newer backup whose object is damaged in storage: its drill fails, for that reason.
             let (second, secondCode) = try await system.backUp("fw-drill")

@@ -388,6 +388,10 @@ struct DrillRunner: Sendable {
             device: device, serial: serial, archivePath: archivePath, fileName: result.fileName, sha256: expected,
             scratch: scratch)
         let childChecks = report.checks
+        logger.debug(
+            "device-agent drill ended",
+            metadata: ["device": "\(device.name)", "passed": "\(report.passed)", "init_ms": "\(report.initMs)",
+                       "restore_ms": "\(report.restoreMs)", "check_ms": "\(report.checkMs)", "total_ms": "\(report.totalMs)"])
         // The pre-restore checks, as the coordinator would make them for this replacement (nothing recorded).
         if !report.manifestJson.isEmpty {
             progress(80, "pre-restore checks")
