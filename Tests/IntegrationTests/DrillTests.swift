@@ -24,6 +24,17 @@ struct DrillTests {
         return (job, result.exitCode)
     }
 
+    /// The drill scratch folders in the temporary folders a worker may use (its TMPDIR, or /tmp).
+    static func scratchFolders() -> Set<String> {
+        var found = Set<String>()
+        for root in Set([NSTemporaryDirectory(), "/tmp/"]) {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] where name.hasPrefix("rampart-drill-") {
+                found.insert(root + name)
+            }
+        }
+        return found
+    }
+
     @Test(
         "P17, R10, R11: drills of a standalone device, an HA pair and a 3-node cluster restore each device's latest good backup onto a throwaway replacement: every check passes, no restore lease is taken, backups list and devices list show it; a backup tampered with in storage fails its drill and is no longer the device's last good backup",
         .timeLimit(.minutes(6)))
@@ -41,7 +52,10 @@ struct DrillTests {
             let stored = try await system.backups(job: backup.id)
             let standalone = try #require(stored.first { $0.ownerName == "fw-drill" })
 
+            let scratchBefore = Self.scratchFolders()
             let (job, code) = try await Self.drill(system, "fw-drill", "pair:ha-drill", "cluster:cl-drill")
+            // The scratch folder held decrypted keys: it is gone once the task ended.
+            #expect(Self.scratchFolders().subtracting(scratchBefore).isEmpty)
             #expect(code == 0 && job.drill && job.state == .succeeded, "\(job)")
             let drills = job.tasks.flatMap(\.drills)
             #expect(
