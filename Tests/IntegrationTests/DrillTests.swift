@@ -79,12 +79,18 @@ struct DrillTests {
             // A cluster node's file came out of its cluster's bundle.
             #expect(drills.first { $0.deviceName == "cl-drill-n2" }?.fileName.hasSuffix(".tar") == true)
 
+            // A cluster node (or an HA peer) may be drilled alone: its file, out of the latest bundle.
+            let (node, nodeCode) = try await Self.drill(system, "cl-drill-n2")
+            let nodeDrill = node.tasks.flatMap(\.drills)
+            #expect(nodeCode == 0 && nodeDrill.map(\.deviceName) == ["cl-drill-n2"], "\(node)")
+            #expect(nodeDrill.first?.backupID == drills.first { $0.deviceName == "cl-drill-n2" }?.backupID)
+
             // Nothing was asked of the restore coordinator but CheckRestore: no lease, no request.
             let leaseHistory = try await cli.rampart("restore", "history", "--output", "json")
             let leases = try OperatorJSON.decode(Rampart_Restore_V1_ListLeasesResponse.self, from: leaseHistory.stdout)
             #expect(leaseHistory.exitCode == 0 && leases.leases.isEmpty, "\(leaseHistory)")
             #expect(try await Self.events(system, "restore.").isEmpty)
-            #expect(try await Self.events(system, "backup.drill.passed").count == 6)
+            #expect(try await Self.events(system, "backup.drill.passed").count == 7, "six devices, then the node alone")
 
             // backups list and devices list show the results.
             let listed = try await cli.rampart("backups", "list", "--output", "json")
@@ -130,7 +136,7 @@ struct DrillTests {
         }
     }
 
-    @Test("P17, B4: a drill schedule's slot queues a drill job of its targets, recorded as the schedule's", .timeLimit(.minutes(4)))
+    @Test("P17, B4: a drill schedule's slot queues a drill job of its targets (all: every device), recorded as the schedule's", .timeLimit(.minutes(4)))
     func scheduled() async throws {
         var spec = FleetSpec()
         spec.device("fw-sched")
@@ -141,7 +147,7 @@ struct DrillTests {
             let (backup, code) = try await system.backUp("fw-sched")
             #expect(code == 0, "\(backup)")
             let created = try await cli.rampart(
-                "schedules", "create", "drill-minutely", "--cron", "* * * * *", "--drill", "--target", "fw-sched", "--output", "json")
+                "schedules", "create", "drill-minutely", "--cron", "* * * * *", "--drill", "--target", "all", "--output", "json")
             let schedule = try OperatorJSON.decode(Rampart_Backup_V1_Schedule.self, from: created.stdout)
             #expect(created.exitCode == 0 && schedule.drill, "\(created)")
             // The next minute's slot: wait for its job's end (the scheduler looks every 200 ms).
