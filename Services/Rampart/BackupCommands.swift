@@ -251,12 +251,12 @@ struct BackupsCommand: AsyncParsableCommand {
                 try await options.call($0, BackupAPI.listBackups, request, idempotent: true)
             }
             if options.output == .json { return try printJSON(response) }
-            var table = Table("FILE", "OWNER", "ROLE", "SIZE", "SOFTWARE", "CREATED", "CONFIG", "ID")
+            var table = Table("FILE", "OWNER", "ROLE", "SIZE", "SOFTWARE", "CREATED", "CONFIG", "DRILL", "ID")
             for backup in response.backups {
                 table.add(
                     backup.fileName, backup.ownerName, backup.members.isEmpty ? backup.role.label : "bundle:\(backup.members.count)",
                     "\(backup.size)", InventoryRules.describe(backup.software), formatTime(backup.createdUnixMs),
-                    Self.configuration(backup), backup.id)
+                    Self.configuration(backup), drillSummary(backup.drills, bundle: !backup.members.isEmpty), backup.id)
             }
             print(table.render())
         }

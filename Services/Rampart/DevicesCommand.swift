@@ -135,13 +135,15 @@ struct DevicesCommand: AsyncParsableCommand {
                 return (response, statuses)
             }
             if json { return try printJSON(response) }
-            var table = Table("NAME", "ROLE", "MODEL", "PLATFORM", "SOFTWARE", "MANAGEMENT IP", "STATE", "BACKUP", "LAST GOOD", "ID")
+            var table = Table(
+                "NAME", "ROLE", "MODEL", "PLATFORM", "SOFTWARE", "MANAGEMENT IP", "STATE", "BACKUP", "LAST GOOD", "DRILL", "ID")
             for device in response.devices {
                 let backup = backups?[device.id]
                 table.add(
                     device.name, device.role.label, device.model, platformText(device),
                     InventoryRules.describe(device.software), device.managementIp, stateText(device),
-                    backup.map(\.state.label) ?? "?", backup.map(ageText) ?? "?", device.id)
+                    backup.map(\.state.label) ?? "?", backup.map(ageText) ?? "?",
+                    backups == nil ? "?" : deviceDrillText(backup), device.id)
             }
             print(table.render())
         }

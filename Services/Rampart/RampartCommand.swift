@@ -21,7 +21,7 @@ struct RampartCommand: AsyncParsableCommand {
         subcommands: [
             DevicesCommand.self, HaPairsCommand.self, ClustersCommand.self, BackupCommand.self, JobsCommand.self,
             BackupsCommand.self, RetentionCommand.self, SchedulesCommand.self, LinksCommand.self, RestoreCommand.self, DeployCommand.self, HaCommand.self, StorageCommand.self, EventsCommand.self, BusStatusCommand.self, KeysCommand.self,
-            AuditCommand.self, NotifyCommand.self,
+            AuditCommand.self, NotifyCommand.self, DrillCommand.self, DrillsCommand.self,
         ])
 
     /// Runs the command line; a first word that is no command (a typo: `devcies list`) is a usage error

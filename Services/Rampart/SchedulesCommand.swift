@@ -19,10 +19,11 @@ struct SchedulesCommand: AsyncParsableCommand {
                     idempotent: true)
             }
             if options.output == .json { return try printJSON(response) }
-            var table = Table("NAME", "CRON", "TIME ZONE", "TARGETS", "STATE", "NEXT RUN", "LAST RUN")
+            var table = Table("NAME", "KIND", "CRON", "TIME ZONE", "TARGETS", "STATE", "NEXT RUN", "LAST RUN")
             for s in response.schedules {
                 table.add(
-                    s.name, s.cron, s.timeZone, scheduleTargetsText(s, separator: ","), s.paused ? "paused" : "active",
+                    s.name, s.drill ? "drill" : "backup", s.cron, s.timeZone, scheduleTargetsText(s, separator: ","),
+                    s.paused ? "paused" : "active",
                     formatTime(s.nextRunUnixMs), formatTime(s.lastRunUnixMs))
             }
             print(table.render())
@@ -45,17 +46,21 @@ struct SchedulesCommand: AsyncParsableCommand {
     }
 
     struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "A new configuration-only backup schedule.")
+        static let configuration = CommandConfiguration(
+            abstract: "A new configuration-only backup schedule (with --drill: a restore drill schedule, P18).")
         @Argument(help: "Its name.") var name: String
         @Option(help: "Five-field cron expression, e.g. '0 2 * * 0' (Sunday 02:00), or @daily.") var cron: String
         @Option(name: .customLong("time-zone"), help: "IANA time zone, e.g. Europe/Paris.") var timeZone: String = "UTC"
         @Option(name: .customLong("target"), help: "What to back up (repeat): NAME, device:NAME, pair:NAME, cluster:NAME or all.")
         var targets: [String] = ["all"]
         @Flag(help: "Create it paused.") var paused = false
+        @Flag(help: "Each slot drills its targets' latest good backups (rampart drill) instead of backing them up.")
+        var drill = false
         @OptionGroup var options: ClientOptions
 
         func run() async throws {
             var request = Rampart_Backup_V1_CreateScheduleRequest()
+            request.schedule.drill = drill
             request.schedule.name = name
             request.schedule.cron = cron
             request.schedule.timeZone = timeZone
@@ -141,6 +146,7 @@ private func printSchedule(_ s: Rampart_Backup_V1_Schedule, _ output: OutputForm
     var table = Table("FIELD", "VALUE")
     table.add("id", s.id)
     table.add("name", s.name)
+    table.add("kind", s.drill ? "drill" : "backup")
     table.add("cron", s.cron)
     table.add("time zone", s.timeZone)
     table.add("targets", scheduleTargetsText(s, separator: ", "))

@@ -95,6 +95,17 @@ public enum BackupAPI: RPCServiceAPI {
         service: serviceName, name: "rampart.backup.v1.Backup/SetRetentionPolicy",
         policy: MethodPolicy(roles: [.admin, .service], audited: true))
 
+    /// Queues a restore drill job (P18): each target's devices have their latest good backup restored onto a
+    /// throwaway replacement, never on the bus; a retry with the same idempotency key returns the same job.
+    public static let startDrill = RPCMethod<Rampart_Backup_V1_StartDrillRequest, Rampart_Backup_V1_JobResponse>(
+        service: serviceName, name: "rampart.backup.v1.Backup/StartDrill",
+        policy: MethodPolicy(roles: [.admin, .operator, .service], audited: true))
+
+    /// Drill results, newest first: of one backup, of one device, or of one job.
+    public static let listDrills = RPCMethod<Rampart_Backup_V1_ListDrillsRequest, Rampart_Backup_V1_ListDrillsResponse>(
+        service: serviceName, name: "rampart.backup.v1.Backup/ListDrills",
+        policy: MethodPolicy(roles: [.admin, .operator, .viewer, .service]))
+
     /// Every method, in the order proto/rampart/backup/v1/backup.proto declares them.
     public static let methods: [any RPCMethodDescription] = [
         startBackup,
@@ -114,6 +125,8 @@ public enum BackupAPI: RPCServiceAPI {
         setBackupObjective,
         getRetentionPolicy,
         setRetentionPolicy,
+        startDrill,
+        listDrills,
     ]
 
     /// Typed calls to the service through `caller` (the bus client).
@@ -295,6 +308,27 @@ public enum BackupAPI: RPCServiceAPI {
         ) async throws -> Rampart_Backup_V1_RetentionPolicyResponse {
             try await caller.call(
                 BackupAPI.setRetentionPolicy, request, service: service, timeout: timeout, idempotent: idempotent,
+                metadata: metadata)
+        }
+
+        /// Queues a restore drill job (P18): each target's devices have their latest good backup restored onto a
+        /// throwaway replacement, never on the bus; a retry with the same idempotency key returns the same job.
+        public func startDrill(
+            _ request: Rampart_Backup_V1_StartDrillRequest, timeout: Duration = .seconds(5), idempotent: Bool = false,
+            metadata: [String: String] = [:]
+        ) async throws -> Rampart_Backup_V1_JobResponse {
+            try await caller.call(
+                BackupAPI.startDrill, request, service: service, timeout: timeout, idempotent: idempotent,
+                metadata: metadata)
+        }
+
+        /// Drill results, newest first: of one backup, of one device, or of one job.
+        public func listDrills(
+            _ request: Rampart_Backup_V1_ListDrillsRequest, timeout: Duration = .seconds(5), idempotent: Bool = false,
+            metadata: [String: String] = [:]
+        ) async throws -> Rampart_Backup_V1_ListDrillsResponse {
+            try await caller.call(
+                BackupAPI.listDrills, request, service: service, timeout: timeout, idempotent: idempotent,
                 metadata: metadata)
         }
     }

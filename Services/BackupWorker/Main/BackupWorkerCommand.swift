@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import BackupWorkerService
 import RampartAPI
 import RampartCore
@@ -64,7 +65,13 @@ struct BackupWorkerCommand: AsyncParsableCommand {
     @Option(help: "Seconds between checks of every device's last good backup against its objective (a crossing is an event).")
     var objectiveCheckSeconds: Int = Environment.value("RAMPART_OBJECTIVE_CHECK_SECONDS").flatMap(Int.init) ?? 60
 
+    @Option(help: "The device-agent executable restore drills run (env RAMPART_DEVICE_AGENT; default: the one next to this executable).")
+    var deviceAgent: String? = Environment.value("RAMPART_DEVICE_AGENT")
+
     func validate() throws {
+        if let deviceAgent, !FileManager.default.isExecutableFile(atPath: deviceAgent) {
+            throw ValidationError("--device-agent \(deviceAgent) is not an executable file")
+        }
         guard BackupAPI.parseObjective(backupObjective) != nil else {
             throw ValidationError("--backup-objective '\(backupObjective)': a duration such as 8d, 36h or 1d12h, from 1s to 366d")
         }
@@ -101,6 +108,7 @@ struct BackupWorkerCommand: AsyncParsableCommand {
             runner.concurrency = concurrency
             runner.leaseSeconds = leaseSeconds
             runner.retryBaseSeconds = retryBaseSeconds
+            if let deviceAgent { runner.deviceAgentPath = deviceAgent }
             let pruner = Pruner(pool: pool, client: client, policy: policy, logger: logger)
             try await pruner.storePolicy(
                 replace: retentionFlagsGiven,

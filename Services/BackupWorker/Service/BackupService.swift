@@ -51,10 +51,13 @@ public struct BackupService: Sendable {
     /// with the reasons. Some targets refused among runnable ones: the job runs, the refused tasks say
     /// why. A schedule's job is always recorded, so a schedule whose target went away shows it.
     func startJob(
-        targets: [Rampart_Backup_V1_Target], origin: String, requestedBy: String, idempotencyKey: String?, strict: Bool = false
+        targets: [Rampart_Backup_V1_Target], origin: String, requestedBy: String, idempotencyKey: String?, strict: Bool = false,
+        drill: Bool = false
     )
         async throws -> Rampart_Backup_V1_Job
     {
+        var planner = self.planner
+        planner.drill = drill
         if let key = idempotencyKey,
             let existing = try await pool.serve({ try BackupStore.jobId(idempotencyKey: key, on: $0) })
         {
@@ -63,7 +66,7 @@ public struct BackupService: Sendable {
         let tasks = strict ? try await planner.resolve(targets) : try await planner.plan(targets)
         if strict, !tasks.isEmpty, tasks.allSatisfy({ $0.refusal != nil }) {
             throw RPCError.failedPrecondition(
-                "nothing to back up: " + tasks.map { "\($0.targetName): \($0.refusal ?? "")" }.joined(separator: "; "))
+                (drill ? "nothing to drill: " : "nothing to back up: ") + tasks.map { "\($0.targetName): \($0.refusal ?? "")" }.joined(separator: "; "))
         }
         return try await pool.serve { connection in
             if let key = idempotencyKey, let existing = try BackupStore.jobId(idempotencyKey: key, on: connection) {
@@ -87,6 +90,25 @@ public struct BackupService: Sendable {
                 idempotencyKey: request.idempotencyKey.isEmpty ? nil : request.idempotencyKey, strict: true)
             context.audit.subject = response.job.id
             return response
+        }
+        router.register(BackupAPI.startDrill) { (request: Rampart_Backup_V1_StartDrillRequest, context) in
+            guard request.idempotencyKey.count <= 200 else { throw RPCError.invalidArgument("idempotency key too long") }
+            context.audit.note("targets", request.targets.prefix(20).map(Self.auditLabel).joined(separator: " "))
+            var response = Rampart_Backup_V1_JobResponse()
+            response.job = try await startJob(
+                targets: request.targets, origin: "on-demand", requestedBy: context.caller,
+                idempotencyKey: request.idempotencyKey.isEmpty ? nil : request.idempotencyKey, strict: true, drill: true)
+            context.audit.subject = response.job.id
+            return response
+        }
+        router.register(BackupAPI.listDrills) { (request: Rampart_Backup_V1_ListDrillsRequest, _) in
+            try await pool.serve { connection in
+                var response = Rampart_Backup_V1_ListDrillsResponse()
+                response.drills = try DrillStore.list(
+                    backupId: request.backupID, device: request.device, jobId: request.jobID,
+                    limit: Int(request.limit == 0 ? 100 : min(request.limit, 10_000)), on: connection)
+                return response
+            }
         }
         router.register(BackupAPI.getJob) { (request: Rampart_Backup_V1_GetJobRequest, _) in
             try await pool.serve { connection in
@@ -118,6 +140,7 @@ public struct BackupService: Sendable {
                 response.backups = try BackupStore.listBackups(
                     owner: request.owner.isEmpty ? nil : request.owner, jobId: request.jobID.isEmpty ? nil : request.jobID,
                     limit: Int(request.limit == 0 ? 100 : min(request.limit, 10_000)), on: connection)
+                response.backups = try Self.withDrills(response.backups, on: connection)
                 return response
             }
             if response.backups.isEmpty, !request.owner.isEmpty { try await requireKnownOwner(request.owner) }
@@ -126,7 +149,7 @@ public struct BackupService: Sendable {
         router.register(BackupAPI.getBackup) { (request: Rampart_Backup_V1_GetBackupRequest, _) in
             try await pool.serve { connection in
                 var response = Rampart_Backup_V1_BackupResponse()
-                response.backup = try BackupStore.backup(request.backupID, on: connection)
+                response.backup = try Self.withDrills([try BackupStore.backup(request.backupID, on: connection)], on: connection)[0]
                 return response
             }
         }
@@ -192,6 +215,18 @@ public struct BackupService: Sendable {
         }
         ScheduleHandlers(pool: pool, planner: planner).register(&router)
         return router
+    }
+
+    /// `backups` with each one's latest drill results (P18).
+    static func withDrills(_ backups: [Rampart_Backup_V1_Backup], on connection: PostgresConnection) throws
+        -> [Rampart_Backup_V1_Backup]
+    {
+        let drills = try DrillStore.latest(backupIds: backups.map(\.id), on: connection)
+        return backups.map { backup in
+            var backup = backup
+            backup.drills = drills[backup.id] ?? []
+            return backup
+        }
     }
 
     /// A target as the audit log shows it, the way the CLI takes it ("pair:edge", "all").

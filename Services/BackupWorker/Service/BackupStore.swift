@@ -13,6 +13,8 @@ struct PlannedTask: Sendable {
     var targetName: String
     /// Set when the target is refused; the task is then created finished (REFUSED) with this reason.
     var refusal: String?
+    /// A restore drill of the target (P18), not a backup.
+    var drill = false
 
     /// A target that names nothing registered: refused, with no id.
     var isUnknown: Bool { kind == .unspecified && targetId.isEmpty }
@@ -29,6 +31,8 @@ struct ClaimedTask: Sendable {
     var maxAttempts: Int
     var token: Int64
     var jobCreated: Date
+    /// A restore drill's task (P18), not a backup's.
+    var drill = false
 }
 
 /// The backup worker's SQL; every function runs on a connection the caller holds.
@@ -48,20 +52,21 @@ enum BackupStore {
     ) throws -> String {
         let jobId = UUID().uuidString.lowercased()
         let runnable = tasks.contains { $0.refusal == nil }
+        let drill = tasks.contains(where: \.drill)
         try connection.execute(
             """
-            INSERT INTO backup.jobs (id, state, origin, requested_by, idempotency_key, finished_at)
+            INSERT INTO backup.jobs (id, state, origin, requested_by, idempotency_key, finished_at, drill)
             VALUES (\(jobId)::uuid, \(runnable ? "queued" : "failed"), \(origin), \(requestedBy), \(idempotencyKey),
-                    CASE WHEN \(runnable) THEN NULL ELSE now() END)
+                    CASE WHEN \(runnable) THEN NULL ELSE now() END, \(drill))
             """)
         for (position, task) in tasks.enumerated() {
             let taskId = UUID().uuidString.lowercased()
             try connection.execute(
                 """
-                INSERT INTO backup.tasks (id, job_id, position, kind, target_id, target_name, state, message, finished_at)
+                INSERT INTO backup.tasks (id, job_id, position, kind, target_id, target_name, state, message, finished_at, drill)
                 VALUES (\(taskId)::uuid, \(jobId)::uuid, \(position), \(task.kind.label), \(task.targetId), \(task.targetName),
                         \(task.refusal == nil ? "pending" : "refused"), \(task.refusal ?? "queued"),
-                        CASE WHEN \(task.refusal != nil) THEN now() ELSE NULL END)
+                        CASE WHEN \(task.refusal != nil) THEN now() ELSE NULL END, \(task.drill))
                 """)
             if let refusal = task.refusal {
                 try emit(
@@ -71,7 +76,7 @@ enum BackupStore {
         }
         try emit(
             "backup.job.queued", subject: jobId,
-            ["origin": origin, "tasks": "\(tasks.count)", "refused": "\(tasks.filter { $0.refusal != nil }.count)",
+            ["origin": origin, "drill": "\(drill)", "tasks": "\(tasks.count)", "refused": "\(tasks.filter { $0.refusal != nil }.count)",
              "caller": requestedBy], on: connection)
         if !runnable {
             try emit("backup.job.failed", subject: jobId, ["reason": "every target was refused"], on: connection)
@@ -101,7 +106,7 @@ enum BackupStore {
     }
 
     private static let jobColumns = """
-        SELECT id::text AS id, state, origin, requested_by, created_at, started_at, finished_at FROM backup.jobs
+        SELECT id::text AS id, state, origin, requested_by, created_at, started_at, finished_at, drill FROM backup.jobs
         """
 
     private static func job(from row: PostgresRow) throws -> Rampart_Backup_V1_Job {
@@ -113,6 +118,7 @@ enum BackupStore {
         job.createdUnixMs = millis(try row.decode("created_at", as: Date.self))
         job.startedUnixMs = try row.decodeIfPresent("started_at", as: Date.self).map(millis) ?? 0
         job.finishedUnixMs = try row.decodeIfPresent("finished_at", as: Date.self).map(millis) ?? 0
+        job.drill = try row.decode("drill")
         return job
     }
 
@@ -121,7 +127,7 @@ enum BackupStore {
         let rows = try connection.query(
             """
             SELECT t.id::text AS id, t.job_id::text AS job_id, t.kind, t.target_id, t.target_name, t.state, t.progress,
-                   t.message, t.attempts, t.started_at, t.finished_at,
+                   t.message, t.attempts, t.started_at, t.finished_at, t.drill,
                    coalesce((SELECT array_agg(b.id::text ORDER BY b.file_name) FROM backup.backups b WHERE b.task_id = t.id),
                             '{}') AS backup_ids
             FROM backup.tasks t WHERE t.job_id::text = ANY(\(jobIds)) ORDER BY t.job_id, t.position
@@ -141,7 +147,20 @@ enum BackupStore {
             task.startedUnixMs = try row.decodeIfPresent("started_at", as: Date.self).map(millis) ?? 0
             task.finishedUnixMs = try row.decodeIfPresent("finished_at", as: Date.self).map(millis) ?? 0
             task.backupIds = try row.decode("backup_ids", as: [String].self)
+            task.drill = try row.decode("drill")
             result[task.jobID, default: []].append(task)
+        }
+        // A drill task's results (P18).
+        let drillTasks = result.values.flatMap { $0 }.filter(\.drill).map(\.id)
+        if !drillTasks.isEmpty {
+            let drills = try DrillStore.byTask(drillTasks, on: connection)
+            for (job, tasks) in result {
+                result[job] = tasks.map { task in
+                    var task = task
+                    task.drills = drills[task.id] ?? []
+                    return task
+                }
+            }
         }
         return result
     }
@@ -180,7 +199,7 @@ enum BackupStore {
                     WHERE (state = 'pending' AND not_before <= now()) OR (state = 'running' AND lease_expires < now())
                     ORDER BY not_before, position LIMIT 1 FOR UPDATE SKIP LOCKED)
                 RETURNING t.id::text AS id, t.job_id::text AS job_id, t.kind, t.target_id, t.target_name, t.attempts,
-                          t.max_attempts, t.lease_token,
+                          t.max_attempts, t.lease_token, t.drill,
                           (SELECT created_at FROM backup.jobs j WHERE j.id = t.job_id) AS job_created
                 """)
             guard let row = rows.first else { return nil }
@@ -189,7 +208,7 @@ enum BackupStore {
                 kind: Rampart_Backup_V1_TargetKind(label: try row.decode("kind")), targetId: try row.decode("target_id"),
                 targetName: try row.decode("target_name"), attempts: try row.decode("attempts"),
                 maxAttempts: try row.decode("max_attempts"), token: try row.decode("lease_token"),
-                jobCreated: try row.decode("job_created"))
+                jobCreated: try row.decode("job_created"), drill: try row.decode("drill"))
             let started = try connection.execute(
                 "UPDATE backup.jobs SET state = 'running', started_at = now() WHERE id = \(task.jobId)::uuid AND state = 'queued'")
             if started == 1 {
@@ -198,7 +217,7 @@ enum BackupStore {
             try emit(
                 "backup.task.started", subject: task.id,
                 ["job_id": task.jobId, "target": task.targetName, "kind": task.kind.label, "attempt": "\(task.attempts)",
-                 "worker": worker], on: connection)
+                 "worker": worker, "drill": "\(task.drill)"], on: connection)
             return task
         }
     }

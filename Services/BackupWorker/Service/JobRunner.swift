@@ -19,13 +19,24 @@ public final class JobRunner: Service, Sendable {
         public var leaseSeconds = 15
         public var pollInterval = Duration.milliseconds(250)
         public var retryBaseSeconds = 2
+        /// The `device-agent` executable restore drills run (P18): by default the one next to this
+        /// process's own executable.
+        public var deviceAgentPath = Configuration.defaultDeviceAgentPath
 
         public init(workerId: String) { self.workerId = workerId }
+
+        /// `device-agent` in the folder of this process's executable.
+        public static var defaultDeviceAgentPath: String {
+            let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+                ?? CommandLine.arguments[0]
+            return URL(fileURLWithPath: executable).deletingLastPathComponent().appendingPathComponent("device-agent").path
+        }
     }
 
     private let configuration: Configuration
     private let pool: PostgresPool
     private let taskRunner: TaskRunner
+    private let drillRunner: DrillRunner
     private let logger: Logger
 
     /// A runner claiming from `pool`'s database and calling devices and storage through `client`.
@@ -35,6 +46,8 @@ public final class JobRunner: Service, Sendable {
         var taskRunner = TaskRunner(client: client, logger: logger, leaseSeconds: configuration.leaseSeconds)
         taskRunner.previousBackup = { owner in try await pool.withConnection { try BackupStore.previousBackup(of: owner, on: $0) } }
         self.taskRunner = taskRunner
+        self.drillRunner = DrillRunner(
+            client: client, pool: pool, logger: logger, deviceAgentPath: configuration.deviceAgentPath)
         self.logger = logger
     }
 
@@ -98,8 +111,13 @@ public final class JobRunner: Service, Sendable {
         logger[metadataKey: "target"] = "\(task.targetName)"
         let progress = TaskProgress()
         let outcome: Result<TaskResult, any Error> = await withTaskGroup(of: Result<TaskResult, any Error>?.self) { group in
-            group.addTask { [taskRunner] in
-                do { return .success(try await taskRunner.run(task, progress: progress)) } catch { return .failure(error) }
+            group.addTask { [taskRunner, drillRunner] in
+                do {
+                    if task.drill { return .success(try await drillRunner.run(task, progress: progress)) }
+                    return .success(try await taskRunner.run(task, progress: progress))
+                } catch {
+                    return .failure(error)
+                }
             }
             group.addTask { [self] in
                 do {
@@ -163,6 +181,19 @@ public final class JobRunner: Service, Sendable {
                 try BackupStore.finish(task, state: .taskPartiallySucceeded, message: message, backups: backups, on: $0)
             }
             if held { logger.notice("task partially succeeded", metadata: ["message": "\(message)"]) } else { logLeaseLost(logger) }
+        case .success(.drilled(let state, let message, let results)):
+            // The results and their events are written with the task's end, fenced by its lease.
+            let held = try await pool.transaction { connection in
+                let held = try BackupStore.finish(task, state: state, message: message, on: connection)
+                if held { try DrillStore.record(results, on: connection) }
+                return held
+            }
+            if held {
+                logger.log(level: state == .taskSucceeded ? .info : .notice, "drill task ended",
+                           metadata: ["state": "\(state.label)", "message": "\(message)"])
+            } else {
+                logLeaseLost(logger)
+            }
         case .success(.cancelled(let message)):
             let held = try await pool.transaction { try BackupStore.finish(task, state: .taskCancelled, message: message, on: $0) }
             if held { logger.notice("task cancelled", metadata: ["message": "\(message)"]) } else { logLeaseLost(logger) }

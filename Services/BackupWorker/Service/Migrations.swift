@@ -126,5 +126,33 @@ enum BackupMigrations {
                 ALTER TABLE backup.backups ADD COLUMN unchanged_from text NOT NULL DEFAULT '';
                 ALTER TABLE backup.backups ADD COLUMN changed_files jsonb NOT NULL DEFAULT '[]';
                 """),
+        Migration(
+            version: 5, name: "restore drills: drill jobs, tasks and schedules; each drill's result (P18)",
+            sql: """
+                -- A job, its tasks and a schedule's slots are a restore drill instead of a backup.
+                ALTER TABLE backup.jobs ADD COLUMN drill boolean NOT NULL DEFAULT false;
+                ALTER TABLE backup.tasks ADD COLUMN drill boolean NOT NULL DEFAULT false;
+                ALTER TABLE backup.schedules ADD COLUMN drill boolean NOT NULL DEFAULT false;
+                -- One row per drill of one device's file in one backup (a cluster bundle has one per node drilled);
+                -- the newest row of a (backup, device) is its result. No foreign key: a pruned backup's drills stay
+                -- as history, and a backup is never deleted for them.
+                CREATE TABLE backup.drills (
+                    id uuid PRIMARY KEY,
+                    backup_id uuid NOT NULL,
+                    device_id text NOT NULL,
+                    device_name text NOT NULL,
+                    file_name text NOT NULL,
+                    passed boolean NOT NULL,
+                    reason text NOT NULL,
+                    checks jsonb NOT NULL DEFAULT '[]',
+                    duration_ms bigint NOT NULL,
+                    job_id uuid NOT NULL,
+                    task_id uuid NOT NULL,
+                    drilled_at timestamptz NOT NULL DEFAULT now()
+                );
+                CREATE INDEX drills_backup ON backup.drills (backup_id, device_id, drilled_at DESC);
+                CREATE INDEX drills_device ON backup.drills (device_id, drilled_at DESC);
+                CREATE INDEX drills_job ON backup.drills (job_id);
+                """),
     ]
 }

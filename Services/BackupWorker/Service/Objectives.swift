@@ -73,7 +73,8 @@ enum ObjectiveStore {
     }
 
     /// The last good backup of each of `deviceIds`, in one query: the newest backup a device owns (a
-    /// standalone device's or an HA peer's file), or the newest cluster bundle holding its file (a node's).
+    /// standalone device's or an HA peer's file), or the newest cluster bundle holding its file (a node's),
+    /// leaving out a backup whose latest restore drill of that device failed (P18: it would not restore).
     static func lastGood(deviceIds: [String], on connection: PostgresConnection) throws -> [String: (id: String, created: Date)] {
         guard !deviceIds.isEmpty else { return [:] }
         let rows = try connection.query(
@@ -86,6 +87,8 @@ enum ObjectiveStore {
                 FROM backup.backups b CROSS JOIN LATERAL jsonb_array_elements(b.members) m
             ) holders
             WHERE device_id = ANY(\(deviceIds))
+              AND coalesce((SELECT d.passed FROM backup.drills d WHERE d.backup_id = holders.id::uuid
+                            AND d.device_id = holders.device_id ORDER BY d.drilled_at DESC LIMIT 1), true)
             ORDER BY device_id, created_at DESC, id DESC
             """)
         var result: [String: (id: String, created: Date)] = [:]
@@ -137,6 +140,11 @@ enum ObjectiveStore {
             case .unspecified, .UNRECOGNIZED: break
             }
             response.devices.append(status)
+        }
+        // P18: each device's latest restore drill.
+        let drills = try DrillStore.lastDrills(deviceIds: response.devices.map(\.deviceID), on: connection)
+        for index in response.devices.indices {
+            if let drill = drills[response.devices[index].deviceID] { response.devices[index].lastDrill = drill }
         }
         return response
     }

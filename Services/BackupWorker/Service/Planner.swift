@@ -10,6 +10,9 @@ import SwiftProtobuf
 /// device, HA pair (B7) or cluster (B8); refusals with their reason (B2, B7, B8, B9).
 struct Planner: Sendable {
     let client: BusClient
+    /// Plans restore drills (P18) instead of backups: a single HA peer or cluster node is drilled on its own
+    /// (its latest good backup is its own file, or its file in its cluster's bundle).
+    var drill = false
 
     private func call<Request, Response>(_ method: RPCMethod<Request, Response>, _ request: Request) async throws -> Response {
         try await client.call(method, request, timeout: .seconds(10), idempotent: true)
@@ -45,6 +48,10 @@ struct Planner: Sendable {
         var seen = Set<String>()
         return tasks.filter { task in
             task.targetId.isEmpty || seen.insert("\(task.kind.label)/\(task.targetId)").inserted
+        }.map { task in
+            var task = task
+            task.drill = drill
+            return task
         }
     }
 
@@ -90,6 +97,10 @@ struct Planner: Sendable {
         let response: Rampart_Inventory_V1_DeviceResponse = try await call(InventoryAPI.getDevice, request)
         let d = response.device
         var task = PlannedTask(kind: .device, targetId: d.id, targetName: d.name)
+        if drill {
+            task.refusal = supportRefusal([d])
+            return task
+        }
         switch d.role {
         case .haPrimary, .haSecondary:
             let pair = try await pairName(d.haPairID)

@@ -42,18 +42,19 @@ public struct Pruner: Sendable {
 
     /// The ids of the last good backup of every device `backups` hold (P16): a device's newest own file, or
     /// for a cluster node the newest bundle holding its file (newest by time, then by id, as
-    /// `ObjectiveStore.lastGood` orders them).
-    static func lastGood(of backups: [Rampart_Backup_V1_Backup]) -> Set<String> {
-        Set(lastGoodDevices(of: backups).keys)
+    /// `ObjectiveStore.lastGood` orders them). A backup whose latest drill of a device failed is not that
+    /// device's good backup (P18): `failedDrills` holds "BACKUP/DEVICE" of each.
+    static func lastGood(of backups: [Rampart_Backup_V1_Backup], failedDrills: Set<String> = []) -> Set<String> {
+        Set(lastGoodDevices(of: backups, failedDrills: failedDrills).keys)
     }
 
     /// The same, with the names of the devices each is the last good backup of.
-    static func lastGoodDevices(of backups: [Rampart_Backup_V1_Backup]) -> [String: [String]] {
+    static func lastGoodDevices(of backups: [Rampart_Backup_V1_Backup], failedDrills: Set<String> = []) -> [String: [String]] {
         var newest: [String: (backup: Rampart_Backup_V1_Backup, name: String)] = [:]
         for backup in backups {
             let devices = backup.members.isEmpty
                 ? [(backup.ownerID, backup.ownerName)] : backup.members.map { ($0.deviceID, $0.deviceName) }
-            for (device, name) in devices {
+            for (device, name) in devices where !failedDrills.contains("\(backup.id)/\(device)") {
                 if let current = newest[device]?.backup,
                     (current.createdUnixMs, current.id) >= (backup.createdUnixMs, backup.id)
                 {
@@ -96,7 +97,7 @@ public struct Pruner: Sendable {
             var kept: [(backup: Rampart_Backup_V1_Backup, reasons: [String])] = []
             // P16: the last good backup of every device these backups hold is never deleted — for a cluster
             // node left out of the newest bundles (B10), that is an older bundle the policy alone would drop.
-            let lastGood = Self.lastGoodDevices(of: backups)
+            let lastGood = Self.lastGoodDevices(of: backups, failedDrills: try DrillStore.failedKeys(on: connection))
             for (_, group) in Dictionary(grouping: backups, by: \.ownerID) {
                 let byId = Dictionary(uniqueKeysWithValues: group.map { ($0.id, $0) })
                 let candidates = group.map {

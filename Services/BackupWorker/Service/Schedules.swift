@@ -43,7 +43,7 @@ struct StoredSchedule: Sendable {
 enum ScheduleStore {
     private static let columns = """
         SELECT id::text AS id, name, cron, time_zone, targets::text AS targets, paused, last_run, created_at, changed_at,
-            missing_targets::text AS missing_targets
+            missing_targets::text AS missing_targets, drill
         FROM backup.schedules
         """
 
@@ -67,6 +67,7 @@ enum ScheduleStore {
         schedule.timeZone = try row.decode("time_zone")
         schedule.targets = try StoredSchedule.targets(try row.decode("targets"))
         schedule.paused = try row.decode("paused")
+        schedule.drill = try row.decode("drill")
         schedule.missingTargets = try JSONDecoder().decode([String].self, from: Data(try row.decode("missing_targets", as: String.self).utf8))
         let lastRun = try row.decodeIfPresent("last_run", as: Date.self)
         schedule.lastRunUnixMs = lastRun.map(BackupStore.millis) ?? 0
@@ -131,16 +132,19 @@ struct ScheduleHandlers: Sendable {
             var schedule = request.schedule
             if schedule.timeZone.isEmpty { schedule.timeZone = "UTC" }
             try ScheduleStore.validate(schedule)
-            _ = try await planner.resolve(schedule.targets)
+            var resolver = planner
+            resolver.drill = schedule.drill
+            _ = try await resolver.resolve(schedule.targets)
             let candidate = schedule
             return try await pool.serve { connection in
                 let id = UUID().uuidString.lowercased()
                 do {
                     try connection.execute(
                         """
-                        INSERT INTO backup.schedules (id, name, cron, time_zone, targets, paused)
+                        INSERT INTO backup.schedules (id, name, cron, time_zone, targets, paused, drill)
                         VALUES (\(id)::uuid, \(candidate.name), \(candidate.cron), \(candidate.timeZone),
-                                \(try StoredSchedule.targetsJSON(candidate.targets))::jsonb, \(candidate.paused))
+                                \(try StoredSchedule.targetsJSON(candidate.targets))::jsonb, \(candidate.paused),
+                                \(candidate.drill))
                         """)
                 } catch let error as PostgresError where error.isUniqueViolation {
                     throw RPCError.alreadyExists("a schedule named \(candidate.name) already exists")
@@ -331,7 +335,9 @@ public final class Scheduler: Service, Sendable {
             guard let slot else { continue }
             let tasks: [PlannedTask]
             do {
-                tasks = try await planner.plan(stored.schedule.targets)
+                var slotPlanner = planner
+                slotPlanner.drill = stored.schedule.drill  // P18: a drill schedule's slot drills its targets
+                tasks = try await slotPlanner.plan(stored.schedule.targets)
             } catch let error as RPCError {
                 // Inventory unreachable, say: the slot is not taken, the next tick tries again; other
                 // schedules still run.

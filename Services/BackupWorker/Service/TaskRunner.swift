@@ -40,6 +40,8 @@ enum TaskResult: Sendable {
     case partiallySucceeded(message: String, backups: [NewBackup])
     /// Final, not retried (rule B10's cancellation of a cluster).
     case cancelled(message: String)
+    /// A restore drill ran (P18): its results are recorded with the task's end, whatever they found.
+    case drilled(state: Rampart_Backup_V1_TaskState, message: String, results: [Rampart_Backup_V1_DrillResult])
 }
 
 /// A device's export as received: the archive's facts, and the archive itself when it is kept for a

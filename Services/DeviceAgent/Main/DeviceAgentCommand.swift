@@ -12,7 +12,7 @@ struct DeviceAgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "device-agent",
         abstract: "A simulated threat defense device: its facts, configuration tree and backups, served on the bus.",
-        subcommands: [Init.self, Run.self, Fleet.self, Power.self, ChangeConfig.self, Cli.self])
+        subcommands: [Init.self, Run.self, Fleet.self, Power.self, ChangeConfig.self, Cli.self, Drill.self])
 }
 
 /// The manager a device registers with (`RAMPART_MANAGER_ID`); empty: the installation's, which
@@ -382,6 +382,57 @@ extension DeviceAgentCommand {
             }
             let written = try folder.change(change)
             print("\(folder.facts.name): changed \(written.joined(separator: ", "))")
+        }
+    }
+}
+
+extension DeviceAgentCommand {
+    /// `device-agent drill`: a restore drill of one archive on a throwaway replacement (P18).
+    struct Drill: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Restore a backup onto a throwaway replacement in a scratch folder and check the result (a drill).",
+            discussion: """
+                Makes a device folder in DIR with the original's hardware facts and software version (--facts: its \
+                inventory record as JSON) and a drill serial, puts the archive in its backups/ folder, and restores it \
+                with the device's own restore code under a local drill lease: nothing connects to the bus, nothing is \
+                recorded anywhere. Then checks the restored configuration tree against the archive, the VPN \
+                configuration removed (R10) and the private keys re-encrypted (R11). Exit 0: restorable; 2: not \
+                restorable (the report says why); 1: the drill itself could not run. DIR holds decrypted keys while it \
+                runs: its caller removes it. See docs/drills.md.
+                """)
+
+        @Option(help: "The scratch device folder to create (must not exist, or be empty; mode 0700).") var dir: String
+        @Option(help: "The backup archive (.tar) to restore.") var archive: String
+        @Option(help: "Its file name as a restore names it (default: the archive's).") var fileName: String?
+        @Option(help: "The SHA-256 the archive must have (the backup record's).") var sha256: String = ""
+        @Option(help: "The original device's inventory record, as JSON (protobuf JSON of rampart.inventory.v1.Device).")
+        var facts: String
+        @Option(help: "The replacement's serial (default: DRILL and ten random hex digits).") var serial: String?
+        @Option(help: "table or json.") var output: String = "table"
+        @OptionGroup var log: LogOptions
+
+        func validate() throws {
+            guard output == "table" || output == "json" else { throw ValidationError("--output is table or json") }
+            guard FileManager.default.isReadableFile(atPath: archive) else {
+                throw ValidationError("--archive \(archive) cannot be read")
+            }
+            do {
+                _ = try RestoreDrill.original(json: facts)
+            } catch {
+                throw ValidationError("--facts is not a device record in protobuf JSON: \(error)")
+            }
+        }
+
+        func run() async throws {
+            let logger = log.bootstrap("rampart.device-agent.drill")
+            var request = RestoreDrill.Request(
+                directory: dir, archivePath: archive,
+                fileName: fileName ?? URL(fileURLWithPath: archive).lastPathComponent, expectedSHA256: sha256,
+                original: try RestoreDrill.original(json: facts))
+            if let serial { request.serial = serial }
+            let (text, passed) = try await RestoreDrill.runAndRender(request, json: output == "json", logger: logger)
+            print(text)
+            if !passed { throw ExitCode(2) }
         }
     }
 }

@@ -12,6 +12,11 @@
 /// jobs, their per-target tasks, the backups they stored, and schedules. Service "backup"; methods
 /// "rampart.backup.v1.Backup/<Name>".
 
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import SwiftProtobuf
 
 // If the compiler emits an error on this type, it is because this file
@@ -295,6 +300,12 @@ public nonisolated struct Rampart_Backup_V1_Task: Sendable {
 
   public var backupIds: [String] = []
 
+  /// A restore drill's task (P18), not a backup.
+  public var drill: Bool = false
+
+  /// A drill's results, one per device drilled (empty for a backup task).
+  public var drills: [Rampart_Backup_V1_DrillResult] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -321,6 +332,9 @@ public nonisolated struct Rampart_Backup_V1_Job: Sendable {
   public var finishedUnixMs: Int64 = 0
 
   public var tasks: [Rampart_Backup_V1_Task] = []
+
+  /// A restore drill job (P18), not a backup job.
+  public var drill: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -458,6 +472,13 @@ public nonisolated struct Rampart_Backup_V1_Backup: @unchecked Sendable {
   public var changedFiles: [String] {
     get {_storage._changedFiles}
     set {_uniqueStorage()._changedFiles = newValue}
+  }
+
+  /// The latest restore drill of this backup (P18), one per device it holds that was drilled: a device's file
+  /// has at most one, a cluster bundle one per node drilled. Empty: never drilled.
+  public var drills: [Rampart_Backup_V1_DrillResult] {
+    get {_storage._drills}
+    set {_uniqueStorage()._drills = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -645,6 +666,9 @@ public nonisolated struct Rampart_Backup_V1_Schedule: Sendable {
   /// Targets that name nothing registered any more (unregistered after the schedule was made), as the
   /// scheduler last checked; each slot still runs the others and records a refused task for these.
   public var missingTargets: [String] = []
+
+  /// Each slot runs a restore drill of the targets (P18) instead of a backup.
+  public var drill: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -942,41 +966,83 @@ public nonisolated struct Rampart_Backup_V1_RetentionPolicyResponse: Sendable {
 
 /// One device: its last good backup (a stored backup of its own, or a cluster bundle holding its file)
 /// and its objective.
-public nonisolated struct Rampart_Backup_V1_DeviceBackupStatus: Sendable {
+public nonisolated struct Rampart_Backup_V1_DeviceBackupStatus: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var deviceID: String = String()
+  public var deviceID: String {
+    get {_storage._deviceID}
+    set {_uniqueStorage()._deviceID = newValue}
+  }
 
-  public var deviceName: String = String()
+  public var deviceName: String {
+    get {_storage._deviceName}
+    set {_uniqueStorage()._deviceName = newValue}
+  }
 
-  public var state: Rampart_Backup_V1_ObjectiveState = .unspecified
+  public var state: Rampart_Backup_V1_ObjectiveState {
+    get {_storage._state}
+    set {_uniqueStorage()._state = newValue}
+  }
 
   /// "" = none
-  public var lastBackupID: String = String()
+  public var lastBackupID: String {
+    get {_storage._lastBackupID}
+    set {_uniqueStorage()._lastBackupID = newValue}
+  }
 
   /// 0 = none
-  public var lastBackupUnixMs: Int64 = 0
+  public var lastBackupUnixMs: Int64 {
+    get {_storage._lastBackupUnixMs}
+    set {_uniqueStorage()._lastBackupUnixMs = newValue}
+  }
 
   /// since the last good backup; 0 when there is none
-  public var ageSeconds: Int64 = 0
+  public var ageSeconds: Int64 {
+    get {_storage._ageSeconds}
+    set {_uniqueStorage()._ageSeconds = newValue}
+  }
 
   /// the objective in force for this device
-  public var objectiveSeconds: Int64 = 0
+  public var objectiveSeconds: Int64 {
+    get {_storage._objectiveSeconds}
+    set {_uniqueStorage()._objectiveSeconds = newValue}
+  }
 
   /// set for this device (else the installation's default)
-  public var objectiveOverridden: Bool = false
+  public var objectiveOverridden: Bool {
+    get {_storage._objectiveOverridden}
+    set {_uniqueStorage()._objectiveOverridden = newValue}
+  }
 
   /// UNSUPPORTED: why (B2)
-  public var reason: String = String()
+  public var reason: String {
+    get {_storage._reason}
+    set {_uniqueStorage()._reason = newValue}
+  }
 
   /// when inventory registered it (NEVER turns STALE an objective later)
-  public var registeredUnixMs: Int64 = 0
+  public var registeredUnixMs: Int64 {
+    get {_storage._registeredUnixMs}
+    set {_uniqueStorage()._registeredUnixMs = newValue}
+  }
+
+  /// its latest restore drill, of any of its backups (P18); absent: never drilled
+  public var lastDrill: Rampart_Backup_V1_DrillResult {
+    get {_storage._lastDrill ?? Rampart_Backup_V1_DrillResult()}
+    set {_uniqueStorage()._lastDrill = newValue}
+  }
+  /// Returns true if `lastDrill` has been explicitly set.
+  public var hasLastDrill: Bool {_storage._lastDrill != nil}
+  /// Clears the value of `lastDrill`. Subsequent reads from it will return its default value.
+  public mutating func clearLastDrill() {_uniqueStorage()._lastDrill = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Rampart_Backup_V1_ListDeviceStatusRequest: Sendable {
@@ -1056,6 +1122,237 @@ public nonisolated struct Rampart_Backup_V1_DeviceStatusResponse: Sendable {
   fileprivate var _status: Rampart_Backup_V1_DeviceBackupStatus? = nil
 }
 
+/// One device's restore drill of one backup: its file (a cluster node's, from the bundle) restored onto a
+/// throwaway replacement through the device's own restore code.
+public nonisolated struct Rampart_Backup_V1_DrillResult: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var backupID: String = String()
+
+  public var deviceID: String = String()
+
+  public var deviceName: String = String()
+
+  /// Restorable: every check passed.
+  public var passed: Bool = false
+
+  /// Not restorable: why (every failed check, "; " between them). Passed: "".
+  public var reason: String = String()
+
+  public var drilledUnixMs: Int64 = 0
+
+  public var jobID: String = String()
+
+  public var taskID: String = String()
+
+  /// The drill's own time: fetching, the pre-restore checks, the restore and its checks.
+  public var durationMs: Int64 = 0
+
+  /// Every check, in order: "storage", "pre-restore: <name>", "archive hashes", "restore", "tree", "R10", "R11".
+  public var checks: [Rampart_Backup_V1_DrillCheck] = []
+
+  /// the file restored (a cluster node's file in the bundle)
+  public var fileName: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One check of a drill.
+public nonisolated struct Rampart_Backup_V1_DrillCheck: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var passed: Bool = false
+
+  /// Passed: what was found; failed: why.
+  public var detail: String = String()
+
+  /// Reported, never failing the drill: the pre-restore checks about the live fleet (R12's original
+  /// disconnected, R7/R8's order), which say nothing about the backup.
+  public var advisory: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rampart_Backup_V1_StartDrillRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var targets: [Rampart_Backup_V1_Target] = []
+
+  public var idempotencyKey: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rampart_Backup_V1_ListDrillsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// "" = any
+  public var backupID: String = String()
+
+  /// name or id; "" = any
+  public var device: String = String()
+
+  /// "" = any
+  public var jobID: String = String()
+
+  /// 0 = 100
+  public var limit: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rampart_Backup_V1_ListDrillsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var drills: [Rampart_Backup_V1_DrillResult] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// What `device-agent drill` prints (--output json): a backup restored onto a throwaway replacement in a
+/// scratch folder through the device's restore code, under a local drill lease, and checked.
+public nonisolated struct Rampart_Backup_V1_DrillReport: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var passed: Bool {
+    get {_storage._passed}
+    set {_uniqueStorage()._passed = newValue}
+  }
+
+  public var reason: String {
+    get {_storage._reason}
+    set {_uniqueStorage()._reason = newValue}
+  }
+
+  public var fileName: String {
+    get {_storage._fileName}
+    set {_uniqueStorage()._fileName = newValue}
+  }
+
+  public var archiveSha256: String {
+    get {_storage._archiveSha256}
+    set {_uniqueStorage()._archiveSha256 = newValue}
+  }
+
+  public var archiveSize: UInt64 {
+    get {_storage._archiveSize}
+    set {_uniqueStorage()._archiveSize = newValue}
+  }
+
+  /// Every member's SHA-256 matched the manifest and the archive's the one expected (--sha256).
+  public var hashesVerified: Bool {
+    get {_storage._hashesVerified}
+    set {_uniqueStorage()._hashesVerified = newValue}
+  }
+
+  /// The restored configuration tree is the archive's: every file with the same contents (a private key
+  /// once decrypted), VPN files excepted (R10), nothing else.
+  public var treeEqual: Bool {
+    get {_storage._treeEqual}
+    set {_uniqueStorage()._treeEqual = newValue}
+  }
+
+  /// R10: no VPN configuration or certificate left; the certificates removed.
+  public var vpnRemoved: Bool {
+    get {_storage._vpnRemoved}
+    set {_uniqueStorage()._vpnRemoved = newValue}
+  }
+
+  public var removedVpnCertificates: [String] {
+    get {_storage._removedVpnCertificates}
+    set {_uniqueStorage()._removedVpnCertificates = newValue}
+  }
+
+  /// R11: every private key stored under a new device key (not the replacement's previous one).
+  public var keysReencrypted: Bool {
+    get {_storage._keysReencrypted}
+    set {_uniqueStorage()._keysReencrypted = newValue}
+  }
+
+  public var reencryptedKeys: UInt32 {
+    get {_storage._reencryptedKeys}
+    set {_uniqueStorage()._reencryptedKeys = newValue}
+  }
+
+  public var files: UInt32 {
+    get {_storage._files}
+    set {_uniqueStorage()._files = newValue}
+  }
+
+  public var checks: [Rampart_Backup_V1_DrillCheck] {
+    get {_storage._checks}
+    set {_uniqueStorage()._checks = newValue}
+  }
+
+  /// The restore's steps under the drill lease ("granted", "applying", "applied", "rebooting", "rejoined").
+  public var steps: [String] {
+    get {_storage._steps}
+    set {_uniqueStorage()._steps = newValue}
+  }
+
+  /// What the device's restore printed on its console.
+  public var console: [String] {
+    get {_storage._console}
+    set {_uniqueStorage()._console = newValue}
+  }
+
+  /// manifest.json as stored in the archive (for the pre-restore checks).
+  public var manifestJson: Data {
+    get {_storage._manifestJson}
+    set {_uniqueStorage()._manifestJson = newValue}
+  }
+
+  public var initMs: Int64 {
+    get {_storage._initMs}
+    set {_uniqueStorage()._initMs = newValue}
+  }
+
+  public var restoreMs: Int64 {
+    get {_storage._restoreMs}
+    set {_uniqueStorage()._restoreMs = newValue}
+  }
+
+  public var checkMs: Int64 {
+    get {_storage._checkMs}
+    set {_uniqueStorage()._checkMs = newValue}
+  }
+
+  public var totalMs: Int64 {
+    get {_storage._totalMs}
+    set {_uniqueStorage()._totalMs = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "rampart.backup.v1"
@@ -1113,7 +1410,7 @@ nonisolated extension Rampart_Backup_V1_Target: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Rampart_Backup_V1_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Task"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}job_id\0\u{1}kind\0\u{3}target_id\0\u{3}target_name\0\u{1}state\0\u{3}progress_percent\0\u{1}message\0\u{1}attempts\0\u{3}started_unix_ms\0\u{3}finished_unix_ms\0\u{3}backup_ids\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}job_id\0\u{1}kind\0\u{3}target_id\0\u{3}target_name\0\u{1}state\0\u{3}progress_percent\0\u{1}message\0\u{1}attempts\0\u{3}started_unix_ms\0\u{3}finished_unix_ms\0\u{3}backup_ids\0\u{2}\u{8}drill\0\u{1}drills\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1133,6 +1430,8 @@ nonisolated extension Rampart_Backup_V1_Task: SwiftProtobuf.Message, SwiftProtob
       case 10: try { try decoder.decodeSingularInt64Field(value: &self.startedUnixMs) }()
       case 11: try { try decoder.decodeSingularInt64Field(value: &self.finishedUnixMs) }()
       case 12: try { try decoder.decodeRepeatedStringField(value: &self.backupIds) }()
+      case 20: try { try decoder.decodeSingularBoolField(value: &self.drill) }()
+      case 21: try { try decoder.decodeRepeatedMessageField(value: &self.drills) }()
       default: break
       }
     }
@@ -1175,6 +1474,12 @@ nonisolated extension Rampart_Backup_V1_Task: SwiftProtobuf.Message, SwiftProtob
     if !self.backupIds.isEmpty {
       try visitor.visitRepeatedStringField(value: self.backupIds, fieldNumber: 12)
     }
+    if self.drill != false {
+      try visitor.visitSingularBoolField(value: self.drill, fieldNumber: 20)
+    }
+    if !self.drills.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.drills, fieldNumber: 21)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1191,6 +1496,8 @@ nonisolated extension Rampart_Backup_V1_Task: SwiftProtobuf.Message, SwiftProtob
     if lhs.startedUnixMs != rhs.startedUnixMs {return false}
     if lhs.finishedUnixMs != rhs.finishedUnixMs {return false}
     if lhs.backupIds != rhs.backupIds {return false}
+    if lhs.drill != rhs.drill {return false}
+    if lhs.drills != rhs.drills {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1198,7 +1505,7 @@ nonisolated extension Rampart_Backup_V1_Task: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Rampart_Backup_V1_Job: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Job"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}state\0\u{1}origin\0\u{3}requested_by\0\u{3}created_unix_ms\0\u{3}started_unix_ms\0\u{3}finished_unix_ms\0\u{1}tasks\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}state\0\u{1}origin\0\u{3}requested_by\0\u{3}created_unix_ms\0\u{3}started_unix_ms\0\u{3}finished_unix_ms\0\u{1}tasks\0\u{2}\u{c}drill\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1214,6 +1521,7 @@ nonisolated extension Rampart_Backup_V1_Job: SwiftProtobuf.Message, SwiftProtobu
       case 6: try { try decoder.decodeSingularInt64Field(value: &self.startedUnixMs) }()
       case 7: try { try decoder.decodeSingularInt64Field(value: &self.finishedUnixMs) }()
       case 8: try { try decoder.decodeRepeatedMessageField(value: &self.tasks) }()
+      case 20: try { try decoder.decodeSingularBoolField(value: &self.drill) }()
       default: break
       }
     }
@@ -1244,6 +1552,9 @@ nonisolated extension Rampart_Backup_V1_Job: SwiftProtobuf.Message, SwiftProtobu
     if !self.tasks.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.tasks, fieldNumber: 8)
     }
+    if self.drill != false {
+      try visitor.visitSingularBoolField(value: self.drill, fieldNumber: 20)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1256,6 +1567,7 @@ nonisolated extension Rampart_Backup_V1_Job: SwiftProtobuf.Message, SwiftProtobu
     if lhs.startedUnixMs != rhs.startedUnixMs {return false}
     if lhs.finishedUnixMs != rhs.finishedUnixMs {return false}
     if lhs.tasks != rhs.tasks {return false}
+    if lhs.drill != rhs.drill {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1318,7 +1630,7 @@ nonisolated extension Rampart_Backup_V1_BundleMember: SwiftProtobuf.Message, Swi
 
 nonisolated extension Rampart_Backup_V1_Backup: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Backup"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}job_id\0\u{3}task_id\0\u{3}owner_id\0\u{3}owner_name\0\u{1}role\0\u{3}ha_pair_id\0\u{3}cluster_id\0\u{3}file_name\0\u{1}size\0\u{1}sha256\0\u{3}object_id\0\u{1}software\0\u{3}created_unix_ms\0\u{1}members\0\u{3}previous_backup_id\0\u{3}unchanged_from\0\u{3}changed_files\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}job_id\0\u{3}task_id\0\u{3}owner_id\0\u{3}owner_name\0\u{1}role\0\u{3}ha_pair_id\0\u{3}cluster_id\0\u{3}file_name\0\u{1}size\0\u{1}sha256\0\u{3}object_id\0\u{1}software\0\u{3}created_unix_ms\0\u{1}members\0\u{3}previous_backup_id\0\u{3}unchanged_from\0\u{3}changed_files\0\u{2}\u{2}drills\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -1339,6 +1651,7 @@ nonisolated extension Rampart_Backup_V1_Backup: SwiftProtobuf.Message, SwiftProt
     var _previousBackupID: String = String()
     var _unchangedFrom: String = String()
     var _changedFiles: [String] = []
+    var _drills: [Rampart_Backup_V1_DrillResult] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1367,6 +1680,7 @@ nonisolated extension Rampart_Backup_V1_Backup: SwiftProtobuf.Message, SwiftProt
       _previousBackupID = source._previousBackupID
       _unchangedFrom = source._unchangedFrom
       _changedFiles = source._changedFiles
+      _drills = source._drills
     }
   }
 
@@ -1403,6 +1717,7 @@ nonisolated extension Rampart_Backup_V1_Backup: SwiftProtobuf.Message, SwiftProt
         case 16: try { try decoder.decodeSingularStringField(value: &_storage._previousBackupID) }()
         case 17: try { try decoder.decodeSingularStringField(value: &_storage._unchangedFrom) }()
         case 18: try { try decoder.decodeRepeatedStringField(value: &_storage._changedFiles) }()
+        case 20: try { try decoder.decodeRepeatedMessageField(value: &_storage._drills) }()
         default: break
         }
       }
@@ -1469,6 +1784,9 @@ nonisolated extension Rampart_Backup_V1_Backup: SwiftProtobuf.Message, SwiftProt
       if !_storage._changedFiles.isEmpty {
         try visitor.visitRepeatedStringField(value: _storage._changedFiles, fieldNumber: 18)
       }
+      if !_storage._drills.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._drills, fieldNumber: 20)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1496,6 +1814,7 @@ nonisolated extension Rampart_Backup_V1_Backup: SwiftProtobuf.Message, SwiftProt
         if _storage._previousBackupID != rhs_storage._previousBackupID {return false}
         if _storage._unchangedFrom != rhs_storage._unchangedFrom {return false}
         if _storage._changedFiles != rhs_storage._changedFiles {return false}
+        if _storage._drills != rhs_storage._drills {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1835,7 +2154,7 @@ nonisolated extension Rampart_Backup_V1_BackupResponse: SwiftProtobuf.Message, S
 
 nonisolated extension Rampart_Backup_V1_Schedule: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Schedule"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}cron\0\u{3}time_zone\0\u{1}targets\0\u{1}paused\0\u{3}next_run_unix_ms\0\u{3}last_run_unix_ms\0\u{3}created_unix_ms\0\u{3}missing_targets\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}cron\0\u{3}time_zone\0\u{1}targets\0\u{1}paused\0\u{3}next_run_unix_ms\0\u{3}last_run_unix_ms\0\u{3}created_unix_ms\0\u{3}missing_targets\0\u{2}\u{a}drill\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1853,6 +2172,7 @@ nonisolated extension Rampart_Backup_V1_Schedule: SwiftProtobuf.Message, SwiftPr
       case 8: try { try decoder.decodeSingularInt64Field(value: &self.lastRunUnixMs) }()
       case 9: try { try decoder.decodeSingularInt64Field(value: &self.createdUnixMs) }()
       case 10: try { try decoder.decodeRepeatedStringField(value: &self.missingTargets) }()
+      case 20: try { try decoder.decodeSingularBoolField(value: &self.drill) }()
       default: break
       }
     }
@@ -1889,6 +2209,9 @@ nonisolated extension Rampart_Backup_V1_Schedule: SwiftProtobuf.Message, SwiftPr
     if !self.missingTargets.isEmpty {
       try visitor.visitRepeatedStringField(value: self.missingTargets, fieldNumber: 10)
     }
+    if self.drill != false {
+      try visitor.visitSingularBoolField(value: self.drill, fieldNumber: 20)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1903,6 +2226,7 @@ nonisolated extension Rampart_Backup_V1_Schedule: SwiftProtobuf.Message, SwiftPr
     if lhs.lastRunUnixMs != rhs.lastRunUnixMs {return false}
     if lhs.createdUnixMs != rhs.createdUnixMs {return false}
     if lhs.missingTargets != rhs.missingTargets {return false}
+    if lhs.drill != rhs.drill {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2483,74 +2807,139 @@ nonisolated extension Rampart_Backup_V1_RetentionPolicyResponse: SwiftProtobuf.M
 
 nonisolated extension Rampart_Backup_V1_DeviceBackupStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DeviceBackupStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}device_id\0\u{3}device_name\0\u{1}state\0\u{3}last_backup_id\0\u{3}last_backup_unix_ms\0\u{3}age_seconds\0\u{3}objective_seconds\0\u{3}objective_overridden\0\u{1}reason\0\u{3}registered_unix_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}device_id\0\u{3}device_name\0\u{1}state\0\u{3}last_backup_id\0\u{3}last_backup_unix_ms\0\u{3}age_seconds\0\u{3}objective_seconds\0\u{3}objective_overridden\0\u{1}reason\0\u{3}registered_unix_ms\0\u{4}\u{a}last_drill\0")
+
+  fileprivate class _StorageClass {
+    var _deviceID: String = String()
+    var _deviceName: String = String()
+    var _state: Rampart_Backup_V1_ObjectiveState = .unspecified
+    var _lastBackupID: String = String()
+    var _lastBackupUnixMs: Int64 = 0
+    var _ageSeconds: Int64 = 0
+    var _objectiveSeconds: Int64 = 0
+    var _objectiveOverridden: Bool = false
+    var _reason: String = String()
+    var _registeredUnixMs: Int64 = 0
+    var _lastDrill: Rampart_Backup_V1_DrillResult? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _deviceID = source._deviceID
+      _deviceName = source._deviceName
+      _state = source._state
+      _lastBackupID = source._lastBackupID
+      _lastBackupUnixMs = source._lastBackupUnixMs
+      _ageSeconds = source._ageSeconds
+      _objectiveSeconds = source._objectiveSeconds
+      _objectiveOverridden = source._objectiveOverridden
+      _reason = source._reason
+      _registeredUnixMs = source._registeredUnixMs
+      _lastDrill = source._lastDrill
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.deviceID) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.deviceName) }()
-      case 3: try { try decoder.decodeSingularEnumField(value: &self.state) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.lastBackupID) }()
-      case 5: try { try decoder.decodeSingularInt64Field(value: &self.lastBackupUnixMs) }()
-      case 6: try { try decoder.decodeSingularInt64Field(value: &self.ageSeconds) }()
-      case 7: try { try decoder.decodeSingularInt64Field(value: &self.objectiveSeconds) }()
-      case 8: try { try decoder.decodeSingularBoolField(value: &self.objectiveOverridden) }()
-      case 9: try { try decoder.decodeSingularStringField(value: &self.reason) }()
-      case 10: try { try decoder.decodeSingularInt64Field(value: &self.registeredUnixMs) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._deviceID) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._deviceName) }()
+        case 3: try { try decoder.decodeSingularEnumField(value: &_storage._state) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._lastBackupID) }()
+        case 5: try { try decoder.decodeSingularInt64Field(value: &_storage._lastBackupUnixMs) }()
+        case 6: try { try decoder.decodeSingularInt64Field(value: &_storage._ageSeconds) }()
+        case 7: try { try decoder.decodeSingularInt64Field(value: &_storage._objectiveSeconds) }()
+        case 8: try { try decoder.decodeSingularBoolField(value: &_storage._objectiveOverridden) }()
+        case 9: try { try decoder.decodeSingularStringField(value: &_storage._reason) }()
+        case 10: try { try decoder.decodeSingularInt64Field(value: &_storage._registeredUnixMs) }()
+        case 20: try { try decoder.decodeSingularMessageField(value: &_storage._lastDrill) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.deviceID.isEmpty {
-      try visitor.visitSingularStringField(value: self.deviceID, fieldNumber: 1)
-    }
-    if !self.deviceName.isEmpty {
-      try visitor.visitSingularStringField(value: self.deviceName, fieldNumber: 2)
-    }
-    if self.state != .unspecified {
-      try visitor.visitSingularEnumField(value: self.state, fieldNumber: 3)
-    }
-    if !self.lastBackupID.isEmpty {
-      try visitor.visitSingularStringField(value: self.lastBackupID, fieldNumber: 4)
-    }
-    if self.lastBackupUnixMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.lastBackupUnixMs, fieldNumber: 5)
-    }
-    if self.ageSeconds != 0 {
-      try visitor.visitSingularInt64Field(value: self.ageSeconds, fieldNumber: 6)
-    }
-    if self.objectiveSeconds != 0 {
-      try visitor.visitSingularInt64Field(value: self.objectiveSeconds, fieldNumber: 7)
-    }
-    if self.objectiveOverridden != false {
-      try visitor.visitSingularBoolField(value: self.objectiveOverridden, fieldNumber: 8)
-    }
-    if !self.reason.isEmpty {
-      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 9)
-    }
-    if self.registeredUnixMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.registeredUnixMs, fieldNumber: 10)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._deviceID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._deviceID, fieldNumber: 1)
+      }
+      if !_storage._deviceName.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._deviceName, fieldNumber: 2)
+      }
+      if _storage._state != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._state, fieldNumber: 3)
+      }
+      if !_storage._lastBackupID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._lastBackupID, fieldNumber: 4)
+      }
+      if _storage._lastBackupUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._lastBackupUnixMs, fieldNumber: 5)
+      }
+      if _storage._ageSeconds != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._ageSeconds, fieldNumber: 6)
+      }
+      if _storage._objectiveSeconds != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._objectiveSeconds, fieldNumber: 7)
+      }
+      if _storage._objectiveOverridden != false {
+        try visitor.visitSingularBoolField(value: _storage._objectiveOverridden, fieldNumber: 8)
+      }
+      if !_storage._reason.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._reason, fieldNumber: 9)
+      }
+      if _storage._registeredUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._registeredUnixMs, fieldNumber: 10)
+      }
+      try { if let v = _storage._lastDrill {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Rampart_Backup_V1_DeviceBackupStatus, rhs: Rampart_Backup_V1_DeviceBackupStatus) -> Bool {
-    if lhs.deviceID != rhs.deviceID {return false}
-    if lhs.deviceName != rhs.deviceName {return false}
-    if lhs.state != rhs.state {return false}
-    if lhs.lastBackupID != rhs.lastBackupID {return false}
-    if lhs.lastBackupUnixMs != rhs.lastBackupUnixMs {return false}
-    if lhs.ageSeconds != rhs.ageSeconds {return false}
-    if lhs.objectiveSeconds != rhs.objectiveSeconds {return false}
-    if lhs.objectiveOverridden != rhs.objectiveOverridden {return false}
-    if lhs.reason != rhs.reason {return false}
-    if lhs.registeredUnixMs != rhs.registeredUnixMs {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._deviceID != rhs_storage._deviceID {return false}
+        if _storage._deviceName != rhs_storage._deviceName {return false}
+        if _storage._state != rhs_storage._state {return false}
+        if _storage._lastBackupID != rhs_storage._lastBackupID {return false}
+        if _storage._lastBackupUnixMs != rhs_storage._lastBackupUnixMs {return false}
+        if _storage._ageSeconds != rhs_storage._ageSeconds {return false}
+        if _storage._objectiveSeconds != rhs_storage._objectiveSeconds {return false}
+        if _storage._objectiveOverridden != rhs_storage._objectiveOverridden {return false}
+        if _storage._reason != rhs_storage._reason {return false}
+        if _storage._registeredUnixMs != rhs_storage._registeredUnixMs {return false}
+        if _storage._lastDrill != rhs_storage._lastDrill {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2704,6 +3093,440 @@ nonisolated extension Rampart_Backup_V1_DeviceStatusResponse: SwiftProtobuf.Mess
 
   public static func ==(lhs: Rampart_Backup_V1_DeviceStatusResponse, rhs: Rampart_Backup_V1_DeviceStatusResponse) -> Bool {
     if lhs._status != rhs._status {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Backup_V1_DrillResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DrillResult"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}backup_id\0\u{3}device_id\0\u{3}device_name\0\u{1}passed\0\u{1}reason\0\u{3}drilled_unix_ms\0\u{3}job_id\0\u{3}task_id\0\u{3}duration_ms\0\u{1}checks\0\u{3}file_name\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.backupID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.deviceID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.deviceName) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.passed) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.drilledUnixMs) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.taskID) }()
+      case 9: try { try decoder.decodeSingularInt64Field(value: &self.durationMs) }()
+      case 10: try { try decoder.decodeRepeatedMessageField(value: &self.checks) }()
+      case 11: try { try decoder.decodeSingularStringField(value: &self.fileName) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.backupID.isEmpty {
+      try visitor.visitSingularStringField(value: self.backupID, fieldNumber: 1)
+    }
+    if !self.deviceID.isEmpty {
+      try visitor.visitSingularStringField(value: self.deviceID, fieldNumber: 2)
+    }
+    if !self.deviceName.isEmpty {
+      try visitor.visitSingularStringField(value: self.deviceName, fieldNumber: 3)
+    }
+    if self.passed != false {
+      try visitor.visitSingularBoolField(value: self.passed, fieldNumber: 4)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 5)
+    }
+    if self.drilledUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.drilledUnixMs, fieldNumber: 6)
+    }
+    if !self.jobID.isEmpty {
+      try visitor.visitSingularStringField(value: self.jobID, fieldNumber: 7)
+    }
+    if !self.taskID.isEmpty {
+      try visitor.visitSingularStringField(value: self.taskID, fieldNumber: 8)
+    }
+    if self.durationMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.durationMs, fieldNumber: 9)
+    }
+    if !self.checks.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.checks, fieldNumber: 10)
+    }
+    if !self.fileName.isEmpty {
+      try visitor.visitSingularStringField(value: self.fileName, fieldNumber: 11)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Backup_V1_DrillResult, rhs: Rampart_Backup_V1_DrillResult) -> Bool {
+    if lhs.backupID != rhs.backupID {return false}
+    if lhs.deviceID != rhs.deviceID {return false}
+    if lhs.deviceName != rhs.deviceName {return false}
+    if lhs.passed != rhs.passed {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.drilledUnixMs != rhs.drilledUnixMs {return false}
+    if lhs.jobID != rhs.jobID {return false}
+    if lhs.taskID != rhs.taskID {return false}
+    if lhs.durationMs != rhs.durationMs {return false}
+    if lhs.checks != rhs.checks {return false}
+    if lhs.fileName != rhs.fileName {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Backup_V1_DrillCheck: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DrillCheck"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}passed\0\u{1}detail\0\u{1}advisory\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.passed) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.detail) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.advisory) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if self.passed != false {
+      try visitor.visitSingularBoolField(value: self.passed, fieldNumber: 2)
+    }
+    if !self.detail.isEmpty {
+      try visitor.visitSingularStringField(value: self.detail, fieldNumber: 3)
+    }
+    if self.advisory != false {
+      try visitor.visitSingularBoolField(value: self.advisory, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Backup_V1_DrillCheck, rhs: Rampart_Backup_V1_DrillCheck) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.passed != rhs.passed {return false}
+    if lhs.detail != rhs.detail {return false}
+    if lhs.advisory != rhs.advisory {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Backup_V1_StartDrillRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StartDrillRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}targets\0\u{3}idempotency_key\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.targets) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.idempotencyKey) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.targets.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.targets, fieldNumber: 1)
+    }
+    if !self.idempotencyKey.isEmpty {
+      try visitor.visitSingularStringField(value: self.idempotencyKey, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Backup_V1_StartDrillRequest, rhs: Rampart_Backup_V1_StartDrillRequest) -> Bool {
+    if lhs.targets != rhs.targets {return false}
+    if lhs.idempotencyKey != rhs.idempotencyKey {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Backup_V1_ListDrillsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListDrillsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}backup_id\0\u{1}device\0\u{3}job_id\0\u{1}limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.backupID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.device) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.limit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.backupID.isEmpty {
+      try visitor.visitSingularStringField(value: self.backupID, fieldNumber: 1)
+    }
+    if !self.device.isEmpty {
+      try visitor.visitSingularStringField(value: self.device, fieldNumber: 2)
+    }
+    if !self.jobID.isEmpty {
+      try visitor.visitSingularStringField(value: self.jobID, fieldNumber: 3)
+    }
+    if self.limit != 0 {
+      try visitor.visitSingularUInt32Field(value: self.limit, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Backup_V1_ListDrillsRequest, rhs: Rampart_Backup_V1_ListDrillsRequest) -> Bool {
+    if lhs.backupID != rhs.backupID {return false}
+    if lhs.device != rhs.device {return false}
+    if lhs.jobID != rhs.jobID {return false}
+    if lhs.limit != rhs.limit {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Backup_V1_ListDrillsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListDrillsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}drills\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.drills) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.drills.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.drills, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Backup_V1_ListDrillsResponse, rhs: Rampart_Backup_V1_ListDrillsResponse) -> Bool {
+    if lhs.drills != rhs.drills {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rampart_Backup_V1_DrillReport: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DrillReport"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}passed\0\u{1}reason\0\u{3}file_name\0\u{3}archive_sha256\0\u{3}archive_size\0\u{3}hashes_verified\0\u{3}tree_equal\0\u{3}vpn_removed\0\u{3}removed_vpn_certificates\0\u{3}keys_reencrypted\0\u{3}reencrypted_keys\0\u{1}files\0\u{1}checks\0\u{1}steps\0\u{1}console\0\u{3}manifest_json\0\u{3}init_ms\0\u{3}restore_ms\0\u{3}check_ms\0\u{3}total_ms\0")
+
+  fileprivate class _StorageClass {
+    var _passed: Bool = false
+    var _reason: String = String()
+    var _fileName: String = String()
+    var _archiveSha256: String = String()
+    var _archiveSize: UInt64 = 0
+    var _hashesVerified: Bool = false
+    var _treeEqual: Bool = false
+    var _vpnRemoved: Bool = false
+    var _removedVpnCertificates: [String] = []
+    var _keysReencrypted: Bool = false
+    var _reencryptedKeys: UInt32 = 0
+    var _files: UInt32 = 0
+    var _checks: [Rampart_Backup_V1_DrillCheck] = []
+    var _steps: [String] = []
+    var _console: [String] = []
+    var _manifestJson: Data = Data()
+    var _initMs: Int64 = 0
+    var _restoreMs: Int64 = 0
+    var _checkMs: Int64 = 0
+    var _totalMs: Int64 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _passed = source._passed
+      _reason = source._reason
+      _fileName = source._fileName
+      _archiveSha256 = source._archiveSha256
+      _archiveSize = source._archiveSize
+      _hashesVerified = source._hashesVerified
+      _treeEqual = source._treeEqual
+      _vpnRemoved = source._vpnRemoved
+      _removedVpnCertificates = source._removedVpnCertificates
+      _keysReencrypted = source._keysReencrypted
+      _reencryptedKeys = source._reencryptedKeys
+      _files = source._files
+      _checks = source._checks
+      _steps = source._steps
+      _console = source._console
+      _manifestJson = source._manifestJson
+      _initMs = source._initMs
+      _restoreMs = source._restoreMs
+      _checkMs = source._checkMs
+      _totalMs = source._totalMs
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularBoolField(value: &_storage._passed) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._reason) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._fileName) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._archiveSha256) }()
+        case 5: try { try decoder.decodeSingularUInt64Field(value: &_storage._archiveSize) }()
+        case 6: try { try decoder.decodeSingularBoolField(value: &_storage._hashesVerified) }()
+        case 7: try { try decoder.decodeSingularBoolField(value: &_storage._treeEqual) }()
+        case 8: try { try decoder.decodeSingularBoolField(value: &_storage._vpnRemoved) }()
+        case 9: try { try decoder.decodeRepeatedStringField(value: &_storage._removedVpnCertificates) }()
+        case 10: try { try decoder.decodeSingularBoolField(value: &_storage._keysReencrypted) }()
+        case 11: try { try decoder.decodeSingularUInt32Field(value: &_storage._reencryptedKeys) }()
+        case 12: try { try decoder.decodeSingularUInt32Field(value: &_storage._files) }()
+        case 13: try { try decoder.decodeRepeatedMessageField(value: &_storage._checks) }()
+        case 14: try { try decoder.decodeRepeatedStringField(value: &_storage._steps) }()
+        case 15: try { try decoder.decodeRepeatedStringField(value: &_storage._console) }()
+        case 16: try { try decoder.decodeSingularBytesField(value: &_storage._manifestJson) }()
+        case 17: try { try decoder.decodeSingularInt64Field(value: &_storage._initMs) }()
+        case 18: try { try decoder.decodeSingularInt64Field(value: &_storage._restoreMs) }()
+        case 19: try { try decoder.decodeSingularInt64Field(value: &_storage._checkMs) }()
+        case 20: try { try decoder.decodeSingularInt64Field(value: &_storage._totalMs) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if _storage._passed != false {
+        try visitor.visitSingularBoolField(value: _storage._passed, fieldNumber: 1)
+      }
+      if !_storage._reason.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._reason, fieldNumber: 2)
+      }
+      if !_storage._fileName.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._fileName, fieldNumber: 3)
+      }
+      if !_storage._archiveSha256.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._archiveSha256, fieldNumber: 4)
+      }
+      if _storage._archiveSize != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._archiveSize, fieldNumber: 5)
+      }
+      if _storage._hashesVerified != false {
+        try visitor.visitSingularBoolField(value: _storage._hashesVerified, fieldNumber: 6)
+      }
+      if _storage._treeEqual != false {
+        try visitor.visitSingularBoolField(value: _storage._treeEqual, fieldNumber: 7)
+      }
+      if _storage._vpnRemoved != false {
+        try visitor.visitSingularBoolField(value: _storage._vpnRemoved, fieldNumber: 8)
+      }
+      if !_storage._removedVpnCertificates.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._removedVpnCertificates, fieldNumber: 9)
+      }
+      if _storage._keysReencrypted != false {
+        try visitor.visitSingularBoolField(value: _storage._keysReencrypted, fieldNumber: 10)
+      }
+      if _storage._reencryptedKeys != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._reencryptedKeys, fieldNumber: 11)
+      }
+      if _storage._files != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._files, fieldNumber: 12)
+      }
+      if !_storage._checks.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._checks, fieldNumber: 13)
+      }
+      if !_storage._steps.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._steps, fieldNumber: 14)
+      }
+      if !_storage._console.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._console, fieldNumber: 15)
+      }
+      if !_storage._manifestJson.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._manifestJson, fieldNumber: 16)
+      }
+      if _storage._initMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._initMs, fieldNumber: 17)
+      }
+      if _storage._restoreMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._restoreMs, fieldNumber: 18)
+      }
+      if _storage._checkMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._checkMs, fieldNumber: 19)
+      }
+      if _storage._totalMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._totalMs, fieldNumber: 20)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rampart_Backup_V1_DrillReport, rhs: Rampart_Backup_V1_DrillReport) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._passed != rhs_storage._passed {return false}
+        if _storage._reason != rhs_storage._reason {return false}
+        if _storage._fileName != rhs_storage._fileName {return false}
+        if _storage._archiveSha256 != rhs_storage._archiveSha256 {return false}
+        if _storage._archiveSize != rhs_storage._archiveSize {return false}
+        if _storage._hashesVerified != rhs_storage._hashesVerified {return false}
+        if _storage._treeEqual != rhs_storage._treeEqual {return false}
+        if _storage._vpnRemoved != rhs_storage._vpnRemoved {return false}
+        if _storage._removedVpnCertificates != rhs_storage._removedVpnCertificates {return false}
+        if _storage._keysReencrypted != rhs_storage._keysReencrypted {return false}
+        if _storage._reencryptedKeys != rhs_storage._reencryptedKeys {return false}
+        if _storage._files != rhs_storage._files {return false}
+        if _storage._checks != rhs_storage._checks {return false}
+        if _storage._steps != rhs_storage._steps {return false}
+        if _storage._console != rhs_storage._console {return false}
+        if _storage._manifestJson != rhs_storage._manifestJson {return false}
+        if _storage._initMs != rhs_storage._initMs {return false}
+        if _storage._restoreMs != rhs_storage._restoreMs {return false}
+        if _storage._checkMs != rhs_storage._checkMs {return false}
+        if _storage._totalMs != rhs_storage._totalMs {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
