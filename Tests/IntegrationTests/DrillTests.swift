@@ -105,7 +105,9 @@ struct DrillTests {
             let deviceLine = devices.stdout.split(separator: "\n").first { $0.hasPrefix("fw-drill ") } ?? ""
             #expect(devices.exitCode == 0 && deviceLine.contains("restorable, verified at 20"), "\(devices)")
 
-            // A newer backup whose object is damaged in storage: its drill fails, for that reason.
+            // A newer backup whose object is damaged in storage: its drill fails, for that reason. (Its
+            // configuration changed first: an unchanged backup would share the first one's file, P17.)
+            try await system.changeConfig("fw-drill")
             let (second, secondCode) = try await system.backUp("fw-drill")
             #expect(secondCode == 0, "\(second)")
             let damaged = try #require(try await system.backups(job: second.id).first)

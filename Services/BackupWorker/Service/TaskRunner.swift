@@ -352,7 +352,12 @@ struct TaskRunner: Sendable {
             finish.exportID = export.exportID
             let _: Rampart_Device_V1_FinishExportResponse? = try? await deviceCall(service, DeviceAPI.finishExport, finish)
             archive = try kept.finish().file
-            fingerprint = archive.flatMap { fingerprintOf($0, device: device) }
+            if let archive {
+                // Off the cooperative threads: reading a large configuration for its fingerprint must not
+                // hold up the worker's request handlers (GetJob, ListBackups) on a small machine.
+                let runner = self
+                fingerprint = await Self.offloaded { runner.fingerprintOf(archive, device: device) }
+            }
             if let upload {
                 // P17: the same configuration as the device's previous backup is not stored twice: the new
                 // record shares that backup's file, and the upload is dropped instead of committed.
@@ -379,6 +384,13 @@ struct TaskRunner: Sendable {
         result.previous = previous
         result.comparison = comparison
         return result
+    }
+
+    /// Runs `body` on a dispatch thread, leaving the cooperative pool to the tasks that await it.
+    static func offloaded<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(returning: body()) }
+        }
     }
 
     /// The fingerprint of the configuration in `archive` (P17); nil, with a warning, when the archive
