@@ -4,7 +4,8 @@
 #   bus, two inventory instances, storage (with its HTTP download endpoint), link-signer, the restore
 #   coordinator, the notifier (webhooks, docs/notifications.md), two backup workers and a simulated fleet (dev/fleet.json: a standalone device, an HA pair, a 3-node cluster,
 #   virtual devices; logs in .rampart/logs), lists it through the CLI, backs it all up, exports signed
-#   download links for the HA pair as CSV and downloads one with curl. Stop everything with dev/down.sh.
+#   download links for the HA pair as CSV and downloads one with curl, changes a device's configuration and
+#   shows the diff of its next backup, and drills the HA pair's backups. Stop everything with dev/down.sh.
 # Environment: RAMPART_BUILD=release for an optimised build; RAMPART_PG_PORT (default 54329);
 #              RAMPART_BUS (default tcp://127.0.0.1:7400); RAMPART_EVENTS_LISTEN (default tcp://127.0.0.1:7401).
 set -euo pipefail
@@ -136,6 +137,9 @@ echo "== what changed (P17; docs/config-diff.md): an operator moves fw-edge-1 an
 sleep 1  # a job's time is its files' name (whole seconds)
 rampart backup start fw-edge-1 --wait >/dev/null
 rampart backups diff fw-edge-1
+echo
+echo "== would it restore (P18; docs/drills.md): the HA pair's latest backups restored onto throwaway replacements"
+rampart drill pair:ha-dc1 || true
 echo
 echo "== schedules (B4: a weekly one from the start)"
 rampart schedules list

@@ -6,35 +6,41 @@ extension Substring {
     /// compared lower-cased), or nil.
     func asciiRange(of needle: String, foldingCase: Bool = false) -> Range<Index>? {
         let pattern = Array(needle.utf8)
-        guard let first = pattern.first else { return nil }
-        let found: Int? = utf8.withContiguousStorageIfAvailable { bytes -> Int? in
-            Self.search(pattern, first: first, in: bytes, foldingCase: foldingCase)
-        } ?? Self.search(pattern, first: first, in: Array(utf8), foldingCase: foldingCase)
+        guard !pattern.isEmpty else { return nil }
+        let found: Int? =
+            utf8.withContiguousStorageIfAvailable { bytes in
+                pattern.withUnsafeBufferPointer { Self.search($0, in: bytes, foldingCase: foldingCase) }
+            }
+            ?? Array(utf8).withUnsafeBufferPointer { bytes in
+                pattern.withUnsafeBufferPointer { Self.search($0, in: bytes, foldingCase: foldingCase) }
+            }
         guard let offset = found else { return nil }
         let start = utf8.index(utf8.startIndex, offsetBy: offset)
         return start..<utf8.index(start, offsetBy: pattern.count)
     }
 
+    /// The offset of `pattern` in `bytes`: concrete buffers, so that even an unoptimised build is quick.
     private static func search(
-        _ pattern: [UInt8], first: UInt8, in bytes: some RandomAccessCollection<UInt8>, foldingCase: Bool
+        _ pattern: UnsafeBufferPointer<UInt8>, in bytes: UnsafeBufferPointer<UInt8>, foldingCase: Bool
     ) -> Int? {
-        let count = bytes.count
-        guard pattern.count <= count else { return nil }
-        @inline(__always) func fold(_ byte: UInt8) -> UInt8 { foldingCase && byte >= 65 && byte <= 90 ? byte | 0x20 : byte }
-        var base = bytes.startIndex
-        for offset in 0...(count - pattern.count) {
-            defer { base = bytes.index(after: base) }
-            guard fold(bytes[base]) == first else { continue }
-            var matched = true
-            var position = bytes.index(after: base)
-            for expected in pattern.dropFirst() {
-                if fold(bytes[position]) != expected {
-                    matched = false
-                    break
+        let (count, length) = (bytes.count, pattern.count)
+        guard length <= count else { return nil }
+        let first = pattern[0]
+        var offset = 0
+        while offset <= count - length {
+            var byte = bytes[offset]
+            if foldingCase, byte >= 65, byte <= 90 { byte |= 0x20 }
+            if byte == first {
+                var index = 1
+                while index < length {
+                    var other = bytes[offset + index]
+                    if foldingCase, other >= 65, other <= 90 { other |= 0x20 }
+                    if other != pattern[index] { break }
+                    index += 1
                 }
-                position = bytes.index(after: position)
+                if index == length { return offset }
             }
-            if matched { return offset }
+            offset += 1
         }
         return nil
     }

@@ -386,10 +386,14 @@ struct TaskRunner: Sendable {
         return result
     }
 
-    /// Runs `body` on a dispatch thread, leaving the cooperative pool to the tasks that await it.
+    /// Runs `body` on a thread of its own. Not on a dispatch queue: on Linux the cooperative pool runs on
+    /// dispatch's global threads, as many as there are cores, so seconds of work there (a large
+    /// configuration in a debug build) would starve the worker's request handlers and lease renewals.
     static func offloaded<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
         await withCheckedContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(returning: body()) }
+            let thread = Thread { continuation.resume(returning: body()) }
+            thread.name = "fingerprint"
+            thread.start()
         }
     }
 
