@@ -40,16 +40,19 @@ for line in sys.stdin:
     files = ", ".join(f["path"] + ": " + f["summary"] for f in d["files"])
     print("compared", d["old_file_name"], "with", d["new_file_name"] + ":", len(d["files"]), "files changed (" + files + "),",
           d["unchanged"], "unchanged")'
+# The floor: the CLI starting, connecting with CURVE and making one small call (`backups list --owner`, the
+# diff's first call), timed the same way.
 python3 - "$bin/rampart" "$runs" <<'PY'
 import statistics, subprocess, sys, time
 rampart, runs = sys.argv[1], int(sys.argv[2])
-times = []
-for _ in range(runs):
-    start = time.monotonic()
-    subprocess.run([rampart, "backups", "diff", "bd-fw"], check=True, stdout=subprocess.DEVNULL)
-    times.append((time.monotonic() - start) * 1000)
-times.sort()
-pick = lambda q: times[min(len(times) - 1, int(q * len(times)))]
-print(f"wall time per diff, ms: p50 {pick(0.5):.1f}  p90 {pick(0.9):.1f}  p99 {pick(0.99):.1f}  max {times[-1]:.1f}  "
-      f"(mean {statistics.mean(times):.1f})")
+for label, command in [("diff", ["backups", "diff", "bd-fw"]), ("floor: backups list --owner", ["backups", "list", "--owner", "bd-fw"])]:
+    times = []
+    for _ in range(runs):
+        start = time.monotonic()
+        subprocess.run([rampart, *command], check=True, stdout=subprocess.DEVNULL)
+        times.append((time.monotonic() - start) * 1000)
+    times.sort()
+    pick = lambda q: times[min(len(times) - 1, int(q * len(times)))]
+    print(f"wall time per {label}, ms: p50 {pick(0.5):.1f}  p90 {pick(0.9):.1f}  p99 {pick(0.99):.1f}  max {times[-1]:.1f}  "
+          f"(mean {statistics.mean(times):.1f})")
 PY

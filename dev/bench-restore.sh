@@ -19,6 +19,8 @@ restores=${3:-5}
 # shellcheck source=dev/bench-lib.sh
 . "$root/dev/bench-lib.sh"
 "$bin/rampart" keys add "$RAMPART_KEYS" --role device rb-fw >/dev/null
+# The manager the bench's manifests name (R6): without it the installation makes its own id and refuses them all.
+export RAMPART_MANAGER_ID=rampart-manager
 
 bg "$bin/bus" --listen "$RAMPART_BUS" --publish "$RAMPART_EVENTS_LISTEN"
 bus_pid=$!
