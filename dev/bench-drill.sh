@@ -11,33 +11,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 runs=${1:-5}
-build=(swift build -c "${BUILD:-release}")
-if [ -n "${BENCH_SCRATCH_PATH:-}" ]; then build+=(--scratch-path "$BENCH_SCRATCH_PATH"); fi
-"${build[@]}" >&2
-bin=$("${build[@]}" --show-bin-path)
-work=$(mktemp -d /tmp/rampart-bench-drill.XXXXXX)
-pids=()
-cleanup() {
-    set +e
-    local i pid
-    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-        pid=${pids[$i]}
-        kill "$pid" 2>/dev/null || continue
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null
-    done
-    wait 2>/dev/null
-    "$root/dev/pg.sh" stop "$work/pg" >/dev/null 2>&1
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-export RAMPART_DATABASE_URL=$(PG_FAST=1 "$root/dev/pg.sh" start "$work/pg" $((30000 + RANDOM % 10000)) 2>/dev/null | tail -n 1)
-export RAMPART_BUS="tcp://127.0.0.1:$((40000 + RANDOM % 10000))"
-export RAMPART_EVENTS_LISTEN="tcp://127.0.0.1:$((50000 + RANDOM % 10000))"
-export RAMPART_STORAGE_HTTP_PORT=0
-export RAMPART_LOG_LEVEL=warning
+# shellcheck source=dev/bench-lib.sh
+. "$root/dev/bench-lib.sh"
 python3 - "$root/dev/fleet.json" "$work/fleet.json" <<'PY'
 import json, sys
 fleet = json.load(open(sys.argv[1]))
@@ -45,11 +20,7 @@ keep = {"fw-edge-1", "fw-ha-a", "fw-ha-b", "cl-node-1", "cl-node-2", "cl-node-3"
 fleet["devices"] = [d for d in fleet["devices"] if d["name"] in keep]
 json.dump(fleet, open(sys.argv[2], "w"))
 PY
-"$bin/rampart" keys init "$work/keys" --device fw-edge-1 --device fw-ha-a --device fw-ha-b \
-    --device cl-node-1 --device cl-node-2 --device cl-node-3 >/dev/null
-export RAMPART_KEYS="$work/keys"
-bg() { "$@" >>"$work/$(basename "$1").log" 2>&1 & pids+=($!); }
-until_ok() { for _ in $(seq 600); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "timed out: $*" >&2; exit 1; }
+"$bin/rampart" keys add "$RAMPART_KEYS" --role device fw-edge-1 fw-ha-a fw-ha-b cl-node-1 cl-node-2 cl-node-3 >/dev/null
 
 bg "$bin/bus" --listen "$RAMPART_BUS" --publish "$RAMPART_EVENTS_LISTEN"
 until_ok "$bin/rampart" bus status --timeout 1

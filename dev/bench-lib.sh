@@ -1,8 +1,8 @@
-# Shared start-up of the benchmark scripts (source it after setting `root`): a release build (or
-# BENCH_SCRATCH_PATH=DIR to build in DIR), a work folder removed at exit with everything started in it
+# Shared start-up of the benchmark scripts (source it after setting `root`): a release build (BUILD=debug
+# for the debug one; BENCH_SCRATCH_PATH=DIR to build in DIR), a work folder removed at exit with everything started in it
 # (newest first, 10 s each to end gracefully), a throwaway PostgreSQL, free endpoints, CURVE keys, and
 # `bg` / `until_ok` helpers. Sets: bin, work, pids, RAMPART_* (database, bus, events, keys, log level).
-build=(swift build -c release)
+build=(swift build -c "${BUILD:-release}")
 if [ -n "${BENCH_SCRATCH_PATH:-}" ]; then build+=(--scratch-path "$BENCH_SCRATCH_PATH"); fi
 "${build[@]}" >&2
 bin=$("${build[@]}" --show-bin-path)
