@@ -61,7 +61,7 @@ extension BackupsCommand {
                 let new = try await backup(target, client)
                 guard !new.previousBackupID.isEmpty else {
                     throw CommandFailure(
-                        message: "backup \(new.id) (\(new.fileName)) was not compared with an earlier one when it was taken; name the backup to compare it with: rampart backups diff OLD \(new.id)",
+                        message: "backup \(new.id) (\(new.fileName)) is its owner's first: nothing before it to compare with (rampart backups diff OLD NEW compares any two)",
                         exitCode: 4)
                 }
                 return (try await backup(new.previousBackupID, client), new)

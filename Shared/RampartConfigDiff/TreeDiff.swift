@@ -184,8 +184,7 @@ public struct ConfigFingerprint: Sendable, Equatable, Codable {
 
     /// The fingerprint of `tree` (path → contents).
     public init(tree: [String: Data]) {
-        files = tree.mapValues { _ in "" }
-        for (path, contents) in tree { files[path] = Self.digest(path: path, contents: contents) }
+        files = Dictionary(uniqueKeysWithValues: tree.map { ($0.key, Self.digest(path: $0.key, contents: $0.value)) })
     }
 
     /// The SHA-256 of one file as compared.

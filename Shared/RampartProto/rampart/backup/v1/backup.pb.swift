@@ -452,8 +452,9 @@ public nonisolated struct Rampart_Backup_V1_Backup: @unchecked Sendable {
     set {_uniqueStorage()._members = newValue}
   }
 
-  /// The backup of the same owner it was compared with (its configuration fingerprint; "" when there was
-  /// none to compare with: the first backup, or one taken before fingerprints were kept).
+  /// The owner's backup before this one, which it was compared with ("" for the owner's first). When that
+  /// one was taken before fingerprints were kept, nothing was compared: neither unchanged_from nor
+  /// changed_files is set, and `rampart backups diff` still compares the two.
   public var previousBackupID: String {
     get {_storage._previousBackupID}
     set {_uniqueStorage()._previousBackupID = newValue}
