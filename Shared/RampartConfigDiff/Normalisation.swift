@@ -117,10 +117,22 @@ public enum ConfigNormaliser {
 public enum ConfigText {
     /// The lines of `contents` without their line feeds (a final line feed ends the last line rather
     /// than starting an empty one); nil when it is not text: not UTF-8, or holding a NUL byte.
+    ///
+    /// Lines are cut at each line feed byte, not by characters (a profile of the diff showed splitting by
+    /// characters, and `Data`'s byte iterator, as a third of its time); a carriage return before a line
+    /// feed stays at the end of its line.
     public static func lines(_ contents: Data) -> [Substring]? {
-        guard !contents.contains(0), let text = String(data: contents, encoding: .utf8) else { return nil }
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        if lines.last == "" { lines.removeLast() }
+        guard !contents.withUnsafeBytes({ $0.contains(0) }), let text = String(data: contents, encoding: .utf8) else {
+            return nil
+        }
+        var lines: [Substring] = []
+        let utf8 = text.utf8
+        var start = utf8.startIndex
+        while let newline = utf8[start...].firstIndex(of: 0x0A) {
+            lines.append(text[start..<newline])
+            start = utf8.index(after: newline)
+        }
+        if start < utf8.endIndex { lines.append(text[start...]) }
         return lines
     }
 }

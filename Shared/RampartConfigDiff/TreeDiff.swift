@@ -135,7 +135,7 @@ public struct TreeDiff: Sendable, Equatable {
             file.secret = true
             return file
         }
-        file.secretValuesChanged = Self.secretLines(old.lines) != Self.secretLines(new.lines)
+        file.secretValuesChanged = Self.secretLines(old.lines, shown: oldShown) != Self.secretLines(new.lines, shown: newShown)
         guard let script = LineDiff.edits(oldShown, newShown) else {
             file.tooManyToShow = true
             let (oldCounts, newCounts) = (Self.counts(oldShown), Self.counts(newShown))
@@ -160,9 +160,9 @@ public struct TreeDiff: Sendable, Equatable {
         return normalised
     }
 
-    /// The lines holding a secret value, unmasked, counted (their order does not matter).
-    private static func secretLines(_ lines: [Substring]) -> [Substring: Int] {
-        counts(lines.filter { ConfigSecrets.masked($0) != $0 })
+    /// The lines holding a secret value (those `shown` masked), unmasked, counted (their order does not matter).
+    private static func secretLines(_ lines: [Substring], shown: [Substring]) -> [Substring: Int] {
+        counts(zip(lines, shown).filter { $0.0 != $0.1 }.map(\.0))
     }
 
     private static func counts(_ lines: [Substring]) -> [Substring: Int] {

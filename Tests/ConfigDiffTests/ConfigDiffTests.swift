@@ -56,6 +56,9 @@ struct NormalisationTests {
         #expect(ConfigText.lines(Data("a\n\nb".utf8)) == ["a", "", "b"])
         #expect(ConfigText.lines(Data([0x61, 0x00, 0x62])) == nil)
         #expect(ConfigText.lines(Data([0xff, 0xfe])) == nil)
+        #expect(ConfigText.lines(Data()) == [] && ConfigText.lines(Data("\n".utf8)) == [""])
+        #expect(ConfigText.lines(Data("a\r\nb\r\n".utf8)) == ["a\r", "b\r"], "cut at line feed bytes")
+        #expect(ConfigText.lines(Data("é\nü".utf8)) == ["é", "ü"])
     }
 
     @Test("B12: key files and PEM private keys are secret files; secret values in lines are masked")
