@@ -173,8 +173,8 @@ extension BackupsCommand {
             print(Self.summary(diff))
             guard !diff.files.isEmpty else { return }
             var table = Table("FILE", "CHANGE")
-            for file in diff.files { table.add("  " + file.path, file.summary) }
-            print(table.render().split(separator: "\n").dropFirst().joined(separator: "\n"))
+            for file in diff.files { table.add(file.path, file.summary) }
+            print(table.render())
             if !stat {
                 for file in diff.files where !file.unified.isEmpty { print("\n" + file.unified, terminator: "") }
                 for file in diff.files where file.tooManyToShow {
