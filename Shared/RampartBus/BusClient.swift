@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import RampartBasics
 import RampartProto
 import RampartRPC
 import Synchronization
@@ -161,11 +162,9 @@ public final class BusClient: Sendable, RPCCaller {
             return !state.started
         }
         guard start else { return }
-        let thread = Thread { [self] in
+        Thread.start(named: "bus-client") { [self] in
             do { try loop() } catch { logger.error("bus client stopped", metadata: ["error": "\(error)"]) }
         }
-        thread.name = "bus-client"
-        thread.start()
     }
 
     private func loop() throws {

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import RampartBasics
 import RampartProto
 import ServiceLifecycle
 import Synchronization
@@ -119,8 +120,10 @@ public final class ServiceHost: Service, Sendable {
             let id = handlers.nextId
             handlers.nextId += 1
             // Created under the lock, so the task's own removal (below) always finds it.
-            // A method registered `offSocketThread` starts on the global pool instead.
-            let preferred: (any TaskExecutor)? = router.runsOffSocketThread(incoming.header.method) ? nil : executor
+            // A method registered `offSocketThread` runs on the blocking pool instead, where it may hold its
+            // thread without delaying the cooperative pool.
+            let preferred: any TaskExecutor =
+                router.runsOffSocketThread(incoming.header.method) ? BlockingPool.shared : executor
             let task = Task(executorPreference: preferred) { [self] in
                 var (header, payload) = await router.handle(
                     header: incoming.header, payload: incoming.payload,

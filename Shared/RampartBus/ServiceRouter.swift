@@ -100,8 +100,8 @@ public struct ServiceRouter: Sendable {
     /// `ServiceHost` starts a request on the socket thread that received it and runs it there up to its
     /// first suspension (`SocketThreadExecutor`). A handler that computes or blocks for long before it
     /// first awaits (builds an archive, hashes a file, signs thousands of links) passes `offSocketThread:
-    /// true` and runs on Swift's global pool from its start, so that the instance's socket — other
-    /// requests, heartbeats — never waits for it.
+    /// true` and runs on the process's `BlockingPool` from its start, so that neither the instance's
+    /// socket (other requests, heartbeats) nor Swift's cooperative pool ever waits for it.
     public mutating func register<Request, Response>(
         _ method: RPCMethod<Request, Response>, offSocketThread: Bool = false,
         _ body: @escaping @Sendable (Request, RequestContext) async throws -> Response

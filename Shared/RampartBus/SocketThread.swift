@@ -53,12 +53,9 @@ public func runOnDedicatedThread<T: Sendable>(
 ) async throws -> T {
     try await withTaskCancellationHandler {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-            let thread = Thread {
+            Thread.start(named: name, stackSize: 1 << 20) {
                 do { continuation.resume(returning: try body()) } catch { continuation.resume(throwing: error) }
             }
-            thread.name = name
-            thread.stackSize = 1 << 20
-            thread.start()
         }
     } onCancel: {
         control.stop()

@@ -22,7 +22,9 @@ struct FaultTests {
     func brokerKilled() async throws {
         var spec = FleetSpec()
         spec.configSize = "4MiB"
-        spec.device("fw-busy", slowExportMs: 1500)  // ~6 s per attempt: the kill lands mid-export
+        // 3 s per 1 MiB chunk, ~12 s per attempt: the job's own reads are still going on when the test's read
+        // reaches the device, even on a loaded machine.
+        spec.device("fw-busy", slowExportMs: 3000)
         spec.device("fw-later")
         try await withBackupSystem(spec) { backup in
             let system = backup.system
@@ -56,12 +58,17 @@ struct FaultTests {
                     deadline: Int64(Date().timeIntervalSince1970 * 1000) + 8000)
             }
             // In flight at the device when the bus dies: wait until the broker has handed it to the device, which
-            // holds each ReadExport 1.5 s. The job's worker reads its own export there one chunk at a time, so
+            // holds each ReadExport 3 s. The job's worker reads its own export there one chunk at a time, so
             // two requests in flight at the device means ours is one of them.
-            try await eventually("the test's ReadExport is in flight at \(deviceService)", timeout: .seconds(30), every: .milliseconds(20)) {
-                let status = try await client.call(BrokerAPI.status, Rampart_Bus_V1_BrokerStatusRequest(), timeout: .seconds(2))
-                let inFlight = status.services.first { $0.name == deviceService }?.inFlight ?? 0
-                return (inFlight >= 2 ? () : nil, "\(inFlight) requests in flight at the device")
+            // A status call that runs out of time on a loaded machine is only another probe that saw nothing.
+            try await eventually("the test's ReadExport is in flight at \(deviceService)", timeout: .seconds(60), every: .milliseconds(20)) {
+                do {
+                    let status = try await client.call(BrokerAPI.status, Rampart_Bus_V1_BrokerStatusRequest(), timeout: .seconds(5))
+                    let inFlight = status.services.first { $0.name == deviceService }?.inFlight ?? 0
+                    return (inFlight >= 2 ? () : nil, "\(inFlight) requests in flight at the device")
+                } catch {
+                    return (nil, "broker status: \(error)")
+                }
             }
             let killedAt = Date()
             system.bus.kill9()

@@ -356,7 +356,7 @@ struct TaskRunner: Sendable {
                 // Off the cooperative threads: reading a large configuration for its fingerprint must not
                 // hold up the worker's request handlers (GetJob, ListBackups) on a small machine.
                 let runner = self
-                fingerprint = await Self.offloaded { runner.fingerprintOf(archive, device: device) }
+                fingerprint = await BlockingPool.shared.run { runner.fingerprintOf(archive, device: device) }
             }
             if let upload {
                 // P17: the same configuration as the device's previous backup is not stored twice: the new
@@ -384,17 +384,6 @@ struct TaskRunner: Sendable {
         result.previous = previous
         result.comparison = comparison
         return result
-    }
-
-    /// Runs `body` on a thread of its own. Not on a dispatch queue: on Linux the cooperative pool runs on
-    /// dispatch's global threads, as many as there are cores, so seconds of work there (a large
-    /// configuration in a debug build) would starve the worker's request handlers and lease renewals.
-    static func offloaded<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-        await withCheckedContinuation { continuation in
-            let thread = Thread { continuation.resume(returning: body()) }
-            thread.name = "fingerprint"
-            thread.start()
-        }
     }
 
     /// The fingerprint of the configuration in `archive` (P17); nil, with a warning, when the archive

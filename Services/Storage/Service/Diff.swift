@@ -27,7 +27,7 @@ extension StorageService {
         let (oldName, oldTree) = try await configurationTree(old, member: request.old.member, side: "old", context)
         let (newName, newTree) = try await configurationTree(new, member: request.new.member, side: "new", context)
         let contextLines = request.contextLines == 0 ? 3 : Int(request.contextLines)
-        let diff = try await offloaded { TreeDiff.compare(old: oldTree, new: newTree, context: contextLines) }
+        let diff = try await BlockingPool.shared.run { TreeDiff.compare(old: oldTree, new: newTree, context: contextLines) }
         var response = Rampart_Storage_V1_DiffObjectsResponse()
         response.oldFileName = oldName
         response.newFileName = newName
@@ -79,7 +79,7 @@ extension StorageService {
         let masterKey = masterKey
         let data: Data
         do {
-            data = try await offloaded {
+            data = try await BlockingPool.shared.run {
                 let opened = try ObjectStore.open(path, masterKey: masterKey, expectedSize: info.size)
                 defer { opened.file.close() }
                 var data = Data(capacity: Int(info.size))

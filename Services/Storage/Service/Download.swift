@@ -133,14 +133,14 @@ public final class ObjectRangeReader: @unchecked Sendable {
                 pendingRead = nil
                 sealed = try await pending.value
             } else {
-                sealed = try await offloaded { [self] in try ObjectStore.readSealed(opened, frames) }
+                sealed = try await BlockingPool.shared.run { [self] in try ObjectStore.readSealed(opened, frames) }
             }
             nextFrame = frames.upperBound + 1
             if frames.upperBound < lastFrame {
                 let following = nextFrame...min(lastFrame, nextFrame + batchFrames - 1)
-                pendingRead = Task { try await offloaded { [self] in try ObjectStore.readSealed(opened, following) } }
+                pendingRead = Task { try await BlockingPool.shared.run { [self] in try ObjectStore.readSealed(opened, following) } }
             }
-            return try await offloaded { [self] in try self.openBatch(frames, sealed: sealed) }
+            return try await BlockingPool.shared.run { [self] in try self.openBatch(frames, sealed: sealed) }
         } catch {
             finished = true
             throw ObjectReadError.from(error)
@@ -269,7 +269,7 @@ extension StorageService {
         let masterKey = masterKey
         let opened: ObjectStore.Opened
         do {
-            opened = try await offloaded { try ObjectStore.open(path, masterKey: masterKey, expectedSize: info.size) }
+            opened = try await BlockingPool.shared.run { try ObjectStore.open(path, masterKey: masterKey, expectedSize: info.size) }
         } catch {
             throw ObjectReadError.from(error)
         }

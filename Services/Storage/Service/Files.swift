@@ -142,10 +142,3 @@ enum Files {
         guard fsync(fd) == 0 else { throw FileIOError(operation: "fsync", path: path, code: errno) }
     }
 }
-
-/// Runs blocking file work on a GCD thread, so Swift's cooperative pool never waits on I/O.
-func offloaded<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
-    }
-}

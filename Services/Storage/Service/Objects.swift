@@ -156,7 +156,7 @@ extension StorageService {
         let verified = verified
         let logger = context.logger
         do {
-            return try await offloaded {
+            return try await BlockingPool.shared.run {
                 let opened = try ObjectStore.open(path, masterKey: masterKey, expectedSize: info.size)
                 defer { opened.file.close() }
                 let layout = opened.layout
@@ -277,7 +277,7 @@ extension StorageService {
         let path = configuration.objectPath(info.objectID)
         let masterKey = masterKey
         do {
-            return try await offloaded { () -> (text: String, frame: UInt64?)? in
+            return try await BlockingPool.shared.run { () -> (text: String, frame: UInt64?)? in
                 let opened = try ObjectStore.open(path, masterKey: masterKey, expectedSize: info.size)
                 defer { opened.file.close() }
                 var hasher = SHA256()
