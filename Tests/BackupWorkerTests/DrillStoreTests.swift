@@ -101,4 +101,31 @@ struct DrillStoreTests {
         #expect(last["id-fw"]?.passed == true && last["id-n2"]?.passed == false)
         #expect(last["id-n2"]?.checks.first?.detail == "damaged")
     }
+
+    @Test("P16: records kept from before backup.holdings existed are found as last good backups once it is added (migration 6 fills it), and new ones by its trigger")
+    func holdingsFilledForOlderRecords() async throws {
+        let logger = Logger(label: "drill-store-tests")
+        let before = Array(BackupMigrations.all.prefix { $0.version < 6 })
+        let connectionString = try await onOwnThread { () throws -> String in
+            let connectionString = try TestDatabase.create()
+            let connection = try PostgresConnection(connectionString: connectionString)
+            try Migrator.migrate(schema: "backup", migrations: before, connection: connection, logger: logger)
+            return connectionString
+        }
+        let pool = PostgresPool(connectionString: connectionString, size: 2, logger: logger)
+        let standalone = try await Self.insertBackup(pool, owner: "fw", ago: 3600)
+        let bundle = try await Self.insertBackup(pool, owner: "cl", members: ["n1", "n2"], ago: 3600)
+        let older = try await Self.insertBackup(pool, owner: "cl", members: ["n3"], ago: 7200)
+        try await onOwnThread {
+            try BackupService.migrate(connection: try PostgresConnection(connectionString: connectionString), logger: logger)
+        }
+        #expect(
+            try await Self.lastGood(pool, ["fw", "n1", "n2", "n3", "nobody"])
+                == ["id-fw": standalone, "id-n1": bundle, "id-n2": bundle, "id-n3": older])
+        let newer = try await Self.insertBackup(pool, owner: "cl", members: ["n3", "n1"], ago: 60)
+        #expect(try await Self.lastGood(pool, ["n1", "n2", "n3"]) == ["id-n1": newer, "id-n2": bundle, "id-n3": newer])
+        // Deleted with its backup (retention): the device's last good backup is the one before again.
+        try await pool.transaction { try $0.execute("DELETE FROM backup.backups WHERE id = \(newer)::uuid") }
+        #expect(try await Self.lastGood(pool, ["n1", "n3"]) == ["id-n1": bundle, "id-n3": older])
+    }
 }

@@ -154,5 +154,40 @@ enum BackupMigrations {
                 CREATE INDEX drills_device ON backup.drills (device_id, drilled_at DESC);
                 CREATE INDEX drills_job ON backup.drills (job_id);
                 """),
+        Migration(
+            version: 6, name: "which devices each backup holds a file of, indexed for each device's last good backup",
+            sql: """
+                -- A row per device a backup holds a file of: a device's own file (standalone, HA peer), or each node
+                -- of a cluster bundle. "The newest backup holding device D" is then one index probe per device
+                -- instead of a read of every record and its members (10,000 devices). Derived from backup.backups
+                -- by a trigger, so every writer keeps it right; deleted with the backup.
+                CREATE TABLE backup.holdings (
+                    device_id text NOT NULL,
+                    backup_id uuid NOT NULL REFERENCES backup.backups (id) ON DELETE CASCADE,
+                    created_at timestamptz NOT NULL,
+                    PRIMARY KEY (device_id, backup_id)
+                );
+                CREATE INDEX holdings_newest ON backup.holdings (device_id, created_at DESC, backup_id DESC);
+                CREATE INDEX holdings_backup ON backup.holdings (backup_id);
+                INSERT INTO backup.holdings (device_id, backup_id, created_at)
+                    SELECT owner_id, id, created_at FROM backup.backups WHERE jsonb_array_length(members) = 0
+                    UNION
+                    SELECT m ->> 'deviceId', b.id, b.created_at
+                    FROM backup.backups b CROSS JOIN LATERAL jsonb_array_elements(b.members) m
+                    WHERE m ->> 'deviceId' IS NOT NULL;
+                CREATE FUNCTION backup.record_holdings() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    INSERT INTO backup.holdings (device_id, backup_id, created_at)
+                    SELECT DISTINCT held.device_id, NEW.id, NEW.created_at FROM (
+                        SELECT NEW.owner_id AS device_id WHERE jsonb_array_length(NEW.members) = 0
+                        UNION ALL
+                        SELECT m ->> 'deviceId' FROM jsonb_array_elements(NEW.members) m WHERE m ->> 'deviceId' IS NOT NULL
+                    ) held
+                    ON CONFLICT DO NOTHING;
+                    RETURN NULL;
+                END $$;
+                CREATE TRIGGER backups_holdings AFTER INSERT ON backup.backups
+                    FOR EACH ROW EXECUTE FUNCTION backup.record_holdings();
+                """),
     ]
 }

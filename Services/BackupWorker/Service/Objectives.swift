@@ -72,24 +72,24 @@ enum ObjectiveStore {
         }
     }
 
-    /// The last good backup of each of `deviceIds`, in one query: the newest backup a device owns (a
-    /// standalone device's or an HA peer's file), or the newest cluster bundle holding its file (a node's),
-    /// leaving out a backup whose latest restore drill of that device failed (P18: it would not restore).
+    /// The last good backup of each of `deviceIds`, in one query: the newest backup holding the device's
+    /// file (`backup.holdings`: a standalone device's or an HA peer's own file, or a cluster bundle with its
+    /// node's), leaving out a backup whose latest restore drill of that device failed (P18: it would not
+    /// restore). One index probe per device, however many backups are kept.
     static func lastGood(deviceIds: [String], on connection: PostgresConnection) throws -> [String: (id: String, created: Date)] {
         guard !deviceIds.isEmpty else { return [:] }
         let rows = try connection.query(
             """
-            SELECT DISTINCT ON (device_id) device_id, id, created_at FROM (
-                SELECT owner_id AS device_id, id::text AS id, created_at FROM backup.backups
-                WHERE jsonb_array_length(members) = 0
-                UNION ALL
-                SELECT m ->> 'deviceId', b.id::text, b.created_at
-                FROM backup.backups b CROSS JOIN LATERAL jsonb_array_elements(b.members) m
-            ) holders
-            WHERE device_id = ANY(\(deviceIds))
-              AND coalesce((SELECT d.passed FROM backup.drills d WHERE d.backup_id = holders.id::uuid
-                            AND d.device_id = holders.device_id ORDER BY d.drilled_at DESC LIMIT 1), true)
-            ORDER BY device_id, created_at DESC, id DESC
+            SELECT devices.device_id, newest.id, newest.created_at
+            FROM unnest(\(deviceIds)::text[]) AS devices(device_id)
+            CROSS JOIN LATERAL (
+                SELECT h.backup_id::text AS id, h.created_at FROM backup.holdings h
+                WHERE h.device_id = devices.device_id
+                  AND coalesce((SELECT d.passed FROM backup.drills d WHERE d.backup_id = h.backup_id
+                                AND d.device_id = h.device_id ORDER BY d.drilled_at DESC LIMIT 1), true)
+                ORDER BY h.created_at DESC, h.backup_id DESC
+                LIMIT 1
+            ) newest
             """)
         var result: [String: (id: String, created: Date)] = [:]
         for row in rows {
