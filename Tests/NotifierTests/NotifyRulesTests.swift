@@ -60,6 +60,21 @@ import Testing
         }
     }
 
+    @Test("P15: a token in a hook URL's path (chat webhooks, a UUID) is never shown; names in the path stay")
+    func pathTokens() {
+        #expect(
+            URLMasking.masked("https://hooks.slack.com/services/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")
+                == "https://hooks.slack.com/services/T0123ABCD/B0456EFGH/***")
+        #expect(
+            URLMasking.masked("https://discord.example/api/webhooks/112233445566778899/aBcD-eFgH_1234567890xyzXYZ")
+                == "https://discord.example/api/webhooks/***/***")
+        #expect(
+            URLMasking.masked("https://webhook.site/6f1c2b3a-4d5e-4f60-8a9b-0c1d2e3f4a5b")
+                == "https://webhook.site/***")
+        #expect(URLMasking.masked("https://hooks.example.net/hooks/backup-events-receiver/") == "https://hooks.example.net/hooks/backup-events-receiver/")
+        #expect(URLMasking.masked("https://h.example/a%2Fb%2Fc%2Fd%2Fe%2F") == "https://h.example/***")
+    }
+
     @Test("P15: a hook URL is http or https with a host")
     func validation() {
         #expect(URLMasking.problem("https://hooks.example.net/x") == nil)

@@ -68,12 +68,16 @@ public struct Backoff: Sendable, Equatable {
 }
 
 /// Hook URLs as they may be shown or logged: a user, password or query value is a credential often
-/// enough (`https://user:token@host/…`, `…?token=…`) that none is ever printed (P15).
+/// enough (`https://user:token@host/…`, `…?token=…`) that none is ever printed (P15). So is a token in
+/// the path, as chat services put it (`/services/T0123/B0456/<24 characters>`, `/api/webhooks/<id>/<token>`,
+/// a UUID): a path segment of 16 characters or more with a digit or a capital letter in it is masked too,
+/// while words (`/hooks/backup-events`) stay readable.
 public enum URLMasking {
     public static let mask = "***"
 
-    /// `url` with its user info and every query value replaced by `***`; the scheme, host, port, path
-    /// and query names stay. Text that is no URL is masked whole after its scheme.
+    /// `url` with its user info, every query value and every token-like path segment replaced by `***`;
+    /// the scheme, host, port, other path segments and query names stay. Text that is no URL is masked
+    /// whole after its scheme.
     public static func masked(_ url: String) -> String {
         guard var components = URLComponents(string: url), components.host != nil else {
             if let range = url.range(of: "://") { return String(url[..<range.upperBound]) + mask }
@@ -86,9 +90,17 @@ public enum URLMasking {
         if let items = components.queryItems {
             components.queryItems = items.map { URLQueryItem(name: $0.name, value: $0.value == nil ? nil : mask) }
         }
+        components.percentEncodedPath = components.percentEncodedPath.split(separator: "/", omittingEmptySubsequences: false)
+            .map { isTokenLike($0) ? mask : String($0) }.joined(separator: "/")
         guard let text = components.string else { return mask }
         guard hadUserInfo, let schemeEnd = text.range(of: "://") else { return text }
         return String(text[..<schemeEnd.upperBound]) + mask + "@" + String(text[schemeEnd.upperBound...])
+    }
+
+    /// Whether a path segment looks like a credential rather than a name: 16 characters or more, with a
+    /// digit or a capital letter (or a percent-encoded byte) among them.
+    static func isTokenLike(_ segment: Substring) -> Bool {
+        segment.utf8.count >= 16 && segment.utf8.contains { (0x30...0x39).contains($0) || (0x41...0x5a).contains($0) || $0 == 0x25 }
     }
 
     /// Why `url` cannot be a hook's, or nil: http or https, a host, no fragment, at most 2048 characters.
