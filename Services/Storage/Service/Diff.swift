@@ -24,8 +24,10 @@ extension StorageService {
         context.audit.subject = new
         context.audit.note("old", old + (request.old.member.isEmpty ? "" : "/" + request.old.member))
         context.audit.note("new", new + (request.new.member.isEmpty ? "" : "/" + request.new.member))
-        let (oldName, oldTree) = try await configurationTree(old, member: request.old.member, side: "old", context)
-        let (newName, newTree) = try await configurationTree(new, member: request.new.member, side: "new", context)
+        // Both sides are read, decrypted and unpacked at once (on two threads of the blocking pool).
+        async let oldSide = configurationTree(old, member: request.old.member, side: "old", context)
+        async let newSide = configurationTree(new, member: request.new.member, side: "new", context)
+        let ((oldName, oldTree), (newName, newTree)) = try await (oldSide, newSide)
         let contextLines = request.contextLines == 0 ? 3 : Int(request.contextLines)
         let diff = try await BlockingPool.shared.run { TreeDiff.compare(old: oldTree, new: newTree, context: contextLines) }
         var response = Rampart_Storage_V1_DiffObjectsResponse()
