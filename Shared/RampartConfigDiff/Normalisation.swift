@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A rule that takes volatile content out of a configuration file before two versions are compared:
 /// what a device rewrites on every export (times, checksums, counters) is not a change of
@@ -122,17 +125,29 @@ public enum ConfigText {
     /// characters, and `Data`'s byte iterator, as a third of its time); a carriage return before a line
     /// feed stays at the end of its line.
     public static func lines(_ contents: Data) -> [Substring]? {
-        guard !contents.withUnsafeBytes({ $0.contains(0) }), let text = String(data: contents, encoding: .utf8) else {
-            return nil
+        let holdsNUL = contents.withUnsafeBytes { bytes in
+            bytes.baseAddress.map { memchr($0, 0, bytes.count) != nil } ?? false
         }
-        var lines: [Substring] = []
+        guard !holdsNUL, var text = String(data: contents, encoding: .utf8) else { return nil }
+        // Offsets found with memchr over the text's own bytes; a UTF-8 view index moves by an offset at once.
+        let offsets: [(start: Int, end: Int)] = text.withUTF8 { bytes in
+            var offsets: [(start: Int, end: Int)] = []
+            guard let base = bytes.baseAddress else { return offsets }
+            var start = 0
+            while start < bytes.count {
+                guard let found = memchr(base + start, 0x0A, bytes.count - start) else {
+                    offsets.append((start, bytes.count))
+                    break
+                }
+                let newline = base.distance(to: found.assumingMemoryBound(to: UInt8.self))
+                offsets.append((start, newline))
+                start = newline + 1
+            }
+            return offsets
+        }
         let utf8 = text.utf8
-        var start = utf8.startIndex
-        while let newline = utf8[start...].firstIndex(of: 0x0A) {
-            lines.append(text[start..<newline])
-            start = utf8.index(after: newline)
+        return offsets.map { line in
+            text[utf8.index(utf8.startIndex, offsetBy: line.start)..<utf8.index(utf8.startIndex, offsetBy: line.end)]
         }
-        if start < utf8.endIndex { lines.append(text[start...]) }
-        return lines
     }
 }

@@ -71,6 +71,16 @@ struct NormalisationTests {
         #expect(ConfigSecrets.masked(#"  "psk": "abc", "peer": "x""#) == #"  "psk": <secret>"#)
         #expect(ConfigSecrets.masked("username admin Password hunter2 encrypted") == "username admin Password <secret>")
         #expect(ConfigSecrets.masked("hostname fw-1") == "hostname fw-1")
+        // Several keywords: the one listed first wins, from its first occurrence, wherever it stands.
+        #expect(ConfigSecrets.masked("secret-id 7 password hunter2") == "secret-id 7 password <secret>")
+        #expect(ConfigSecrets.masked("PASSWORD=a password=b") == "PASSWORD=<secret>")
+        #expect(ConfigSecrets.masked("pre-shared password x") == "pre-shared password <secret>", "a keyword's start alone is none")
+        #expect(ConfigSecrets.masked("secret") == "secret" && ConfigSecrets.masked("") == "")
+        #expect(ConfigSecrets.masked("ésecret: ü") == "ésecret: <secret>")
+        // The PEM marker anywhere in a file, also at its very end or past a false start.
+        #expect(ConfigSecrets.isSecretFile(path: "a.txt", contents: Data("xx PRIVATE KEY---- PRIVATE KEY-----".utf8)))
+        #expect(!ConfigSecrets.isSecretFile(path: "a.txt", contents: Data("PRIVATE KEY----".utf8)))
+        #expect(!ConfigSecrets.isSecretFile(path: "a.txt", contents: Data()))
     }
 }
 
