@@ -8,16 +8,19 @@ import RampartTesting
 import Testing
 
 /// A webhook receiver for tests: Python's http.server on a loopback port, appending every POST it
-/// takes (headers and body) as one JSON line to a file, answering 200 after the line is written. It
-/// can be stopped (connection refused) and started again on the same port.
+/// takes (headers and body) as one JSON line to a file, answering 200 after the line is written (and
+/// `answerDelay` seconds more, when given). It can be stopped (connection refused) and started again on
+/// the same port.
 final class WebhookReceiver: @unchecked Sendable {
     let port: Int
     let file: String
     let script: String
     let logPath: String
+    let answerDelay: Double
     private(set) var process: ChildProcess?
 
-    init(directory: String, name: String) throws {
+    init(directory: String, name: String, answerDelay: Double = 0) throws {
+        self.answerDelay = answerDelay
         port = FreePort.next()
         file = directory + "/\(name).jsonl"
         script = directory + "/receiver.py"
@@ -29,7 +32,7 @@ final class WebhookReceiver: @unchecked Sendable {
     var url: String { "http://127.0.0.1:\(port)/hook" }
 
     func start() async throws {
-        process = try ChildProcess("/usr/bin/env", ["python3", script, "\(port)", file], logPath: logPath)
+        process = try ChildProcess("/usr/bin/env", ["python3", script, "\(port)", file, "\(answerDelay)"], logPath: logPath)
         for _ in 0..<200 {
             if let log = try? String(contentsOfFile: logPath, encoding: .utf8), log.contains("listening") { return }
             try await Task.sleep(for: .milliseconds(50))
@@ -62,14 +65,15 @@ final class WebhookReceiver: @unchecked Sendable {
     }
 
     static let python = """
-        import http.server, json, sys
-        port, out = int(sys.argv[1]), sys.argv[2]
+        import http.server, json, sys, time
+        port, out, delay = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get('Content-Length', 0)))
                 record = {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body.decode()}
                 with open(out, "a") as f:
                     f.write(json.dumps(record) + "\\n")
+                time.sleep(delay)
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -243,6 +247,69 @@ struct NotifierTests {
             #expect(try await it.rampart("notify", "remove", downHook.id).exitCode == 3)
             #expect(try await it.rampart("notify", "test", UUID().uuidString).exitCode == 3)
             await up.stop()
+        }
+    }
+
+    @Test(
+        "P15: a notifier killed (kill -9) while a hook is taking an event loses nothing: restarted with the same --instance-id it takes its hook back and sends what was not answered again, with the same X-Rampart-Delivery; every other event once, in order"
+    )
+    func killedMidDelivery() async throws {
+        var spec = FleetSpec()
+        spec.device("fw-ok")
+        try await withBackupSystem(spec) { system in
+            let it = system.system
+            let client = it.client()
+            defer { client.close() }
+            let arguments = [
+                "--instance-id", "notifier-kill-test", "--retry-base-seconds", "0.2", "--retry-max-seconds", "1", "--poll-ms", "200",
+            ]
+            var notifier = try it.start("notifier", arguments)
+            try await it.waitUntilServing(NotifyAPI.serviceName)
+            // Each POST is written down by the receiver, then answered 2 s later: a kill lands between the two.
+            let slow = try WebhookReceiver(directory: it.logDirectory, name: "slow", answerDelay: 2)
+            try await slow.start()
+            defer { slow.process?.stopInBackground() }
+            let add = try await it.rampart(["notify", "add", slow.url, "--topic", "backup.*", "--output", "json"])
+            #expect(add.exitCode == 0, "\(add)")
+            let hook = try OperatorJSON.decode(Rampart_Notify_V1_Hook.self, from: add.stdout)
+            let (backup, code) = try await system.backUp("fw-ok")
+            #expect(code == 0, "\(backup)")
+
+            // The first POST is taken and not yet answered: kill -9.
+            var taken: [WebhookReceiver.Delivery] = []
+            for _ in 0..<3000 where taken.isEmpty {
+                taken = try slow.deliveries()
+                if taken.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+            }
+            try #require(!taken.isEmpty, "the receiver never took a POST")
+            notifier.kill9()
+            let killedAfter = try slow.deliveries().count
+
+            notifier = try it.start("notifier", arguments)
+            try await it.waitUntilServing(NotifyAPI.serviceName)
+            let expected = try await Self.expected(client, since: hook.lastSeq, topics: ["backup."]).map(\.seq)
+            #expect(expected.count >= 4, "a backup's events: \(expected)")
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(120)
+            var deliveries = try slow.deliveries()
+            while !Set(expected).isSubset(of: Set(deliveries.map(\.seq))) && clock.now < deadline {
+                try await Task.sleep(for: .milliseconds(200))
+                deliveries = try slow.deliveries()
+            }
+            let seqs = deliveries.map(\.seq)
+            // Nothing lost, order kept: the sequence without repeats is exactly the expected one.
+            var unique: [UInt64] = []
+            for seq in seqs where unique.last != seq { unique.append(seq) }
+            #expect(unique == expected, "taken \(seqs), expected \(expected)")
+            // At most the event in flight at the kill came twice, back to back, with the same delivery id.
+            let repeated = seqs.count - unique.count
+            #expect(repeated <= 1, "taken \(seqs)")
+            if repeated == 1, let index = seqs.indices.dropFirst().first(where: { seqs[$0] == seqs[$0 - 1] }) {
+                #expect(index == killedAfter, "the repeat is the POST the kill cut off: taken \(seqs), \(killedAfter) before the kill")
+                let ids = [deliveries[index - 1], deliveries[index]].map { $0.headers["x-rampart-delivery"] ?? "" }
+                #expect(ids[0] == ids[1] && ids[0] == "\(hook.id):\(seqs[index])", "\(ids)")
+            }
+            #expect(await notifier.stop(), "the restarted notifier stops gracefully")
         }
     }
 }
