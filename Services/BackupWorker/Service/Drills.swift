@@ -518,7 +518,8 @@ struct DrillRunner: Sendable {
 }
 
 /// A child process run to its end: its output into files, its environment reduced to what it needs (no
-/// bus keys), killed when the caller is cancelled or it outlives `timeout`.
+/// bus keys), ended when the caller is cancelled or it outlives `timeout` (SIGTERM, then SIGKILL
+/// `Child.grace` later if it is still there).
 enum ChildRun {
     /// Runs `path` with `arguments`; returns its exit status (a signal's number + 128 when killed).
     static func run(_ path: String, _ arguments: [String], stdout: String, stderr: String, timeout: Duration) async throws
@@ -558,7 +559,12 @@ enum ChildRun {
                                     ? 128 + ended.terminationStatus : ended.terminationStatus)
                         }
                         do {
-                            try child.process.run()
+                            guard try child.start() else {
+                                // Cancelled before it started: it never runs.
+                                child.process.terminationHandler = nil
+                                continuation.resume(throwing: CancellationError())
+                                return
+                            }
                         } catch {
                             child.process.terminationHandler = nil
                             continuation.resume(
@@ -576,20 +582,52 @@ enum ChildRun {
                 return nil
             }
             defer { group.cancelAll() }
+            var timedOut = false
             while let next = try await group.next() {
-                if let status = next { return status }
+                // nil: the timeout ran out and asked the child to end; its status follows.
+                guard let status = next else {
+                    timedOut = true
+                    continue
+                }
+                guard !timedOut else { break }
+                return status
             }
-            throw RPCError(.deadlineExceeded, "device-agent drill took longer than \(timeout)")
+            throw RPCError(.deadlineExceeded, "device-agent drill took longer than \(timeout) and was stopped")
         }
     }
 
-    /// The process, shared with the cancellation handler (Foundation's `Process` is not `Sendable`; it is
-    /// only killed from there, which `Process` allows from any thread).
+    /// The process, shared with the cancellation handler and the timeout (Foundation's `Process` is not
+    /// `Sendable`; it is only signalled from there, which `Process` allows from any thread). A kill asked
+    /// for before the process started (the task cancelled first) is remembered, so it never starts.
     final class Child: @unchecked Sendable {
         let process = Process()
+        private let state = Mutex((started: false, killed: false))
+        /// How long a child has between SIGTERM and SIGKILL.
+        static let grace = Duration.seconds(5)
 
+        /// Starts the process unless it was killed already; false then.
+        func start() throws -> Bool {
+            try state.withLock { state in
+                guard !state.killed else { return false }
+                try process.run()
+                state.started = true
+                return true
+            }
+        }
+
+        /// Asks the process to end (SIGTERM), and ends it (SIGKILL) if it is still there after `grace`.
         func kill() {
-            if process.isRunning { process.terminate() }
+            let started = state.withLock { state in
+                defer { state.killed = true }
+                return state.started
+            }
+            guard started, process.isRunning else { return }
+            let pid = process.processIdentifier
+            process.terminate()
+            Task.detached { [self] in
+                try? await Task.sleep(for: Self.grace)
+                if process.isRunning { _ = Glibc.kill(pid, SIGKILL) }
+            }
         }
     }
 }

@@ -424,6 +424,10 @@ extension DeviceAgentCommand {
         }
 
         func run() async throws {
+            // A backup worker starts this, and ignores SIGTERM and SIGINT itself (its graceful shutdown
+            // watches them): ignored signals are inherited, and a drill must end when its worker stops it.
+            signal(SIGTERM, SIG_DFL)
+            signal(SIGINT, SIG_DFL)
             let logger = log.bootstrap("rampart.device-agent.drill")
             var request = RestoreDrill.Request(
                 directory: dir, archivePath: archive,
