@@ -53,10 +53,12 @@ final class WebhookReceiver: @unchecked Sendable {
         var topic: String { object["topic"] as? String ?? "" }
     }
 
-    /// Every POST taken so far, in the order taken.
+    /// Every POST taken so far, in the order taken. A line the receiver is still writing (no line feed
+    /// yet) is left for the next look.
     func deliveries() throws -> [Delivery] {
         let text = try String(contentsOfFile: file, encoding: .utf8)
-        return try text.split(separator: "\n").map { line in
+        let complete = text.hasSuffix("\n") ? Substring(text) : text[..<(text.lastIndex(of: "\n").map { text.index(after: $0) } ?? text.startIndex)]
+        return try complete.split(separator: "\n").map { line in
             let record = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
             let body = record["body"] as? String ?? ""
             let object = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
