@@ -133,6 +133,7 @@ public final class Broker: Service, Sendable {
     public func stop() { control.stop() }
 
     private func loop() throws {
+        try control.wakeup.ensureUsable()
         let socket = try ZMQSocket(.router)
         try socket.setMaxMessageSize(BusProtocol.maxMessageSize)
         try socket.setHighWaterMarks(send: 100_000, receive: 100_000)

@@ -124,7 +124,6 @@ public final class BusClient: Sendable, RPCCaller {
             return state.nextId
         }
         guard let id else { return Self.localReply(0, .cancelled, "the client was closed") }
-        startIfNeeded()
         var header = Rampart_Bus_V1_RequestHeader()
         header.requestID = id
         header.method = method
@@ -141,6 +140,9 @@ public final class BusClient: Sendable, RPCCaller {
                 // From the socket thread itself (a caller preferring `executor`), the loop sends it
                 // before it polls again.
                 mailbox.push(frames, wake: !loopExecutor.isLoopThread)
+                // Started (or started again after a failed loop) once the call is registered, so that a
+                // loop failing meanwhile either fails this call or is followed by one that sends it.
+                startIfNeeded()
             }
         } onCancel: {
             resolve(id, Self.localReply(id, .cancelled, "the call was cancelled"))
@@ -163,13 +165,32 @@ public final class BusClient: Sendable, RPCCaller {
         }
         guard start else { return }
         Thread.start(named: "bus-client") { [self] in
-            do { try loop() } catch { logger.error("bus client stopped", metadata: ["error": "\(error)"]) }
+            do { try loop() } catch { stopped(by: error) }
+        }
+    }
+
+    /// The loop could not run or failed (its socket or wakeup could not be made — the process out of file
+    /// descriptors, most often): every call waiting gets UNAVAILABLE with the reason instead of waiting
+    /// for ever, what was queued for the socket is dropped, and the next call starts a loop again.
+    private func stopped(by error: any Error) {
+        let waiting = state.withLock { state in
+            state.started = false
+            defer { state.pending.removeAll() }
+            return Array(state.pending)
+        }
+        _ = mailbox.takeAll()
+        logger.error(
+            "bus client stopped; calls waiting fail UNAVAILABLE and the next call tries again",
+            metadata: ["error": "\(error)", "calls": "\(waiting.count)"])
+        for (id, pending) in waiting {
+            pending.continuation.resume(returning: Self.localReply(id, .unavailable, "the bus client stopped: \(error)"))
         }
     }
 
     private func loop() throws {
         loopExecutor.loopStarted()
         defer { loopExecutor.loopEnded() }
+        try control.wakeup.ensureUsable()
         let socket = try ZMQSocket(.dealer)
         try socket.setMaxMessageSize(BusProtocol.maxMessageSize)
         try security.apply(to: socket)

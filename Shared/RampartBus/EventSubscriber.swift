@@ -141,6 +141,7 @@ public struct EventSubscriber: Sendable {
     private static func receive(
         from endpoint: String, security: BusSecurity, control: LoopControl, into continuation: AsyncStream<Live>.Continuation, logger: Logger
     ) throws {
+        try control.wakeup.ensureUsable()
         let socket = try ZMQSocket(.sub)
         try socket.setHighWaterMarks(send: 1000, receive: 100_000)
         try socket.subscribe("")  // everything: gaps are then exact (docs/protocol.md, "Events")

@@ -173,6 +173,7 @@ public final class ServiceHost: Service, Sendable {
     }
 
     private func loop(mailbox: Mailbox) throws {
+        try control.wakeup.ensureUsable()
         let executor = SocketThreadExecutor()
         var socket = try connect()
         logger.info(

@@ -56,9 +56,10 @@ public final class ZAPHandler: Sendable {
     public func start() throws {
         let bound = DispatchSemaphore(value: 0)
         let failure = Mutex<(any Error)?>(nil)
-        let thread = Thread { [self] in
+        Thread.start(named: "bus-zap") { [self] in
             let socket: ZMQSocket
             do {
+                try control.wakeup.ensureUsable()
                 socket = try ZMQSocket(.rep)
                 try socket.bind(Self.endpoint)
             } catch {
@@ -69,8 +70,6 @@ public final class ZAPHandler: Sendable {
             bound.signal()
             loop(socket)
         }
-        thread.name = "bus-zap"
-        thread.start()
         bound.wait()
         if let error = failure.withLock({ $0 }) { throw error }
     }

@@ -128,6 +128,7 @@ public final class EventPublisher: Service, Sendable {
     }
 
     private func loop() throws {
+        try control.wakeup.ensureUsable()
         var socket = try openSocket(endpoint)
         defer { socket.close() }
         let actual = socket.lastEndpoint

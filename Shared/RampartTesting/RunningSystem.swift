@@ -106,13 +106,17 @@ public final class RunningSystem: @unchecked Sendable {
         return .curve(file)
     }
 
-    /// Starts one more instance of executable `name` (e.g. "inventory").
+    /// Starts one more instance of executable `name` (e.g. "inventory"); with `openFiles`, as a process
+    /// that may open at most that many files (soft and hard limit, set by util-linux's `prlimit`).
     @discardableResult
-    public func start(_ name: String, _ arguments: [String] = []) throws -> ChildProcess {
+    public func start(_ name: String, _ arguments: [String] = [], openFiles: Int? = nil) throws -> ChildProcess {
         lock.lock()
         defer { lock.unlock() }
+        let (executable, allArguments) =
+            openFiles.map { ("/usr/bin/prlimit", ["--nofile=\($0):\($0)", "--", Binaries.path(name)] + arguments) }
+            ?? (Binaries.path(name), arguments)
         let process = try ChildProcess(
-            Binaries.path(name), arguments, environment: environment,
+            executable, allArguments, environment: environment,
             logPath: logDirectory + "/\(name)-\(services.count).log")
         services.append(process)
         return process

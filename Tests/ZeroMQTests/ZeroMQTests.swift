@@ -325,6 +325,25 @@ struct ZMQErrorTests {
         #expect(wouldBlock != ZMQError(code: EAGAIN, operation: "send"))
     }
 
+    @Test("a context holds as many sockets as the process may open files, past libzmq's default of 1,023")
+    func socketLimit() throws {
+        let files = OpenFiles.raiseToHardLimit()
+        let context = ZMQContext()
+        #expect(context.maxSockets == ZMQContext.socketLimit(files: files, libzmqLimit: 65535), "\(context.maxSockets) for \(files) files")
+        // Each socket holds a descriptor (its mailbox): 1,100 need more than 1,100 files.
+        try #require(files > 2400, "this test needs a process that may open more than 2,400 files, not \(files)")
+        let sockets = try (0..<1100).map { _ in try ZMQSocket(.dealer, context: context) }
+        #expect(sockets.count == 1100)
+    }
+
+    @Test("the default of 1,023 sockets is the floor, and the open-file limit otherwise (pure)")
+    func socketLimitRule() {
+        #expect(ZMQContext.socketLimit(files: 600, libzmqLimit: 65535) == 1023)
+        #expect(ZMQContext.socketLimit(files: 20000, libzmqLimit: 65535) == 20000)
+        #expect(ZMQContext.socketLimit(files: 1 << 20, libzmqLimit: 65535) == 65535)
+        #expect(ZMQContext.socketLimit(files: 5000, libzmqLimit: 0) == 5000, "no ceiling reported")
+    }
+
     @Test("bind to an unknown transport throws a ZMQError naming the endpoint")
     func bindFails() throws {
         let socket = try ZMQSocket(.router)

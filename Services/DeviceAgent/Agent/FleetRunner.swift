@@ -5,6 +5,7 @@ import RampartBus
 import RampartProto
 import RampartRPC
 import ServiceLifecycle
+import ZeroMQ
 
 /// Runs a fleet of simulated devices in one process (`device-agent fleet`): prepares each device's
 /// folder (`DIR/<name>/`, initialised when missing), resolves (and with `register` registers) every
@@ -56,23 +57,48 @@ public struct FleetRunner: Service {
     /// Runs the fleet until a graceful shutdown.
     public func run() async throws {
         let started = ContinuousClock.now
-        let folders = try await Self.prepare(directory: directory, spec: spec)
-        logger.notice("device folders ready", metadata: ["devices": "\(folders.count)", "elapsed": "\(ContinuousClock.now - started)"])
+        let prepared = try await Self.prepare(directory: directory, spec: spec)
+        logger.notice("device folders ready", metadata: ["devices": "\(prepared.count)", "elapsed": "\(ContinuousClock.now - started)"])
+        let fit = Self.devicesThatFit(limit: OpenFiles.raiseToHardLimit())
+        let folders = Array(prepared.prefix(fit))
+        if prepared.count > fit {
+            let left = prepared.dropFirst(fit).map(\.facts.name)
+            logger.error(
+                "this process may not open enough files for the whole fleet: the devices that fit are run, the others are not; run the fleet as several processes (each with its own --spec)",
+                metadata: ["devices": "\(prepared.count)", "run": "\(fit)", "not-run": "\(left.count)",
+                           "first-not-run": "\(left.prefix(5).joined(separator: ","))",
+                           "files-allowed": "\(OpenFiles.raiseToHardLimit())", "files-per-device": "\(Self.filesPerDevice)"])
+        }
         // Each device talks with its own key; a missing key stops the fleet before anything connects.
         let securities = try folders.map { try deviceSecurity($0.facts.name) }
         let clients = zip(folders, securities).map { folder, security in
             BusClient(endpoint: base.busEndpoint, security: security, caller: "device-agent@\(folder.facts.name)", logger: logger)
         }
         defer { for client in clients { client.close() } }
+        // A device that cannot be resolved now (the bus not answering it, the process out of descriptors)
+        // is left to its runner, which resolves it when it boots, and boots again after a failure.
         let resolved = try await cancelWhenGracefulShutdown { [self] in
-            try await Self.boundedMap(Array(zip(folders, clients)), concurrency: concurrency) { [self] folder, deviceClient in
-                let device = try await DeviceRunner.resolve(
-                    facts: folder.facts, register: base.register, managerId: base.managerId, client: client, logger: logger)
-                await DeviceRunner.reportPresence(device.id, true, client: deviceClient, logger: logger)
-                return device
+            try await Self.boundedMap(Array(zip(folders, clients)), concurrency: concurrency) { [self] folder, deviceClient
+                -> Rampart_Inventory_V1_Device? in
+                do {
+                    let device = try await DeviceRunner.resolve(
+                        facts: folder.facts, register: base.register, managerId: base.managerId, client: client, logger: logger)
+                    await DeviceRunner.reportPresence(device.id, true, client: deviceClient, logger: logger)
+                    return device
+                } catch is CancellationError {
+                    throw CancellationError()
+                } catch {
+                    logger.error(
+                        "device not resolved in inventory; it tries again when it boots",
+                        metadata: ["device": "\(folder.facts.name)", "error": "\(error)"])
+                    return nil
+                }
             }
         }
-        logger.notice("devices resolved in inventory", metadata: ["devices": "\(resolved.count)", "elapsed": "\(ContinuousClock.now - started)"])
+        logger.notice(
+            "devices resolved in inventory",
+            metadata: ["devices": "\(resolved.compactMap { $0 }.count)", "of": "\(resolved.count)",
+                       "elapsed": "\(ContinuousClock.now - started)"])
         if base.register { try await createGroups() }
         if Task.isShuttingDownGracefully { return }
         let byName = Dictionary(uniqueKeysWithValues: spec.devices.map { ($0.name, $0) })
@@ -87,12 +113,29 @@ public struct FleetRunner: Service {
                 let power = powers[folder.facts.name]!
                 group.addTask { [logger] in
                     // Each boot serves until a graceful shutdown or until the device is switched off; switched
-                    // on again, it boots afresh (a new instance, no exports).
+                    // on again, it boots afresh (a new instance, no exports). A device that fails (the process
+                    // out of file descriptors, most often) is logged and booted again after a pause: the
+                    // others go on serving.
+                    var failures = 0
                     while true {
                         let runner = DeviceRunner(
                             folder: folder, configuration: configuration, client: deviceClient, logger: logger, known: device,
                             power: power)
-                        try await runner.run()
+                        do {
+                            try await runner.run()
+                            failures = 0
+                        } catch {
+                            if Task.isShuttingDownGracefully || Task.isCancelled { return }
+                            failures += 1
+                            let pause = Self.restartPause(afterFailures: failures)
+                            logger.error(
+                                "device stopped; booting it again after a pause",
+                                metadata: ["device": "\(folder.facts.name)", "error": "\(error)", "failures": "\(failures)",
+                                           "pause": "\(pause)"])
+                            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
+                            if Task.isShuttingDownGracefully || Task.isCancelled { return }
+                            continue
+                        }
                         guard power.state == .off, !Task.isShuttingDownGracefully, !Task.isCancelled else { return }
                         try await cancelWhenGracefulShutdown { try await power.waitUntilOn() }
                         if Task.isShuttingDownGracefully { return }
@@ -103,6 +146,26 @@ public struct FleetRunner: Service {
             group.addTask { [self] in try await followPowerSwitches(powers) }
             logger.notice("fleet serving", metadata: ["devices": "\(folders.count)", "elapsed": "\(ContinuousClock.now - started)"])
         }
+    }
+
+    /// Open files one simulated device holds while it serves: two ZeroMQ sockets (its bus client and its
+    /// service instance), each with libzmq's mailbox, a TCP connection and Rampart's wakeup (measured:
+    /// 6,619 descriptors for a fleet of 1,100; docs/device-agent.md).
+    static let filesPerDevice = 6
+
+    /// Descriptors kept for the process itself, beyond its devices': libdispatch's timers and signal
+    /// sources, logs, the files an export or a restore opens. Running out of them is not an error a
+    /// process can report: libdispatch stops it (SIGILL) when it cannot make a descriptor it needs.
+    static let reservedFiles = 256
+
+    /// How many devices one process runs when it may open `limit` files.
+    static func devicesThatFit(limit: Int) -> Int {
+        max(0, (limit - reservedFiles) / filesPerDevice)
+    }
+
+    /// The pause before a failed device boots again: 1 s, doubling, at most 30 s.
+    static func restartPause(afterFailures failures: Int) -> Duration {
+        .seconds(min(30, 1 << min(failures - 1, 5)))
     }
 
     /// Applies the fleet's power switches (`DIR/power/<name>`, written by `device-agent power`) every
