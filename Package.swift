@@ -262,7 +262,7 @@ let package = Package(
         // Notifications (P15): hooks in the `notify` schema, the journal followed per hook, webhook POSTs.
         .target(
             name: "NotifierService",
-            dependencies: ["RampartDatabase", "RampartBasics",
+            dependencies: ["RampartDatabase", "RampartBasics", "RampartCrypto",
                 "RampartBus", "RampartProto", "RampartRPC", "RampartAPI", "RampartJSON", "Postgres",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -275,6 +275,7 @@ let package = Package(
             name: "Notifier",
             dependencies: [
                 "RampartServiceBoot", "RampartDatabase", "NotifierService", "RampartCore", "RampartAPI", "RampartAudit",
+                "RampartCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Services/Notifier/Main", swiftSettings: strict),
@@ -343,7 +344,7 @@ let package = Package(
         .testTarget(
             name: "NotifierTests",
             dependencies: [
-                "NotifierService", "RampartProto", "RampartAPI", "RampartRPC",
+                "NotifierService", "RampartCrypto", "RampartProto", "RampartAPI", "RampartRPC",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             path: "Tests/NotifierTests"),

@@ -80,7 +80,7 @@ wait_for "the inventory" rampart devices list --timeout 1
 start storage storage --dir "$state/storage"
 start link-signer link-signer --master-key "$state/link-signer/master.key"
 start restore-coordinator restore-coordinator
-start notifier notifier
+start notifier notifier --master-key "$state/notifier/master.key"
 start backup-worker-1 backup-worker --instance-id backup-worker-1
 start backup-worker-2 backup-worker --instance-id backup-worker-2
 # The simulated fleet (dev/fleet.json): a standalone device, an HA pair, a 3-node cluster, two virtual

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Postgres
 import RampartAPI
 import RampartBus
 import RampartJSON
@@ -135,7 +136,10 @@ struct NotifierTests {
             let it = system.system
             let client = it.client()
             defer { client.close() }
-            let retryArguments = ["--retry-base-seconds", "0.2", "--retry-max-seconds", "1", "--poll-ms", "200"]
+            let retryArguments = [
+                "--retry-base-seconds", "0.2", "--retry-max-seconds", "1", "--poll-ms", "200",
+                "--master-key", it.logDirectory + "/notifier/master.key",
+            ]
             var notifier = try it.start("notifier", retryArguments)
             try await it.waitUntilServing(NotifyAPI.serviceName)
 
@@ -165,6 +169,14 @@ struct NotifierTests {
             let downHook = try OperatorJSON.decode(Rampart_Notify_V1_Hook.self, from: addDown.stdout)
             #expect(downHook.signed && !upHook.signed)
             #expect(downHook.url == "http://***@127.0.0.1:\(down.port)/hook?token=***")
+            // At rest the URL's credentials and the HMAC key are sealed: not in the database in any form.
+            let atRest = try await onOwnThread { () throws -> String in
+                let connection = try PostgresConnection(connectionString: it.database)
+                return try connection.query("SELECT row_to_json(h)::text AS row FROM notify.hooks h")
+                    .map { try $0.decode("row", as: String.self) }.joined(separator: "\n")
+            }
+            #expect(atRest.contains("url_sealed") && atRest.contains(downHook.id), "\(atRest.prefix(300))")
+            for secret in ["pa55word", "tok3n", "s3cret-key", "user:"] { #expect(!atRest.contains(secret), "\(secret) at rest") }
             #expect(upHook.lastSeq == downHook.lastSeq || downHook.lastSeq > upHook.lastSeq)
 
             // While "down" is down: a good backup and a failed one.
@@ -253,7 +265,7 @@ struct NotifierTests {
     }
 
     @Test(
-        "P15: a notifier killed (kill -9) while a hook is taking an event loses nothing: restarted with the same --instance-id it takes its hook back and sends what was not answered again, with the same X-Rampart-Delivery; every other event once, in order"
+        "P15: a notifier killed (kill -9) while a hook is taking an event loses nothing: restarted with the same --instance-id it takes its hook back and sends what was not answered again, with the same X-Rampart-Delivery; every other event once, in order; a hook stored in the clear by an older notifier is sealed when one starts"
     )
     func killedMidDelivery() async throws {
         var spec = FleetSpec()
@@ -264,6 +276,7 @@ struct NotifierTests {
             defer { client.close() }
             let arguments = [
                 "--instance-id", "notifier-kill-test", "--retry-base-seconds", "0.2", "--retry-max-seconds", "1", "--poll-ms", "200",
+                "--master-key", it.logDirectory + "/notifier/master.key",
             ]
             var notifier = try it.start("notifier", arguments)
             try await it.waitUntilServing(NotifyAPI.serviceName)
@@ -312,6 +325,30 @@ struct NotifierTests {
                 #expect(ids[0] == ids[1] && ids[0] == "\(hook.id):\(seqs[index])", "\(ids)")
             }
             #expect(await notifier.stop(), "the restarted notifier stops gracefully")
+
+            // A hook stored in the clear by an older notifier (schema notify v1) is sealed when one starts.
+            let old = UUID()
+            try await onOwnThread {
+                let connection = try PostgresConnection(connectionString: it.database)
+                try connection.execute(
+                    """
+                    INSERT INTO notify.hooks (id, url, topics, secret, created_at, created_by, last_seq)
+                    VALUES (\(old), 'http://bot:0ldpa55@127.0.0.1:9/hook', '{backup.job.failed}', 'old-s3cret', now(), 'test', 0)
+                    """)
+            }
+            notifier = try it.start("notifier", arguments)
+            try await it.waitUntilServing(NotifyAPI.serviceName)
+            let listed = try await it.rampart("notify", "list", "--output", "json")
+            let hooks = try OperatorJSON.decode(Rampart_Notify_V1_ListHooksResponse.self, from: listed.stdout).hooks
+            let sealed = try #require(hooks.first { $0.id == old.uuidString.lowercased() }, "\(listed)")
+            #expect(sealed.url == "http://***@127.0.0.1:9/hook" && sealed.signed, "\(sealed)")
+            let row = try await onOwnThread { () throws -> String in
+                let connection = try PostgresConnection(connectionString: it.database)
+                return try connection.query("SELECT row_to_json(h)::text AS row FROM notify.hooks h WHERE id = \(old)")
+                    .map { try $0.decode("row", as: String.self) }.joined()
+            }
+            #expect(!row.contains("0ldpa55") && !row.contains("old-s3cret") && row.contains("url_sealed"), "\(row)")
+            #expect(await notifier.stop())
         }
     }
 }

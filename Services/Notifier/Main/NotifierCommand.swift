@@ -3,6 +3,7 @@ import Foundation
 import NotifierService
 import RampartAPI
 import RampartCore
+import RampartCrypto
 import RampartServiceBoot
 
 /// `notifier`: tells webhooks of the events they chose (P15), once each, in order, across its own
@@ -32,6 +33,12 @@ struct NotifierCommand: AsyncParsableCommand {
     @Option(help: "Milliseconds between two reads of the journal for a hook no live event woke.")
     var pollMs: Int = 1000
 
+    @Option(help: """
+        The file holding the key hook URLs and secrets are sealed under (32 bytes, mode 0600; created when \
+        missing). Every notifier of an installation needs the same key (env RAMPART_NOTIFY_MASTER_KEY).
+        """)
+    var masterKey: String = Environment.value("RAMPART_NOTIFY_MASTER_KEY") ?? ".rampart/notifier/master.key"
+
     func validate() throws {
         guard retryBaseSeconds > 0, retryMaxSeconds >= retryBaseSeconds, retryMaxSeconds <= 3600 else {
             throw ValidationError("--retry-base-seconds must be above 0 and at most --retry-max-seconds (at most 3600)")
@@ -44,7 +51,8 @@ struct NotifierCommand: AsyncParsableCommand {
 
     func run() async throws {
         let boot = ServiceBoot("notifier", log: log)
-        var delivery = DeliveryConfiguration()
+        let sealing = HookSealing(key: try MasterKey.loadOrCreate(at: masterKey))
+        var delivery = DeliveryConfiguration(sealing: sealing)
         delivery.backoff = Backoff(
             base: .milliseconds(Int64(retryBaseSeconds * 1000)), maximum: .milliseconds(Int64(retryMaxSeconds * 1000)))
         delivery.requestTimeout = .milliseconds(Int64(requestTimeoutSeconds * 1000))
@@ -53,7 +61,10 @@ struct NotifierCommand: AsyncParsableCommand {
         let configuration = delivery
         try await boot.run(
             service: NotifyAPI.serviceName, bus: bus, database: database, instanceId: instanceId,
-            migrations: [NotifierService.migrate]
+            migrations: [
+                NotifierService.migrate,
+                { connection, logger in try NotifierService.sealPlainHooks(sealing, connection: connection, logger: logger) },
+            ]
         ) { resources, host in
             let client = resources.client(of: host)
             let sender = HTTPWebhookSender()
@@ -63,7 +74,9 @@ struct NotifierCommand: AsyncParsableCommand {
                 pool: resources.pool, client: client, sender: sender, configuration: configuration, owner: host.instanceId,
                 logger: resources.logger)
             resources.logger.info(
-                "notifying", metadata: ["retry-base": "\(configuration.backoff.base)", "retry-max": "\(configuration.backoff.maximum)"])
+                "notifying",
+                metadata: ["retry-base": "\(configuration.backoff.base)", "retry-max": "\(configuration.backoff.maximum)",
+                           "master-key": "\(sealing.keyId)"])
             return [.required(resources.serve(service.router(), on: host)), .required(dispatcher)]
         }
     }

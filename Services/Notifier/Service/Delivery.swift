@@ -22,8 +22,10 @@ public struct DeliveryConfiguration: Sendable {
     public var replayLimit: UInt32 = 200
     /// Deadline of bus calls (journal replays).
     public var callTimeout: Duration = .seconds(5)
+    /// How hook URLs and secrets are sealed at rest.
+    public var sealing: HookSealing
 
-    public init() {}
+    public init(sealing: HookSealing) { self.sealing = sealing }
 }
 
 /// A wake-up every hook worker waits on: pulsed by each live event, so that a hook that is up to
@@ -166,9 +168,9 @@ public final class Dispatcher: Service, Sendable {
     /// Delivers to hook `id` while this instance holds it and the hook exists.
     func deliver(hook id: UUID) async {
         let owner = owner
-        let leaseSeconds = configuration.leaseSeconds
+        let (leaseSeconds, sealing) = (configuration.leaseSeconds, configuration.sealing)
         func claim() async throws -> HookRecord? {
-            try await pool.withConnection { try HookStore.claim(id, owner: owner, seconds: leaseSeconds, on: $0) }
+            try await pool.withConnection { try HookStore.claim(id, owner: owner, seconds: leaseSeconds, sealing: sealing, on: $0) }
         }
         var hookLogger = logger
         hookLogger[metadataKey: "hook"] = "\(id.uuidString.lowercased())"
@@ -229,12 +231,12 @@ public final class Dispatcher: Service, Sendable {
         let headers = Self.headers(body: body, topic: event.topic, seq: event.seq, hook: hook)
         var failures = 0
         let owner = owner
-        let leaseSeconds = configuration.leaseSeconds
+        let (leaseSeconds, sealing) = (configuration.leaseSeconds, configuration.sealing)
         while true {
             try Task.checkCancellation()
             guard
                 let current = try await pool.withConnection({
-                    try HookStore.claim(hook.id, owner: owner, seconds: leaseSeconds, on: $0)
+                    try HookStore.claim(hook.id, owner: owner, seconds: leaseSeconds, sealing: sealing, on: $0)
                 }), current.lastSeq < event.seq, current.url == hook.url
             else { return false }
             let outcome = await sender.post(

@@ -26,5 +26,17 @@ enum NotifyMigrations {
                     lease_until timestamptz NOT NULL DEFAULT 'epoch'
                 );
                 """),
+        Migration(
+            version: 2, name: "hook URLs and secrets sealed under the notifier's master key",
+            sql: """
+                -- Sealed (AES-256-GCM under the master key named by key_id, bound to the hook's id); url and
+                -- secret are emptied when a hook is sealed (the notifier seals hooks of version 1 at start).
+                -- url_masked is the URL as it may be shown; signed says whether the hook has a secret.
+                ALTER TABLE notify.hooks ADD COLUMN url_sealed bytea;
+                ALTER TABLE notify.hooks ADD COLUMN secret_sealed bytea;
+                ALTER TABLE notify.hooks ADD COLUMN url_masked text NOT NULL DEFAULT '';
+                ALTER TABLE notify.hooks ADD COLUMN signed boolean NOT NULL DEFAULT false;
+                ALTER TABLE notify.hooks ADD COLUMN key_id text NOT NULL DEFAULT '';
+                """),
     ]
 }

@@ -18,7 +18,7 @@ public struct NotifierService: Sendable {
     let logger: Logger
 
     public init(
-        pool: PostgresPool, client: BusClient, sender: any WebhookSending, configuration: DeliveryConfiguration = .init(),
+        pool: PostgresPool, client: BusClient, sender: any WebhookSending, configuration: DeliveryConfiguration,
         logger: Logger
     ) {
         self.pool = pool
@@ -31,6 +31,11 @@ public struct NotifierService: Sendable {
     /// Migrates the schema the notifier writes to (`notify`).
     public static func migrate(connection: PostgresConnection, logger: Logger) throws {
         try Migrator.migrate(schema: "notify", migrations: NotifyMigrations.all, connection: connection, logger: logger)
+    }
+
+    /// Seals hooks stored in the clear by an older notifier (run at start, after `migrate`).
+    public static func sealPlainHooks(_ sealing: HookSealing, connection: PostgresConnection, logger: Logger) throws {
+        try HookStore.sealPlainHooks(sealing, on: connection, logger: logger)
     }
 
     /// The handlers, ready for a `ServiceHost`.
@@ -81,9 +86,11 @@ public struct NotifierService: Sendable {
         let id = UUID()
         let lastSeq = start
         let (url, topics, secret, caller) = (request.url, Array(Set(request.topics)).sorted(), request.secret, context.caller)
+        let sealing = configuration.sealing
         let hook = try await pool.serve {
             try HookStore.insert(
-                id: id, url: url, topics: topics, secret: secret, createdBy: caller, lastSeq: lastSeq, now: Date(), on: $0)
+                id: id, url: url, topics: topics, secret: secret, createdBy: caller, lastSeq: lastSeq, now: Date(),
+                sealing: sealing, on: $0)
         }
         context.audit.subject = hook.id
         context.audit.note("url", hook.url)
@@ -102,7 +109,8 @@ public struct NotifierService: Sendable {
     {
         let id = try Self.hookID(request.id)
         context.audit.subject = request.id
-        guard let hook = try await pool.serve({ try HookStore.record(id, on: $0) }) else {
+        let sealing = configuration.sealing
+        guard let hook = try await pool.serve({ try HookStore.record(id, sealing: sealing, on: $0) }) else {
             throw RPCError.notFound("no hook \(request.id)")
         }
         var event = Rampart_Bus_V1_Event()
