@@ -18,8 +18,6 @@ import Darwin
 public final class Wakeup: @unchecked Sendable {
     /// The descriptor to poll and the one to write (the same eventfd on Linux); -1 while none could be made.
     private let descriptors = Atomic<Int64>(-1)
-    /// `errno` of the last failed creation, 0 when it worked.
-    private let lastFailure = Atomic<Int32>(0)
     /// Set by `signal`, cleared by `drain`: while set, another signal need not write.
     private let pending = Atomic<Bool>(false)
 
@@ -37,20 +35,17 @@ public final class Wakeup: @unchecked Sendable {
     /// The descriptor to add to a poller (-1 when the wakeup could not be made).
     public var readDescriptor: Int32 { Self.split(descriptors.load(ordering: .acquiring)).read }
 
-    /// `errno` of the last failed creation, 0 when the wakeup works.
-    public var failure: Int32 { lastFailure.load(ordering: .relaxed) }
-
     /// Makes the descriptor(s) if they are not there yet, throwing when that fails (the process out of
     /// file descriptors, most often). Called by the wakeup's own loop thread before it starts.
     public func ensureUsable() throws {
         guard descriptors.load(ordering: .acquiring) < 0 else { return }
         #if os(Linux)
         let fd = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
-        guard fd >= 0 else { return try fail(errno) }
+        guard fd >= 0 else { throw Self.failure(errno) }
         let made = (fd, fd)
         #else
         var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { return try fail(errno) }
+        guard pipe(&fds) == 0 else { throw Self.failure(errno) }
         for fd in fds {
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
@@ -62,12 +57,10 @@ public final class Wakeup: @unchecked Sendable {
             close(made.0)
             if made.1 != made.0 { close(made.1) }
         }
-        lastFailure.store(0, ordering: .relaxed)
     }
 
-    private func fail(_ code: Int32) throws {
-        lastFailure.store(code, ordering: .relaxed)
-        throw ZMQError(code: code, operation: "a socket thread's wakeup (eventfd)")
+    private static func failure(_ code: Int32) -> ZMQError {
+        ZMQError(code: code, operation: "a socket thread's wakeup (eventfd)")
     }
 
     private static func split(_ joined: Int64) -> (read: Int32, write: Int32) {

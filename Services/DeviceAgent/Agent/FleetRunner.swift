@@ -59,7 +59,8 @@ public struct FleetRunner: Service {
         let started = ContinuousClock.now
         let prepared = try await Self.prepare(directory: directory, spec: spec)
         logger.notice("device folders ready", metadata: ["devices": "\(prepared.count)", "elapsed": "\(ContinuousClock.now - started)"])
-        let fit = Self.devicesThatFit(limit: OpenFiles.raiseToHardLimit())
+        let filesAllowed = OpenFiles.raiseToHardLimit()
+        let fit = Self.devicesThatFit(limit: filesAllowed)
         let folders = Array(prepared.prefix(fit))
         if prepared.count > fit {
             let left = prepared.dropFirst(fit).map(\.facts.name)
@@ -67,7 +68,7 @@ public struct FleetRunner: Service {
                 "this process may not open enough files for the whole fleet: the devices that fit are run, the others are not; run the fleet as several processes (each with its own --spec)",
                 metadata: ["devices": "\(prepared.count)", "run": "\(fit)", "not-run": "\(left.count)",
                            "first-not-run": "\(left.prefix(5).joined(separator: ","))",
-                           "files-allowed": "\(OpenFiles.raiseToHardLimit())", "files-per-device": "\(Self.filesPerDevice)"])
+                           "files-allowed": "\(filesAllowed)", "files-per-device": "\(Self.filesPerDevice)"])
         }
         // Each device talks with its own key; a missing key stops the fleet before anything connects.
         let securities = try folders.map { try deviceSecurity($0.facts.name) }
