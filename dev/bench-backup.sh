@@ -23,6 +23,8 @@ trap cleanup EXIT
 export RAMPART_DATABASE_URL=$(PG_FAST=1 "$root/dev/pg.sh" start "$work/pg" $((30000 + RANDOM % 10000)) 2>/dev/null | tail -n 1)
 export RAMPART_BUS="tcp://127.0.0.1:$((40000 + RANDOM % 10000))"
 export RAMPART_EVENTS_LISTEN="tcp://127.0.0.1:$((50000 + RANDOM % 10000))"
+# No HTTP endpoint: storage's default port (7480) may belong to a system already running here.
+export RAMPART_STORAGE_HTTP_PORT=0
 export RAMPART_LOG_LEVEL=warning
 # CURVE keys for every process (docs/security.md); the CLI and bus-bench call as operators/admin.
 "$bin/rampart" keys init "$work/keys" >/dev/null

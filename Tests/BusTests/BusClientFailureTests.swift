@@ -12,7 +12,7 @@ struct BusClientFailureTests {
         defer { client.close() }
         for attempt in 0..<3 {
             let reply = await client.send(
-                service: "inventory", method: "rampart.inventory.v1.Inventory/ListDevices", payload: Data(),
+                service: "test", method: "rampart.test.v1.Test/Echo", payload: Data(),
                 deadline: Int64(Date().timeIntervalSince1970 * 1000) + 60_000)
             #expect(reply.header.status == .unavailable, "attempt \(attempt): \(reply.header.status)")
             #expect(reply.header.message.contains("carrier-pigeon://nest"), "\(reply.header.message)")
