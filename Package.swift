@@ -304,7 +304,7 @@ let package = Package(
         .target(
             name: "RampartTesting",
             dependencies: [
-                "Postgres", "RampartBus", "RampartProto", "RampartRPC", "RampartAPI",
+                "Postgres", "RampartBasics", "RampartBus", "RampartProto", "RampartRPC", "RampartAPI",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],

@@ -1,4 +1,5 @@
 import Foundation
+import RampartBasics
 import Synchronization
 
 #if canImport(Glibc)
@@ -261,9 +262,7 @@ final class SpawningThread: @unchecked Sendable {
     private var jobs: [Job] = []
 
     init() {
-        let thread = Thread { [self] in loop() }
-        thread.name = "rampart-testing-spawn"
-        thread.start()
+        Thread.start(named: "rampart-testing-spawn") { [self] in loop() }
     }
 
     /// Runs `body` on the spawning thread and returns its result; the caller waits (a spawn takes milliseconds).

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import RampartBasics
 import RampartAPI
 import RampartBus
 import RampartProto
@@ -27,12 +28,10 @@ public final class ConsoleInput: Sendable {
     /// The process's standard input, read line by line on a dedicated thread until end of file.
     public static func standardInput() -> ConsoleInput {
         let input = ConsoleInput()
-        let thread = Thread {
+        Thread.start(named: "device-cli-stdin") {
             while let line = readLine(strippingNewline: true) { input.feed(line) }
             input.finish()
         }
-        thread.name = "device-cli-stdin"
-        thread.start()
         return input
     }
 }
